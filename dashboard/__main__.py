@@ -1,0 +1,31 @@
+"""``python -m dashboard --config streams.yaml --redis URL``: serve the dashboard."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import uvicorn
+
+from pipeline.config import load_config
+
+from .app import create_app
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="sharpeye-dashboard")
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--redis", required=True)
+    ap.add_argument("--host")
+    ap.add_argument("--port", type=int)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s dashboard %(levelname)s: %(message)s")
+    cfg = load_config(args.config)
+    app = create_app(cfg, args.redis)
+    uvicorn.run(app, host=args.host or cfg.dashboard.host, port=args.port or cfg.dashboard.port,
+                log_level="warning", timeout_graceful_shutdown=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

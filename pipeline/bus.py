@@ -1,0 +1,111 @@
+"""The bus: how workers and the dashboard meet, through Redis Streams and hashes.
+
+Keys (``P`` is ``bus.prefix``, default ``sharpeye``), documented in docs/bus.md:
+
+- ``P:events``   stream, capped with ``XADD MAXLEN ~``; each entry has the fields
+  ``type`` (``alert`` or ``camera``), ``alert_id`` / ``camera`` and ``json``: the message,
+  described by ``docs/schemas/event.schema.json``.
+- ``P:cameras``  hash, camera id → JSON status (``state``, ``since``, ``updated``, counters).
+  A status whose ``updated`` is older than ``STALE_S`` means the worker is gone: offline.
+
+Nothing else crosses between processes except files under the data directory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import redis
+
+SCHEMA_VERSION = "sharpeye.event/1"
+STALE_S = 10.0
+
+
+@dataclass(frozen=True)
+class BusKeys:
+    prefix: str = "sharpeye"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:events"
+
+    @property
+    def cameras(self) -> str:
+        return f"{self.prefix}:cameras"
+
+
+def connect(url: str) -> "redis.Redis[bytes]":
+    """A client with short timeouts so a dead Redis is noticed, not waited on forever."""
+    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+
+
+def publish_event(r: "redis.Redis[bytes]", keys: BusKeys, message: dict[str, Any], maxlen: int) -> str:
+    """Append one message to the events stream and return its stream id."""
+    fields: dict[str, str] = {"type": message["type"], "json": json.dumps(message, separators=(",", ":"))}
+    if "alert_id" in message:
+        fields["alert_id"] = message["alert_id"]
+    if "camera" in message:
+        fields["camera"] = message["camera"]["id"]
+    sid = r.xadd(keys.events, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+    return sid.decode() if isinstance(sid, bytes) else str(sid)
+
+
+def decode_entries(entries: list[Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Stream entries ``[(id, {b'json': ...})]`` → ``[(id, message)]``, skipping foreign entries."""
+    out = []
+    for sid, fields in entries:
+        raw = fields.get(b"json") if b"json" in fields else fields.get("json")
+        if raw is None:
+            continue
+        sid = sid.decode() if isinstance(sid, bytes) else sid
+        msg = json.loads(raw)
+        msg["stream_id"] = sid
+        out.append((sid, msg))
+    return out
+
+
+def read_events(r: "redis.Redis[bytes]", keys: BusKeys, last_id: str = "0-0", count: int = 100,
+                block_ms: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """Messages after ``last_id`` (oldest first); with ``block_ms`` wait for new ones."""
+    res = r.xread({keys.events: last_id}, count=count, block=block_ms)
+    if not res:
+        return []
+    return decode_entries(res[0][1])
+
+
+def latest_events(r: "redis.Redis[bytes]", keys: BusKeys, count: int) -> list[tuple[str, dict[str, Any]]]:
+    """The newest ``count`` messages, oldest first."""
+    return list(reversed(decode_entries(r.xrevrange(keys.events, count=count))))
+
+
+def follow_events(r: "redis.Redis[bytes]", keys: BusKeys, last_id: str = "$",
+                  block_ms: int = 5000) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield messages as they arrive, forever."""
+    if last_id == "$":
+        newest = r.xrevrange(keys.events, count=1)
+        last_id = newest[0][0].decode() if newest else "0-0"
+    while True:
+        for sid, msg in read_events(r, keys, last_id, count=500, block_ms=block_ms):
+            last_id = sid
+            yield sid, msg
+
+
+def set_camera_status(r: "redis.Redis[bytes]", keys: BusKeys, camera_id: str, status: dict[str, Any]) -> None:
+    status = dict(status, updated=time.time())
+    r.hset(keys.cameras, camera_id, json.dumps(status, separators=(",", ":")))
+
+
+def camera_statuses(r: "redis.Redis[bytes]", keys: BusKeys, now: float | None = None) -> dict[str, dict[str, Any]]:
+    """Every camera's last status; a stale one (worker gone) reads as offline."""
+    now = time.time() if now is None else now
+    out: dict[str, dict[str, Any]] = {}
+    for k, v in r.hgetall(keys.cameras).items():
+        st = json.loads(v)
+        st["online"] = st.get("state") == "streaming" and now - float(st.get("updated", 0)) < STALE_S
+        if now - float(st.get("updated", 0)) >= STALE_S and st.get("state") not in ("stopped",):
+            st["state"] = "offline"
+        out[k.decode() if isinstance(k, bytes) else k] = st
+    return out

@@ -1,0 +1,183 @@
+"""``sharpeye``: one command for everything (run, check, detect, events, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config
+
+DEFAULT_CONFIG = "streams.yaml"
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", default=os.environ.get("SHARPEYE_CONFIG", DEFAULT_CONFIG),
+                   help="config file (default: $SHARPEYE_CONFIG or ./streams.yaml)")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    classes = None
+    try:
+        cfg0 = load_config(args.config)
+        try:
+            from .models import load_manifest
+            classes = list(load_manifest(cfg0.model.name).classes)
+        except Exception:
+            classes = None  # a model given as a bare .onnx path: label check needs its manifest
+        cfg = load_config(args.config, classes=classes) if classes else cfg0
+    except ConfigError as e:
+        for line in e.problems:
+            print(line, file=sys.stderr)
+        return 2
+    cams = cfg.cameras
+    enabled = sum(1 for c in cams.values() if c.enabled)
+    rules = sum(len(c.rules) for c in cams.values())
+    print(f"{args.config}: OK: {len(cams)} cameras ({enabled} enabled), {len(cfg.grid_cells)} grid cells, "
+          f"{rules} rules, model {cfg.model.name}, redis {'embedded' if cfg.redis_url is None else 'external'}")
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from .detect import Detector, iter_media
+    from .models import resolve_model
+
+    path, manifest = resolve_model(args.model)
+    det = Detector(path, manifest, threads=args.threads, score_threshold=args.score)
+    n = 0
+    for index, pts, img in iter_media(args.source, every=args.every):
+        dets = det.detect(img)
+        rec = {"frame": index, "pts": round(float(pts), 3), "detections": dets.to_list()}
+        if args.json:
+            print(json.dumps(rec), flush=True)
+        else:
+            labels = ", ".join(f"{d['label']} {d['score']:.2f}" for d in rec["detections"]) or "-"
+            print(f"frame {index:6d}  {pts:8.2f}s  {labels}", flush=True)
+        n += 1
+        if args.max_frames and n >= args.max_frames:
+            break
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from . import bus
+
+    url = args.redis
+    cfg = None
+    if url is None:
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as e:
+            print("\n".join(e.problems), file=sys.stderr)
+            return 2
+        url = cfg.redis_url or _embedded_url(cfg)
+        if url is None:
+            print("no redis_url in the config and no running embedded Redis found (is `sharpeye run` "
+                  "running?); pass --redis URL", file=sys.stderr)
+            return 2
+    keys = bus.BusKeys(cfg.bus.prefix if cfg else args.prefix)
+    r = bus.connect(url)
+
+    def show(msg: dict) -> None:
+        if args.json:
+            print(json.dumps(msg, ensure_ascii=False), flush=True)
+        elif msg.get("type") == "alert":
+            print(f"{msg['stream_id']}  {msg['phase']:6s} {msg['camera']['id']:12s} {msg['rule']['kind']:12s} "
+                  f"{','.join(msg['labels']):10s} score {msg['score']:.2f}  {msg['alert_id']}", flush=True)
+        else:
+            print(f"{msg['stream_id']}  camera {msg['camera']['id']} {msg['phase']}: {msg.get('detail', '')}",
+                  flush=True)
+
+    shown = 0
+    for _, msg in bus.latest_events(r, keys, args.count):
+        show(msg)
+        shown += 1
+    if args.follow:
+        try:
+            for _, msg in bus.follow_events(r, keys):
+                show(msg)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _embedded_url(cfg) -> str | None:  # type: ignore[no-untyped-def]
+    """The URL of the Redis that a running `sharpeye run` started for this config, if any."""
+    f = cfg.data_path() / "redis" / "url"
+    return f.read_text().strip() if f.exists() else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .run import run
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print("\n".join(e.problems), file=sys.stderr)
+        return 2
+    return run(cfg, host=args.host, port=args.port)
+
+
+def cmd_fetch_model(args: argparse.Namespace) -> int:
+    from .models import fetch_model, load_manifest
+
+    print(fetch_model(load_manifest(args.name)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="sharpeye", description="Sharp Eyes: video analytics for a duty command room.")
+    ap.add_argument("--log-level", default=os.environ.get("SHARPEYE_LOG", "INFO"))
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("check", help="validate a config; exit 2 with FILE:LINE: messages when invalid")
+    p.add_argument("config", nargs="?", default=os.environ.get("SHARPEYE_CONFIG", DEFAULT_CONFIG))
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("run", help="start Redis (if embedded), the stream workers and the dashboard")
+    _config_arg(p)
+    p.add_argument("--host", help="dashboard address (default from config: 127.0.0.1)")
+    p.add_argument("--port", type=int, help="dashboard port (default from config: 8080)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("detect", help="run the detector over an image or a video file")
+    p.add_argument("source")
+    p.add_argument("--model", default="yolox_nano", help="manifest name or .onnx path (default yolox_nano)")
+    p.add_argument("--every", type=int, default=1, help="process every Nth frame (default 1)")
+    p.add_argument("--score", type=float, default=0.3, help="minimum score (default 0.3)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+    p.add_argument("--max-frames", type=int, default=0, help="stop after N processed frames (0: all)")
+    p.add_argument("--json", action="store_true", help="one JSON object per processed frame")
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("events", help="print events from the bus")
+    _config_arg(p)
+    p.add_argument("--redis", help="redis:// URL (default: the config's, or the running embedded one)")
+    p.add_argument("--prefix", default="sharpeye", help="key prefix when --redis is given without config")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    p.add_argument("--count", "-n", type=int, default=20, help="how many recent events first (default 20)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("fetch-model", help="fetch a model's weights, verifying the checksum")
+    p.add_argument("name", nargs="?", default="yolox_nano")
+    p.set_defaults(func=cmd_fetch_model)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,583 @@
+"""The configuration schema: the single source of truth for every knob.
+
+`streams.yaml` is parsed into these pydantic models.  Unknown keys are rejected, every
+field carries a description with its bounds and default, and every problem is reported
+as ``FILE:LINE: dotted.path: what is wrong (what is allowed)`` so an engineer can jump
+straight to the offending line.  Geometry (zones, lines, masks) is in relative
+coordinates (0-1) so it survives a change of stream resolution.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL (``rtsp://user:pw@host`` → ``rtsp://user:***@host``).
+
+    Camera credentials end up in logs, errors and the dashboard otherwise.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def _segments_intersect(p1: Point, p2: Point, p3: Point, p4: Point) -> bool:
+    def orient(a: Point, b: Point, c: Point) -> float:
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+    d1, d2 = orient(p3, p4, p1), orient(p3, p4, p2)
+    d3, d4 = orient(p1, p2, p3), orient(p1, p2, p4)
+    return (d1 * d2 < 0) and (d3 * d4 < 0)
+
+
+def polygon_self_intersects(points: list[Point]) -> bool:
+    """True when two non-adjacent edges of the closed polygon cross."""
+    n = len(points)
+    edges = [(points[i], points[(i + 1) % n]) for i in range(n)]
+    for i in range(n):
+        for j in range(i + 1, n):
+            if j == i + 1 or (i == 0 and j == n - 1):
+                continue  # adjacent edges share a vertex
+            if _segments_intersect(*edges[i], *edges[j]):
+                return True
+    return False
+
+
+def _polygon_area(points: list[Point]) -> float:
+    n = len(points)
+    return 0.5 * abs(sum(points[i][0] * points[(i + 1) % n][1] - points[(i + 1) % n][0] * points[i][1]
+                         for i in range(n)))
+
+
+def _check_polygon(points: list[Point]) -> list[Point]:
+    if len(points) < 3:
+        raise ValueError("a polygon needs at least 3 points [x, y] in 0-1")
+    if polygon_self_intersects(points):
+        raise ValueError("polygon edges cross each other (self-intersecting); list the points in order "
+                         "around the outline")
+    if _polygon_area(points) < 1e-6:
+        raise ValueError("polygon has no area (points are collinear or repeated)")
+    return points
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+class ZoneConfig(Strict):
+    """A named polygon on the picture, used by rules."""
+
+    polygon: list[Point] = Field(
+        description="Corner points [x, y] in relative coordinates (0-1, origin top-left), in order "
+        "around the outline; at least 3, edges must not cross.")
+
+    _poly = field_validator("polygon")(classmethod(lambda cls, v: _check_polygon(v)))
+
+
+class LineConfig(Strict):
+    """A tripwire from point A to point B, counted in one direction."""
+
+    a: Point = Field(description="Start point A [x, y], relative 0-1.")
+    b: Point = Field(description="End point B [x, y], relative 0-1; must differ from A.")
+    direction: Literal["left_to_right", "right_to_left", "both"] = Field(
+        "both",
+        description="Which crossings count, with left and right as seen standing at A looking "
+        "towards B: left_to_right, right_to_left or both (default).")
+
+    @model_validator(mode="after")
+    def _not_zero_length(self) -> "LineConfig":
+        if abs(self.a[0] - self.b[0]) < 1e-6 and abs(self.a[1] - self.b[1]) < 1e-6:
+            raise ValueError("line has zero length: A and B are the same point")
+        return self
+
+
+class ScheduleWindow(Strict):
+    """A weekly arming window; `end` earlier than `start` runs across midnight."""
+
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=lambda: list(WEEKDAYS),
+        description="Weekdays on which the window STARTS (mon..sun); default every day.")
+    start: str = Field("00:00", description="Start time HH:MM (24 h, local time of `timezone`).")
+    end: str = Field("24:00", description="End time HH:MM; 24:00 is the end of the day; an end "
+                     "before the start means the window runs across midnight into the next day.")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})", v.strip())
+        if not m or int(m.group(2)) > 59 or int(m.group(1)) > 24 or (int(m.group(1)) == 24 and m.group(2) != "00"):
+            raise ValueError(f"{v!r} is not a time of day; use HH:MM from 00:00 to 24:00")
+        return f"{int(m.group(1)):02d}:{m.group(2)}"
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> "ScheduleWindow":
+        if self.start == self.end:
+            raise ValueError("start and end are equal: the window would be empty (use 00:00-24:00 for all day)")
+        if not self.days:
+            raise ValueError("days is empty: name at least one weekday (mon..sun)")
+        return self
+
+    def minutes(self) -> tuple[int, int]:
+        def m(s: str) -> int:
+            h, mi = s.split(":")
+            return int(h) * 60 + int(mi)
+        return m(self.start), m(self.end)
+
+
+# --------------------------------------------------------------------------- rules
+
+
+class RuleBase(Strict):
+    labels: list[str] = Field(["person"], min_length=1,
+                              description="Object labels (model class names) this rule watches.")
+    min_score: float | None = Field(None, ge=0.0, le=1.0,
+                                    description="Minimum detection score 0-1; default: the camera's min_score.")
+    min_box: tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]] = Field(
+        (0.0, 0.0), description="Minimum box [width, height] relative to the frame (0-1); smaller "
+        "objects are ignored. Default [0, 0].")
+    schedule: list[ScheduleWindow] | None = Field(
+        None, description="Arming windows; the rule is armed only inside one. Default: always armed.")
+    severity: Literal["low", "medium", "high", "critical"] = Field(
+        "medium", description="Severity of the alert: low, medium (default), high or critical.")
+
+
+class PresenceRule(RuleBase):
+    """Any object of the labels anywhere in the picture (the default rule)."""
+
+    kind: Literal["presence"]
+
+
+class IntrusionRule(RuleBase):
+    """An object inside a zone, anchored at the bottom-centre of its box."""
+
+    kind: Literal["intrusion"]
+    zone: str = Field(description="Name of a zone of this camera.")
+    inertia: int = Field(3, ge=1, le=50, description="Consecutive detect frames inside the zone before "
+                         "it counts (1-50, default 3); filters one-frame flickers.")
+
+
+class LineCrossingRule(RuleBase):
+    """A track crossing a line in the configured direction, once per crossing."""
+
+    kind: Literal["line_crossing"]
+    line: str = Field(description="Name of a line of this camera.")
+    debounce: float = Field(0.02, ge=0.0, le=0.5, description="Distance from the line (relative "
+                            "0-0.5, default 0.02) an anchor must reach on the far side before a "
+                            "crossing counts; a box flickering on the line never counts twice.")
+
+
+class LoiteringRule(RuleBase):
+    """A track staying inside a zone longer than `dwell_s`."""
+
+    kind: Literal["loitering"]
+    zone: str = Field(description="Name of a zone of this camera.")
+    dwell_s: float = Field(60.0, gt=0, le=86400, description="Seconds a track must stay in the zone "
+                           "(0-86400, default 60).")
+
+
+class CrowdingRule(RuleBase):
+    """More than `max_count` objects in a zone for `for_s` seconds."""
+
+    kind: Literal["crowding"]
+    zone: str = Field(description="Name of a zone of this camera.")
+    max_count: int = Field(5, ge=0, le=1000, description="Alert when MORE than this many objects are "
+                           "in the zone (0-1000, default 5).")
+    for_s: float = Field(10.0, ge=0, le=3600, description="Seconds the count must stay above max_count "
+                         "(0-3600, default 10).")
+
+
+Rule = Annotated[Union[PresenceRule, IntrusionRule, LineCrossingRule, LoiteringRule, CrowdingRule],
+                 Field(discriminator="kind")]
+
+
+# --------------------------------------------------------------------------- cameras
+
+
+class Officer(Strict):
+    name: str = Field(min_length=1, description="Duty officer (community police officer or police "
+                      "assistant) dispatched to incidents in this grid cell.")
+    phone: str = Field(min_length=3, max_length=32, description="Contact number of the duty officer.")
+
+
+class GridCell(Strict):
+    name: str = Field(min_length=1, description="Name of the grid cell (网格), e.g. street or village.")
+    officer: Officer = Field(description="Who the command room dispatches to this cell.")
+
+
+class AlertsConfig(Strict):
+    end_after_s: float = Field(5.0, gt=0, le=600, description="An alert ends when nothing matching "
+                               "its rule has been seen for this many seconds (default 5, max 600).")
+    pre_roll_s: float = Field(5.0, ge=0, le=120, description="Seconds of recording before the alert "
+                              "its clip covers (0-120, default 5).")
+    post_roll_s: float = Field(5.0, ge=0, le=120, description="Seconds of recording after the alert "
+                               "ends its clip covers (0-120, default 5).")
+    update_interval_s: float = Field(2.0, ge=0, le=600, description="Least seconds between two "
+                                     "`update` messages of one alert (default 2).")
+
+
+class CameraConfig(Strict):
+    """One camera: where its video comes from, what raises an alert, and who answers it."""
+
+    name: str = Field(min_length=1, max_length=200, description="Human name shown to operators.")
+    source: str = Field(min_length=1, description="rtsp://[user:password@]host[:port]/path, or a "
+                        "video file (path or file://) played at real-time pace for demos and tests.")
+    grid_cell: str = Field(description="Id of the grid cell (under `grid_cells`) the camera belongs to.")
+    enabled: bool = Field(True, description="Set false to keep the camera configured but not run it.")
+    detect_fps: float = Field(5.0, ge=0.1, le=30.0, description="Frames per second sent to the detector, "
+                              "sampled by timestamp (0.1-30, default 5).")
+    alert_labels: list[str] = Field(["person"], min_length=1, description="Labels that raise an alert "
+                                    "when the camera has no explicit rules (default [person]).")
+    min_score: float = Field(0.5, ge=0.05, le=1.0, description="Minimum detection score for alerts "
+                             "(0.05-1, default 0.5).")
+    loop: bool = Field(True, description="For file sources: start again at the end (default true).")
+    rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport (default tcp).")
+    timeout_s: float = Field(5.0, ge=0.5, le=60, description="Socket timeout: a stream silent this "
+                             "long is treated as failed and reconnected (0.5-60 s, default 5).")
+    zones: dict[str, ZoneConfig] = Field(default_factory=dict, description="Named polygons.")
+    lines: dict[str, LineConfig] = Field(default_factory=dict, description="Named tripwires.")
+    masks: list[list[Point]] = Field(default_factory=list, description="Object masks: detections whose "
+                                     "bottom-centre falls in one of these polygons are ignored.")
+    rules: dict[str, Rule] = Field(default_factory=dict, description="Named rules; when empty, a "
+                                   "presence rule for alert_labels at min_score applies.")
+    alerts: AlertsConfig | None = Field(None, description="Per-camera override of the global `alerts`.")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        v = v.strip()
+        scheme = urlsplit(v).scheme.lower()
+        if scheme in ("rtsp", "rtsps", "http", "https"):
+            if not urlsplit(v).hostname:
+                raise ValueError(f"{redact_url(v)!r} has no host; use rtsp://host[:port]/path")
+            return v
+        if scheme and scheme != "file" and len(scheme) > 1:
+            raise ValueError(f"unsupported scheme {scheme!r}; use rtsp://, rtsps://, http(s):// or a file path")
+        return v
+
+    @field_validator("masks")
+    @classmethod
+    def _masks(cls, v: list[list[Point]]) -> list[list[Point]]:
+        for poly in v:
+            _check_polygon(poly)
+        return v
+
+    def effective_rules(self) -> dict[str, RuleBase]:
+        """The rules that run: the configured ones, or a presence rule from alert_labels."""
+        if self.rules:
+            return dict(self.rules)
+        return {"presence": PresenceRule(kind="presence", labels=list(self.alert_labels),
+                                         min_score=self.min_score)}
+
+    def is_file_source(self) -> bool:
+        return urlsplit(self.source).scheme.lower() in ("", "file") or len(urlsplit(self.source).scheme) == 1
+
+    def file_path(self, base: Path) -> Path:
+        p = Path(self.source[7:] if self.source.startswith("file://") else self.source)
+        return p if p.is_absolute() else (base / p)
+
+
+class ModelConfig(Strict):
+    name: str = Field("yolox_nano", description="Model manifest name in models/ (fetched and "
+                      "checksum-verified on first use) or a path to an .onnx file.")
+    providers: list[Literal["cpu", "cuda", "tensorrt"]] = Field(
+        ["cpu"], min_length=1, description="onnxruntime execution providers in order of preference; "
+        "those not installed are skipped, CPU is always the last resort. Default [cpu].")
+    threads: int | None = Field(None, ge=1, le=256, description="Intra-op threads of the CPU provider; "
+                                "default: onnxruntime's choice (all cores).")
+    score_threshold: float = Field(0.25, ge=0.01, le=1.0, description="Detector score floor before NMS "
+                                   "(default 0.25); rules apply their own min_score on top.")
+    nms_iou: float = Field(0.45, gt=0, le=1.0, description="IoU above which NMS suppresses a box (default 0.45).")
+
+
+class DashboardConfig(Strict):
+    host: str = Field("127.0.0.1", description="Address the dashboard listens on (default loopback).")
+    port: int = Field(8080, ge=1, le=65535, description="Port of the dashboard (default 8080).")
+
+
+class BusConfig(Strict):
+    prefix: str = Field("sharpeye", pattern=r"^[A-Za-z0-9:_-]+$", description="Prefix of every Redis key.")
+    events_maxlen: int = Field(100_000, ge=100, le=10_000_000, description="Approximate cap of the "
+                               "events stream (XADD MAXLEN ~), so Redis cannot grow without bound.")
+
+
+class Config(Strict):
+    """Root of streams.yaml."""
+
+    version: Literal[1] = Field(1, description="Schema version of this file (1).")
+    data_dir: str = Field("data", description="Where snapshots, recordings and the embedded Redis live; "
+                          "relative paths are taken from the config file's folder.")
+    redis_url: str | None = Field(None, description="redis://host:port/db of the bus; when absent, "
+                                  "`sharpeye run` starts a private redis-server under data_dir.")
+    timezone: str | None = Field(None, description="IANA time zone for schedules, e.g. Asia/Shanghai; "
+                                 "default: the machine's local time.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The detector.")
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig, description="The web app.")
+    bus: BusConfig = Field(default_factory=BusConfig, description="Redis Streams naming and caps.")
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert lifecycle defaults.")
+    grid_cells: dict[str, GridCell] = Field(default_factory=dict, description="Grid cells by id.")
+    cameras: dict[Annotated[str, Field(pattern=CAMERA_ID)], CameraConfig] = Field(
+        description="Cameras by id (letters, digits, _ and -, up to 64 characters).")
+
+    # filled in by load_config, not part of the file
+    path: Path | None = Field(None, exclude=True, description="(internal) the file this came from.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from zoneinfo import ZoneInfo
+        try:
+            ZoneInfo(v)
+        except Exception:
+            raise ValueError(f"unknown time zone {v!r}; use an IANA name such as Asia/Shanghai") from None
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self, info: ValidationInfo) -> "Config":
+        problems: list[tuple[tuple[Any, ...], str]] = []
+        classes = (info.context or {}).get("classes") if info.context else None
+        for cid, cam in self.cameras.items():
+            if cam.grid_cell not in self.grid_cells:
+                known = ", ".join(sorted(self.grid_cells)) or "none defined"
+                problems.append((("cameras", cid, "grid_cell"),
+                                 f"grid cell {cam.grid_cell!r} is not defined under grid_cells (defined: {known})"))
+            for rid, rule in cam.rules.items():
+                for attr, table in (("zone", cam.zones), ("line", cam.lines)):
+                    ref = getattr(rule, attr, None)
+                    if ref is not None and ref not in table:
+                        known = ", ".join(sorted(table)) or "none defined"
+                        problems.append((("cameras", cid, "rules", rid, attr),
+                                         f"{attr} {ref!r} does not exist on this camera ({attr}s: {known})"))
+            if classes:
+                for where, labels in [(("cameras", cid, "alert_labels"), cam.alert_labels)] + [
+                        (("cameras", cid, "rules", rid, "labels"), r.labels) for rid, r in cam.rules.items()]:
+                    for lab in labels:
+                        if lab not in classes:
+                            problems.append((where, f"label {lab!r} is not a class of the model "
+                                             f"{self.model.name!r} (e.g. {', '.join(list(classes)[:6])}, ...)"))
+        if problems:
+            raise CrossCheckError(problems)
+        return self
+
+    def data_path(self) -> Path:
+        base = self.path.parent if self.path else Path.cwd()
+        p = Path(self.data_dir)
+        return p if p.is_absolute() else (base / p).resolve()
+
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def camera_alerts(self, cid: str) -> AlertsConfig:
+        return self.cameras[cid].alerts or self.alerts
+
+    def enabled_cameras(self) -> dict[str, CameraConfig]:
+        return {cid: c for cid, c in self.cameras.items() if c.enabled}
+
+
+class CrossCheckError(ValueError):
+    """Several problems found after field validation, each with its own location."""
+
+    def __init__(self, problems: list[tuple[tuple[Any, ...], str]]):
+        super().__init__("; ".join(m for _, m in problems))
+        self.problems = problems
+
+
+# --------------------------------------------------------------------------- loading with line numbers
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; `problems` holds one ``FILE:LINE: path: message`` line each."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _construct(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int],
+               errors: list[tuple[int, tuple[Any, ...], str]]) -> Any:
+    """Turn a composed YAML node into Python data, remembering the line of every path."""
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for knode, vnode in node.value:
+            key = yaml.SafeLoader.construct_object(yaml.SafeLoader(""), knode) if not isinstance(
+                knode, yaml.ScalarNode) else _scalar(knode)
+            if key == "<<":
+                errors.append((knode.start_mark.line + 1, path, "YAML merge keys (<<) are not supported"))
+                continue
+            if key in out:
+                errors.append((knode.start_mark.line + 1, path + (key,),
+                               f"duplicate key {key!r} (first at line {lines[path + (key,)]}); "
+                               "each key, camera id included, must be unique"))
+                continue
+            lines[path + (key,)] = knode.start_mark.line + 1
+            out[key] = _construct(vnode, path + (key,), lines, errors)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(v, path + (i,), lines, errors) for i, v in enumerate(node.value)]
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) if loc else "(top level)"
+
+
+def _data_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """Drop pydantic's union tags and internal steps that are not keys of the data."""
+    out: list[Any] = []
+    cur = data
+    for part in loc:
+        if isinstance(cur, dict) and part in cur:
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, dict) and isinstance(part, str) and part not in cur and (
+                part in ("presence", "intrusion", "line_crossing", "loitering", "crowding")
+                or "[" in part or part.startswith("function-")):
+            continue  # discriminator tag or validator name
+        else:
+            out.append(part)  # a missing field: still name it
+            cur = None
+    return tuple(out)
+
+
+def _line_of(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int:
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return 1
+
+
+def _field_hint(loc: tuple[Any, ...]) -> str:
+    """The description of the field at `loc`, so the message says what is allowed."""
+    model: Any = Config
+    desc = ""
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            desc = ""  # dict keys (camera ids, zone names) and list indices keep the model
+            continue
+        f = fields[part]
+        desc = f.description or ""
+        model = _model_in(f.annotation)
+    return desc
+
+
+def _model_in(ann: Any) -> Any:
+    import typing
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in typing.get_args(ann):
+        m = _model_in(arg)
+        if m is not None:
+            return m
+    return None
+
+
+def parse_config(text: str, filename: str = "<config>", classes: list[str] | None = None) -> Config:
+    """Parse and validate YAML text; raise ConfigError listing every problem with its line."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        line = mark.line + 1 if mark else 1
+        what = getattr(e, "problem", None) or str(e)
+        raise ConfigError([f"{filename}:{line}: (syntax): malformed YAML: {what}"]) from None
+    if root is None:
+        raise ConfigError([f"{filename}:1: (top level): the file is empty; it needs at least `cameras:`"])
+    lines: dict[tuple[Any, ...], int] = {}
+    errors: list[tuple[int, tuple[Any, ...], str]] = []
+    data = _construct(root, (), lines, errors)
+    if errors:
+        raise ConfigError([f"{filename}:{ln}: {_format_loc(loc)}: {msg}" for ln, loc, msg in errors])
+    if not isinstance(data, dict):
+        raise ConfigError([f"{filename}:1: (top level): expected a mapping with `cameras:`"])
+    try:
+        cfg = Config.model_validate(data, context={"classes": classes} if classes else None)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors(include_url=False):
+            ctx_err = (err.get("ctx") or {}).get("error")
+            if isinstance(ctx_err, CrossCheckError):
+                for loc, msg in ctx_err.problems:
+                    problems.append((_line_of(loc, lines), f"{filename}:{_line_of(loc, lines)}: "
+                                                           f"{_format_loc(loc)}: {msg}"))
+                continue
+            loc = _data_loc(tuple(err["loc"]), data)
+            msg = err["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, "):]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key; check the spelling (see docs/config.md for the allowed keys)"
+            elif err["type"] == "missing":
+                msg = "required field is missing"
+            hint = _field_hint(loc)
+            if hint and err["type"] not in ("extra_forbidden",):
+                msg = f"{msg} — {hint}"
+            # never echo a secret: pydantic messages do not include the input, ours redact URLs
+            problems.append((_line_of(loc, lines), f"{filename}:{_line_of(loc, lines)}: {_format_loc(loc)}: {msg}"))
+        problems.sort(key=lambda p: p[0])
+        raise ConfigError([p for _, p in problems]) from None
+    return cfg
+
+
+def load_config(path: str | Path, classes: list[str] | None = None) -> Config:
+    """Read, parse and validate a config file; relative paths in it are taken from its folder."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError([f"{p}:0: (file): cannot read: {e.strerror or e}"]) from None
+    cfg = parse_config(text, str(p), classes)
+    return cfg.model_copy(update={"path": p.resolve()})
+
+
+def local_now(cfg: Config) -> dt.datetime:
+    from zoneinfo import ZoneInfo
+    return dt.datetime.now(ZoneInfo(cfg.timezone)) if cfg.timezone else dt.datetime.now().astimezone()

@@ -1,0 +1,103 @@
+"""Events: alert lifecycle updates turned into bus messages with a JPEG snapshot.
+
+The message format is ``sharpeye.event/1`` (docs/events.md, docs/schemas/event.schema.json).
+Snapshots are written under ``<data_dir>/snapshots/<camera>/<date>/`` and the message
+carries their path relative to the data directory: the dashboard serves them from there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from .bus import SCHEMA_VERSION
+from .config import CameraConfig, Config
+from .rules import TrackedObject
+
+SEVERITY_COLOURS = {"low": (80, 200, 80), "medium": (0, 200, 255), "high": (0, 80, 255), "critical": (0, 0, 255)}
+
+
+def draw_snapshot(image: np.ndarray, objects: Sequence[TrackedObject], severity: str = "medium") -> np.ndarray:
+    """A copy of the frame with the alert's boxes and labels drawn on it."""
+    out = image.copy()
+    colour = SEVERITY_COLOURS.get(severity, (0, 200, 255))
+    thick = max(2, out.shape[0] // 240)
+    for o in objects:
+        x1, y1, x2, y2 = (int(round(v)) for v in o.box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick)
+        text = f"{o.label} #{o.track_id} {o.score:.2f}" if o.track_id >= 0 else f"{o.label} {o.score:.2f}"
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        ty = max(th + 4, y1)
+        cv2.rectangle(out, (x1, ty - th - 4), (x1 + tw + 4, ty), colour, -1)
+        cv2.putText(out, text, (x1 + 2, ty - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def write_snapshot(data_dir: Path, camera_id: str, name: str, image: np.ndarray, quality: int = 85) -> str:
+    """Encode to JPEG atomically; return the path relative to ``data_dir`` (forward slashes)."""
+    day = dt.datetime.now().strftime("%Y-%m-%d")
+    rel = Path("snapshots") / camera_id / day / f"{name}.jpg"
+    path = data_dir / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    tmp = path.with_suffix(".jpg.tmp")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, path)
+    return rel.as_posix()
+
+
+def alert_message(update: Any, cfg: Config, camera_id: str, snapshot: dict[str, Any] | None,
+                  frame_time: float | None) -> dict[str, Any]:
+    """The bus message for one lifecycle step of an alert (see docs/schemas/event.schema.json)."""
+    cam: CameraConfig = cfg.cameras[camera_id]
+    cell = cfg.grid_cells.get(cam.grid_cell)
+    return {
+        "schema": SCHEMA_VERSION,
+        "type": "alert",
+        "alert_id": update.alert_id,
+        "phase": update.phase,
+        "time": round(update.time, 3),
+        "frame_time": round(frame_time, 3) if frame_time is not None else None,
+        "camera": {"id": camera_id, "name": cam.name},
+        "grid_cell": {
+            "id": cam.grid_cell,
+            "name": cell.name if cell else cam.grid_cell,
+            "officer": {"name": cell.officer.name, "phone": cell.officer.phone} if cell else None,
+        },
+        "rule": {"id": update.rule_id, "kind": update.kind, "severity": update.severity},
+        "labels": list(update.labels),
+        "track_ids": list(update.track_ids),
+        "objects": [{"track_id": o.track_id, "label": o.label, "score": round(float(o.score), 4),
+                     "box": [round(float(v), 1) for v in o.box]} for o in update.objects],
+        "score": round(float(update.best_score), 4),
+        "start_time": round(update.start_time, 3),
+        "end_time": round(update.end_time, 3) if update.end_time is not None else None,
+        "snapshot": snapshot,
+        "clip": {"start": round(update.clip_start, 3),
+                 "end": round(update.clip_end, 3) if update.clip_end is not None else None},
+    }
+
+
+def camera_message(cfg: Config, camera_id: str, state: str, detail: str, online: bool) -> dict[str, Any]:
+    """A camera going offline or coming back: the room must see it (it can be tampering)."""
+    cam = cfg.cameras[camera_id]
+    cell = cfg.grid_cells.get(cam.grid_cell)
+    import time as _time
+    return {
+        "schema": SCHEMA_VERSION,
+        "type": "camera",
+        "phase": "online" if online else "offline",
+        "time": round(_time.time(), 3),
+        "camera": {"id": camera_id, "name": cam.name},
+        "grid_cell": {"id": cam.grid_cell, "name": cell.name if cell else cam.grid_cell,
+                      "officer": {"name": cell.officer.name, "phone": cell.officer.phone} if cell else None},
+        "state": state,
+        "detail": detail,
+    }

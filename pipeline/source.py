@@ -1,0 +1,239 @@
+"""Source and decode: one camera's video in, frames sampled at the detect rate out.
+
+PyAV opens the camera (RTSP over TCP with a socket timeout, so a stalled stream raises
+instead of blocking forever) or a video file played at real-time pace.  Frames are
+sampled by *timestamp*, not by counting, so a camera that changes its frame rate or
+drops frames still gives the configured detect fps.  On end of stream or error the
+source reconnects with capped exponential backoff and jitter; every state change is
+reported through a callback, so the watchdog and the dashboard see it.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import av
+import av.error
+import numpy as np
+
+from .config import CameraConfig, redact_url
+
+log = logging.getLogger(__name__)
+
+
+class State(str, enum.Enum):
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    BACKOFF = "backoff"
+    STOPPED = "stopped"
+
+
+# the only transitions a stream may make; anything else is a bug
+ALLOWED = {
+    State.CONNECTING: {State.STREAMING, State.BACKOFF, State.STOPPED},
+    State.STREAMING: {State.BACKOFF, State.STOPPED, State.CONNECTING},
+    State.BACKOFF: {State.CONNECTING, State.STOPPED},
+    State.STOPPED: {State.CONNECTING},
+}
+
+
+@dataclass
+class SampledFrame:
+    """A decoded frame chosen for detection."""
+
+    camera_id: str
+    image: np.ndarray  # BGR, source resolution
+    pts: float  # stream time in seconds (grows across loops and reconnects of a file)
+    capture_time: float  # wall clock (epoch s) when the frame came off the decoder
+    index: int  # decoded-frame counter of this source
+
+
+@dataclass
+class SourceStats:
+    packets: int = 0
+    decoded: int = 0
+    sampled: int = 0
+    decode_errors: int = 0
+    reconnects: int = 0
+    last_error: str = ""
+    width: int = 0
+    height: int = 0
+
+
+@dataclass
+class Backoff:
+    """Capped exponential backoff with jitter: 1 s, 2 s, 4 s ... 30 s, ±20 %."""
+
+    initial: float = 1.0
+    cap: float = 30.0
+    attempt: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def next_delay(self) -> float:
+        base = min(self.cap, self.initial * (2 ** self.attempt))
+        self.attempt += 1
+        return base * self.rng.uniform(0.8, 1.2)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Sampler:
+    """Pick frames at ``fps`` by timestamp; after a gap, restart the grid instead of bursting."""
+
+    def __init__(self, fps: float):
+        self.period = 1.0 / fps
+        self.next_t: float | None = None
+
+    def take(self, t: float) -> bool:
+        if self.next_t is None or t >= self.next_t + self.period or t < self.next_t - 2 * self.period:
+            # first frame, a gap of more than one period, or time went backwards: restart the grid
+            self.next_t = t + self.period
+            return True
+        if t >= self.next_t - 1e-6:
+            self.next_t += self.period
+            return True
+        return False
+
+
+def open_options(cam: CameraConfig) -> dict[str, str]:
+    if cam.is_file_source():
+        return {}
+    return {
+        "rtsp_transport": cam.rtsp_transport,
+        "timeout": str(int(cam.timeout_s * 1_000_000)),  # socket timeout in µs; without it a stall blocks forever
+        "analyzeduration": "500000",
+        "probesize": "500000",
+        "fflags": "nobuffer",
+    }
+
+
+class CameraSource:
+    """Runs one camera in a thread: connect → decode → sample → ``on_frame``; reconnect on failure."""
+
+    def __init__(self, camera_id: str, cam: CameraConfig, base_dir: Path,
+                 on_frame: Callable[[SampledFrame], None],
+                 on_state: Callable[[str, State, str], None] | None = None,
+                 backoff: Backoff | None = None):
+        self.camera_id = camera_id
+        self.cam = cam
+        self.url = str(cam.file_path(base_dir)) if cam.is_file_source() else cam.source
+        self.safe_url = redact_url(self.url)
+        self.on_frame = on_frame
+        self.on_state = on_state
+        self.backoff = backoff or Backoff()
+        self.stats = SourceStats()
+        self.state = State.STOPPED
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pts_offset = 0.0  # keeps a looping file's timeline growing
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"src-{self.camera_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+
+    def _set_state(self, new: State, detail: str = "") -> None:
+        if new == self.state:
+            return
+        if new not in ALLOWED[self.state]:
+            raise RuntimeError(f"camera {self.camera_id}: illegal transition {self.state.value} → {new.value}")
+        self.state = new
+        log.info("camera %s: %s %s", self.camera_id, new.value, detail)
+        if self.on_state:
+            try:
+                self.on_state(self.camera_id, new, detail)
+            except Exception:  # a status callback must never kill the stream
+                log.exception("camera %s: state callback failed", self.camera_id)
+
+    def _run(self) -> None:
+        self._set_state(State.CONNECTING)
+        while not self._stop.is_set():
+            try:
+                self._stream_once()
+                if self._stop.is_set():
+                    break
+                reason = "end of stream"
+            except (av.error.FFmpegError, OSError, ValueError, RuntimeError) as e:
+                reason = f"{type(e).__name__}: {e}".replace(self.url, self.safe_url)
+                self.stats.last_error = reason
+            except Exception as e:  # never let one camera take the process down
+                log.exception("camera %s: unexpected error", self.camera_id)
+                reason = f"{type(e).__name__}: {e}".replace(self.url, self.safe_url)
+                self.stats.last_error = reason
+            if self._stop.is_set():
+                break
+            if self.cam.is_file_source() and not self.cam.loop and reason == "end of stream":
+                break
+            delay = 0.0 if (self.cam.is_file_source() and self.cam.loop and reason == "end of stream") \
+                else self.backoff.next_delay()
+            if delay:
+                self._set_state(State.BACKOFF, f"{reason}; retry in {delay:.1f} s")
+                if self._stop.wait(delay):
+                    break
+            self.stats.reconnects += 1
+            self._set_state(State.CONNECTING, reason)
+        self._set_state(State.STOPPED)
+
+    # ------------------------------------------------------------------ one connection
+    def _stream_once(self) -> None:
+        container = av.open(self.url, options=open_options(self.cam), timeout=self.cam.timeout_s)
+        try:
+            vs = container.streams.video[0]
+            vs.thread_type = "AUTO"
+            sampler = Sampler(self.cam.detect_fps)
+            tb = float(vs.time_base) if vs.time_base else 1 / 90000
+            file_mode = self.cam.is_file_source()
+            t0_wall: float | None = None
+            t0_pts: float | None = None
+            last_pts = self._pts_offset
+            for packet in container.demux(vs):
+                if self._stop.is_set():
+                    return
+                if packet.dts is None and packet.pts is None:
+                    continue  # live RTSP's first packet may carry no timestamp
+                self.stats.packets += 1
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError as e:
+                    self.stats.decode_errors += 1
+                    self.stats.last_error = f"decode: {e}"
+                    continue
+                for frame in frames:
+                    if frame.pts is None:
+                        continue
+                    pts = frame.pts * tb + self._pts_offset
+                    last_pts = pts
+                    self.stats.decoded += 1
+                    if self.state != State.STREAMING:
+                        self.stats.width, self.stats.height = frame.width, frame.height
+                        self._set_state(State.STREAMING, f"{frame.width}x{frame.height}")
+                        self.backoff.reset()
+                    if file_mode:  # play files at real-time pace
+                        if t0_wall is None or t0_pts is None:
+                            t0_wall, t0_pts = time.monotonic(), pts
+                        ahead = (pts - t0_pts) - (time.monotonic() - t0_wall)
+                        if ahead > 0 and self._stop.wait(ahead):
+                            return
+                    if not sampler.take(pts):
+                        continue
+                    self.stats.sampled += 1
+                    img = frame.to_ndarray(format="bgr24")
+                    self.on_frame(SampledFrame(self.camera_id, img, pts, time.time(), self.stats.decoded))
+            if file_mode:
+                self._pts_offset = last_pts + 0.1
+        finally:
+            container.close()

@@ -1,0 +1,280 @@
+"""The stream worker: many cameras, one detector, events onto the bus.
+
+Threads, and why:
+
+- one ``CameraSource`` thread per camera (PyAV decodes with the GIL released), which
+  hands sampled frames to a bounded per-camera slot: when the detector falls behind the
+  oldest frame is dropped and counted, so memory never grows and the newest picture wins;
+- one detect thread that takes the waiting frames of all cameras, runs them through the
+  detector as one batch, then each camera's tracker → rules → alert lifecycle, and
+  publishes the resulting messages;
+- one status thread that writes every camera's state and counters to the bus every
+  ``STATUS_PERIOD_S`` (a heartbeat: a status that stops being refreshed reads as offline).
+
+A failure in one camera (its source, its rules) is logged and counted, never fatal to
+the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime as dt
+import logging
+import signal
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import bus
+from .alerts import AlertTracker
+from .config import Config, load_config
+from .detect import Detections, Detector
+from .events import alert_message, camera_message, draw_snapshot, write_snapshot
+from .models import resolve_model
+from .rules import CameraRules, TrackedObject
+from .source import CameraSource, SampledFrame, State
+from .track import Tracker
+
+log = logging.getLogger(__name__)
+STATUS_PERIOD_S = 2.0
+SLOT_DEPTH = 2
+
+
+@dataclass
+class CameraRuntime:
+    """Everything the worker keeps for one camera."""
+
+    camera_id: str
+    source: CameraSource
+    tracker: Tracker
+    rules: CameraRules
+    alerts: AlertTracker
+    pending: collections.deque[SampledFrame] = field(default_factory=lambda: collections.deque(maxlen=SLOT_DEPTH))
+    skipped: int = 0
+    detected: int = 0
+    state_since: float = field(default_factory=time.time)
+    was_streaming: bool = False
+    inference_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=100))
+    latency_s: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=100))
+    events_published: int = 0
+    errors: int = 0
+    last_frame_time: float = 0.0
+
+
+def load_detector(cfg: Config) -> Detector:
+    path, manifest = resolve_model(cfg.model.name)
+    return Detector(path, manifest, providers=tuple(cfg.model.providers), threads=cfg.model.threads,
+                    score_threshold=cfg.model.score_threshold, nms_iou=cfg.model.nms_iou)
+
+
+class Worker:
+    def __init__(self, cfg: Config, redis_url: str, camera_ids: list[str] | None = None,
+                 detector: Detector | None = None):
+        self.cfg = cfg
+        self.keys = bus.BusKeys(cfg.bus.prefix)
+        self.redis = bus.connect(redis_url)
+        self.detector = detector or load_detector(cfg)
+        self.data_dir = cfg.data_path()
+        self.stop_event = threading.Event()
+        self.wake = threading.Condition()
+        self.cameras: dict[str, CameraRuntime] = {}
+        ids = camera_ids or list(cfg.enabled_cameras())
+        for cid in ids:
+            cam = cfg.cameras[cid]
+            src = CameraSource(cid, cam, cfg.base_dir(), on_frame=self._on_frame, on_state=self._on_state)
+            self.cameras[cid] = CameraRuntime(cid, src, Tracker(), CameraRules(cam),
+                                              AlertTracker(cid, cfg.camera_alerts(cid)))
+        self._threads: list[threading.Thread] = []
+
+    # ---------------------------------------------------------------- callbacks from sources
+    def _on_frame(self, frame: SampledFrame) -> None:
+        rt = self.cameras[frame.camera_id]
+        with self.wake:
+            if len(rt.pending) == rt.pending.maxlen:
+                rt.skipped += 1  # the oldest waiting frame is dropped by the deque
+            rt.pending.append(frame)
+            self.wake.notify()
+
+    def _on_state(self, camera_id: str, state: State, detail: str) -> None:
+        rt = self.cameras[camera_id]
+        rt.state_since = time.time()
+        self._publish_status(rt)
+        if state == State.BACKOFF and rt.was_streaming:
+            rt.was_streaming = False
+            self._publish(camera_message(self.cfg, camera_id, state.value, detail, online=False))
+        elif state == State.STREAMING:
+            if not rt.was_streaming and rt.source.stats.reconnects > 0:
+                self._publish(camera_message(self.cfg, camera_id, state.value, detail, online=True))
+            rt.was_streaming = True
+
+    # ---------------------------------------------------------------- bus
+    def _publish(self, message: dict[str, Any]) -> None:
+        try:
+            bus.publish_event(self.redis, self.keys, message, self.cfg.bus.events_maxlen)
+        except Exception:
+            log.exception("could not publish %s message", message.get("type"))
+            raise
+
+    def status_of(self, rt: CameraRuntime) -> dict[str, Any]:
+        st = rt.source.stats
+        inf = list(rt.inference_ms)
+        lat = list(rt.latency_s)
+        return {
+            "camera": rt.camera_id,
+            "state": rt.source.state.value,
+            "since": rt.state_since,
+            "width": st.width, "height": st.height,
+            "packets": st.packets, "decoded": st.decoded, "sampled": st.sampled,
+            "detected": rt.detected, "skipped": rt.skipped,
+            "decode_errors": st.decode_errors, "reconnects": st.reconnects,
+            "last_error": st.last_error, "events": rt.events_published, "errors": rt.errors,
+            "inference_ms_p50": round(statistics.median(inf), 2) if inf else None,
+            "alert_latency_s_p50": round(statistics.median(lat), 3) if lat else None,
+            "last_frame_time": rt.last_frame_time,
+        }
+
+    def _publish_status(self, rt: CameraRuntime) -> None:
+        try:
+            bus.set_camera_status(self.redis, self.keys, rt.camera_id, self.status_of(rt))
+        except Exception as e:
+            log.warning("status of %s not published: %s", rt.camera_id, e)
+
+    # ---------------------------------------------------------------- detect loop
+    def _take_batch(self, timeout: float) -> list[SampledFrame]:
+        with self.wake:
+            if not any(rt.pending for rt in self.cameras.values()):
+                self.wake.wait(timeout)
+            batch = []
+            for rt in self.cameras.values():
+                if rt.pending:
+                    batch.append(rt.pending.popleft())
+            return batch
+
+    def _detect_loop(self) -> None:
+        last_tick = time.monotonic()
+        while not self.stop_event.is_set():
+            batch = self._take_batch(0.5)
+            if batch:
+                t0 = time.perf_counter()
+                try:
+                    results = self.detector.detect_batch([f.image for f in batch])
+                except Exception:
+                    log.exception("detector failed on a batch of %d", len(batch))
+                    results = [Detections.empty(self.detector.names) for _ in batch]
+                per_frame_ms = (time.perf_counter() - t0) * 1000 / len(batch)
+                for frame, dets in zip(batch, results):
+                    rt = self.cameras[frame.camera_id]
+                    rt.detected += 1
+                    rt.inference_ms.append(per_frame_ms)
+                    rt.last_frame_time = frame.capture_time
+                    try:
+                        self._analyse(rt, frame, dets)
+                    except Exception:
+                        rt.errors += 1
+                        log.exception("camera %s: analysis failed", rt.camera_id)
+            if time.monotonic() - last_tick >= 1.0:  # end alerts of cameras that stopped sending frames
+                last_tick = time.monotonic()
+                now = time.time()
+                for rt in self.cameras.values():
+                    if now - rt.last_frame_time > 1.0:
+                        for upd in rt.alerts.update([], now, now):
+                            self._emit(rt, upd, None)
+
+    def _analyse(self, rt: CameraRuntime, frame: SampledFrame, dets: Detections) -> None:
+        h, w = frame.image.shape[:2]
+        tracks = rt.tracker.update(dets.xyxy, dets.score, dets.class_id, frame.pts)
+        names = self.detector.names
+        objects = [TrackedObject(t.track_id, names[t.class_id], float(t.score), tuple(t.box)) for t in tracks]
+        when = dt.datetime.fromtimestamp(frame.capture_time, tz=self._tz())
+        hits = rt.rules.evaluate(objects, frame.pts, (w, h), when=when)
+        for upd in rt.alerts.update(hits, frame.capture_time, frame.capture_time):
+            self._emit(rt, upd, frame)
+
+    def _tz(self) -> dt.tzinfo | None:
+        if self.cfg.timezone:
+            from zoneinfo import ZoneInfo
+            return ZoneInfo(self.cfg.timezone)
+        return dt.datetime.now().astimezone().tzinfo
+
+    def _emit(self, rt: CameraRuntime, upd: Any, frame: SampledFrame | None) -> None:
+        snapshot = None
+        if frame is not None and upd.snapshot_due:
+            img = draw_snapshot(frame.image, upd.objects, upd.severity)
+            name = f"{upd.alert_id}-{int(upd.time * 1000) % 10_000_000}"
+            rel = write_snapshot(self.data_dir, rt.camera_id, name, img)
+            snapshot = {"path": rel, "width": int(img.shape[1]), "height": int(img.shape[0]),
+                        "score": round(float(upd.best_score), 4)}
+        msg = alert_message(upd, self.cfg, rt.camera_id, snapshot, frame.capture_time if frame else None)
+        self._publish(msg)
+        rt.events_published += 1
+        if frame is not None:
+            rt.latency_s.append(time.time() - frame.capture_time)
+
+    def _status_loop(self) -> None:
+        while not self.stop_event.wait(STATUS_PERIOD_S):
+            for rt in self.cameras.values():
+                self._publish_status(rt)
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        for rt in self.cameras.values():
+            self._publish_status(rt)
+            rt.source.start()
+        for target, name in ((self._detect_loop, "detect"), (self._status_loop, "status")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        with self.wake:
+            self.wake.notify_all()
+        for rt in self.cameras.values():
+            rt.source.stop()
+        for t in self._threads:
+            t.join(5)
+        now = time.time()
+        for rt in self.cameras.values():
+            try:
+                for upd in rt.alerts.flush(now):
+                    self._emit(rt, upd, None)
+                self._publish_status(rt)
+            except Exception as e:
+                log.warning("camera %s: final messages not published: %s", rt.camera_id, e)
+
+    def run_forever(self) -> None:
+        self.start()
+        try:
+            while not self.stop_event.wait(0.5):
+                pass
+        finally:
+            self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="sharpeye-worker", description="Run the stream workers of a config.")
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--redis", required=True, help="redis:// URL of the bus")
+    ap.add_argument("--camera", action="append", help="only these camera ids (repeatable)")
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
+    cfg = load_config(args.config)
+    worker = Worker(cfg, args.redis, args.camera)
+
+    def _stop(signum: int, _frame: Any) -> None:
+        worker.stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    worker.run_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
