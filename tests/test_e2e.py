@@ -1,0 +1,110 @@
+"""End to end on real parts: RTSP simulator → `sharpeye run` (worker, embedded Redis, dashboard)
+→ the alert appears in the dashboard page in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.rtsp import RtspSimulator, camsim_unavailable, free_port
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = pytest.mark.e2e
+
+
+def wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} not up after {timeout} s")
+
+
+def test_person_on_rtsp_camera_alerts_on_dashboard(tmp_path: Path, person_clip: Path) -> None:
+    if reason := camsim_unavailable():
+        pytest.skip(reason)
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium not installed (scripts/setup installs it)")
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    with RtspSimulator({"lobby": person_clip}) as sim:
+        cfg = tmp_path / "streams.yaml"
+        cfg.write_text(f"""\
+data_dir: data
+grid_cells:
+  G1:
+    name: Xinhua Street
+    officer: {{name: Wang Wei, phone: "13800000000"}}
+cameras:
+  lobby:
+    name: Lobby camera
+    source: {sim.url("lobby")}
+    grid_cell: G1
+    alert_labels: [person]
+  dead:
+    name: Unplugged camera
+    source: rtsp://127.0.0.1:{free_port()}/nothing
+    grid_cell: G1
+""")
+        run = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg),
+                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_http(base + "/healthz", 30)
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                    "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+                page = browser.new_page()
+                page.goto(base + "/")
+                t0 = time.monotonic()
+                alert = page.locator('#alerts li.alert[data-camera="lobby"]').first
+                alert.wait_for(timeout=30_000)
+                seen_after = time.monotonic() - t0
+                assert "person" in alert.locator(".label").inner_text()
+                assert "Xinhua Street" in alert.locator(".cell").inner_text()
+                assert "Wang Wei" in alert.locator(".officer").inner_text()
+                # the snapshot is served and is a real JPEG
+                page.wait_for_function(
+                    "() => { const i = document.querySelector('#alerts li.alert .snap');"
+                    " return i && i.complete && i.naturalWidth > 0; }", timeout=10_000)
+                assert page.locator("#alerts li.alert .snap").first.evaluate("i => i.naturalWidth") == 768
+                # cameras: the live one online, the unreachable one offline
+                page.locator('#cameras li[data-camera="lobby"][data-online="true"]').wait_for(timeout=10_000)
+                assert page.locator('#cameras li[data-camera="dead"]').get_attribute("data-online") == "false"
+                browser.close()
+            print(f"alert visible {seen_after:.1f} s after the page opened")
+
+            # the same alert is on the bus, readable with `sharpeye events --json`
+            ev = subprocess.run([sys.executable, "-m", "pipeline.cli", "events", "--config", str(cfg),
+                                 "--json", "-n", "50"], capture_output=True, text=True, timeout=30)
+            assert ev.returncode == 0, ev.stderr
+            msgs = [json.loads(line) for line in ev.stdout.splitlines()]
+            news = [m for m in msgs if m["type"] == "alert" and m["phase"] == "new"]
+            assert news and news[0]["camera"]["id"] == "lobby" and news[0]["labels"] == ["person"]
+            snap = tmp_path / "data" / news[0]["snapshot"]["path"]
+            assert snap.read_bytes()[:2] == b"\xff\xd8"
+            # no repeated `new` for the same camera and rule while the person stays in view
+            assert len({m["alert_id"] for m in news}) == len(news)
+        finally:
+            os.killpg(run.pid, signal.SIGINT)
+            try:
+                out, _ = run.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(run.pid, signal.SIGKILL)
+                out, _ = run.communicate()
+        assert run.returncode == 0, out[-3000:]
+        assert "stopped" in out
+        assert not (tmp_path / "data" / "redis" / "url").exists()
