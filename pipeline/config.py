@@ -196,7 +196,7 @@ class LineCrossingRule(RuleBase):
 
     kind: Literal["line_crossing"]
     line: str = Field(description="Name of a line of this camera.")
-    debounce: float = Field(0.02, ge=0.0, le=0.5, description="Distance from the line (relative "
+    debounce: float = Field(0.02, gt=0.0, le=0.5, description="Distance from the line (relative "
                             "0-0.5, default 0.02) an anchor must reach on the far side before a "
                             "crossing counts; a box flickering on the line never counts twice.")
 

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from tests.rtsp import RtspSimulator, camsim_unavailable, free_port
@@ -92,6 +93,9 @@ cameras:
                                  "--json", "-n", "50"], capture_output=True, text=True, timeout=30)
             assert ev.returncode == 0, ev.stderr
             msgs = [json.loads(line) for line in ev.stdout.splitlines()]
+            schema = json.loads((Path(__file__).resolve().parents[1] / "docs/schemas/event.schema.json").read_text())
+            for m in msgs:
+                jsonschema.validate(m, schema)
             news = [m for m in msgs if m["type"] == "alert" and m["phase"] == "new"]
             assert news and news[0]["camera"]["id"] == "lobby" and news[0]["labels"] == ["person"]
             snap = tmp_path / "data" / news[0]["snapshot"]["path"]
