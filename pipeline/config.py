@@ -250,6 +250,76 @@ class AlertsConfig(Strict):
                                      "`update` messages of one alert (default 2).")
 
 
+class MotionConfig(Strict):
+    """Motion gating: a cheap check decides whether the detector runs on a sampled frame."""
+
+    enabled: bool = Field(True, description="Run the detector only on frames with motion, plus the "
+                          "periodic check (default true). False: detect every sampled frame.")
+    width: int = Field(320, ge=64, le=1920, description="Width the grey frame is scaled to for the "
+                       "check (64-1920 px, default 320); smaller is cheaper.")
+    threshold: int = Field(25, ge=1, le=255, description="Grey-level difference from the background "
+                           "that counts a pixel as changed (1-255, default 25).")
+    min_area: float = Field(0.002, ge=0.0, le=1.0, description="Share of the (unmasked) picture that "
+                            "must change to count as motion (0-1, default 0.002 = 0.2 %).")
+    alpha: float = Field(0.05, gt=0.0, le=1.0, description="How fast the running background follows "
+                         "the picture (0-1, default 0.05 per checked frame).")
+    hold_s: float = Field(2.0, ge=0.0, le=60.0, description="Keep detecting this long after the last "
+                          "motion (0-60 s, default 2), so a person who stops is followed a while.")
+    periodic_s: float = Field(2.0, ge=0.1, le=600.0, description="Detect at least every this many seconds "
+                              "even without motion (0.1-600 s, default 2), so a still person is not lost.")
+    masks: list[list[Point]] = Field(default_factory=list, description="Motion masks: polygons (relative "
+                                     "0-1) where change never counts (trees, clocks, screens).")
+
+    @field_validator("masks")
+    @classmethod
+    def _masks(cls, v: list[list[Point]]) -> list[list[Point]]:
+        for poly in v:
+            _check_polygon(poly)
+        return v
+
+
+class IdleConfig(Strict):
+    """Idle mode: while nothing moves, decode only keyframes (over 10x cheaper)."""
+
+    enabled: bool | None = Field(None, description="Decode only keyframes while the picture is still; "
+                                 "on motion, catch up from the keyframe and decode everything again. "
+                                 "Default: on when the camera has a separate record_source (a sub-stream "
+                                 "for detection), off otherwise.")
+    after_s: float = Field(10.0, ge=1.0, le=3600.0, description="Seconds without motion before going "
+                           "idle (1-3600, default 10).")
+
+
+class WatchdogConfig(Strict):
+    """When a stream counts as stalled, and how reconnects are paced."""
+
+    stall_s: float = Field(10.0, ge=1.0, le=300.0, description="Seconds without a packet before the "
+                           "stream counts as stalled and is reconnected (1-300, default 10).")
+    backoff_initial_s: float = Field(1.0, ge=0.1, le=60.0, description="First reconnect delay "
+                                     "(default 1 s), doubled per failure, with ±20 % jitter.")
+    backoff_max_s: float = Field(30.0, ge=1.0, le=600.0, description="Cap of the reconnect delay "
+                                 "(default 30 s).")
+
+
+class RecordingsConfig(Strict):
+    """Continuous recording of the record inputs (stream copy, never re-encoded)."""
+
+    enabled: bool = Field(True, description="Record every camera's record input (default true).")
+    dir: str = Field("recordings", description="Folder of the recordings, relative to data_dir; laid out "
+                     "as <camera>/<YYYY-MM-DD>/<HH>/<start>.mp4.")
+    segment_s: float = Field(10.0, ge=1.0, le=600.0, description="Target segment length (1-600 s, "
+                             "default 10); a segment starts on a keyframe.")
+    format: Literal["mp4", "fmp4"] = Field("mp4", description="Segment container: mp4 (faststart) or "
+                                           "fragmented mp4 (readable while written). Default mp4.")
+    pre_event_s: float = Field(10.0, ge=0.0, le=120.0, description="Seconds of record-stream packets "
+                               "kept in memory per camera for an alert's pre-roll (0-120, default 10).")
+    retain_days: float = Field(7.0, gt=0.0, le=3650.0, description="Delete recordings older than this "
+                               "(default 7 days), oldest first; protected ranges are kept.")
+    quota_gb: float | None = Field(None, gt=0.0, description="Total disk quota of all recordings in GB "
+                                   "(default: none); the oldest segments go first.")
+    camera_quota_gb: float | None = Field(None, gt=0.0, description="Per-camera quota in GB "
+                                          "(default: none).")
+
+
 class CameraConfig(Strict):
     """One camera: where its video comes from, what raises an alert, and who answers it."""
 
@@ -275,10 +345,19 @@ class CameraConfig(Strict):
     rules: dict[str, Rule] = Field(default_factory=dict, description="Named rules; when empty, a "
                                    "presence rule for alert_labels at min_score applies.")
     alerts: AlertsConfig | None = Field(None, description="Per-camera override of the global `alerts`.")
+    record_source: str | None = Field(None, description="Record input (usually the main stream), copied "
+                                      "to disk without decoding; default: `source` serves both roles.")
+    record: bool = Field(True, description="Record this camera when recordings are enabled (default true).")
+    motion: MotionConfig = Field(default_factory=MotionConfig, description="Motion gating.")
+    idle: IdleConfig = Field(default_factory=IdleConfig, description="Keyframe-only decoding while still.")
+    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig, description="Stall detection and "
+                                     "reconnect pacing.")
 
-    @field_validator("source")
+    @field_validator("source", "record_source")
     @classmethod
-    def _source(cls, v: str) -> str:
+    def _source(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         v = v.strip()
         scheme = urlsplit(v).scheme.lower()
         if scheme in ("rtsp", "rtsps", "http", "https"):
@@ -303,12 +382,22 @@ class CameraConfig(Strict):
         return {"presence": PresenceRule(kind="presence", labels=list(self.alert_labels),
                                          min_score=self.min_score)}
 
-    def is_file_source(self) -> bool:
-        return urlsplit(self.source).scheme.lower() in ("", "file") or len(urlsplit(self.source).scheme) == 1
+    def is_file_source(self, url: str | None = None) -> bool:
+        scheme = urlsplit(url or self.source).scheme.lower()
+        return scheme in ("", "file") or len(scheme) == 1
 
-    def file_path(self, base: Path) -> Path:
-        p = Path(self.source[7:] if self.source.startswith("file://") else self.source)
+    def file_path(self, base: Path, url: str | None = None) -> Path:
+        url = url or self.source
+        p = Path(url[7:] if url.startswith("file://") else url)
         return p if p.is_absolute() else (base / p)
+
+    def resolved(self, base: Path, url: str | None = None) -> str:
+        """The URL or absolute file path PyAV opens."""
+        url = url or self.source
+        return str(self.file_path(base, url)) if self.is_file_source(url) else url
+
+    def idle_enabled(self) -> bool:
+        return self.idle.enabled if self.idle.enabled is not None else self.record_source is not None
 
 
 class ModelConfig(Strict):
@@ -349,6 +438,8 @@ class Config(Strict):
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig, description="The web app.")
     bus: BusConfig = Field(default_factory=BusConfig, description="Redis Streams naming and caps.")
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert lifecycle defaults.")
+    recordings: RecordingsConfig = Field(default_factory=RecordingsConfig, description="Continuous "
+                                         "recording and retention.")
     grid_cells: dict[str, GridCell] = Field(default_factory=dict, description="Grid cells by id.")
     cameras: dict[Annotated[str, Field(pattern=CAMERA_ID)], CameraConfig] = Field(
         description="Cameras by id (letters, digits, _ and -, up to 64 characters).")

@@ -28,17 +28,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from . import bus
-from .alerts import AlertTracker
+from .analytics import CameraAnalytics
 from .config import Config, load_config
 from .detect import Detections, Detector
 from .events import alert_message, camera_message, draw_snapshot, write_snapshot
 from .models import resolve_model
-from .rules import CameraRules, TrackedObject
 from .source import CameraSource, SampledFrame, State
-from .track import Tracker
 
 log = logging.getLogger(__name__)
 STATUS_PERIOD_S = 2.0
@@ -51,9 +47,7 @@ class CameraRuntime:
 
     camera_id: str
     source: CameraSource
-    tracker: Tracker
-    rules: CameraRules
-    alerts: AlertTracker
+    analytics: CameraAnalytics
     pending: collections.deque[SampledFrame] = field(default_factory=lambda: collections.deque(maxlen=SLOT_DEPTH))
     skipped: int = 0
     detected: int = 0
@@ -84,11 +78,12 @@ class Worker:
         self.wake = threading.Condition()
         self.cameras: dict[str, CameraRuntime] = {}
         ids = camera_ids or list(cfg.enabled_cameras())
+        tz = self._tz()
         for cid in ids:
             cam = cfg.cameras[cid]
             src = CameraSource(cid, cam, cfg.base_dir(), on_frame=self._on_frame, on_state=self._on_state)
-            self.cameras[cid] = CameraRuntime(cid, src, Tracker(), CameraRules(cam),
-                                              AlertTracker(cid, cfg.camera_alerts(cid)))
+            analytics = CameraAnalytics(cid, cam, cfg.camera_alerts(cid), list(self.detector.names), tz)
+            self.cameras[cid] = CameraRuntime(cid, src, analytics)
         self._threads: list[threading.Thread] = []
 
     # ---------------------------------------------------------------- callbacks from sources
@@ -182,17 +177,13 @@ class Worker:
                 now = time.time()
                 for rt in self.cameras.values():
                     if now - rt.last_frame_time > 1.0:
-                        for upd in rt.alerts.update([], now, now):
+                        for upd in rt.analytics.tick(now):
                             self._emit(rt, upd, None)
 
     def _analyse(self, rt: CameraRuntime, frame: SampledFrame, dets: Detections) -> None:
         h, w = frame.image.shape[:2]
-        tracks = rt.tracker.update(dets.xyxy, dets.score, dets.class_id, frame.pts)
-        names = self.detector.names
-        objects = [TrackedObject(t.track_id, names[t.class_id], float(t.score), tuple(t.box)) for t in tracks]
-        when = dt.datetime.fromtimestamp(frame.capture_time, tz=self._tz())
-        hits = rt.rules.evaluate(objects, frame.pts, (w, h), when=when)
-        for upd in rt.alerts.update(hits, frame.capture_time, frame.capture_time):
+        result = rt.analytics.process(dets, frame.capture_time, (w, h))
+        for upd in result.updates:
             self._emit(rt, upd, frame)
 
     def _tz(self) -> dt.tzinfo | None:
@@ -241,7 +232,7 @@ class Worker:
         now = time.time()
         for rt in self.cameras.values():
             try:
-                for upd in rt.alerts.flush(now):
+                for upd in rt.analytics.flush(now):
                     self._emit(rt, upd, None)
                 self._publish_status(rt)
             except Exception as e:

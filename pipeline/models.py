@@ -1,0 +1,357 @@
+"""Detector model manifests, and fetching their weights with a verified checksum.
+
+Weights are never committed: a small JSON manifest in ``models/`` names the public origin and
+the sha256 of each ONNX file, and :func:`fetch_model` puts the file at ``models/<name>.onnx``
+(copied from a local mirror when there is one, downloaded otherwise). A file whose hash does
+not match is never used, so a truncated download or a swapped file cannot silently change
+what the command room's detector sees.
+
+Run ``python -m pipeline.models fetch [NAME]`` to fetch a model; it prints the file's path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODELS_DIR = REPO_ROOT / "models"
+DEFAULT_MODEL = "yolox_nano"
+MIRROR_ENV = "SHARPEYE_ASSET_MIRROR"
+
+ModelFormat = Literal["yolox", "yolov8"]
+
+# Kept in code rather than read from a file, so that a bare YOLOv8/YOLO11 export with 80 classes
+# gets readable labels even where the package is installed without the repository's models/.
+COCO80_CLASSES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)  # fmt: skip
+
+
+class ChecksumError(RuntimeError):
+    """A model file's sha256 (or size) differs from its manifest."""
+
+
+class Preprocessing(BaseModel):
+    """How a frame becomes the model's input tensor; exports differ, so the manifest says."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channel_order: Literal["bgr", "rgb"] = Field(
+        description="Channel order the network was trained on: YOLOX 'bgr', Ultralytics 'rgb'."
+    )
+    scale: float = Field(
+        gt=0,
+        description="Factor applied to 0-255 pixel values: 1.0 for YOLOX (raw), 1/255 for Ultralytics.",
+    )
+    pad_value: int = Field(ge=0, le=255, description="Grey level of the letterbox padding.")
+    pad_position: Literal["top-left", "center"] = Field(
+        description="Where the resized image sits in the padded square: YOLOX 'top-left', Ultralytics 'center'."
+    )
+
+
+DEFAULT_PREPROCESSING: dict[str, Preprocessing] = {
+    "yolox": Preprocessing(channel_order="bgr", scale=1.0, pad_value=114, pad_position="top-left"),
+    "yolov8": Preprocessing(channel_order="rgb", scale=1 / 255, pad_value=114, pad_position="center"),
+}
+
+
+class ModelManifest(BaseModel):
+    """Everything needed to fetch, verify, feed and decode one ONNX detector."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Short identifier; the weights live at models/<name>.onnx.",
+    )
+    description: str = Field(default="", description="What the model is, for people choosing one.")
+    url: str | None = Field(default=None, description="Public origin of the ONNX file.")
+    sha256: str | None = Field(
+        default=None, description="Lowercase hex sha256 of the ONNX file; a fetched file must match it."
+    )
+    size_bytes: int | None = Field(default=None, gt=0, description="Exact size of the ONNX file.")
+    licence: str = Field(default="unknown", description="SPDX licence of the weights.")
+    input_size: tuple[int, int] = Field(description="Network input as (height, width) in pixels.")
+    format: ModelFormat = Field(
+        description="Output layout: 'yolox' is [1, N, 5+C] in grid form with objectness; "
+        "'yolov8' is [1, 4+C, N] with boxes in input pixels and no objectness (YOLOv8/YOLO11)."
+    )
+    strides: tuple[int, ...] = Field(
+        default=(8, 16, 32), description="Feature-map strides used to decode 'yolox' grid outputs."
+    )
+    preprocessing: Preprocessing = Field(
+        description="Input conversion; defaults to the format's usual one when omitted."
+    )
+    classes: list[str] = Field(min_length=1, description="Class names in the model's output order.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_preprocessing(cls, data: Any) -> Any:
+        """Let a manifest for a standard export omit the preprocessing block."""
+        if (
+            isinstance(data, dict)
+            and "preprocessing" not in data
+            and data.get("format") in DEFAULT_PREPROCESSING
+        ):
+            data = {**data, "preprocessing": DEFAULT_PREPROCESSING[data["format"]]}
+        return data
+
+    @field_validator("sha256")
+    @classmethod
+    def _check_sha256(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.lower()
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise ValueError("sha256 must be 64 hexadecimal characters")
+        return value
+
+    @field_validator("input_size")
+    @classmethod
+    def _check_input_size(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if min(value) <= 0:
+            raise ValueError(f"input_size must be positive (height, width), got {list(value)}")
+        return value
+
+
+def load_manifest(name_or_path: str | Path) -> ModelManifest:
+    """Load a manifest by bare name (``models/<name>.json`` in the repository) or by file path."""
+    text = str(name_or_path)
+    looks_like_path = text.endswith(".json") or os.sep in text or "/" in text
+    path = Path(text) if looks_like_path else MODELS_DIR / f"{text}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in MODELS_DIR.glob("*.json"))
+        raise FileNotFoundError(
+            f"model manifest not found: {path} (known models: {', '.join(known) or 'none'})"
+        )
+    try:
+        return ModelManifest.model_validate_json(path.read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"invalid model manifest {path}: {exc}") from exc
+
+
+def default_mirror() -> Path | None:
+    """The local asset mirror: ``$SHARPEYE_ASSET_MIRROR``, else ``<repo>/../shared`` if it exists."""
+    env = os.environ.get(MIRROR_ENV)
+    if env:
+        return Path(env)
+    shared = REPO_ROOT.parent / "shared"
+    return shared if shared.is_dir() else None
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks so large models do not sit in memory."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_model(manifest: ModelManifest, dest_dir: Path | None = None, mirror: Path | None = None) -> Path:
+    """Make sure ``<dest_dir>/<name>.onnx`` exists with the manifest's sha256, and return its path.
+
+    A file already in place with the right hash is kept as is (no network). Otherwise it is copied
+    from ``<mirror>/models/<name>.onnx`` when the mirror has it, or downloaded from the manifest's
+    url. Either way it is written to a temporary file in ``dest_dir`` and only renamed into place
+    once its hash is verified, so a crash or a bad file never leaves a half-written model behind.
+    """
+    if manifest.sha256 is None:
+        raise ValueError(
+            f"model {manifest.name!r}: the manifest has no sha256, so it cannot be fetched safely"
+        )
+    dest_dir = Path(dest_dir) if dest_dir is not None else MODELS_DIR
+    mirror = Path(mirror) if mirror is not None else default_mirror()
+    target = dest_dir / f"{manifest.name}.onnx"
+
+    if target.is_file():
+        actual = sha256_file(target)
+        if actual == manifest.sha256:
+            return target
+        log.warning("%s has sha256 %s, expected %s: fetching it again", target, actual, manifest.sha256)
+
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    source = mirror / "models" / f"{manifest.name}.onnx" if mirror is not None else None
+    if source is not None and source.is_file():
+        origin = str(source)
+        log.info("copying model %s from mirror %s", manifest.name, source)
+        _install_verified(manifest, target, origin, lambda out: _copy_from_file(source, out))
+    elif manifest.url:
+        origin = manifest.url
+        log.info("downloading model %s from %s", manifest.name, manifest.url)
+        _install_verified(manifest, target, origin, lambda out: _copy_from_url(manifest.url or "", out))
+    else:
+        raise FileNotFoundError(
+            f"model {manifest.name!r}: not in {target}, not in the mirror ({source}), and the manifest has no url"
+        )
+    return target
+
+
+def _copy_from_file(source: Path, out: IO[bytes]) -> None:
+    with source.open("rb") as src:
+        shutil.copyfileobj(src, out, 1 << 20)
+
+
+def _copy_from_url(url: str, out: IO[bytes]) -> None:
+    with urllib.request.urlopen(url, timeout=60) as response:
+        shutil.copyfileobj(response, out, 1 << 20)
+
+
+def _install_verified(
+    manifest: ModelManifest, target: Path, origin: str, write: Callable[[IO[bytes]], None]
+) -> None:
+    """Write through ``write(fileobj)`` into a temp file, check size and hash, then rename atomically."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{manifest.name}.", suffix=".part", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        size = tmp.stat().st_size
+        actual = sha256_file(tmp)
+        if actual != manifest.sha256:
+            expected_size = f", expected {manifest.size_bytes}" if manifest.size_bytes else ""
+            raise ChecksumError(
+                f"model {manifest.name!r} from {origin}: sha256 mismatch: expected {manifest.sha256}, "
+                f"got {actual} ({size} bytes{expected_size}); the file was not installed"
+            )
+        tmp.chmod(0o644)  # mkstemp makes it private; a model is not a secret and other users run workers
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def resolve_model(
+    model: str | Path, dest_dir: Path | None = None, mirror: Path | None = None
+) -> tuple[Path, ModelManifest]:
+    """Turn what a user wrote in the config (a model name or an .onnx path) into a file and its manifest.
+
+    A name (or a .json path) is fetched if needed. An .onnx path uses a sibling ``<stem>.json``
+    when there is one; otherwise the format is inferred from the output shape, so that a
+    YOLOv8/YOLO11 export can be dropped in without writing a manifest first.
+    """
+    text = str(model)
+    if not text.endswith(".onnx"):
+        manifest = load_manifest(text)
+        return fetch_model(manifest, dest_dir=dest_dir, mirror=mirror), manifest
+    path = Path(text)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    sibling = path.with_suffix(".json")
+    if sibling.is_file():
+        return path, load_manifest(sibling)
+    return path, infer_manifest(path)
+
+
+def infer_manifest(path: Path) -> ModelManifest:
+    """Build a manifest for an ONNX file from its input and output shapes alone.
+
+    ``[1, N, 5+C]`` is YOLOX and ``[1, 4+C, N]`` is YOLOv8/YOLO11 (see :func:`_guess_format`);
+    80 classes are taken to be COCO's. When the shape cannot tell, the error asks for a manifest.
+    """
+    import onnxruntime as ort  # imported here: fetching a model must not need the runtime
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) < 1:
+        raise ValueError(f"{path}: expected one image input and a detection output, got {len(inputs)} inputs")
+    in_shape, out_shape = list(inputs[0].shape), list(outputs[0].shape)
+    height, width = in_shape[2:4] if len(in_shape) == 4 else (None, None)
+    fixed_hw = (height, width) if isinstance(height, int) and isinstance(width, int) else None
+    fmt = _guess_format(out_shape, fixed_hw)
+    if fmt is None:
+        raise ValueError(
+            f"{path}: cannot infer the format from output shape {out_shape}; write {path.stem}.json"
+        )
+    num_classes = (out_shape[1] - 4) if fmt == "yolov8" else (out_shape[2] - 5)
+    if num_classes < 1:
+        raise ValueError(f"{path}: output shape {out_shape} leaves no class scores for format {fmt}")
+    if fixed_hw is None:
+        fixed_hw = (640, 640) if fmt == "yolov8" else (416, 416)
+        log.warning("%s: input size is dynamic (%s); using %dx%d", path, in_shape, fixed_hw[1], fixed_hw[0])
+    classes = list(COCO80_CLASSES) if num_classes == 80 else [f"class{i}" for i in range(num_classes)]
+    log.info("%s: no manifest, inferred %s with %d classes from output %s", path, fmt, num_classes, out_shape)
+    return ModelManifest(
+        name=path.stem,
+        description=f"inferred from output shape {out_shape}",
+        input_size=fixed_hw,
+        format=fmt,
+        preprocessing=DEFAULT_PREPROCESSING[fmt],
+        classes=classes,
+    )
+
+
+def _guess_format(out_shape: list[Any], input_hw: tuple[int, int] | None) -> ModelFormat | None:
+    """Tell ``[1, N, 5+C]`` (YOLOX) from ``[1, 4+C, N]`` (YOLOv8) by which axis holds the anchors.
+
+    With a fixed input size the anchor count N is known (one per cell at strides 8, 16 and 32), which
+    settles small inputs where N and 4+C are close; otherwise the longer axis is taken as N, and a
+    named (dynamic) axis is taken as N too.
+    """
+    if len(out_shape) != 3:
+        return None
+    d1, d2 = out_shape[1], out_shape[2]
+    if not isinstance(d1, int) and not isinstance(d2, int):
+        return None
+    if not isinstance(d2, int):
+        return "yolov8"
+    if not isinstance(d1, int):
+        return "yolox"
+    if input_hw is not None:
+        anchors = sum((input_hw[0] // s) * (input_hw[1] // s) for s in (8, 16, 32))
+        if d2 == anchors and d1 != anchors:
+            return "yolov8"
+        if d1 == anchors and d2 != anchors:
+            return "yolox"
+    if d1 == d2:
+        return None
+    return "yolov8" if d1 < d2 else "yolox"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line for set-up scripts: ``fetch [NAME]`` prints the verified model path."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline.models", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    fetch = sub.add_parser("fetch", help="fetch and verify a model's weights, print the path")
+    fetch.add_argument(
+        "name", nargs="?", default=DEFAULT_MODEL, help=f"manifest name (default {DEFAULT_MODEL})"
+    )
+    fetch.add_argument("--dest", type=Path, default=None, help="directory for the .onnx (default models/)")
+    fetch.add_argument(
+        "--mirror", type=Path, default=None, help=f"asset mirror (default ${MIRROR_ENV} or ../shared)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        path = fetch_model(load_manifest(args.name), dest_dir=args.dest, mirror=args.mirror)
+    except (OSError, ValueError, ChecksumError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

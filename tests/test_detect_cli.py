@@ -1,0 +1,42 @@
+"""`sharpeye detect` on the shared person clip: a person is found where one walks in."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_detect_json_finds_the_person_walking_in(person_clip: Path) -> None:
+    # frames 0..199 at every 10th frame (the clip is 10 fps): one JSON object per processed frame
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "detect", str(person_clip), "--every", "10",
+                          "--max-frames", "20", "--json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    recs = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["frame"] for r in recs] == list(range(0, 200, 10))
+    assert all(abs(r["pts"] - r["frame"] / 10) < 0.11 for r in recs)
+    with_person = [r for r in recs if any(d["label"] == "person" and d["score"] > 0.5 for d in r["detections"])]
+    assert with_person, "no person found in the first 20 s"
+    first = with_person[0]
+    box = next(d["box"] for d in first["detections"] if d["label"] == "person")
+    x1, y1, x2, y2 = box
+    assert 0 <= x1 < x2 <= 768 and 0 <= y1 < y2 <= 432  # source pixels, not model input pixels
+    assert (y2 - y1) > 50  # a person-sized box
+    print(f"first person at frame {first['frame']} ({first['pts']} s): {box}")
+
+
+def test_detect_on_an_image(tmp_path: Path, person_clip: Path) -> None:
+    import av
+    import cv2
+
+    with av.open(str(person_clip)) as c:
+        for i, frame in enumerate(c.decode(video=0)):
+            if i == 100:
+                cv2.imwrite(str(tmp_path / "f.jpg"), frame.to_ndarray(format="bgr24"))
+                break
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "detect", str(tmp_path / "f.jpg"), "--json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    (rec,) = [json.loads(line) for line in out.stdout.splitlines()]
+    assert rec["frame"] == 0 and any(d["label"] == "person" for d in rec["detections"])
