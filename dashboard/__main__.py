@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 
 import uvicorn
 
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dashboard %(levelname)s: %(message)s")
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor forwards SIGHUP; the page reloads by mtime
     cfg = load_config(args.config)
     app = create_app(cfg, args.redis)
     uvicorn.run(app, host=args.host or cfg.dashboard.host, port=args.port or cfg.dashboard.port,

@@ -17,11 +17,12 @@ from typing import Any, AsyncIterator
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from pipeline import bus
-from pipeline.config import Config, redact_url
+from pipeline.config import Config, redact_url, reload_config
+from pipeline.health import metrics_text
 
 STATIC = Path(__file__).parent / "static"
 CAMERA_PUSH_PERIOD_S = 2.0
@@ -50,10 +51,26 @@ def _sse(event: str, data: Any, sid: str | None = None) -> bytes:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
+def _mtime(cfg: Config) -> float | None:
+    try:
+        return cfg.path.stat().st_mtime if cfg.path else None
+    except OSError:
+        return None
+
+
 def create_app(cfg: Config, redis_url: str) -> FastAPI:
     app = FastAPI(title="Sharp Eyes dashboard", version="0.1")
     keys = bus.BusKeys(cfg.bus.prefix)
     data_dir = cfg.data_path()
+    holder = {"cfg": cfg, "mtime": _mtime(cfg)}
+
+    def current() -> Config:
+        """The config as on disk now (cameras added or renamed show up without a restart)."""
+        m = _mtime(holder["cfg"])
+        if m != holder["mtime"]:
+            holder["mtime"] = m
+            holder["cfg"], _problems = reload_config(holder["cfg"].path, holder["cfg"])  # type: ignore[arg-type]
+        return holder["cfg"]  # type: ignore[return-value]
     snapshots_root = (data_dir / "snapshots").resolve()
 
     def client() -> aioredis.Redis:
@@ -89,7 +106,25 @@ def create_app(cfg: Config, redis_url: str) -> FastAPI:
     async def cameras() -> list[dict[str, Any]]:
         r = client()
         try:
-            return _camera_list(cfg, await statuses(r))
+            return _camera_list(current(), await statuses(r))
+        finally:
+            await r.aclose()
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus: per-camera fps, skipped fps, inference ms, reconnects, state (all workers)."""
+        r = client()
+        try:
+            st = await statuses(r)
+        finally:
+            await r.aclose()
+        return Response(metrics_text(st), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/api/status")
+    async def status() -> dict[str, Any]:
+        r = client()
+        try:
+            return await statuses(r)
         finally:
             await r.aclose()
 
@@ -116,7 +151,7 @@ def create_app(cfg: Config, redis_url: str) -> FastAPI:
                 if cursor == "$":
                     newest = await r.xrevrange(keys.events, count=1)
                     cursor = newest[0][0].decode() if newest else "0-0"
-                cams = _camera_list(cfg, await statuses(r))
+                cams = _camera_list(current(), await statuses(r))
                 yield _sse("cameras", cams)
                 next_push = time.monotonic() + CAMERA_PUSH_PERIOD_S
                 while not await request.is_disconnected():
@@ -127,7 +162,7 @@ def create_app(cfg: Config, redis_url: str) -> FastAPI:
                             yield _sse("message", msg, sid)
                     if time.monotonic() >= next_push:
                         next_push = time.monotonic() + CAMERA_PUSH_PERIOD_S
-                        new = _camera_list(cfg, await statuses(r))
+                        new = _camera_list(current(), await statuses(r))
                         if new != cams:
                             cams = new
                             yield _sse("cameras", cams)

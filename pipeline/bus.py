@@ -36,6 +36,9 @@ class BusKeys:
     def cameras(self) -> str:
         return f"{self.prefix}:cameras"
 
+    def prefix_key(self, name: str) -> str:
+        return f"{self.prefix}:{name}"
+
 
 def connect(url: str) -> "redis.Redis[bytes]":
     """A client with short timeouts so a dead Redis is noticed, not waited on forever."""

@@ -104,6 +104,30 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from . import bus
+    from .health import status_table
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print("\n".join(e.problems), file=sys.stderr)
+        return 2
+    url = args.redis or cfg.redis_url or _embedded_url(cfg)
+    if url is None:
+        print("no redis_url in the config and no running embedded Redis found (is `sharpeye run` running?)",
+              file=sys.stderr)
+        return 2
+    st = bus.camera_statuses(bus.connect(url), bus.BusKeys(cfg.bus.prefix))
+    for cid, cam in cfg.cameras.items():  # configured cameras no worker has reported yet
+        st.setdefault(cid, {"state": "disabled" if not cam.enabled else "unknown", "online": False})
+    if args.json:
+        print(json.dumps(st, indent=2, ensure_ascii=False))
+    else:
+        print(status_table(st))
+    return 0
+
+
 def _embedded_url(cfg) -> str | None:  # type: ignore[no-untyped-def]
     """The URL of the Redis that a running `sharpeye run` started for this config, if any."""
     f = cfg.data_path() / "redis" / "url"
@@ -161,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", "-n", type=int, default=20, help="how many recent events first (default 20)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("status", help="every camera's state, fps, skipped fps, inference ms, reconnects")
+    _config_arg(p)
+    p.add_argument("--redis", help="redis:// URL (default: the config's, or the running embedded one)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("fetch-model", help="fetch a model's weights, verifying the checksum")
     p.add_argument("name", nargs="?", default="yolox_nano")

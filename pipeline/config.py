@@ -336,8 +336,9 @@ class CameraConfig(Strict):
                              "(0.05-1, default 0.5).")
     loop: bool = Field(True, description="For file sources: start again at the end (default true).")
     rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport (default tcp).")
-    timeout_s: float = Field(5.0, ge=0.5, le=60, description="Socket timeout: a stream silent this "
-                             "long is treated as failed and reconnected (0.5-60 s, default 5).")
+    timeout_s: float = Field(5.0, ge=0.5, le=60, description="How long opening the stream may take "
+                             "before the try counts as failed (0.5-60 s, default 5); a stream that goes "
+                             "silent once open is the watchdog's (watchdog.stall_s).")
     zones: dict[str, ZoneConfig] = Field(default_factory=dict, description="Named polygons.")
     lines: dict[str, LineConfig] = Field(default_factory=dict, description="Named tripwires.")
     masks: list[list[Point]] = Field(default_factory=list, description="Object masks: detections whose "
@@ -434,6 +435,8 @@ class Config(Strict):
                                   "`sharpeye run` starts a private redis-server under data_dir.")
     timezone: str | None = Field(None, description="IANA time zone for schedules, e.g. Asia/Shanghai; "
                                  "default: the machine's local time.")
+    workers: int = Field(1, ge=1, le=64, description="Worker processes; cameras are spread over them by "
+                         "a stable hash of their id, each worker has one detector (default 1).")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The detector.")
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig, description="The web app.")
     bus: BusConfig = Field(default_factory=BusConfig, description="Redis Streams naming and caps.")
@@ -515,9 +518,19 @@ class CrossCheckError(ValueError):
 class ConfigError(Exception):
     """A config that cannot be used; `problems` holds one ``FILE:LINE: path: message`` line each."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], locs: list[tuple[Any, ...]] | None = None):
         super().__init__("\n".join(problems))
         self.problems = problems
+        self.locs = locs or [()] * len(problems)  # the data path of each problem, () when global
+
+    def camera_ids(self) -> set[str] | None:
+        """The cameras at fault, or None when some problem is outside any one camera."""
+        ids = set()
+        for loc in self.locs:
+            if len(loc) < 2 or loc[0] != "cameras":
+                return None
+            ids.add(str(loc[1]))
+        return ids
 
 
 def _construct(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int],
@@ -611,8 +624,8 @@ def _model_in(ann: Any) -> Any:
     return None
 
 
-def parse_config(text: str, filename: str = "<config>", classes: list[str] | None = None) -> Config:
-    """Parse and validate YAML text; raise ConfigError listing every problem with its line."""
+def _compose(text: str, filename: str) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
+    """YAML text → (data, line of every data path); syntax and duplicate keys raise ConfigError."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
@@ -626,19 +639,24 @@ def parse_config(text: str, filename: str = "<config>", classes: list[str] | Non
     errors: list[tuple[int, tuple[Any, ...], str]] = []
     data = _construct(root, (), lines, errors)
     if errors:
-        raise ConfigError([f"{filename}:{ln}: {_format_loc(loc)}: {msg}" for ln, loc, msg in errors])
+        raise ConfigError([f"{filename}:{ln}: {_format_loc(loc)}: {msg}" for ln, loc, msg in errors],
+                          [loc for _, loc, _ in errors])
     if not isinstance(data, dict):
         raise ConfigError([f"{filename}:1: (top level): expected a mapping with `cameras:`"])
+    return data, lines
+
+
+def _validate(data: dict[str, Any], lines: dict[tuple[Any, ...], int], filename: str,
+              classes: list[str] | None) -> Config:
     try:
-        cfg = Config.model_validate(data, context={"classes": classes} if classes else None)
+        return Config.model_validate(data, context={"classes": classes} if classes else None)
     except ValidationError as e:
-        problems = []
+        problems: list[tuple[int, tuple[Any, ...], str]] = []
         for err in e.errors(include_url=False):
             ctx_err = (err.get("ctx") or {}).get("error")
             if isinstance(ctx_err, CrossCheckError):
                 for loc, msg in ctx_err.problems:
-                    problems.append((_line_of(loc, lines), f"{filename}:{_line_of(loc, lines)}: "
-                                                           f"{_format_loc(loc)}: {msg}"))
+                    problems.append((_line_of(loc, lines), loc, msg))
                 continue
             loc = _data_loc(tuple(err["loc"]), data)
             msg = err["msg"]
@@ -652,10 +670,48 @@ def parse_config(text: str, filename: str = "<config>", classes: list[str] | Non
             if hint and err["type"] not in ("extra_forbidden",):
                 msg = f"{msg} — {hint}"
             # never echo a secret: pydantic messages do not include the input, ours redact URLs
-            problems.append((_line_of(loc, lines), f"{filename}:{_line_of(loc, lines)}: {_format_loc(loc)}: {msg}"))
+            problems.append((_line_of(loc, lines), loc, msg))
         problems.sort(key=lambda p: p[0])
-        raise ConfigError([p for _, p in problems]) from None
-    return cfg
+        raise ConfigError([f"{filename}:{ln}: {_format_loc(loc)}: {msg}" for ln, loc, msg in problems],
+                          [loc for _, loc, _ in problems]) from None
+
+
+def parse_config(text: str, filename: str = "<config>", classes: list[str] | None = None) -> Config:
+    """Parse and validate YAML text; raise ConfigError listing every problem with its line."""
+    data, lines = _compose(text, filename)
+    return _validate(data, lines, filename, classes)
+
+
+def reload_config(path: str | Path, previous: Config,
+                  classes: list[str] | None = None) -> tuple[Config, list[str]]:
+    """Re-read a config while running: cameras whose new entry is invalid keep their previous
+    config (or stay out, if new) and are reported; the rest of the change applies.
+
+    A problem outside the cameras (syntax, model, grid cells) refuses the whole change:
+    ``(previous, problems)``.
+    """
+    p = Path(path)
+    try:
+        return load_config(p, classes), []
+    except ConfigError as e:
+        bad = e.camera_ids()
+        if bad is None:
+            return previous, e.problems
+        problems = e.problems
+    data, lines = _compose(p.read_text(encoding="utf-8"), str(p))
+    cams = dict(data.get("cameras") or {})
+    for cid in bad:
+        if cid in previous.cameras:
+            cams[cid] = previous.cameras[cid].model_dump(mode="json")
+        else:
+            cams.pop(cid, None)
+    data["cameras"] = cams
+    try:
+        cfg = _validate(data, lines, str(p), classes)
+    except ConfigError as e2:
+        return previous, problems + e2.problems
+    refused = [f"{line} (camera refused; it keeps its previous config)" for line in problems]
+    return cfg.model_copy(update={"path": p.resolve()}), refused
 
 
 def load_config(path: str | Path, classes: list[str] | None = None) -> Config:

@@ -19,7 +19,7 @@ from .config import Config
 from .redis_server import RedisServer
 
 log = logging.getLogger("sharpeye.run")
-RESTART_DELAY_S = 1.0
+RESTART_DELAY_S = 0.3  # a crashed worker is back well within 2 s (model load included)
 
 
 @dataclass
@@ -69,7 +69,10 @@ def run(cfg: Config, host: str | None = None, port: int | None = None) -> int:
     dash_host = host or cfg.dashboard.host
     dash_port = port or cfg.dashboard.port
     children = [
-        Child("worker", [py, "-m", "pipeline.worker", "--config", str(cfg.path), "--redis", url]),
+        Child(f"worker-{i}", [py, "-m", "pipeline.worker", "--config", str(cfg.path), "--redis", url,
+                              "--shard", f"{i}/{cfg.workers}"])
+        for i in range(cfg.workers)
+    ] + [
         Child("dashboard", [py, "-m", "dashboard", "--config", str(cfg.path), "--redis", url,
                             "--host", dash_host, "--port", str(dash_port)]),
     ]
@@ -79,8 +82,15 @@ def run(cfg: Config, host: str | None = None, port: int | None = None) -> int:
         log.info("stopping (signal %d)", signum)
         stop.set()
 
+    def _reload(signum: int, _frame: object) -> None:
+        log.info("SIGHUP: asking every child to reload %s", cfg.path)
+        for c in children:
+            if c.proc and c.proc.poll() is None:
+                c.proc.send_signal(signal.SIGHUP)
+
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _reload)
     for c in children:
         c.start()
     print(f"Sharp Eyes running: dashboard http://{dash_host}:{dash_port}  bus {url}  "

@@ -29,16 +29,18 @@ log = logging.getLogger(__name__)
 
 
 class State(str, enum.Enum):
-    CONNECTING = "connecting"
-    STREAMING = "streaming"
-    BACKOFF = "backoff"
+    CONNECTING = "connecting"  # opening the stream
+    STREAMING = "streaming"  # frames arrive
+    STALLED = "stalled"  # connected, but no packet for watchdog.stall_s: about to reconnect
+    BACKOFF = "backoff"  # failed; waiting before the next try
     STOPPED = "stopped"
 
 
 # the only transitions a stream may make; anything else is a bug
 ALLOWED = {
-    State.CONNECTING: {State.STREAMING, State.BACKOFF, State.STOPPED},
-    State.STREAMING: {State.BACKOFF, State.STOPPED, State.CONNECTING},
+    State.CONNECTING: {State.STREAMING, State.STALLED, State.BACKOFF, State.STOPPED},
+    State.STREAMING: {State.STALLED, State.BACKOFF, State.STOPPED, State.CONNECTING},
+    State.STALLED: {State.BACKOFF, State.CONNECTING, State.STOPPED},
     State.BACKOFF: {State.CONNECTING, State.STOPPED},
     State.STOPPED: {State.CONNECTING},
 }
@@ -62,6 +64,7 @@ class SourceStats:
     sampled: int = 0
     decode_errors: int = 0
     reconnects: int = 0
+    stalls: int = 0
     last_error: str = ""
     width: int = 0
     height: int = 0
@@ -103,12 +106,20 @@ class Sampler:
         return False
 
 
-def open_options(cam: CameraConfig) -> dict[str, str]:
-    if cam.is_file_source():
+def is_timeout(exc: BaseException) -> bool:
+    """True for the errors a silent stream produces (socket timeout, interrupted read)."""
+    import errno
+    return isinstance(exc, (av.error.ExitError, TimeoutError)) or getattr(exc, "errno", None) in (
+        errno.ETIMEDOUT, errno.EAGAIN, errno.EINTR) or "timed out" in str(exc).lower()
+
+
+def open_options(cam: CameraConfig, url: str | None = None) -> dict[str, str]:
+    if cam.is_file_source(url):
         return {}
     return {
         "rtsp_transport": cam.rtsp_transport,
-        "timeout": str(int(cam.timeout_s * 1_000_000)),  # socket timeout in µs; without it a stall blocks forever
+        # socket timeout in µs: a stream silent this long fails instead of blocking forever
+        "timeout": str(int(cam.watchdog.stall_s * 1_000_000)),
         "analyzeduration": "500000",
         "probesize": "500000",
         "fflags": "nobuffer",
@@ -128,7 +139,7 @@ class CameraSource:
         self.safe_url = redact_url(self.url)
         self.on_frame = on_frame
         self.on_state = on_state
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(cam.watchdog.backoff_initial_s, cam.watchdog.backoff_max_s)
         self.stats = SourceStats()
         self.state = State.STOPPED
         self._stop = threading.Event()
@@ -170,6 +181,9 @@ class CameraSource:
             except (av.error.FFmpegError, OSError, ValueError, RuntimeError) as e:
                 reason = f"{type(e).__name__}: {e}".replace(self.url, self.safe_url)
                 self.stats.last_error = reason
+                if is_timeout(e) and not self._stop.is_set():
+                    self.stats.stalls += 1
+                    self._set_state(State.STALLED, f"no data for {self.cam.watchdog.stall_s:g} s")
             except Exception as e:  # never let one camera take the process down
                 log.exception("camera %s: unexpected error", self.camera_id)
                 reason = f"{type(e).__name__}: {e}".replace(self.url, self.safe_url)
@@ -190,7 +204,8 @@ class CameraSource:
 
     # ------------------------------------------------------------------ one connection
     def _stream_once(self) -> None:
-        container = av.open(self.url, options=open_options(self.cam), timeout=self.cam.timeout_s)
+        container = av.open(self.url, options=open_options(self.cam),
+                            timeout=(self.cam.timeout_s, self.cam.watchdog.stall_s))
         try:
             vs = container.streams.video[0]
             vs.thread_type = "AUTO"

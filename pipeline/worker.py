@@ -19,18 +19,22 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import datetime as dt
 import logging
 import signal
 import statistics
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from . import bus
 from .analytics import CameraAnalytics
-from .config import Config, load_config
+from .config import Config, load_config, reload_config
 from .detect import Detections, Detector
 from .events import alert_message, camera_message, draw_snapshot, write_snapshot
 from .models import resolve_model
@@ -38,6 +42,7 @@ from .source import CameraSource, SampledFrame, State
 
 log = logging.getLogger(__name__)
 STATUS_PERIOD_S = 2.0
+CONFIG_POLL_S = 2.0
 SLOT_DEPTH = 2
 
 
@@ -58,6 +63,23 @@ class CameraRuntime:
     events_published: int = 0
     errors: int = 0
     last_frame_time: float = 0.0
+    rates: dict[str, float] = field(default_factory=dict)
+    _last_counts: tuple[float, dict[str, int]] | None = None
+
+    def counters(self) -> dict[str, int]:
+        st = self.source.stats
+        return {"packets": st.packets, "decoded": st.decoded, "sampled": st.sampled,
+                "detected": self.detected, "skipped": self.skipped}
+
+    def update_rates(self, now: float) -> dict[str, float]:
+        """Per-second rates since the previous status (input, decoded, detected, skipped fps)."""
+        counts = self.counters()
+        if self._last_counts is not None:
+            t0, c0 = self._last_counts
+            dt_s = max(1e-3, now - t0)
+            self.rates = {f"{k}_fps": round((counts[k] - c0[k]) / dt_s, 2) for k in counts}
+        self._last_counts = (now, counts)
+        return self.rates
 
 
 def load_detector(cfg: Config) -> Detector:
@@ -66,29 +88,132 @@ def load_detector(cfg: Config) -> Detector:
                     score_threshold=cfg.model.score_threshold, nms_iou=cfg.model.nms_iou)
 
 
+def shard_of(camera_id: str, shards: int) -> int:
+    """Stable camera → worker assignment (the same on every restart and in every process)."""
+    return zlib.crc32(camera_id.encode()) % shards
+
+
 class Worker:
+    """The cameras of one shard of a config, with one detector."""
+
     def __init__(self, cfg: Config, redis_url: str, camera_ids: list[str] | None = None,
-                 detector: Detector | None = None):
+                 detector: Detector | None = None, shard: tuple[int, int] = (0, 1)):
         self.cfg = cfg
         self.keys = bus.BusKeys(cfg.bus.prefix)
         self.redis = bus.connect(redis_url)
         self.detector = detector or load_detector(cfg)
         self.data_dir = cfg.data_path()
         self.stop_event = threading.Event()
+        self.reload_event = threading.Event()
         self.wake = threading.Condition()
         self.cameras: dict[str, CameraRuntime] = {}
-        ids = camera_ids or list(cfg.enabled_cameras())
-        tz = self._tz()
-        for cid in ids:
-            cam = cfg.cameras[cid]
-            src = CameraSource(cid, cam, cfg.base_dir(), on_frame=self._on_frame, on_state=self._on_state)
-            analytics = CameraAnalytics(cid, cam, cfg.camera_alerts(cid), list(self.detector.names), tz)
-            self.cameras[cid] = CameraRuntime(cid, src, analytics)
+        self.only = set(camera_ids) if camera_ids else None
+        self.shard = shard
+        self.started = False
+        for cid in self._mine(cfg):
+            self._add_camera(cid)
         self._threads: list[threading.Thread] = []
+
+    def _mine(self, cfg: Config) -> list[str]:
+        index, count = self.shard
+        return [cid for cid in cfg.enabled_cameras()
+                if (self.only is None or cid in self.only) and shard_of(cid, count) == index]
+
+    def _add_camera(self, cid: str) -> CameraRuntime:
+        cam = self.cfg.cameras[cid]
+        src = CameraSource(cid, cam, self.cfg.base_dir(), on_frame=self._on_frame, on_state=self._on_state)
+        analytics = CameraAnalytics(cid, cam, self.cfg.camera_alerts(cid), list(self.detector.names), self._tz())
+        rt = CameraRuntime(cid, src, analytics)
+        with self.wake:
+            self.cameras[cid] = rt
+        if self.started:
+            self._publish_status(rt)
+            src.start()
+        return rt
+
+    def _remove_camera(self, cid: str, forget: bool) -> None:
+        with self.wake:
+            rt = self.cameras.pop(cid)
+        rt.source.stop()
+        for upd in rt.analytics.flush(time.time()):
+            self._emit(rt, upd, None)
+        if forget:
+            self.redis.hdel(self.keys.cameras, cid)
+        else:
+            self._publish_status(rt)
+
+    # ---------------------------------------------------------------- live reconfiguration
+    def apply_config(self, new: Config) -> dict[str, list[str]]:
+        """Reconcile running cameras with a new config; untouched cameras keep running as they are."""
+        old = self.cfg
+        if new.model != old.model:
+            log.warning("model settings changed: they apply after a restart of the worker")
+        if new.bus != old.bus or new.data_dir != old.data_dir:
+            log.warning("bus or data_dir changed: they apply after a restart")
+            new = new.model_copy(update={"bus": old.bus, "data_dir": old.data_dir})
+        wanted = set(self._mine(new))
+        running = set(self.cameras)
+
+        def changed(cid: str) -> bool:
+            return (old.cameras[cid] != new.cameras[cid]
+                    or old.camera_alerts(cid) != new.camera_alerts(cid)
+                    or old.grid_cells.get(old.cameras[cid].grid_cell) != new.grid_cells.get(new.cameras[cid].grid_cell)
+                    or old.timezone != new.timezone)
+
+        removed = sorted(running - wanted)
+        restarted = sorted(cid for cid in running & wanted if changed(cid))
+        added = sorted(wanted - running)
+        for cid in removed:
+            self._remove_camera(cid, forget=cid not in new.cameras)
+        for cid in restarted:
+            self._remove_camera(cid, forget=False)
+        self.cfg = new
+        for cid in restarted + added:
+            self._add_camera(cid)
+        if removed or restarted or added:
+            log.info("config applied: added %s, changed %s, removed %s", added, restarted, removed)
+        return {"added": added, "changed": restarted, "removed": removed}
+
+    def reload(self) -> list[str]:
+        """Re-read the config file; invalid cameras are refused with a clear error, the rest apply."""
+        assert self.cfg.path is not None
+        new, problems = reload_config(self.cfg.path, self.cfg, list(self.detector.names))
+        for line in problems:
+            log.error("config reload: %s", line)
+        if new is not self.cfg:
+            self.apply_config(new)
+        try:
+            self.redis.hset(self.keys.prefix_key("config"), f"shard{self.shard[0]}",
+                            json.dumps({"time": time.time(), "problems": problems}))
+        except Exception as e:
+            log.warning("reload result not published: %s", e)
+        return problems
+
+    def _watch_config(self) -> None:
+        """Reload on SIGHUP (reload_event) or when the file changes on disk."""
+        path = self.cfg.path
+        mtime = path.stat().st_mtime if path and path.exists() else None
+        while not self.stop_event.is_set():
+            fired = self.reload_event.wait(CONFIG_POLL_S)
+            if self.stop_event.is_set():
+                return
+            try:
+                now_mtime = path.stat().st_mtime if path and path.exists() else None
+            except OSError:
+                now_mtime = mtime
+            if fired or now_mtime != mtime:
+                self.reload_event.clear()
+                mtime = now_mtime
+                try:
+                    self.reload()
+                except Exception:
+                    log.exception("config reload failed; the running config stays")
 
     # ---------------------------------------------------------------- callbacks from sources
     def _on_frame(self, frame: SampledFrame) -> None:
-        rt = self.cameras[frame.camera_id]
+        rt = self.cameras.get(frame.camera_id)
+        if rt is None:
+            return  # a camera being removed
         with self.wake:
             if len(rt.pending) == rt.pending.maxlen:
                 rt.skipped += 1  # the oldest waiting frame is dropped by the deque
@@ -96,10 +221,12 @@ class Worker:
             self.wake.notify()
 
     def _on_state(self, camera_id: str, state: State, detail: str) -> None:
-        rt = self.cameras[camera_id]
+        rt = self.cameras.get(camera_id)
+        if rt is None:
+            return
         rt.state_since = time.time()
         self._publish_status(rt)
-        if state == State.BACKOFF and rt.was_streaming:
+        if state in (State.STALLED, State.BACKOFF) and rt.was_streaming:
             rt.was_streaming = False
             self._publish(camera_message(self.cfg, camera_id, state.value, detail, online=False))
         elif state == State.STREAMING:
@@ -124,12 +251,15 @@ class Worker:
             "state": rt.source.state.value,
             "since": rt.state_since,
             "width": st.width, "height": st.height,
-            "packets": st.packets, "decoded": st.decoded, "sampled": st.sampled,
-            "detected": rt.detected, "skipped": rt.skipped,
-            "decode_errors": st.decode_errors, "reconnects": st.reconnects,
+            **rt.counters(),
+            **rt.rates,
+            "queue_depth": len(rt.pending),
+            "decode_errors": st.decode_errors, "reconnects": st.reconnects, "stalls": st.stalls,
             "last_error": st.last_error, "events": rt.events_published, "errors": rt.errors,
             "inference_ms_p50": round(statistics.median(inf), 2) if inf else None,
+            "inference_ms_p99": round(float(np.percentile(inf, 99)), 2) if inf else None,
             "alert_latency_s_p50": round(statistics.median(lat), 3) if lat else None,
+            "alert_latency_s_p99": round(float(np.percentile(lat, 99)), 3) if lat else None,
             "last_frame_time": rt.last_frame_time,
         }
 
@@ -145,7 +275,7 @@ class Worker:
             if not any(rt.pending for rt in self.cameras.values()):
                 self.wake.wait(timeout)
             batch = []
-            for rt in self.cameras.values():
+            for rt in list(self.cameras.values()):
                 if rt.pending:
                     batch.append(rt.pending.popleft())
             return batch
@@ -163,7 +293,9 @@ class Worker:
                     results = [Detections.empty(self.detector.names) for _ in batch]
                 per_frame_ms = (time.perf_counter() - t0) * 1000 / len(batch)
                 for frame, dets in zip(batch, results):
-                    rt = self.cameras[frame.camera_id]
+                    rt = self.cameras.get(frame.camera_id)
+                    if rt is None:
+                        continue
                     rt.detected += 1
                     rt.inference_ms.append(per_frame_ms)
                     rt.last_frame_time = frame.capture_time
@@ -175,7 +307,7 @@ class Worker:
             if time.monotonic() - last_tick >= 1.0:  # end alerts of cameras that stopped sending frames
                 last_tick = time.monotonic()
                 now = time.time()
-                for rt in self.cameras.values():
+                for rt in list(self.cameras.values()):
                     if now - rt.last_frame_time > 1.0:
                         for upd in rt.analytics.tick(now):
                             self._emit(rt, upd, None)
@@ -208,15 +340,21 @@ class Worker:
 
     def _status_loop(self) -> None:
         while not self.stop_event.wait(STATUS_PERIOD_S):
-            for rt in self.cameras.values():
+            now = time.time()
+            for rt in list(self.cameras.values()):
+                rt.update_rates(now)
                 self._publish_status(rt)
 
     # ---------------------------------------------------------------- lifecycle
-    def start(self) -> None:
-        for rt in self.cameras.values():
+    def start(self, watch_config: bool = False) -> None:
+        self.started = True
+        for rt in list(self.cameras.values()):
             self._publish_status(rt)
             rt.source.start()
-        for target, name in ((self._detect_loop, "detect"), (self._status_loop, "status")):
+        loops = [(self._detect_loop, "detect"), (self._status_loop, "status")]
+        if watch_config and self.cfg.path is not None:
+            loops.append((self._watch_config, "config"))
+        for target, name in loops:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -225,12 +363,12 @@ class Worker:
         self.stop_event.set()
         with self.wake:
             self.wake.notify_all()
-        for rt in self.cameras.values():
+        for rt in list(self.cameras.values()):
             rt.source.stop()
         for t in self._threads:
             t.join(5)
         now = time.time()
-        for rt in self.cameras.values():
+        for rt in list(self.cameras.values()):
             try:
                 for upd in rt.analytics.flush(now):
                     self._emit(rt, upd, None)
@@ -239,7 +377,7 @@ class Worker:
                 log.warning("camera %s: final messages not published: %s", rt.camera_id, e)
 
     def run_forever(self) -> None:
-        self.start()
+        self.start(watch_config=True)
         try:
             while not self.stop_event.wait(0.5):
                 pass
@@ -252,17 +390,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", required=True)
     ap.add_argument("--redis", required=True, help="redis:// URL of the bus")
     ap.add_argument("--camera", action="append", help="only these camera ids (repeatable)")
+    ap.add_argument("--shard", default="0/1", help="I/N: run the cameras whose id hashes to I of N (default 0/1)")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
+    index, count = (int(x) for x in args.shard.split("/"))
     cfg = load_config(args.config)
-    worker = Worker(cfg, args.redis, args.camera)
+    worker = Worker(cfg, args.redis, args.camera, shard=(index, count))
 
     def _stop(signum: int, _frame: Any) -> None:
         worker.stop_event.set()
+        worker.reload_event.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGHUP, lambda *_: worker.reload_event.set())
     worker.run_forever()
     return 0
 
