@@ -106,6 +106,24 @@ class Sampler:
         return False
 
 
+def _host_port(url: str) -> tuple[str | None, int]:
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("rtsp", "rtsps", "http", "https") or not parts.hostname:
+        return None, 0
+    default = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}[parts.scheme.lower()]
+    return parts.hostname, parts.port or default
+
+
+def _port_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    import socket
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def is_timeout(exc: BaseException) -> bool:
     """True for the errors a silent stream produces (socket timeout, interrupted read)."""
     import errno
@@ -196,11 +214,36 @@ class CameraSource:
                 else self.backoff.next_delay()
             if delay:
                 self._set_state(State.BACKOFF, f"{reason}; retry in {delay:.1f} s")
-                if self._stop.wait(delay):
+                if self._wait_backoff(delay):
                     break
             self.stats.reconnects += 1
             self._set_state(State.CONNECTING, reason)
         self._set_state(State.STOPPED)
+
+    def _wait_backoff(self, delay: float) -> bool:
+        """Wait out a backoff; True when asked to stop.
+
+        A TCP probe of the camera's port every half second ends the wait early when the
+        port goes from refusing to accepting: a camera or server that restarts is back in
+        about a second, not after the whole (growing) backoff.  A port that accepts all
+        along (a stream that fails for another reason) does not shorten the backoff.
+        """
+        host, port = _host_port(self.url)
+        deadline = time.monotonic() + delay
+        was_closed = False
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self._stop.wait(min(0.5, left)):
+                return True
+            if host is None:
+                continue
+            if _port_open(host, port):
+                if was_closed:
+                    return False
+            else:
+                was_closed = True
 
     # ------------------------------------------------------------------ one connection
     def _stream_once(self) -> None:
@@ -228,6 +271,8 @@ class CameraSource:
                     self.stats.last_error = f"decode: {e}"
                     continue
                 for frame in frames:
+                    if frame.is_corrupt:
+                        self.stats.decode_errors += 1  # concealed by the decoder, but counted
                     if frame.pts is None:
                         continue
                     pts = frame.pts * tb + self._pts_offset
