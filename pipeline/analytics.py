@@ -11,9 +11,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .alerts import AlertTracker, AlertUpdate
 from .config import AlertsConfig, CameraConfig
 from .detect import Detections
+from .motion import MotionGate
 from .rules import CameraRules, TrackedObject
 from .track import Tracker
 
@@ -38,7 +41,24 @@ class CameraAnalytics:
         self.rules = CameraRules(self.cam, tz=self.tz)
         self.alerts = AlertTracker(self.camera_id, self.alerts_cfg)
         self.watched = {lab for r in self.cam.effective_rules().values() for lab in r.labels}
+        self.gate = MotionGate(self.cam.motion, self.cam.idle, self.cam.idle_enabled())
         self._last_t: float | None = None
+
+    def wants_detection(self, image: np.ndarray, t: float, limited_range: bool = False) -> bool:
+        """The motion gate's decision for a sampled frame (cheap: a downscaled grey difference).
+
+        ``image`` is BGR or a grey/luma plane; ``limited_range`` for a video Y plane (16-235).
+        """
+        return self.gate.decide(image, t, limited_range).detect
+
+    def skip(self, t: float) -> list[AlertUpdate]:
+        """A sampled frame the gate kept from the detector: only time moves on for the alerts."""
+        return self.alerts.update([], t, t)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing moved or was seen for idle.after_s: the source may decode keyframes only."""
+        return self.gate.idle
 
     def process(self, dets: Detections, t: float, frame_wh: tuple[int, int]) -> FrameResult:
         if self._last_t is not None and t < self._last_t:
@@ -50,7 +70,10 @@ class CameraAnalytics:
         when = dt.datetime.fromtimestamp(t, tz=self.tz) if self.tz else dt.datetime.fromtimestamp(t).astimezone()
         hits = self.rules.evaluate(objects, t, frame_wh, when=when)
         updates = self.alerts.update(hits, t, t)
-        interesting = any(self.names[c] in self.watched for c in dets.class_id.tolist())
+        interesting = any(o.label in self.watched for o in objects) or any(
+            self.names[c] in self.watched and sc >= self.cam.min_score
+            for c, sc in zip(dets.class_id.tolist(), dets.score.tolist()))
+        self.gate.note_objects(interesting, t)
         return FrameResult(objects, updates, interesting)
 
     def tick(self, now: float) -> list[AlertUpdate]:

@@ -259,8 +259,9 @@ class MotionConfig(Strict):
                        "check (64-1920 px, default 320); smaller is cheaper.")
     threshold: int = Field(25, ge=1, le=255, description="Grey-level difference from the background "
                            "that counts a pixel as changed (1-255, default 25).")
-    min_area: float = Field(0.002, ge=0.0, le=1.0, description="Share of the (unmasked) picture that "
-                            "must change to count as motion (0-1, default 0.002 = 0.2 %).")
+    min_area: float = Field(0.001, ge=0.0, le=1.0, description="Share of the (unmasked) picture that "
+                            "must change to count as motion (0-1, default 0.001 = 0.1 %: about a 45x45 px "
+                            "object at 1080p).")
     alpha: float = Field(0.05, gt=0.0, le=1.0, description="How fast the running background follows "
                          "the picture (0-1, default 0.05 per checked frame).")
     hold_s: float = Field(2.0, ge=0.0, le=60.0, description="Keep detecting this long after the last "

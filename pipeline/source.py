@@ -46,15 +46,49 @@ ALLOWED = {
 }
 
 
-@dataclass
 class SampledFrame:
-    """A decoded frame chosen for detection."""
+    """A decoded frame chosen by the sampler.
 
-    camera_id: str
-    image: np.ndarray  # BGR, source resolution
-    pts: float  # stream time in seconds (grows across loops and reconnects of a file)
-    capture_time: float  # wall clock (epoch s) when the frame came off the decoder
-    index: int  # decoded-frame counter of this source
+    The BGR picture is made only when somebody asks for ``image`` (the detector): the motion
+    gate reads the luma plane straight from the decoder's buffer with ``gray()``, so a frame
+    the gate turns away never pays for a colour conversion.
+    """
+
+    __slots__ = ("camera_id", "pts", "capture_time", "index", "_image", "_frame")
+
+    def __init__(self, camera_id: str, image: np.ndarray | None, pts: float, capture_time: float, index: int,
+                 frame: av.VideoFrame | None = None):
+        self.camera_id = camera_id
+        self.pts = pts  # stream time in seconds (grows across loops of a file)
+        self.capture_time = capture_time  # wall clock (epoch s) when the frame came off the decoder
+        self.index = index  # decoded-frame counter of this source
+        self._image = image
+        self._frame = frame
+
+    @property
+    def image(self) -> np.ndarray:
+        """BGR, source resolution."""
+        if self._image is None:
+            assert self._frame is not None
+            self._image = self._frame.to_ndarray(format="bgr24")
+            self._frame = None
+        return self._image
+
+    @property
+    def size(self) -> tuple[int, int]:
+        if self._image is not None:
+            return int(self._image.shape[1]), int(self._image.shape[0])
+        assert self._frame is not None
+        return self._frame.width, self._frame.height
+
+    def gray(self) -> tuple[np.ndarray, bool]:
+        """(luma or grey picture, limited_range): the cheapest picture for a motion check."""
+        f = self._frame
+        if f is not None and f.format.name in ("yuv420p", "yuvj420p", "nv12", "yuv422p", "yuv444p"):
+            plane = f.planes[0]
+            y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+            return y, f.format.name != "yuvj420p"
+        return self.image, False
 
 
 @dataclass
@@ -65,6 +99,7 @@ class SourceStats:
     decode_errors: int = 0
     reconnects: int = 0
     stalls: int = 0
+    idle_skipped: int = 0  # packets not decoded because the camera was idle
     last_error: str = ""
     width: int = 0
     height: int = 0
@@ -150,7 +185,7 @@ class CameraSource:
     def __init__(self, camera_id: str, cam: CameraConfig, base_dir: Path,
                  on_frame: Callable[[SampledFrame], None],
                  on_state: Callable[[str, State, str], None] | None = None,
-                 backoff: Backoff | None = None):
+                 backoff: Backoff | None = None, idle: Callable[[], bool] | None = None):
         self.camera_id = camera_id
         self.cam = cam
         self.url = str(cam.file_path(base_dir)) if cam.is_file_source() else cam.source
@@ -158,6 +193,7 @@ class CameraSource:
         self.on_frame = on_frame
         self.on_state = on_state
         self.backoff = backoff or Backoff(cam.watchdog.backoff_initial_s, cam.watchdog.backoff_max_s)
+        self.idle = idle or (lambda: False)  # asked after each sampled frame: decode keyframes only?
         self.stats = SourceStats()
         self.state = State.STOPPED
         self._stop = threading.Event()
@@ -258,12 +294,23 @@ class CameraSource:
             t0_wall: float | None = None
             t0_pts: float | None = None
             last_pts = self._pts_offset
+            idle = False
             for packet in container.demux(vs):
                 if self._stop.is_set():
                     return
                 if packet.dts is None and packet.pts is None:
                     continue  # live RTSP's first packet may carry no timestamp
                 self.stats.packets += 1
+                if file_mode and packet.pts is not None:  # play files at real-time pace
+                    ppts = packet.pts * tb + self._pts_offset
+                    if t0_wall is None or t0_pts is None:
+                        t0_wall, t0_pts = time.monotonic(), ppts
+                    ahead = (ppts - t0_pts) - (time.monotonic() - t0_wall)
+                    if ahead > 0 and self._stop.wait(min(ahead, 1.0)):
+                        return
+                if idle and not packet.is_keyframe:
+                    self.stats.idle_skipped += 1  # idle mode: nothing moves, only keyframes are decoded
+                    continue
                 try:
                     frames = packet.decode()
                 except av.error.InvalidDataError as e:
@@ -282,17 +329,11 @@ class CameraSource:
                         self.stats.width, self.stats.height = frame.width, frame.height
                         self._set_state(State.STREAMING, f"{frame.width}x{frame.height}")
                         self.backoff.reset()
-                    if file_mode:  # play files at real-time pace
-                        if t0_wall is None or t0_pts is None:
-                            t0_wall, t0_pts = time.monotonic(), pts
-                        ahead = (pts - t0_pts) - (time.monotonic() - t0_wall)
-                        if ahead > 0 and self._stop.wait(ahead):
-                            return
-                    if not sampler.take(pts):
+                    if not (sampler.take(pts) or (idle and frame.key_frame)):
                         continue
                     self.stats.sampled += 1
-                    img = frame.to_ndarray(format="bgr24")
-                    self.on_frame(SampledFrame(self.camera_id, img, pts, time.time(), self.stats.decoded))
+                    self.on_frame(SampledFrame(self.camera_id, None, pts, time.time(), self.stats.decoded, frame))
+                    idle = self.idle()
             if file_mode:
                 self._pts_offset = last_pts + 0.1
         finally:

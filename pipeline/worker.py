@@ -55,6 +55,7 @@ class CameraRuntime:
     analytics: CameraAnalytics
     pending: collections.deque[SampledFrame] = field(default_factory=lambda: collections.deque(maxlen=SLOT_DEPTH))
     skipped: int = 0
+    gated: int = 0
     detected: int = 0
     state_since: float = field(default_factory=time.time)
     was_streaming: bool = False
@@ -69,7 +70,7 @@ class CameraRuntime:
     def counters(self) -> dict[str, int]:
         st = self.source.stats
         return {"packets": st.packets, "decoded": st.decoded, "sampled": st.sampled,
-                "detected": self.detected, "skipped": self.skipped}
+                "detected": self.detected, "skipped": self.skipped, "gated": self.gated}
 
     def update_rates(self, now: float) -> dict[str, float]:
         """Per-second rates since the previous status (input, decoded, detected, skipped fps)."""
@@ -121,8 +122,9 @@ class Worker:
 
     def _add_camera(self, cid: str) -> CameraRuntime:
         cam = self.cfg.cameras[cid]
-        src = CameraSource(cid, cam, self.cfg.base_dir(), on_frame=self._on_frame, on_state=self._on_state)
         analytics = CameraAnalytics(cid, cam, self.cfg.camera_alerts(cid), list(self.detector.names), self._tz())
+        src = CameraSource(cid, cam, self.cfg.base_dir(), on_frame=self._on_frame, on_state=self._on_state,
+                           idle=lambda: analytics.idle)
         rt = CameraRuntime(cid, src, analytics)
         with self.wake:
             self.cameras[cid] = rt
@@ -214,6 +216,10 @@ class Worker:
         rt = self.cameras.get(frame.camera_id)
         if rt is None:
             return  # a camera being removed
+        luma, limited = frame.gray()
+        if not rt.analytics.wants_detection(luma, frame.capture_time, limited):
+            rt.gated += 1  # nothing moved: the detector is spared (alert ends are ticked by the detect loop)
+            return
         with self.wake:
             if len(rt.pending) == rt.pending.maxlen:
                 rt.skipped += 1  # the oldest waiting frame is dropped by the deque
@@ -313,8 +319,7 @@ class Worker:
                             self._emit(rt, upd, None)
 
     def _analyse(self, rt: CameraRuntime, frame: SampledFrame, dets: Detections) -> None:
-        h, w = frame.image.shape[:2]
-        result = rt.analytics.process(dets, frame.capture_time, (w, h))
+        result = rt.analytics.process(dets, frame.capture_time, frame.size)
         for upd in result.updates:
             self._emit(rt, upd, frame)
 
