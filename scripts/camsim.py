@@ -10,21 +10,34 @@ packages ``gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-{base,good,bad} pytho
     /usr/bin/python3 scripts/camsim.py lobby/main=/x/a.mp4 lobby/sub=/x/a_sub.mp4
 
 Each ``MOUNT=FILE`` is served at ``rtsp://HOST:PORT/MOUNT`` (MOUNT may contain slashes).
-Inputs: MP4 (or MKV) with an H.264 video track; only the first video track is served, audio
-tracks are ignored. Raw Annex-B ``.h264`` files are accepted too. Once the server listens it
-prints ``READY rtsp://HOST:PORT`` then one ``MOUNT rtsp://HOST:PORT/<mount>`` line per mount on
-stdout. SIGTERM / SIGINT stop it cleanly; a missing file exits with status 2.
+Inputs: MP4/MOV or MKV files with an H.264 video track, sent as they are (no re-encoding);
+only the first video track is served, audio tracks are ignored. Once the server listens it
+prints ``READY rtsp://HOST:PORT``, then ``MOUNT rtsp://HOST:PORT/<mount>`` for each mount, on
+stdout. SIGTERM / SIGINT stop it cleanly. A missing or unsupported file exits with status 2,
+a port already in use with status 1.
 
-By default every client gets its own pipeline (unshared factory): a shared GStreamer media
-restarts every client's timestamps when another client connects, which breaks tests that
-check timestamps. ``--shared`` serves one pipeline to all clients of a mount.
+By default every client gets its own pipeline (unshared factory), so each client sees its own
+timeline starting at 0. With ``--shared`` all clients of a mount share one pipeline; the
+loop survives, but each new client rewinds the file for everybody (their timestamps jump
+back): keep ``--shared`` away from timestamp-sensitive tests.
 
-Looping trick: ``multifilesrc loop=true`` restarts timestamps at each loop. Instead the
-media (``LoopingMedia``) does a *segment* seek to 0 once prepared, so that the demuxer posts
-SEGMENT_DONE instead of EOS at the end of the file; each SEGMENT_DONE triggers another
-(non-flushing) segment seek to 0. The pipeline's running time, hence the RTP timestamps,
-keeps growing across loops. The first seek is deferred with ``GLib.idle_add``: seeking
-inside the ``prepared`` handler deadlocks.
+How the loop keeps timestamps growing (``multifilesrc loop=true`` over raw H.264 would give
+every frame the same timestamp):
+
+* before the first PLAY is handled, a flushing *segment* seek to 0: the demuxer then ends
+  the file with a SEGMENT_DONE message instead of EOS;
+* on each SEGMENT_DONE a non-flushing segment seek to 0: running time, hence the RTP
+  timestamps, go on from where they were;
+* the demuxer would start each loop at the *start* time of the last frame (the first frame
+  would repeat the last one's timestamp): a pad offset adds the missing frame duration.
+
+Pitfalls met on GStreamer 1.22: a seek sent to the whole media pipeline also goes up the RTCP
+branch and does not loop; send it to the payloader. A seek from ``GLib.idle_add`` after
+"prepared" races the client's PLAY (which reads the payloader's segment, gone during a flush)
+and now and then aborts the server with a ``gst_rtsp_media_get_rates`` assertion: the first
+seek is made in the client's ``pre-play-request`` handler, which waits for the stream to be
+prerolled again. The server's own seeks (a PLAY Range away from the current position) get
+the segment flag added, so that they do not end the loop.
 """
 import argparse
 import os
@@ -42,6 +55,7 @@ from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 Gst.init(None)  # before subclassing: the handle-message vfunc needs GstMessage's type
 
 DEMUXERS = {".mp4": "qtdemux", ".m4v": "qtdemux", ".mov": "qtdemux", ".mkv": "matroskademux"}
+UNSUPPORTED = {".h264", ".264", ".h265", ".265"}  # raw streams: no timestamps to loop with
 
 
 class LoopingMedia(GstRtspServer.RTSPMedia):
@@ -62,8 +76,23 @@ class LoopingMedia(GstRtspServer.RTSPMedia):
         after "prepared", crashed the server now and then with a get_rates assertion)."""
         if self.rewound is None:
             self.rewound = threading.Event()
+            pay_src = self.get_element().get_by_name("pay0").get_static_pad("src")
+            pay_src.add_probe(Gst.PadProbeType.EVENT_UPSTREAM, self._keep_segment_flag)
             if self._seek(Gst.SeekFlags.FLUSH | Gst.SeekFlags.SEGMENT):
                 self.rewound.wait(5)
+
+    def _keep_segment_flag(self, pad, info):
+        # The server seeks on its own when a PLAY asks for a Range away from the current
+        # position (on a shared media, every new client asks for npt=0-). Without the
+        # segment flag the file would then end with EOS: add the flag.
+        event = info.get_event()
+        if event.type == Gst.EventType.SEEK:
+            rate, fmt, flags, start_type, start, stop_type, stop = event.parse_seek()
+            if not flags & Gst.SeekFlags.SEGMENT:
+                pad.get_parent_element().seek(rate, fmt, flags | Gst.SeekFlags.SEGMENT,
+                                              start_type, start, stop_type, stop)
+                return Gst.PadProbeReturn.DROP
+        return Gst.PadProbeReturn.OK
 
     def do_handle_message(self, message):
         if message.type == Gst.MessageType.ELEMENT and message.has_name("GstRTSPStreamBlocking"):
@@ -86,9 +115,6 @@ class LoopingMedia(GstRtspServer.RTSPMedia):
 
 
 def on_pre_play(client, ctx):
-    # A camera is live: ignore the client's Range. Otherwise the server seeks there without
-    # the segment flag (ending the loop) and, on a shared media, rewinds every client.
-    ctx.request.remove_header(GstRtsp.RTSPHeaderField.RANGE, -1)
     if isinstance(ctx.media, LoopingMedia):
         ctx.media.start_looping()
     return GstRtsp.RTSPStatusCode.OK
@@ -128,10 +154,12 @@ def main(argv=None):
     except ValueError as exc:
         print("camsim: %s" % exc, file=sys.stderr)
         return 2
-    missing = [p for p in mounts.values() if not os.path.isfile(p)]
-    if missing:
-        for p in missing:
-            print("camsim: file not found: %s" % p, file=sys.stderr)
+    errors = ["file not found: %s" % p for p in mounts.values() if not os.path.isfile(p)]
+    errors += ["unsupported raw stream (wrap it in MP4 or MKV): %s" % p for p in mounts.values()
+               if os.path.splitext(p)[1].lower() in UNSUPPORTED]
+    for error in errors:
+        print("camsim: " + error, file=sys.stderr)
+    if errors:
         return 2
 
     server = GstRtspServer.RTSPServer()

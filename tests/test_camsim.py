@@ -1,0 +1,170 @@
+"""scripts/camsim.py (the RTSP camera simulator) and its helper tests/rtsp.py, against a real server."""
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+try:
+    from tests.rtsp import CAMSIM, SYSTEM_PYTHON, RtspSimulator, camsim_unavailable
+except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
+    from rtsp import CAMSIM, SYSTEM_PYTHON, RtspSimulator, camsim_unavailable
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SHARPEYE_ASSET_MIRROR") or REPO.parent / "shared")
+PERSON_CLIP = SHARED / "clips" / "one-by-one-person-detection.mp4"
+CAR_CLIP = SHARED / "clips" / "car-detection.mp4"  # H.264 video + AAC audio
+
+# Short probing: the default (about 1 s of analysis, 2.8 s on the person clip) is too slow for tests.
+OPTS = {"rtsp_transport": "tcp", "timeout": "5000000", "analyzeduration": "100000", "probesize": "32768"}
+
+pytestmark = pytest.mark.skipif(camsim_unavailable() is not None, reason=str(camsim_unavailable()))
+
+
+def clip(path: Path) -> Path:
+    if not path.is_file():
+        pytest.skip(f"shared clip {path} absent (set SHARPEYE_ASSET_MIRROR to the shared assets folder)")
+    return path
+
+
+def read_packets(url: str, seconds: float, options: dict = OPTS):
+    """Read the video for ``seconds``: (stream types and codecs, (width, height), timestamped packets
+    as (pts s, keyframe, size), frames decoded)."""
+    with av.open(url, options=options) as c:
+        streams = [(s.type, s.codec_context.name) for s in c.streams]
+        video = c.streams.video[0]
+        packets, frames = [], 0
+        deadline = time.monotonic() + seconds
+        for pkt in c.demux(video):
+            if pkt.pts is not None:  # the first live packet may carry none
+                packets.append((float(pkt.pts * video.time_base), pkt.is_keyframe, pkt.size))
+            frames += len(pkt.decode())
+            if time.monotonic() > deadline:
+                break
+        return streams, (video.codec_context.width, video.codec_context.height), packets, frames
+
+
+def make_clip(path: Path, bframes: int = 0, audio: bool = False) -> Path:
+    """2 s of 320x240 H.264 at 10 fps, keyframe every second; optionally B-frames and AAC."""
+    with av.open(str(path), "w") as out:
+        st = out.add_stream("h264", rate=10)
+        st.width, st.height, st.pix_fmt = 320, 240, "yuv420p"
+        st.options = {"preset": "veryfast",
+                      "x264-params": f"keyint=10:min-keyint=10:scenecut=0:bframes={bframes}:b-adapt=0"}
+        au = out.add_stream("aac", rate=48000) if audio else None
+        for i in range(20):
+            img = np.zeros((240, 320, 3), np.uint8)
+            img[:, (i * 15) % 320:(i * 15) % 320 + 20] = 255  # a moving bar
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            frame.pict_type = 0  # NONE: let the encoder choose, or every frame is a keyframe
+            out.mux(st.encode(frame))
+            if au is not None:
+                sound = av.AudioFrame.from_ndarray(np.zeros((1, 4800), np.float32), format="fltp", layout="mono")
+                sound.sample_rate, sound.pts = 48000, i * 4800
+                out.mux(au.encode(sound))
+        out.mux(st.encode())
+        if au is not None:
+            out.mux(au.encode())
+    return path
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clips") / "short.mp4")
+
+
+@pytest.fixture(scope="module")
+def short_clip_bframes_audio(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clips") / "short_b_aac.mp4", bframes=2, audio=True)
+
+
+def test_serves_person_clip_h264_768x432():
+    with RtspSimulator({"cams/person": clip(PERSON_CLIP)}) as sim:
+        assert sim.ready_s < 5
+        t0 = time.monotonic()
+        streams, size, packets, frames = read_packets(sim.url("cams/person"), 1.5)
+        elapsed = time.monotonic() - t0
+    assert streams == [("video", "h264")]
+    assert size == (768, 432)
+    assert len(packets) >= 5 and frames >= 5
+    assert any(key for _, key, _ in packets)
+    assert elapsed < 5
+
+
+def test_loops_with_growing_timestamps(short_clip, short_clip_bframes_audio):
+    results = {}
+
+    def read(mount):
+        results[mount] = read_packets(sim.url(mount), 5.0)
+
+    with RtspSimulator({"short": short_clip, "short-b-aac": short_clip_bframes_audio}) as sim:
+        threads = [threading.Thread(target=read, args=(m,)) for m in sim.mounts]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(15)
+    for mount, (streams, size, packets, frames) in results.items():
+        assert streams == [("video", "h264")], mount
+        assert size == (320, 240)
+        pts = [p for p, _, _ in packets]
+        assert max(pts) > 3.5, f"{mount}: timestamps stopped at {max(pts):.2f} s (clip is 2 s)"
+        # about 10 fps in real time, across at least two loops, keyframes every second
+        assert len(packets) >= 35 and frames >= 35, mount
+        assert sum(key for _, key, _ in packets) >= 3, mount
+        # one frame every 0.1 s, no repeat and no hole at the loop points (the last few
+        # packets are left out: with B-frames, frames reordered past the end are not read yet)
+        body = sorted(p for p in pts if p < max(pts) - 0.35)
+        steps = {round(b - a, 3) for a, b in zip(body, body[1:])}
+        assert steps == {0.1}, f"{mount}: frame spacing {sorted(steps)}"
+    pts = [p for p, _, _ in results["short"][2]]
+    assert all(b > a for a, b in zip(pts, pts[1:])), "timestamps went backwards"
+
+
+def test_car_clip_with_audio_serves_video_only():
+    with RtspSimulator({"car": clip(CAR_CLIP)}) as sim:
+        streams, size, packets, _ = read_packets(sim.url("car"), 1.0)
+    assert streams == [("video", "h264")]
+    assert size == (768, 432)
+    assert packets
+
+
+def test_missing_file_exits_2_with_message(tmp_path):
+    missing = tmp_path / "nope.mp4"
+    r = subprocess.run([SYSTEM_PYTHON, str(CAMSIM), "--port", "0", f"cam={missing}"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert "not found" in r.stderr and str(missing) in r.stderr
+    assert "READY" not in r.stdout
+    with pytest.raises(RuntimeError, match="status 2.*not found"):
+        RtspSimulator({"cam": missing}).start()
+
+
+def test_helper_restart_same_port_and_pause(short_clip):
+    with RtspSimulator({"a/b": short_clip}) as sim:
+        port = sim.port
+        url = sim.url("a/b")
+        assert url == f"rtsp://127.0.0.1:{port}/a/b"
+        sim.stop()
+        with pytest.raises(av.error.FFmpegError):  # connection refused
+            av.open(url, options=OPTS)
+        sim.start()
+        assert sim.port == port
+        assert read_packets(url, 0.3)[2]
+        # paused: the reader's socket timeout fires instead of blocking forever
+        with av.open(url, options={**OPTS, "timeout": "1000000"}) as c:
+            next(c.demux(c.streams.video[0]))
+            sim.pause()
+            t0 = time.monotonic()
+            with pytest.raises(av.error.FFmpegError):
+                for _ in c.demux(c.streams.video[0]):
+                    assert time.monotonic() - t0 < 5, "stalled stream never timed out"
+            assert time.monotonic() - t0 < 5
+            sim.resume()
+        assert read_packets(url, 0.3)[2]
