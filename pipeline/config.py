@@ -306,7 +306,8 @@ class RecordingsConfig(Strict):
 
     enabled: bool = Field(True, description="Record every camera's record input (default true).")
     dir: str = Field("recordings", description="Folder of the recordings, relative to data_dir; laid out "
-                     "as <camera>/<YYYY-MM-DD>/<HH>/<start>.mp4.")
+                     "as <camera>/<YYYY-MM-DD>/<HH>/<start>-<duration>.mp4 (UTC date and hour; epoch "
+                     "start in the name) with an index.jsonl of segments and gaps per camera and day.")
     segment_s: float = Field(10.0, ge=1.0, le=600.0, description="Target segment length (1-600 s, "
                              "default 10); a segment starts on a keyframe.")
     format: Literal["mp4", "fmp4"] = Field("mp4", description="Segment container: mp4 (faststart) or "

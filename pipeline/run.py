@@ -47,6 +47,28 @@ class Child:
             self.proc.wait()
 
 
+RETENTION_PERIOD_S = 60.0
+
+
+def _retention_loop(cfg: Config, stop: threading.Event) -> None:
+    """Delete old recordings every minute: by age, then oldest first over the quotas."""
+    from .record import Retention
+
+    rec = cfg.recordings
+    if not rec.enabled:
+        return
+    ret = Retention(cfg.data_path() / rec.dir, rec.retain_days,
+                    int(rec.quota_gb * 1e9) if rec.quota_gb else None,
+                    int(rec.camera_quota_gb * 1e9) if rec.camera_quota_gb else None)
+    while not stop.wait(RETENTION_PERIOD_S):
+        try:
+            res = ret.sweep(time.time())
+            if res.deleted_files:
+                log.info("retention: deleted %d segments, %.1f MB", res.deleted_files, res.freed_bytes / 1e6)
+        except Exception:
+            log.exception("retention sweep failed")
+
+
 def run(cfg: Config, host: str | None = None, port: int | None = None) -> int:
     assert cfg.path is not None
     data_dir = cfg.data_path()
@@ -91,6 +113,7 @@ def run(cfg: Config, host: str | None = None, port: int | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGHUP, _reload)
+    threading.Thread(target=_retention_loop, args=(cfg, stop), name="retention", daemon=True).start()
     for c in children:
         c.start()
     print(f"Sharp Eyes running: dashboard http://{dash_host}:{dash_port}  bus {url}  "

@@ -185,7 +185,9 @@ class CameraSource:
     def __init__(self, camera_id: str, cam: CameraConfig, base_dir: Path,
                  on_frame: Callable[[SampledFrame], None],
                  on_state: Callable[[str, State, str], None] | None = None,
-                 backoff: Backoff | None = None, idle: Callable[[], bool] | None = None):
+                 backoff: Backoff | None = None, idle: Callable[[], bool] | None = None,
+                 on_packet: Callable[[av.Packet, av.video.stream.VideoStream], None] | None = None,
+                 on_disconnect: Callable[[str], None] | None = None):
         self.camera_id = camera_id
         self.cam = cam
         self.url = str(cam.file_path(base_dir)) if cam.is_file_source() else cam.source
@@ -194,6 +196,8 @@ class CameraSource:
         self.on_state = on_state
         self.backoff = backoff or Backoff(cam.watchdog.backoff_initial_s, cam.watchdog.backoff_max_s)
         self.idle = idle or (lambda: False)  # asked after each sampled frame: decode keyframes only?
+        self.on_packet = on_packet  # every demuxed packet (recording when one URL serves both roles)
+        self.on_disconnect = on_disconnect  # the input dropped: the recording gets an explicit gap
         self.stats = SourceStats()
         self.state = State.STOPPED
         self._stop = threading.Event()
@@ -242,6 +246,11 @@ class CameraSource:
                 log.exception("camera %s: unexpected error", self.camera_id)
                 reason = f"{type(e).__name__}: {e}".replace(self.url, self.safe_url)
                 self.stats.last_error = reason
+            if self.on_disconnect and not (self.cam.is_file_source() and reason == "end of stream"):
+                try:
+                    self.on_disconnect(reason)
+                except Exception:
+                    log.exception("camera %s: disconnect callback failed", self.camera_id)
             if self._stop.is_set():
                 break
             if self.cam.is_file_source() and not self.cam.loop and reason == "end of stream":
@@ -301,6 +310,8 @@ class CameraSource:
                 if packet.dts is None and packet.pts is None:
                     continue  # live RTSP's first packet may carry no timestamp
                 self.stats.packets += 1
+                if self.on_packet is not None:
+                    self.on_packet(packet, vs)  # copies what it keeps; never raises
                 if file_mode and packet.pts is not None:  # play files at real-time pace
                     ppts = packet.pts * tb + self._pts_offset
                     if t0_wall is None or t0_pts is None:

@@ -38,7 +38,8 @@ from .config import Config, load_config, reload_config
 from .detect import Detections, Detector
 from .events import alert_message, camera_message, draw_snapshot, write_snapshot
 from .models import resolve_model
-from .source import CameraSource, SampledFrame, State
+from .record import PacketRing, RecordInput, SegmentWriter, record_options
+from .source import Backoff, CameraSource, SampledFrame, State
 
 log = logging.getLogger(__name__)
 STATUS_PERIOD_S = 2.0
@@ -53,6 +54,9 @@ class CameraRuntime:
     camera_id: str
     source: CameraSource
     analytics: CameraAnalytics
+    writer: SegmentWriter | None = None  # continuous recording of the record input
+    ring: PacketRing | None = None  # the last recordings.pre_event_s of record packets, for pre-roll
+    record_input: RecordInput | None = None  # a separate record URL (main stream), demuxed only
     pending: collections.deque[SampledFrame] = field(default_factory=lambda: collections.deque(maxlen=SLOT_DEPTH))
     skipped: int = 0
     gated: int = 0
@@ -122,21 +126,53 @@ class Worker:
 
     def _add_camera(self, cid: str) -> CameraRuntime:
         cam = self.cfg.cameras[cid]
+        rec = self.cfg.recordings
         analytics = CameraAnalytics(cid, cam, self.cfg.camera_alerts(cid), list(self.detector.names), self._tz())
+        writer = ring = record_input = None
+        if rec.enabled and cam.record:
+            writer = SegmentWriter(cid, self.data_dir / rec.dir, segment_s=rec.segment_s, fmt=rec.format)
+            ring = PacketRing(rec.pre_event_s) if rec.pre_event_s > 0 else None
+            if cam.record_source:
+                url = cam.resolved(self.cfg.base_dir(), cam.record_source)
+                opts = record_options(cam.rtsp_transport, cam.watchdog.stall_s) if not cam.is_file_source(
+                    cam.record_source) else {}
+                record_input = RecordInput(cid, url, opts, writer, ring,
+                                           backoff=Backoff(cam.watchdog.backoff_initial_s, cam.watchdog.backoff_max_s))
+
+        def on_packet(packet: object, stream: object) -> None:
+            for sp in writer.feed(packet, stream):  # type: ignore[union-attr, arg-type]
+                if ring is not None:
+                    ring.add(sp)
+
+        shared_input = writer is not None and record_input is None
         src = CameraSource(cid, cam, self.cfg.base_dir(), on_frame=self._on_frame, on_state=self._on_state,
-                           idle=lambda: analytics.idle)
-        rt = CameraRuntime(cid, src, analytics)
+                           idle=lambda: analytics.idle,
+                           on_packet=on_packet if shared_input else None,
+                           on_disconnect=writer.mark_gap if shared_input and writer else None)
+        rt = CameraRuntime(cid, src, analytics, writer, ring, record_input)
         with self.wake:
             self.cameras[cid] = rt
         if self.started:
-            self._publish_status(rt)
-            src.start()
+            self._start_camera(rt)
         return rt
+
+    def _start_camera(self, rt: CameraRuntime) -> None:
+        self._publish_status(rt)
+        if rt.record_input:
+            rt.record_input.start()
+        rt.source.start()
+
+    def _stop_camera(self, rt: CameraRuntime) -> None:
+        rt.source.stop()
+        if rt.record_input:
+            rt.record_input.stop()
+        if rt.writer:
+            rt.writer.close()
 
     def _remove_camera(self, cid: str, forget: bool) -> None:
         with self.wake:
             rt = self.cameras.pop(cid)
-        rt.source.stop()
+        self._stop_camera(rt)
         for upd in rt.analytics.flush(time.time()):
             self._emit(rt, upd, None)
         if forget:
@@ -262,6 +298,12 @@ class Worker:
             "queue_depth": len(rt.pending),
             "decode_errors": st.decode_errors, "reconnects": st.reconnects, "stalls": st.stalls,
             "last_error": st.last_error, "events": rt.events_published, "errors": rt.errors,
+            "recorded_bytes": rt.writer.stats.bytes if rt.writer else None,
+            "recorded_segments": rt.writer.stats.segments if rt.writer else None,
+            "record_gaps": rt.writer.stats.gaps if rt.writer else None,
+            "record_state": rt.record_input.state.value if rt.record_input else None,
+            "pre_event_s": round(rt.ring.duration, 1) if rt.ring else None,
+            "idle": rt.analytics.idle, "idle_skipped": st.idle_skipped,
             "inference_ms_p50": round(statistics.median(inf), 2) if inf else None,
             "inference_ms_p99": round(float(np.percentile(inf, 99)), 2) if inf else None,
             "alert_latency_s_p50": round(statistics.median(lat), 3) if lat else None,
@@ -354,8 +396,7 @@ class Worker:
     def start(self, watch_config: bool = False) -> None:
         self.started = True
         for rt in list(self.cameras.values()):
-            self._publish_status(rt)
-            rt.source.start()
+            self._start_camera(rt)
         loops = [(self._detect_loop, "detect"), (self._status_loop, "status")]
         if watch_config and self.cfg.path is not None:
             loops.append((self._watch_config, "config"))
@@ -369,7 +410,7 @@ class Worker:
         with self.wake:
             self.wake.notify_all()
         for rt in list(self.cameras.values()):
-            rt.source.stop()
+            self._stop_camera(rt)
         for t in self._threads:
             t.join(5)
         now = time.time()
