@@ -3,6 +3,7 @@ walking in is still detected."""
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +23,9 @@ def still_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def config(source: Path, prefix: str, **cam: str) -> str:
     extra = "".join(f"\n    {k}: {v}" for k, v in cam.items())
+    data = Path(tempfile.mkdtemp(prefix="sharpeye-gating-"))
     return f"""
+data_dir: {data}
 bus: {{prefix: {prefix}}}
 alerts: {{end_after_s: 2}}
 grid_cells: {{G1: {{name: Cell, officer: {{name: Officer, phone: "110110"}}}}}}
