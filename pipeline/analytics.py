@@ -74,6 +74,9 @@ class CameraAnalytics:
             self.names[c] in self.watched and sc >= self.cam.min_score
             for c, sc in zip(dets.class_id.tolist(), dets.score.tolist()))
         self.gate.note_objects(interesting, t)
+        settle = self.cam.motion.tracked_settle_s
+        self.gate.note_tracks([tr.box for tr in tracks
+                               if self.names[tr.class_id] in self.watched and t - tr.first_seen >= settle])
         return FrameResult(objects, updates, interesting)
 
     def tick(self, now: float) -> list[AlertUpdate]:

@@ -195,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch-model", help="fetch a model's weights, verifying the checksum")
     p.add_argument("name", nargs="?", default="yolox_nano")
     p.set_defaults(func=cmd_fetch_model)
+
+    from .preview import add_parser as add_preview
+    from .replay import add_parser as add_replay
+    add_replay(sub)
+    add_preview(sub)
     return ap
 
 

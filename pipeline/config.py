@@ -270,6 +270,12 @@ class MotionConfig(Strict):
                               "even without motion (0.1-600 s, default 2), so a still person is not lost.")
     masks: list[list[Point]] = Field(default_factory=list, description="Motion masks: polygons (relative "
                                      "0-1) where change never counts (trees, clocks, screens).")
+    tracked_interval_s: float = Field(0.6, ge=0.0, le=1.2, description="When all motion lies on objects "
+                                      "already tracked for tracked_settle_s, detect every this many seconds "
+                                      "instead of every sampled frame (0-1.2 s, default 0.6; 0 turns it off). "
+                                      "Motion elsewhere is detected at once.")
+    tracked_settle_s: float = Field(2.0, ge=0.0, le=60.0, description="How long a track must have been "
+                                    "followed before its motion is sampled at tracked_interval_s (default 2 s).")
 
     @field_validator("masks")
     @classmethod

@@ -53,7 +53,7 @@ _EPS = 1e-6  # sampled timestamps like 0.2 * 10 land just under 2.0
 
 Box = tuple[int, int, int, int]
 Reset = Literal["first", "resolution", "scene"]
-Reason = Literal["motion", "hold", "periodic", "first", "disabled", "still"]
+Reason = Literal["motion", "hold", "periodic", "first", "disabled", "still", "tracked", "tracked_wait"]
 
 
 @dataclass(frozen=True)
@@ -228,6 +228,7 @@ class MotionGate:
         self._last_active: float | None = None  # the same, or a (re)start: anchors idle
         self._last_detect: float | None = None
         self._objects = False
+        self._settled: list[tuple[float, float, float, float]] = []  # boxes of settled tracks, grown
 
     # ----------------------------------------------------------------- counters
 
@@ -237,7 +238,7 @@ class MotionGate:
 
     @property
     def skipped(self) -> int:
-        return self.counts["still"]
+        return self.counts["still"] + self.counts["tracked_wait"]
 
     @property
     def detected(self) -> int:
@@ -275,9 +276,15 @@ class MotionGate:
             if motion.reset in ("first", "resolution"):
                 self._active(t, motion=False)
                 reason = "first"
+            elif motion.moving and self._settled and self._inside_settled(motion.boxes):
+                # all change is on objects already tracked for a while: follow them at a slower rate
+                self._active(t, motion=True)
+                reason = "tracked" if self._tracked_due(t) else "tracked_wait"
             elif motion.moving:
                 self._active(t, motion=True)
                 reason = "motion"
+            elif self._objects and self._settled:
+                reason = "tracked" if self._tracked_due(t) else "tracked_wait"
             elif self._objects or (self._last_motion is not None
                                    and t - self._last_motion <= self.cfg.hold_s + _EPS):
                 reason = "hold"
@@ -286,10 +293,35 @@ class MotionGate:
             else:
                 reason = "still"
         self.counts[reason] += 1
-        detect = reason != "still"
+        detect = reason not in ("still", "tracked_wait")
         if detect:
             self._last_detect = t
         return GateDecision(detect, reason, motion)
+
+    def _tracked_due(self, t: float) -> bool:
+        return self._last_detect is None or t - self._last_detect >= self.cfg.tracked_interval_s - _EPS
+
+    def _inside_settled(self, boxes: list[Box]) -> bool:
+        def inside(b: Box) -> bool:
+            return any(b[0] >= s[0] and b[1] >= s[1] and b[2] <= s[2] and b[3] <= s[3] for s in self._settled)
+        return bool(boxes) and all(inside(b) for b in boxes)
+
+    def note_tracks(self, settled_boxes: list[tuple[float, float, float, float]]) -> None:
+        """Boxes (source pixels) of tracks followed for ``tracked_settle_s`` or longer.
+
+        Motion that lies entirely on them (a person shifting on the spot, walking on a
+        tracked path) is sampled every ``tracked_interval_s`` instead of every frame; motion
+        anywhere else (somebody new) still goes to the detector at once.  Boxes are grown
+        by a quarter of their size each side so the object's own movement stays inside.
+        """
+        if self.cfg.tracked_interval_s <= 0:
+            self._settled = []
+            return
+        grown = []
+        for x1, y1, x2, y2 in settled_boxes:
+            mx, my = (x2 - x1) * 0.25, (y2 - y1) * 0.25
+            grown.append((x1 - mx, y1 - my, x2 + mx, y2 + my))
+        self._settled = grown
 
     def note_objects(self, present: bool, t: float) -> None:
         """Tell the gate whether the detector saw objects of interest on the frame at ``t``.

@@ -57,6 +57,7 @@ class CameraRuntime:
     writer: SegmentWriter | None = None  # continuous recording of the record input
     ring: PacketRing | None = None  # the last recordings.pre_event_s of record packets, for pre-roll
     record_input: RecordInput | None = None  # a separate record URL (main stream), demuxed only
+    lock: threading.Lock = field(default_factory=threading.Lock)  # analytics: gate (source) vs detect thread
     pending: collections.deque[SampledFrame] = field(default_factory=lambda: collections.deque(maxlen=SLOT_DEPTH))
     skipped: int = 0
     gated: int = 0
@@ -149,7 +150,7 @@ class Worker:
                            idle=lambda: analytics.idle,
                            on_packet=on_packet if shared_input else None,
                            on_disconnect=writer.mark_gap if shared_input and writer else None)
-        rt = CameraRuntime(cid, src, analytics, writer, ring, record_input)
+        rt = CameraRuntime(cid, src, analytics, writer=writer, ring=ring, record_input=record_input)
         with self.wake:
             self.cameras[cid] = rt
         if self.started:
@@ -173,7 +174,9 @@ class Worker:
         with self.wake:
             rt = self.cameras.pop(cid)
         self._stop_camera(rt)
-        for upd in rt.analytics.flush(time.time()):
+        with rt.lock:
+            ended = rt.analytics.flush(time.time())
+        for upd in ended:
             self._emit(rt, upd, None)
         if forget:
             self.redis.hdel(self.keys.cameras, cid)
@@ -252,9 +255,15 @@ class Worker:
         rt = self.cameras.get(frame.camera_id)
         if rt is None:
             return  # a camera being removed
+        rt.last_frame_time = frame.capture_time
         luma, limited = frame.gray()
-        if not rt.analytics.wants_detection(luma, frame.capture_time, limited):
-            rt.gated += 1  # nothing moved: the detector is spared (alert ends are ticked by the detect loop)
+        with rt.lock:
+            wanted = rt.analytics.wants_detection(luma, frame.capture_time, limited)
+            ended = [] if wanted else rt.analytics.skip(frame.capture_time)
+        if not wanted:
+            rt.gated += 1  # nothing new moved: the detector is spared, only the alert clock moves on
+            for upd in ended:
+                self._emit(rt, upd, frame)
             return
         with self.wake:
             if len(rt.pending) == rt.pending.maxlen:
@@ -357,11 +366,14 @@ class Worker:
                 now = time.time()
                 for rt in list(self.cameras.values()):
                     if now - rt.last_frame_time > 1.0:
-                        for upd in rt.analytics.tick(now):
+                        with rt.lock:
+                            ended = rt.analytics.tick(now)
+                        for upd in ended:
                             self._emit(rt, upd, None)
 
     def _analyse(self, rt: CameraRuntime, frame: SampledFrame, dets: Detections) -> None:
-        result = rt.analytics.process(dets, frame.capture_time, frame.size)
+        with rt.lock:  # the source thread runs the motion gate of the same camera
+            result = rt.analytics.process(dets, frame.capture_time, frame.size)
         for upd in result.updates:
             self._emit(rt, upd, frame)
 
@@ -416,7 +428,9 @@ class Worker:
         now = time.time()
         for rt in list(self.cameras.values()):
             try:
-                for upd in rt.analytics.flush(now):
+                with rt.lock:
+                    ended = rt.analytics.flush(now)
+                for upd in ended:
                     self._emit(rt, upd, None)
                 self._publish_status(rt)
             except Exception as e:

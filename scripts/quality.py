@@ -1,0 +1,193 @@
+"""Does motion gating cost alerts?  Normal replay against the exhaustive reference, on one clip.
+
+    .venv/bin/python scripts/quality.py CLIP --config tests/quality.yaml [--camera ID] [--json]
+
+Runs ``sharpeye replay`` twice over CLIP with the same start time: once as the live camera would
+(sampled at detect_fps, motion-gated) and once exhaustively (the detector on every decoded
+frame, no gating).  The exhaustive alerts are the reference: what the rules would report if
+compute were free.  An alert of the normal run *matches* a reference alert when it is of the
+same rule and the two time intervals overlap, the normal one being allowed to start up to
+``--late`` seconds (default 1) after the reference one ends; each alert matches at most once.
+
+Reported: alert recall (matched reference alerts / reference alerts), extra alerts (normal
+alerts matching none), the share of decoded frames that went through the detector in the
+normal run, and the median and maximum start delay of matched alerts.  Exit status 0 when
+the targets hold (recall >= --min-recall, detector share <= --max-share), 1 when not, 2 on a
+usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import ConfigError, load_config
+from pipeline.replay import (
+    ReplayError,
+    ReplayStats,
+    config_tz,
+    load_detector,
+    parse_start,
+    pick_camera,
+    run_replay,
+)
+
+MIN_RECALL = 0.98
+MAX_SHARE = 0.30
+LATE_S = 1.0
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One alert, from its ``new`` to its ``end`` message; times relative to the replay start."""
+
+    alert_id: str
+    rule_id: str
+    start: float
+    end: float
+
+
+def episodes(messages: Iterable[dict[str, Any]], start: float) -> list[Episode]:
+    """Alerts of a replay, ordered by start; an alert never ended runs to its last message."""
+    first: dict[str, dict[str, Any]] = {}
+    last_end: dict[str, float] = {}
+    for m in messages:
+        if m.get("type") != "alert":
+            continue
+        first.setdefault(m["alert_id"], m)
+        last_end[m["alert_id"]] = m["end_time"] if m.get("end_time") is not None else m["time"]
+    out = [Episode(aid, m["rule"]["id"], m["start_time"] - start, last_end[aid] - start)
+           for aid, m in first.items()]
+    return sorted(out, key=lambda e: e.start)
+
+
+def match(reference: list[Episode], normal: list[Episode],
+          late_s: float = LATE_S) -> list[tuple[Episode, Episode | None]]:
+    """Pair each reference alert with at most one normal alert (same rule, overlapping in time).
+
+    Greedy in reference order, taking the candidate whose start is closest: alerts of one rule
+    follow one another without overlapping, so greedy and optimal matching agree.
+    """
+    used: set[str] = set()
+    pairs: list[tuple[Episode, Episode | None]] = []
+    for ref in reference:
+        cands = [n for n in normal if n.alert_id not in used and n.rule_id == ref.rule_id
+                 and n.start <= ref.end + late_s and n.end >= ref.start]
+        best = min(cands, key=lambda n: abs(n.start - ref.start), default=None)
+        if best is not None:
+            used.add(best.alert_id)
+        pairs.append((ref, best))
+    return pairs
+
+
+def report(clip: str, camera: str, ref: list[Episode], norm: list[Episode],
+           pairs: list[tuple[Episode, Episode | None]], normal_stats: ReplayStats,
+           ref_stats: ReplayStats) -> dict[str, Any]:
+    """The figures, JSON-ready."""
+    matched = [(r, n) for r, n in pairs if n is not None]
+    used = {n.alert_id for _, n in matched}
+    delays = [n.start - r.start for r, n in matched]
+    return {
+        "clip": clip, "camera": camera,
+        "reference_alerts": len(ref), "normal_alerts": len(norm), "matched": len(matched),
+        "recall": round(len(matched) / len(ref), 4) if ref else None,
+        "extra_alerts": len(norm) - len(used),
+        "missed": [{"start": round(r.start, 2), "end": round(r.end, 2), "rule": r.rule_id}
+                   for r, n in pairs if n is None],
+        "extra": [{"start": round(n.start, 2), "end": round(n.end, 2), "rule": n.rule_id}
+                  for n in norm if n.alert_id not in used],
+        "start_delay_s": {"median": round(statistics.median(delays), 3) if delays else None,
+                          "max": round(max(delays), 3) if delays else None},
+        "detector_share": round(normal_stats.detector_share, 4),
+        "sampled_share": (round(normal_stats.sampled / normal_stats.decoded, 4)
+                          if normal_stats.decoded else None),
+        "normal": normal_stats.to_dict(), "reference": ref_stats.to_dict(),
+        "alerts": [{"reference": [round(r.start, 2), round(r.end, 2)],
+                    "normal": [round(n.start, 2), round(n.end, 2)] if n else None} for r, n in pairs],
+    }
+
+
+def targets_met(rep: dict[str, Any], min_recall: float, max_share: float) -> bool:
+    """Recall (1.0 when the reference has no alerts) and detector share within the targets."""
+    recall = 1.0 if rep["recall"] is None else rep["recall"]
+    return recall >= min_recall and rep["detector_share"] <= max_share
+
+
+def print_report(rep: dict[str, Any], min_recall: float, max_share: float) -> None:
+    """A readable report on stdout."""
+    recall = "n/a (no reference alerts)" if rep["recall"] is None else f"{rep['recall']:.1%}"
+    d = rep["start_delay_s"]
+    delay = "-" if d["median"] is None else f"median {d['median']:.2f} s, max {d['max']:.2f} s"
+    n = rep["normal"]
+    print(f"{rep['clip']} as camera {rep['camera']}")
+    print(f"  reference (exhaustive): {rep['reference_alerts']} alerts, "
+          f"detector on {rep['reference']['detected']} "
+          f"frames, {rep['reference']['wall_s']:.1f} s")
+    print(f"  normal:                 {rep['normal_alerts']} alerts, detector on {n['detected']} of "
+          f"{n['decoded']} decoded frames ({n['sampled']} sampled), {n['wall_s']:.1f} s; gate: "
+          + ", ".join(f"{k} {v}" for k, v in n["reasons"].items()))
+    print(f"  alert recall:   {recall} ({rep['matched']}/{rep['reference_alerts']}), "
+          f"target >= {min_recall:.0%}")
+    print(f"  extra alerts:   {rep['extra_alerts']}")
+    print(f"  detector share: {rep['detector_share']:.1%} of decoded frames, target <= {max_share:.0%} "
+          f"(sampling alone: {rep['sampled_share']:.1%})")
+    print(f"  start delay:    {delay}")
+    for a in rep["alerts"]:
+        r, m = a["reference"], a["normal"]
+        found = f"normal {m[0]:7.2f}-{m[1]:7.2f} s" if m else "MISSED"
+        print(f"    reference {r[0]:7.2f}-{r[1]:7.2f} s  ->  {found}")
+    for x in rep["extra"]:
+        print(f"    extra     {x['start']:7.2f}-{x['end']:7.2f} s  ({x['rule']})")
+    print("  targets " + ("met" if targets_met(rep, min_recall, max_share) else "NOT met"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Alert recall and detector share of motion-gated replay "
+                                 "against the exhaustive reference.")
+    ap.add_argument("clip", help="video file")
+    ap.add_argument("--config", "-c", required=True, help="config with the camera's zones and rules")
+    ap.add_argument("--camera", help="camera id (default: the config's only camera)")
+    ap.add_argument("--start", help="wall clock of pts 0, ISO 8601 (default: now); both runs use it")
+    ap.add_argument("--late", type=float, default=LATE_S, help=f"seconds a matching normal alert may start "
+                    f"after the reference one ends (default {LATE_S})")
+    ap.add_argument("--min-recall", type=float, default=MIN_RECALL, help=f"target (default {MIN_RECALL})")
+    ap.add_argument("--max-share", type=float, default=MAX_SHARE, help=f"target (default {MAX_SHARE})")
+    ap.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        cid = pick_camera(cfg, args.camera)
+        start = parse_start(args.start, config_tz(cfg)) if args.start else time.time()
+        if not Path(args.clip).is_file():
+            raise ReplayError(f"clip not found: {args.clip}")
+    except ConfigError as e:
+        print("\n".join(e.problems), file=sys.stderr)
+        return 2
+    except ReplayError as e:
+        print(f"quality: {e}", file=sys.stderr)
+        return 2
+    detector = load_detector(cfg)
+    runs: dict[str, tuple[list[Episode], ReplayStats]] = {}
+    for mode in ("normal", "exhaustive"):
+        st = ReplayStats()
+        msgs = list(run_replay(cfg, args.clip, cid, exhaustive=mode == "exhaustive", start=start,
+                               detector=detector, stats=st))
+        runs[mode] = (episodes(msgs, start), st)
+    (norm, nst), (ref, rst) = runs["normal"], runs["exhaustive"]
+    rep = report(args.clip, cid, ref, norm, match(ref, norm, args.late), nst, rst)
+    if args.json:
+        print(json.dumps(rep))
+    else:
+        print_report(rep, args.min_recall, args.max_share)
+    return 0 if targets_met(rep, args.min_recall, args.max_share) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
