@@ -11,10 +11,7 @@ import av
 import numpy as np
 import pytest
 
-try:
-    from tests.rtsp import CAMSIM, SYSTEM_PYTHON, RtspSimulator, camsim_unavailable
-except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
-    from rtsp import CAMSIM, SYSTEM_PYTHON, RtspSimulator, camsim_unavailable
+from pipeline.simulator import CAMSIM, SYSTEM_PYTHON, RtspSimulator, camsim_unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SHARPEYE_ASSET_MIRROR") or REPO.parent / "shared")

@@ -23,12 +23,8 @@ import pytest
 from pipeline import bus
 from pipeline.config import load_config
 
-try:
-    from tests.rtsp import RtspSimulator, camsim_unavailable
-    from tests.test_replay import FLOOR, cut_clip
-except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
-    from rtsp import RtspSimulator, camsim_unavailable  # type: ignore[no-redef]
-    from test_replay import FLOOR, cut_clip  # type: ignore[no-redef]
+from pipeline.simulator import RtspSimulator, camsim_unavailable
+from tests.test_replay import FLOOR, cut_clip
 
 pytestmark = pytest.mark.e2e
 

@@ -325,10 +325,7 @@ def test_a_fragmented_part_left_by_a_crash_is_recovered(clip: Path, tmp_path: Pa
 
 
 def test_record_input_over_rtsp_records_reconnects_and_shows_the_gap(clip: Path, tmp_path: Path) -> None:
-    try:
-        from tests.rtsp import RtspSimulator, camsim_unavailable
-    except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
-        from rtsp import RtspSimulator, camsim_unavailable  # type: ignore[no-redef,import-not-found]
+    from pipeline.simulator import RtspSimulator, camsim_unavailable
 
     if reason := camsim_unavailable():
         pytest.skip(reason)

@@ -13,7 +13,7 @@ from pipeline.config import parse_config
 from pipeline.record import Recordings
 from pipeline.worker import Worker
 from tests.media import make_clip
-from tests.rtsp import RtspSimulator, camsim_unavailable
+from pipeline.simulator import RtspSimulator, camsim_unavailable
 
 GOP_S = 2.0
 

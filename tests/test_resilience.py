@@ -19,7 +19,7 @@ from pipeline import bus
 from pipeline.config import load_config, parse_config
 from pipeline.source import CameraSource, SampledFrame, State
 from tests.media import make_clip
-from tests.rtsp import RtspSimulator, camsim_unavailable
+from pipeline.simulator import RtspSimulator, camsim_unavailable
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +244,7 @@ def _wait(pred: Callable[[], bool], timeout: float) -> None:
 
 
 def _free_port() -> int:
-    from tests.rtsp import free_port
+    from pipeline.simulator import free_port
     return free_port()
 
 
