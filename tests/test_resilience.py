@@ -248,3 +248,21 @@ def _free_port() -> int:
     return free_port()
 
 
+
+
+def test_password_never_in_logs_or_status(caplog: pytest.LogCaptureFixture) -> None:
+    from pipeline.simulator import free_port
+
+    caplog.set_level("DEBUG")
+    url = f"rtsp://admin:s3cret-pw@127.0.0.1:{free_port()}/ch1"
+    rec = Recorder()
+    src = CameraSource("a", camera(url), Path("."), rec.on_frame, rec.on_state)
+    src.start()
+    try:
+        rec.wait_for(lambda: src.stats.reconnects >= 1, 10)
+    finally:
+        src.stop()
+    assert src.stats.last_error
+    text = caplog.text + src.stats.last_error + " ".join(d for _, _, d in rec.states)
+    assert "s3cret-pw" not in text
+    assert "admin:***@" in text or "Connection refused" in text
