@@ -7,16 +7,10 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
+from .cliargs import add_config_arg as _config_arg
+from .cliargs import bus_url_or_exit, default_config, load_or_exit
 from .config import ConfigError, load_config
-
-DEFAULT_CONFIG = "streams.yaml"
-
-
-def _config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", default=os.environ.get("SHARPEYE_CONFIG", DEFAULT_CONFIG),
-                   help="config file (default: $SHARPEYE_CONFIG or ./streams.yaml)")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -68,16 +62,8 @@ def cmd_events(args: argparse.Namespace) -> int:
     url = args.redis
     cfg = None
     if url is None:
-        try:
-            cfg = load_config(args.config)
-        except ConfigError as e:
-            print("\n".join(e.problems), file=sys.stderr)
-            return 2
-        url = cfg.redis_url or _embedded_url(cfg)
-        if url is None:
-            print("no redis_url in the config and no running embedded Redis found (is `sharpeye run` "
-                  "running?); pass --redis URL", file=sys.stderr)
-            return 2
+        cfg = load_or_exit(args.config)
+        url = bus_url_or_exit(cfg, None)
     keys = bus.BusKeys(cfg.bus.prefix if cfg else args.prefix)
     r = bus.connect(url)
 
@@ -108,16 +94,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from . import bus
     from .health import status_table
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as e:
-        print("\n".join(e.problems), file=sys.stderr)
-        return 2
-    url = args.redis or cfg.redis_url or _embedded_url(cfg)
-    if url is None:
-        print("no redis_url in the config and no running embedded Redis found (is `sharpeye run` running?)",
-              file=sys.stderr)
-        return 2
+    cfg = load_or_exit(args.config)
+    url = bus_url_or_exit(cfg, args.redis)
     st = bus.camera_statuses(bus.connect(url), bus.BusKeys(cfg.bus.prefix))
     for cid, cam in cfg.cameras.items():  # configured cameras no worker has reported yet
         st.setdefault(cid, {"state": "disabled" if not cam.enabled else "unknown", "online": False})
@@ -128,21 +106,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _embedded_url(cfg) -> str | None:  # type: ignore[no-untyped-def]
-    """The URL of the Redis that a running `sharpeye run` started for this config, if any."""
-    f = cfg.data_path() / "redis" / "url"
-    return f.read_text().strip() if f.exists() else None
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from .run import run
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as e:
-        print("\n".join(e.problems), file=sys.stderr)
-        return 2
-    return run(cfg, host=args.host, port=args.port)
+    return run(load_or_exit(args.config), host=args.host, port=args.port)
 
 
 def cmd_fetch_model(args: argparse.Namespace) -> int:
@@ -158,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("check", help="validate a config; exit 2 with FILE:LINE: messages when invalid")
-    p.add_argument("config", nargs="?", default=os.environ.get("SHARPEYE_CONFIG", DEFAULT_CONFIG))
+    p.add_argument("config", nargs="?", default=default_config())
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("run", help="start Redis (if embedded), the stream workers and the dashboard")

@@ -16,7 +16,6 @@ about ``--seconds`` of video, runs detector + tracker over the frames sampled at
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -28,7 +27,8 @@ import cv2
 import numpy as np
 
 from .analytics import CameraAnalytics
-from .config import CameraConfig, Config, ConfigError, LineConfig, load_config, redact_url
+from .cliargs import add_config_arg, load_or_exit
+from .config import CameraConfig, Config, LineConfig, redact_url
 from .detect import Detections, Detector
 from .source import Sampler, open_options
 
@@ -230,11 +230,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     """``sharpeye preview``: write the annotated picture and print its path and a summary."""
     from .replay import load_detector
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as e:
-        print("\n".join(e.problems), file=sys.stderr)
-        return 2
+    cfg = load_or_exit(args.config)
     if args.camera not in cfg.cameras:
         print(f"sharpeye preview: camera {args.camera!r} is not in {args.config} "
               f"(cameras: {', '.join(cfg.cameras)})", file=sys.stderr)
@@ -267,8 +263,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "tracker on the frames sampled at detect_fps, and draw zones, lines, masks and detections on "
         "the last one.")
     p.add_argument("camera", help="camera id")
-    p.add_argument("--config", "-c", default=os.environ.get("SHARPEYE_CONFIG", "streams.yaml"),
-                   help="config file (default: $SHARPEYE_CONFIG or ./streams.yaml)")
+    add_config_arg(p)
     p.add_argument("--output", "-o", required=True, help="JPEG to write")
     p.add_argument("--seconds", type=float, default=2.0, help="seconds of video to decode (default 2)")
     p.set_defaults(func=cmd_preview)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .analytics import CameraAnalytics
+from .cliargs import add_config_arg
 from .config import Config, ConfigError, load_config
 from .detect import Detector
 from .events import alert_message, draw_snapshot, write_snapshot
@@ -286,8 +286,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "rules, alert lifecycle) over a video file as fast as the machine allows, and print the alert "
         "messages it would publish. Frame times are START + pts; START defaults to now.")
     p.add_argument("video", help="video file (any format PyAV reads)")
-    p.add_argument("--config", "-c", default=os.environ.get("SHARPEYE_CONFIG", "streams.yaml"),
-                   help="config file (default: $SHARPEYE_CONFIG or ./streams.yaml)")
+    add_config_arg(p)
     p.add_argument("--camera", help="camera whose zones, rules and motion settings apply "
                    "(default: the config's only camera)")
     p.add_argument("--exhaustive", action="store_true",

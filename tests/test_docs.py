@@ -9,7 +9,6 @@ def test_generated_docs_are_current() -> None:
 
 
 def test_every_field_is_described() -> None:
-    from pipeline import config as C
     from pipeline.docs import SECTIONS
 
     missing = [f"{title}.{name}" for title, model in SECTIONS for name, f in model.model_fields.items()
