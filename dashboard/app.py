@@ -77,17 +77,7 @@ def create_app(cfg: Config, redis_url: str) -> FastAPI:
         return aioredis.Redis.from_url(redis_url, socket_connect_timeout=5)
 
     async def statuses(r: aioredis.Redis) -> dict[str, dict[str, Any]]:
-        raw = await r.hgetall(keys.cameras)
-        now = time.time()
-        out = {}
-        for k, v in raw.items():
-            st = json.loads(v)
-            fresh = now - float(st.get("updated", 0)) < bus.STALE_S
-            st["online"] = st.get("state") == "streaming" and fresh
-            if not fresh:
-                st["state"] = "offline"
-            out[k.decode()] = st
-        return out
+        return bus.parse_statuses(await r.hgetall(keys.cameras))
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> HTMLResponse:

@@ -101,14 +101,20 @@ def set_camera_status(r: "redis.Redis[bytes]", keys: BusKeys, camera_id: str, st
     r.hset(keys.cameras, camera_id, json.dumps(status, separators=(",", ":")))
 
 
-def camera_statuses(r: "redis.Redis[bytes]", keys: BusKeys, now: float | None = None) -> dict[str, dict[str, Any]]:
-    """Every camera's last status; a stale one (worker gone) reads as offline."""
+def parse_statuses(raw: dict[Any, Any], now: float | None = None) -> dict[str, dict[str, Any]]:
+    """``HGETALL P:cameras`` → camera id → status; a stale one (worker gone) reads as offline."""
     now = time.time() if now is None else now
     out: dict[str, dict[str, Any]] = {}
-    for k, v in r.hgetall(keys.cameras).items():
+    for k, v in raw.items():
         st = json.loads(v)
-        st["online"] = st.get("state") == "streaming" and now - float(st.get("updated", 0)) < STALE_S
-        if now - float(st.get("updated", 0)) >= STALE_S and st.get("state") not in ("stopped",):
+        fresh = now - float(st.get("updated", 0)) < STALE_S
+        st["online"] = st.get("state") == "streaming" and fresh
+        if not fresh and st.get("state") != "stopped":
             st["state"] = "offline"
         out[k.decode() if isinstance(k, bytes) else k] = st
     return out
+
+
+def camera_statuses(r: "redis.Redis[bytes]", keys: BusKeys, now: float | None = None) -> dict[str, dict[str, Any]]:
+    """Every camera's last status; a stale one (worker gone) reads as offline."""
+    return parse_statuses(r.hgetall(keys.cameras), now)

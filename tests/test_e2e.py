@@ -88,6 +88,19 @@ cameras:
                 browser.close()
             print(f"alert visible {seen_after:.1f} s after the page opened")
 
+            # health: Prometheus metrics and `sharpeye status` show the same cameras
+            with urllib.request.urlopen(base + "/metrics", timeout=5) as resp:
+                metrics = resp.read().decode()
+            assert 'sharpeye_camera_online{camera="lobby"} 1.0' in metrics
+            assert 'sharpeye_camera_online{camera="dead"} 0.0' in metrics
+            assert 'sharpeye_camera_detected_fps{camera="lobby"}' in metrics
+            st = subprocess.run([sys.executable, "-m", "pipeline.cli", "status", "--config", str(cfg), "--json"],
+                                capture_output=True, text=True, timeout=30)
+            assert st.returncode == 0, st.stderr
+            status = json.loads(st.stdout)
+            assert status["lobby"]["online"] is True and status["dead"]["online"] is False
+            assert status["dead"]["reconnects"] >= 1 and status["dead"]["state"] in ("backoff", "connecting")
+
             # the same alert is on the bus, readable with `sharpeye events --json`
             ev = subprocess.run([sys.executable, "-m", "pipeline.cli", "events", "--config", str(cfg),
                                  "--json", "-n", "50"], capture_output=True, text=True, timeout=30)
