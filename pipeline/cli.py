@@ -167,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .replay import add_parser as add_replay
     add_replay(sub)
     add_preview(sub)
+    from .bench import add_parser as add_bench
+    add_bench(sub)
     return ap
 
 

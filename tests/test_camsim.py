@@ -1,4 +1,4 @@
-"""scripts/camsim.py (the RTSP camera simulator) and its helper tests/rtsp.py, against a real server."""
+"""scripts/camsim.py (the RTSP camera simulator) and its helper pipeline/simulator.py, against a real server."""
 from __future__ import annotations
 
 import os

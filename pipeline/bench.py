@@ -1,0 +1,287 @@
+"""``sharpeye bench``: how many cameras this machine carries, and what each one costs.
+
+    sharpeye bench [--cameras N] [--resolution 720p|1080p] [--substream] [--content busy|idle|mixed]
+                   [--detect-fps F] [--seconds T] [--capacity] [--baseline naive] [--json]
+
+A run serves N generated cameras over RTSP (the camera simulator, no re-encoding), runs the real
+worker on them for T seconds after a warm-up, and reports per camera and in total: input, decoded
+and detected fps, skipped frames, CPU seconds per camera-second and resident memory of the
+pipeline's processes (worker + Redis; the simulator is reported but not counted), detector ms
+p50/p99, alert latency p50/p99, and the floor (decode alone + detector alone for the same frames)
+with the pipeline's cost as a ratio of it.  ``--baseline naive`` runs the same cameras through a
+naive loop (see :mod:`pipeline.bench_procs`); ``--capacity`` raises N until a camera falls behind.
+
+Modules: :mod:`pipeline.bench_content` makes the clips, :mod:`pipeline.bench_run` runs and measures
+one configuration, :mod:`pipeline.bench_procs` holds the two measured child processes,
+:mod:`pipeline.bench_floor` measures the floor.  The JSON document is described in
+docs/benchmarks.md and docs/schemas/bench.schema.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from .bench_floor import Floor
+from .bench_run import FALL_BEHIND_RATE, FALL_BEHIND_SKIPPED, Kind, Plan, Run, layout
+
+log = logging.getLogger("sharpeye.bench")
+
+SCHEMA = "sharpeye.bench/1"
+MAX_CAMERAS = 64
+
+
+def measure(plan: Plan, kind: Kind, floor: Floor) -> dict[str, Any]:
+    log.info("bench: %s, %d camera(s), %s%s, %s content, %g s", kind, plan.cameras, plan.resolution,
+             " + sub-stream" if plan.substream else "", plan.content, plan.seconds)
+    result = Run(plan, kind, floor).measure()
+    why = "; ".join(f"{p['id']}: {', '.join(p['reasons'])}" for p in result["per_camera"] if p["reasons"])
+    log.info("bench: %s %d cameras: %s, %.3f cores/camera, detected %.1f fps%s", kind, plan.cameras,
+             "held" if result["held"] else "FELL BEHIND", result["total"]["cpu_s_per_camera_s"] or 0,
+             result["total"]["detected_fps"], f"; {why[:300]}" if why else "")
+    return result
+
+
+def capacity(plan: Plan, kind: Kind, floor: Floor, runs: list[dict[str, Any]], confirm: bool = True,
+             max_cameras: int = MAX_CAMERAS) -> dict[str, Any]:
+    """Largest N at which every camera held, by projection from measured CPU then bisection.
+
+    From a run that held, the next N is what the measured cores per camera project onto the
+    machine's cores (at least N+1, at most 2N); after the first failure, bisect between the
+    largest N that held and the smallest that failed.  Each step is a fresh, short run.  With
+    ``confirm``, a step that falls behind is run once more and fails only if it falls behind
+    again: on a shared machine one run can lose to somebody else's job.
+    """
+    lo, hi = 0, None
+    n = max(1, plan.cameras)
+    steps: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    while 1 <= n <= max_cameras:
+        for attempt in (1, 2) if confirm else (1,):
+            r = measure(plan.with_cameras(n), kind, floor)
+            runs.append(r)
+            steps.append({"cameras": n, "attempt": attempt, "held": r["held"], "cpu_cores": r["total"]["cpu_cores"],
+                          "other_cores": r["machine"]["other_cores"],
+                          "reasons": sorted({why for p in r["per_camera"] for why in p["reasons"]})[:5]})
+            if r["held"]:
+                break
+        if r["held"]:
+            lo, best = n, r
+        else:
+            hi = n
+        if hi is not None and hi - lo <= 1:
+            break
+        if hi is None:
+            used = r["total"]["cpu_cores"] + r["processes"].get("simulator", {}).get("cpu_cores", 0)
+            projected = int(n * (os.cpu_count() or 1) / used) if used > 0 else 2 * n
+            n = max(n + 1, min(2 * n, projected))
+            if n > max_cameras and lo < max_cameras:
+                n = max_cameras  # try the cap itself before giving up
+        else:
+            n = (lo + hi) // 2
+    return {"max_cameras": lo, "smallest_failed": hi, "steps": steps, "run": best}
+
+
+def run_bench(plan: Plan, do_capacity: bool, baseline: str | None, confirm: bool = True,
+              max_cameras: int = MAX_CAMERAS) -> dict[str, Any]:
+    floor = Floor()
+    kinds: list[Kind] = ["pipeline"] + (["naive"] if baseline == "naive" else [])
+    content = {c.detect_clip.path.name: c.detect_clip.describe() for c in layout(plan.with_cameras(2))}
+    for c in layout(plan.with_cameras(2)):
+        if c.record_clip:
+            content[c.record_clip.path.name] = c.record_clip.describe()
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "host": host_info(),
+        "settings": {"cameras": plan.cameras, "resolution": plan.resolution, "substream": plan.substream,
+                     "content": plan.content, "detect_fps": plan.detect_fps, "seconds": plan.seconds,
+                     "warmup_s": plan.warmup, "model": "yolox_nano", "model_threads": plan.threads,
+                     "workers": plan.workers,
+                     "capacity": do_capacity, "confirm_failures": confirm, "max_cameras": max_cameras,
+                     "baseline": baseline,
+                     "criteria": {"detected_fps_min_share": FALL_BEHIND_RATE,
+                                  "skipped_max_share": FALL_BEHIND_SKIPPED}},
+        "content": list(content.values()),
+        "runs": [],
+        "pipeline": None, "naive": None, "capacity": None, "comparison": None,
+    }
+    runs: list[dict[str, Any]] = doc["runs"]
+    if do_capacity:
+        doc["capacity"] = {}
+        for kind in kinds:
+            cap = capacity(plan, kind, floor, runs, confirm, max_cameras)
+            doc[kind] = cap.pop("run")
+            doc["capacity"][kind] = cap
+    else:
+        for kind in kinds:
+            doc[kind] = measure(plan, kind, floor)
+            runs.append(doc[kind])
+    doc["comparison"] = compare(doc)
+    doc["host"]["loadavg_end"] = list(os.getloadavg())
+    return doc
+
+
+def compare(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """Naive ÷ pipeline: above 1 means the pipeline is cheaper (or carries more cameras)."""
+    p, n = doc.get("pipeline"), doc.get("naive")
+    if not p or not n:
+        return None
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 2) if a is not None and b else None
+
+    cap = doc.get("capacity") or {}
+    return {
+        "cpu_per_camera": ratio(n["total"]["cpu_s_per_camera_s"], p["total"]["cpu_s_per_camera_s"]),
+        "rss": ratio(n["total"]["rss_mb"], p["total"]["rss_mb"]),
+        "floor_ratio": {"pipeline": p["floor"]["ratio"], "naive": n["floor"]["ratio"]},
+        "capacity": ratio(cap.get("pipeline", {}).get("max_cameras"), cap.get("naive", {}).get("max_cameras"))
+        if cap else None,
+    }
+
+
+def host_info() -> dict[str, Any]:
+    import av
+    import cv2
+    import onnxruntime
+
+    mem = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    return {"cpus": os.cpu_count(), "memory_gb": round(mem / 2**30, 1), "machine": platform.machine(),
+            "python": platform.python_version(), "av": av.__version__, "onnxruntime": onnxruntime.__version__,
+            "opencv": cv2.__version__, "code": code_version(), "loadavg_start": list(os.getloadavg())}
+
+
+def code_version() -> dict[str, Any]:
+    """Which pipeline was measured: the commit, and a digest of the package's sources (edits included).
+
+    The bench's own modules are left out of the digest: two runs with the same digest measured the
+    same pipeline, whatever was changed in the bench.
+    """
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for f in sorted(p for p in root.glob("*.py") if not p.name.startswith("bench")):
+        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"commit": commit, "sources_sha256": digest.hexdigest()[:16]}
+
+
+# ------------------------------------------------------------------------------ text report
+
+
+def format_run(r: dict[str, Any]) -> list[str]:
+    t, f = r["total"], r["floor"]
+    lines = [
+        f"{r['kind']}: {r['cameras']} camera(s) over {r['seconds']:.0f} s: {'held' if r['held'] else 'FELL BEHIND'}",
+        f"  fps in/decoded/sampled/detected/gated: {t['input_fps']:.1f} / {t['decoded_fps']:.1f} / "
+        f"{t['sampled_fps']:.1f} / {t['detected_fps']:.1f} / {t['gated_fps']:.1f}; "
+        f"skipped {t['skipped']} ({t['skipped_pct']} %)",
+        f"  CPU {t['cpu_cores']:.2f} cores = {t['cpu_s_per_camera_s']:.3f} s per camera-second; "
+        f"RSS {t['rss_mb']} MB (max {t['rss_mb_max']})",
+        f"  detector ms p50/p99 {r['detector_ms']['p50']} / {r['detector_ms']['p99']}; "
+        f"{r['latency_ms']['kind']} latency ms p50/p99 {r['latency_ms']['p50']} / {r['latency_ms']['p99']} "
+        f"(n={r['latency_ms']['n']}); detect loop gaps ms p99/max {r['detect_gap_ms']['p99']} / "
+        f"{r['detect_gap_ms']['max']}",
+        f"  floor {f['cores']:.3f} cores (decode {f['decode_cores']:.3f} + inference {f['inference_cores']:.3f}); "
+        f"cost / floor = {f['ratio']}",
+        f"  machine: {r['machine']['busy_cores']} cores busy, {r['machine']['other_cores']} by other processes; "
+        f"simulator {r['processes'].get('simulator', {}).get('cpu_cores')} cores (not counted)",
+    ]
+    if r.get("recording") is not None:
+        lines.append(f"  recording: {r['recording']['segments']} file(s), {r['recording']['bytes']} bytes")
+    for p in r["per_camera"]:
+        lines.append(f"    {p['id']} {p['content']:4s} {p['width']}x{p['height']}: in {p['input_fps']:5.1f} "
+                     f"dec {p['decoded_fps']:5.1f} det {p['detected_fps']:4.1f} gated {p['gated_fps']:4.1f} fps, "
+                     f"skipped {p['skipped']}, latency p50 {p['latency_ms']['p50']} ms"
+                     + ("" if p["held"] else "  ← " + "; ".join(p["reasons"])))
+    return lines
+
+
+def format_report(doc: dict[str, Any]) -> str:
+    s = doc["settings"]
+    out = [f"sharpeye bench: {s['resolution']}{' + 640x360 sub-stream' if s['substream'] else ''}, "
+           f"{s['content']} content, detect {s['detect_fps']:g} fps, model threads {s['model_threads']}, "
+           f"{doc['host']['cpus']} CPUs (load {doc['host']['loadavg_start'][0]:.2f} at start)"]
+    if doc["capacity"]:
+        for kind, cap in doc["capacity"].items():
+            steps = ", ".join(f"{st['cameras']}{'✓' if st['held'] else '✗'}" for st in cap["steps"])
+            out.append(f"capacity {kind}: {cap['max_cameras']} cameras (steps {steps})")
+    for kind in ("pipeline", "naive"):
+        if doc.get(kind):
+            out += format_run(doc[kind])
+    if doc["comparison"]:
+        c = doc["comparison"]
+        out.append(f"naive ÷ pipeline: CPU per camera {c['cpu_per_camera']}×, memory {c['rss']}×"
+                   + (f", capacity pipeline ÷ naive {c['capacity']}×" if c["capacity"] else ""))
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.seconds < 2.5:
+        print("--seconds must be at least 2.5 (the worker refreshes its counters every 2 s)", file=sys.stderr)
+        return 2
+    plan = Plan(cameras=args.cameras or (4 if args.capacity else 1), resolution=args.resolution,
+                substream=args.substream, content=args.content, detect_fps=args.detect_fps,
+                seconds=args.seconds, warmup=args.warmup, threads=args.threads, workers=args.workers,
+                clip_seconds=args.clip_seconds, cache_dir=Path(args.cache_dir))
+    doc = run_bench(plan, args.capacity, args.baseline, confirm=not args.no_confirm, max_cameras=args.max_cameras)
+    if args.json:
+        print(json.dumps(doc, indent=1, ensure_ascii=False))
+    else:
+        print(format_report(doc))
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``sharpeye bench`` on the CLI's subparsers."""
+    p = sub.add_parser("bench", help="measure cameras per machine, CPU per camera and latency on simulated cameras",
+                       description="Serve generated cameras over RTSP, run the pipeline (and optionally a naive "
+                       "loop) on them, and report fps, CPU, memory, detector time and alert latency. "
+                       "See docs/benchmarks.md.")
+    p.add_argument("--cameras", type=int, default=None,
+                   help="number of cameras (default 1; with --capacity: where the search starts, default 4)")
+    p.add_argument("--resolution", choices=("720p", "1080p"), default="720p", help="main stream (default 720p)")
+    p.add_argument("--substream", action="store_true",
+                   help="detect on a 640x360 sub-stream; the main stream becomes record_source")
+    p.add_argument("--content", choices=("busy", "idle", "mixed"), default="busy",
+                   help="people walking (busy), a still room with sensor noise (idle), or half of each")
+    p.add_argument("--detect-fps", type=float, default=5.0, help="detect fps per camera (default 5)")
+    p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per run (default 20)")
+    p.add_argument("--warmup", type=float, default=5.0, help="seconds after all cameras stream, before measuring")
+    p.add_argument("--capacity", action="store_true", help="raise the camera count until one falls behind")
+    p.add_argument("--max-cameras", type=int, default=MAX_CAMERAS,
+                   help=f"with --capacity: stop searching here (default {MAX_CAMERAS})")
+    p.add_argument("--no-confirm", action="store_true",
+                   help="with --capacity: count a step as failed at once, without running it a second time")
+    p.add_argument("--baseline", choices=("naive",), default=None, help="also run the naive loop and compare")
+    p.add_argument("--threads", type=int, default=1,
+                   help="onnxruntime intra-op threads for worker and baseline (default 1: more cameras than 2 "
+                   "on this 2-core machine)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="worker processes, cameras sharded over them as `sharpeye run` does (default: one per "
+                   "CPU, since one worker's detect loop is serial; never more than cameras)")
+    p.add_argument("--clip-seconds", type=float, default=None,
+                   help="length of generated clips (default 45 s busy, 20 s idle; the simulator loops them)")
+    p.add_argument("--cache-dir", default=str(Plan().cache_dir), help="where generated clips are cached")
+    p.add_argument("--json", action="store_true", help="print one JSON document (docs/schemas/bench.schema.json)")
+    p.set_defaults(func=cmd_bench)
