@@ -106,7 +106,7 @@ def run_bench(plan: Plan, do_capacity: bool, baseline: str | None, confirm: bool
         "settings": {"cameras": plan.cameras, "resolution": plan.resolution, "substream": plan.substream,
                      "content": plan.content, "detect_fps": plan.detect_fps, "seconds": plan.seconds,
                      "warmup_s": plan.warmup, "model": "yolox_nano", "model_threads": plan.threads,
-                     "workers": plan.workers,
+                     "workers": plan.workers, "motion": plan.motion, "idle": plan.idle,
                      "capacity": do_capacity, "confirm_failures": confirm, "max_cameras": max_cameras,
                      "baseline": baseline,
                      "criteria": {"detected_fps_min_share": FALL_BEHIND_RATE,
@@ -243,7 +243,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     plan = Plan(cameras=args.cameras or (4 if args.capacity else 1), resolution=args.resolution,
                 substream=args.substream, content=args.content, detect_fps=args.detect_fps,
                 seconds=args.seconds, warmup=args.warmup, threads=args.threads, workers=args.workers,
-                clip_seconds=args.clip_seconds, cache_dir=Path(args.cache_dir))
+                clip_seconds=args.clip_seconds, cache_dir=Path(args.cache_dir),
+                motion=args.motion == "on", idle=None if args.idle == "default" else args.idle == "on")
     doc = run_bench(plan, args.capacity, args.baseline, confirm=not args.no_confirm, max_cameras=args.max_cameras)
     if args.json:
         print(json.dumps(doc, indent=1, ensure_ascii=False))
@@ -282,6 +283,10 @@ def add_parser(sub: Any) -> None:
                    "CPU, since one worker's detect loop is serial; never more than cameras)")
     p.add_argument("--clip-seconds", type=float, default=None,
                    help="length of generated clips (default 45 s busy, 20 s idle; the simulator loops them)")
+    p.add_argument("--motion", choices=("on", "off"), default="on",
+                   help="motion gating (off: the detector on every sampled frame; default on)")
+    p.add_argument("--idle", choices=("on", "off", "default"), default="default",
+                   help="idle mode: keyframes only while still (default: on with --substream)")
     p.add_argument("--cache-dir", default=str(Plan().cache_dir), help="where generated clips are cached")
     p.add_argument("--json", action="store_true", help="print one JSON document (docs/schemas/bench.schema.json)")
     p.set_defaults(func=cmd_bench)

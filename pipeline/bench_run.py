@@ -67,6 +67,8 @@ class Plan:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # worker processes at most
     clip_seconds: float | None = None  # length of generated clips (None: the content's default)
     cache_dir: Path = DEFAULT_CACHE
+    motion: bool = True  # motion gating (False: detect every sampled frame)
+    idle: bool | None = None  # idle mode (None: the schema's default, on with a sub-stream)
 
     @property
     def worker_processes(self) -> int:
@@ -116,6 +118,10 @@ def write_config(path: Path, plan: Plan, cams: list[CameraSetup], urls: dict[str
                                  "grid_cell": "B1", "detect_fps": plan.detect_fps, "alert_labels": ["person"]}
         if c.record_clip is not None:
             entry["record_source"] = urls[f"{c.camera_id}/main"]
+        if not plan.motion:
+            entry["motion"] = {"enabled": False}
+        if plan.idle is not None:
+            entry["idle"] = {"enabled": plan.idle}
         cameras[c.camera_id] = entry
     doc = {"version": 1, "data_dir": str(path.parent / "data"), "redis_url": redis_url,
            "workers": plan.worker_processes,

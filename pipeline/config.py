@@ -443,8 +443,9 @@ class Config(Strict):
                                   "`sharpeye run` starts a private redis-server under data_dir.")
     timezone: str | None = Field(None, description="IANA time zone for schedules, e.g. Asia/Shanghai; "
                                  "default: the machine's local time.")
-    workers: int = Field(1, ge=1, le=64, description="Worker processes; cameras are spread over them by "
-                         "a stable hash of their id, each worker has one detector (default 1).")
+    workers: int | None = Field(None, ge=1, le=64, description="Worker processes; cameras are spread over "
+                                "them by a stable hash of their id, each has one detector. Default: one per "
+                                "CPU core, at most one per enabled camera (one detect loop is serial).")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The detector.")
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig, description="The web app.")
     bus: BusConfig = Field(default_factory=BusConfig, description="Redis Streams naming and caps.")
@@ -507,6 +508,12 @@ class Config(Strict):
 
     def camera_alerts(self, cid: str) -> AlertsConfig:
         return self.cameras[cid].alerts or self.alerts
+
+    def worker_count(self) -> int:
+        import os
+        if self.workers is not None:
+            return self.workers
+        return max(1, min(os.cpu_count() or 1, len(self.enabled_cameras())))
 
     def enabled_cameras(self) -> dict[str, CameraConfig]:
         return {cid: c for cid, c in self.cameras.items() if c.enabled}

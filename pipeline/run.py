@@ -90,10 +90,11 @@ def run(cfg: Config, host: str | None = None, port: int | None = None) -> int:
     py = sys.executable
     dash_host = host or cfg.dashboard.host
     dash_port = port or cfg.dashboard.port
+    workers = cfg.worker_count()
     children = [
         Child(f"worker-{i}", [py, "-m", "pipeline.worker", "--config", str(cfg.path), "--redis", url,
-                              "--shard", f"{i}/{cfg.workers}"])
-        for i in range(cfg.workers)
+                              "--shard", f"{i}/{workers}"])
+        for i in range(workers)
     ] + [
         Child("dashboard", [py, "-m", "dashboard", "--config", str(cfg.path), "--redis", url,
                             "--host", dash_host, "--port", str(dash_port)]),
