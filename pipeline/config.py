@@ -276,6 +276,10 @@ class MotionConfig(Strict):
                                       "Motion elsewhere is detected at once.")
     tracked_settle_s: float = Field(2.0, ge=0.0, le=60.0, description="How long a track must have been "
                                     "followed before its motion is sampled at tracked_interval_s (default 2 s).")
+    fruitless_after: int = Field(5, ge=0, le=1000, description="After this many detections in a row that "
+                                 "found nothing of interest, ongoing motion (traffic the model does not "
+                                 "watch, trees, rain) is detected every tracked_interval_s instead of every "
+                                 "sampled frame, until an object is seen again (default 5; 0 turns it off).")
 
     @field_validator("masks")
     @classmethod

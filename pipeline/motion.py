@@ -53,7 +53,8 @@ _EPS = 1e-6  # sampled timestamps like 0.2 * 10 land just under 2.0
 
 Box = tuple[int, int, int, int]
 Reset = Literal["first", "resolution", "scene"]
-Reason = Literal["motion", "hold", "periodic", "first", "disabled", "still", "tracked", "tracked_wait"]
+Reason = Literal["motion", "hold", "periodic", "first", "disabled", "still", "tracked", "tracked_wait",
+                 "fruitless", "fruitless_wait"]
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,7 @@ class MotionGate:
         self._last_detect: float | None = None
         self._objects = False
         self._settled: list[tuple[float, float, float, float]] = []  # boxes of settled tracks, grown
+        self._fruitless = 0  # detections in a row that found nothing of interest
 
     # ----------------------------------------------------------------- counters
 
@@ -238,7 +240,7 @@ class MotionGate:
 
     @property
     def skipped(self) -> int:
-        return self.counts["still"] + self.counts["tracked_wait"]
+        return self.counts["still"] + self.counts["tracked_wait"] + self.counts["fruitless_wait"]
 
     @property
     def detected(self) -> int:
@@ -280,6 +282,12 @@ class MotionGate:
                 # all change is on objects already tracked for a while: follow them at a slower rate
                 self._active(t, motion=True)
                 reason = "tracked" if self._tracked_due(t) else "tracked_wait"
+            elif (motion.moving and self.cfg.fruitless_after and self._fruitless >= self.cfg.fruitless_after
+                  and self.cfg.tracked_interval_s > 0):
+                # motion the detector keeps finding nothing in (cars the model cannot see from
+                # above, trees, rain): look at it every tracked_interval_s, not every frame
+                self._active(t, motion=True)
+                reason = "fruitless" if self._tracked_due(t) else "fruitless_wait"
             elif motion.moving:
                 self._active(t, motion=True)
                 reason = "motion"
@@ -293,7 +301,7 @@ class MotionGate:
             else:
                 reason = "still"
         self.counts[reason] += 1
-        detect = reason not in ("still", "tracked_wait")
+        detect = reason not in ("still", "tracked_wait", "fruitless_wait")
         if detect:
             self._last_detect = t
         return GateDecision(detect, reason, motion)
@@ -334,6 +342,9 @@ class MotionGate:
         self._objects = present
         if present:
             self._active(t, motion=True)
+            self._fruitless = 0
+        else:
+            self._fruitless += 1
 
     @property
     def idle(self) -> bool:

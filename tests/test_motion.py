@@ -197,3 +197,29 @@ def test_limited_range_y_plane_matches_bgr() -> None:
     assert bgr_det.update(f, 1.0).moving
     assert y_det.update(to_y(f), 1.0, limited_range=True).moving
     assert not raw_det.update(to_y(f), 1.0).moving
+
+
+def test_fruitless_motion_is_sampled_slower_until_an_object_is_seen() -> None:
+    """Motion the detector keeps finding nothing in (top-down cars, trees) costs less."""
+    from pipeline.config import MotionConfig
+    from pipeline.motion import MotionGate
+
+    gate = MotionGate(MotionConfig(fruitless_after=5, tracked_interval_s=0.6, min_area=0.001))
+    rng = np.random.default_rng(1)
+    detected = []
+    for i in range(100):  # 20 s at 5 fps of changing noise blobs: motion on every frame
+        t = i * 0.2
+        img = np.full((180, 320), 100, np.uint8)
+        x = (i * 13) % 280
+        img[50:90, x:x + 40] = rng.integers(150, 255, (40, 40), dtype=np.uint8)
+        d = gate.decide(img, t)
+        if d.detect:
+            detected.append(t)
+            gate.note_objects(i >= 80, t)  # the detector finds an object of interest from 16 s on
+    early = [t for t in detected if 2.0 <= t < 16.0]
+    late = [t for t in detected if t >= 16.4]
+    # the first frames go to the detector; after 5 fruitless runs only every 0.6 s (about 1 in 3)
+    assert 18 <= len(early) <= 26, early
+    assert all(b - a >= 0.6 - 1e-6 for a, b in zip(early, early[1:]))
+    # once something is seen every sampled frame is detected again
+    assert len(late) >= 17, late
