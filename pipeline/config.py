@@ -182,11 +182,14 @@ class PresenceRule(RuleBase):
     kind: Literal["presence"]
 
 
-class IntrusionRule(RuleBase):
+class ZoneRule(RuleBase):
+    zone: str = Field(description="Name of a zone of this camera.")
+
+
+class IntrusionRule(ZoneRule):
     """An object inside a zone, anchored at the bottom-centre of its box."""
 
     kind: Literal["intrusion"]
-    zone: str = Field(description="Name of a zone of this camera.")
     inertia: int = Field(3, ge=1, le=50, description="Consecutive detect frames inside the zone before "
                          "it counts (1-50, default 3); filters one-frame flickers.")
 
@@ -201,20 +204,18 @@ class LineCrossingRule(RuleBase):
                             "crossing counts; a box flickering on the line never counts twice.")
 
 
-class LoiteringRule(RuleBase):
+class LoiteringRule(ZoneRule):
     """A track staying inside a zone longer than `dwell_s`."""
 
     kind: Literal["loitering"]
-    zone: str = Field(description="Name of a zone of this camera.")
     dwell_s: float = Field(60.0, gt=0, le=86400, description="Seconds a track must stay in the zone "
                            "(0-86400, default 60).")
 
 
-class CrowdingRule(RuleBase):
+class CrowdingRule(ZoneRule):
     """More than `max_count` objects in a zone for `for_s` seconds."""
 
     kind: Literal["crowding"]
-    zone: str = Field(description="Name of a zone of this camera.")
     max_count: int = Field(5, ge=0, le=1000, description="Alert when MORE than this many objects are "
                            "in the zone (0-1000, default 5).")
     for_s: float = Field(10.0, ge=0, le=3600, description="Seconds the count must stay above max_count "
