@@ -514,6 +514,13 @@ class Config(Strict):
     def camera_alerts(self, cid: str) -> AlertsConfig:
         return self.cameras[cid].alerts or self.alerts
 
+    def tzinfo(self) -> dt.tzinfo | None:
+        """The zone schedules are read in: `timezone`, else the machine's local zone."""
+        if self.timezone:
+            from zoneinfo import ZoneInfo
+            return ZoneInfo(self.timezone)
+        return dt.datetime.now().astimezone().tzinfo
+
     def worker_count(self) -> int:
         import os
         if self.workers is not None:
@@ -744,7 +751,3 @@ def load_config(path: str | Path, classes: list[str] | None = None) -> Config:
     cfg = parse_config(text, str(p), classes)
     return cfg.model_copy(update={"path": p.resolve()})
 
-
-def local_now(cfg: Config) -> dt.datetime:
-    from zoneinfo import ZoneInfo
-    return dt.datetime.now(ZoneInfo(cfg.timezone)) if cfg.timezone else dt.datetime.now().astimezone()

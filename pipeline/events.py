@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -53,11 +54,17 @@ def write_snapshot(data_dir: Path, camera_id: str, name: str, image: np.ndarray,
     return rel.as_posix()
 
 
+def grid_cell_ref(cfg: Config, cam: CameraConfig) -> dict[str, Any]:
+    """The camera's grid cell and its duty officer, as every message carries them."""
+    cell = cfg.grid_cells.get(cam.grid_cell)
+    return {"id": cam.grid_cell, "name": cell.name if cell else cam.grid_cell,
+            "officer": {"name": cell.officer.name, "phone": cell.officer.phone} if cell else None}
+
+
 def alert_message(update: Any, cfg: Config, camera_id: str, snapshot: dict[str, Any] | None,
                   frame_time: float | None) -> dict[str, Any]:
     """The bus message for one lifecycle step of an alert (see docs/schemas/event.schema.json)."""
     cam: CameraConfig = cfg.cameras[camera_id]
-    cell = cfg.grid_cells.get(cam.grid_cell)
     return {
         "schema": SCHEMA_VERSION,
         "type": "alert",
@@ -66,11 +73,7 @@ def alert_message(update: Any, cfg: Config, camera_id: str, snapshot: dict[str, 
         "time": round(update.time, 3),
         "frame_time": round(frame_time, 3) if frame_time is not None else None,
         "camera": {"id": camera_id, "name": cam.name},
-        "grid_cell": {
-            "id": cam.grid_cell,
-            "name": cell.name if cell else cam.grid_cell,
-            "officer": {"name": cell.officer.name, "phone": cell.officer.phone} if cell else None,
-        },
+        "grid_cell": grid_cell_ref(cfg, cam),
         "rule": {"id": update.rule_id, "kind": update.kind, "severity": update.severity},
         "labels": list(update.labels),
         "track_ids": list(update.track_ids),
@@ -88,16 +91,13 @@ def alert_message(update: Any, cfg: Config, camera_id: str, snapshot: dict[str, 
 def camera_message(cfg: Config, camera_id: str, state: str, detail: str, online: bool) -> dict[str, Any]:
     """A camera going offline or coming back: the room must see it (it can be tampering)."""
     cam = cfg.cameras[camera_id]
-    cell = cfg.grid_cells.get(cam.grid_cell)
-    import time as _time
     return {
         "schema": SCHEMA_VERSION,
         "type": "camera",
         "phase": "online" if online else "offline",
-        "time": round(_time.time(), 3),
+        "time": round(time.time(), 3),
         "camera": {"id": camera_id, "name": cam.name},
-        "grid_cell": {"id": cam.grid_cell, "name": cell.name if cell else cam.grid_cell,
-                      "officer": {"name": cell.officer.name, "phone": cell.officer.phone} if cell else None},
+        "grid_cell": grid_cell_ref(cfg, cam),
         "state": state,
         "detail": detail,
     }

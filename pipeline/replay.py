@@ -118,11 +118,8 @@ def pick_camera(cfg: Config, camera_id: str | None) -> str:
 
 
 def config_tz(cfg: Config) -> dt.tzinfo | None:
-    """The zone schedules are read in: the config's, else the machine's (as the worker does)."""
-    if cfg.timezone:
-        from zoneinfo import ZoneInfo
-        return ZoneInfo(cfg.timezone)
-    return dt.datetime.now().astimezone().tzinfo
+    """The zone schedules are read in (kept for scripts; see `Config.tzinfo`)."""
+    return cfg.tzinfo()
 
 
 def parse_start(text: str, tz: dt.tzinfo | None) -> float:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import datetime as dt
 import logging
 import signal
 import statistics
@@ -128,7 +127,8 @@ class Worker:
     def _add_camera(self, cid: str) -> CameraRuntime:
         cam = self.cfg.cameras[cid]
         rec = self.cfg.recordings
-        analytics = CameraAnalytics(cid, cam, self.cfg.camera_alerts(cid), list(self.detector.names), self._tz())
+        analytics = CameraAnalytics(cid, cam, self.cfg.camera_alerts(cid), list(self.detector.names),
+                                    self.cfg.tzinfo())
         writer = ring = record_input = None
         if rec.enabled and cam.record:
             writer = SegmentWriter(cid, self.data_dir / rec.dir, segment_s=rec.segment_s, fmt=rec.format)
@@ -376,12 +376,6 @@ class Worker:
             result = rt.analytics.process(dets, frame.capture_time, frame.size)
         for upd in result.updates:
             self._emit(rt, upd, frame)
-
-    def _tz(self) -> dt.tzinfo | None:
-        if self.cfg.timezone:
-            from zoneinfo import ZoneInfo
-            return ZoneInfo(self.cfg.timezone)
-        return dt.datetime.now().astimezone().tzinfo
 
     def _emit(self, rt: CameraRuntime, upd: Any, frame: SampledFrame | None) -> None:
         snapshot = None

@@ -6,7 +6,6 @@ Prints the folder. Run with the venv's Python: ``.venv/bin/python scripts/fetch_
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -23,12 +22,8 @@ CLIPS = {
 }
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+sys.path.insert(0, str(ROOT))
+from pipeline.models import sha256_file as sha256  # noqa: E402  (one chunked hasher for models and clips)
 
 
 def fetch(name: str, digest: str) -> Path:

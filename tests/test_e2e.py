@@ -113,8 +113,18 @@ cameras:
             assert news and news[0]["camera"]["id"] == "lobby" and news[0]["labels"] == ["person"]
             snap = tmp_path / "data" / news[0]["snapshot"]["path"]
             assert snap.read_bytes()[:2] == b"\xff\xd8"
-            # no repeated `new` for the same camera and rule while the person stays in view
-            assert len({m["alert_id"] for m in news}) == len(news)
+            # no repeated `new` for the same camera and rule while the person stays in view:
+            # a rule's next `new` only ever follows the `end` of its previous alert
+            open_alert: dict[tuple[str, str], str] = {}
+            for m in (m for m in msgs if m["type"] == "alert"):
+                key = (m["camera"]["id"], m["rule"]["id"])
+                if m["phase"] == "new":
+                    assert key not in open_alert, f"second `new` while {open_alert[key]} is open"
+                    open_alert[key] = m["alert_id"]
+                else:
+                    assert open_alert.get(key) == m["alert_id"]
+                    if m["phase"] == "end":
+                        del open_alert[key]
         finally:
             os.killpg(run.pid, signal.SIGINT)
             try:

@@ -83,6 +83,8 @@ def test_person_walking_into_an_idle_room_is_detected(tmp_path: Path, person_cli
             time.sleep(0.2)
         assert news, "no alert for the person walking in"
         assert news[0]["labels"] == ["person"]
+        # the room really was idle (keyframes only) before the person came
+        assert w.cameras["cam"].source.stats.idle_skipped > 0
         delay = news[0]["frame_time"] - (t0 + 7.0)
         print(f"alert {delay:.2f} s after the person entered (idle mode on)")
     finally:
