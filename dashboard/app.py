@@ -20,9 +20,9 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from pipeline import bus
 from pipeline.config import Config, redact_url, reload_config
-from pipeline.health import metrics_text
+from pipeline.publish import bus
+from pipeline.publish.status import metrics_text
 
 STATIC = Path(__file__).parent / "static"
 CAMERA_PUSH_PERIOD_S = 2.0

@@ -8,9 +8,9 @@ import logging
 import os
 import sys
 
-from .cliargs import add_config_arg as _config_arg
-from .cliargs import bus_url_or_exit, default_config, load_or_exit
-from .config import ConfigError, load_config
+from pipeline.cliargs import add_config_arg as _config_arg
+from pipeline.cliargs import bus_url_or_exit, default_config, load_or_exit
+from pipeline.config import ConfigError, load_config
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -18,7 +18,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         cfg0 = load_config(args.config)
         try:
-            from .models import load_manifest
+            from pipeline.analyse.models import load_manifest
             classes = list(load_manifest(cfg0.model.name).classes)
         except Exception:
             classes = None  # a model given as a bare .onnx path: label check needs its manifest
@@ -36,8 +36,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from .detect import Detector, iter_media
-    from .models import resolve_model
+    from pipeline.analyse.detect import Detector, iter_media
+    from pipeline.analyse.models import resolve_model
 
     path, manifest = resolve_model(args.model)
     det = Detector(path, manifest, threads=args.threads, score_threshold=args.score)
@@ -57,7 +57,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    from . import bus
+    from pipeline.publish import bus
 
     url = args.redis
     cfg = None
@@ -91,8 +91,8 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from . import bus
-    from .health import status_table
+    from pipeline.publish import bus
+    from pipeline.publish.status import status_table
 
     cfg = load_or_exit(args.config)
     url = bus_url_or_exit(cfg, args.redis)
@@ -107,13 +107,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .run import run
+    from pipeline.runtime.supervisor import run
 
     return run(load_or_exit(args.config), host=args.host, port=args.port)
 
 
 def cmd_fetch_model(args: argparse.Namespace) -> int:
-    from .models import fetch_model, load_manifest
+    from pipeline.analyse.models import fetch_model, load_manifest
 
     print(fetch_model(load_manifest(args.name)))
     return 0
@@ -163,11 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", default="yolox_nano")
     p.set_defaults(func=cmd_fetch_model)
 
-    from .preview import add_parser as add_preview
-    from .replay import add_parser as add_replay
+    from pipeline.tools.preview import add_parser as add_preview
+    from pipeline.tools.replay import add_parser as add_replay
     add_replay(sub)
     add_preview(sub)
-    from .bench import add_parser as add_bench
+    from pipeline.tools.bench.command import add_parser as add_bench
     add_bench(sub)
     return ap
 

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .config import Config, ConfigError, load_config
+from pipeline.config import Config, ConfigError, load_config
 
 DEFAULT_CONFIG = "streams.yaml"
 

@@ -23,7 +23,7 @@ CLIPS = {
 
 
 sys.path.insert(0, str(ROOT))
-from pipeline.models import sha256_file as sha256  # noqa: E402  (one chunked hasher for models and clips)
+from pipeline.analyse.models import sha256_file as sha256  # noqa: E402  (one chunked hasher for models and clips)
 
 
 def fetch(name: str, digest: str) -> Path:

@@ -29,9 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import bus  # noqa: E402
-from pipeline.redis_server import RedisServer  # noqa: E402
-from pipeline.simulator import RtspSimulator, free_port  # noqa: E402
+from pipeline.publish import bus  # noqa: E402
+from pipeline.runtime.redis_server import RedisServer  # noqa: E402
+from pipeline.tools.simulator import RtspSimulator, free_port  # noqa: E402
 
 
 def one_run(clip: Path) -> dict[str, float]:
@@ -79,10 +79,10 @@ cameras:
 
 def stream_delay(clip: Path) -> tuple[float, float]:
     """(clip second of the first person detection at >= 0.5, clip second of the alert's frame)."""
+    from pipeline.analyse.detect import Detector, iter_media
+    from pipeline.analyse.models import resolve_model
     from pipeline.config import parse_config
-    from pipeline.detect import Detector, iter_media
-    from pipeline.models import resolve_model
-    from pipeline.replay import run_replay
+    from pipeline.tools.replay import run_replay
 
     det = Detector(*resolve_model("yolox_nano"))
     enter = next(pts for _, pts, img in iter_media(clip)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import ConfigError, load_config
-from pipeline.replay import (
+from pipeline.tools.replay import (
     ReplayError,
     ReplayStats,
     config_tz,

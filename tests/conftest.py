@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from pipeline.redis_server import RedisServer
+from pipeline.runtime.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

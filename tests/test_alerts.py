@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 import re
 
-from pipeline.alerts import AlertTracker, AlertUpdate
+from pipeline.analyse.alerts import AlertTracker, AlertUpdate
+from pipeline.analyse.rules import RuleHit, TrackedObject
 from pipeline.config import AlertsConfig
-from pipeline.rules import RuleHit, TrackedObject
 
 T0 = 1_717_400_000.0  # wall clock of the first frame
 FPS = 5.0

@@ -11,11 +11,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pipeline.bench_content import ClipSpec, ensure_clip
-from pipeline.redis_server import find_redis_server
+from pipeline.runtime.redis_server import find_redis_server
+from pipeline.tools.bench.content import ClipSpec, ensure_clip
 
 try:
-    from pipeline.simulator import camsim_unavailable
+    from pipeline.tools.simulator import camsim_unavailable
 except ImportError:
     try:
         from tests.rtsp import camsim_unavailable

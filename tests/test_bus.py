@@ -11,11 +11,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pipeline import bus
-from pipeline.alerts import AlertTracker
+from pipeline.analyse.alerts import AlertTracker
+from pipeline.analyse.rules import RuleHit, TrackedObject
 from pipeline.config import parse_config
-from pipeline.events import alert_message, camera_message
-from pipeline.rules import RuleHit, TrackedObject
+from pipeline.publish import bus
+from pipeline.publish.events import alert_message, camera_message
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "docs" / "schemas" / "event.schema.json").read_text())

@@ -1,4 +1,4 @@
-"""scripts/camsim.py (the RTSP camera simulator) and its helper pipeline/simulator.py, against a real server."""
+"""scripts/camsim.py (the RTSP camera simulator) and its helper pipeline/tools/simulator.py, against a real server."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from pipeline.simulator import CAMSIM, SYSTEM_PYTHON, RtspSimulator, camsim_unavailable
+from pipeline.tools.simulator import CAMSIM, SYSTEM_PYTHON, RtspSimulator, camsim_unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SHARPEYE_ASSET_MIRROR") or REPO.parent / "shared")

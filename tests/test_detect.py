@@ -1,4 +1,4 @@
-"""Tests for the detector stage (pipeline.detect) and model manifests (pipeline.models).
+"""Tests for the detector stage (pipeline.analyse.detect) and model manifests (pipeline.analyse.models).
 
 Real computations only: synthetic network outputs with known answers, tiny ONNX models built with
 the ``onnx`` package, and the real YOLOX-Nano on a real clip when the shared assets are present.
@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.detect import (
+from pipeline.analyse.detect import (
     Detections,
     Detector,
     boxes_to_source,
@@ -27,7 +27,7 @@ from pipeline.detect import (
     nms,
     select_providers,
 )
-from pipeline.models import (
+from pipeline.analyse.models import (
     COCO80_CLASSES,
     DEFAULT_PREPROCESSING,
     ChecksumError,
@@ -436,7 +436,7 @@ def test_detector_decodes_a_yolox_shaped_model(tmp_path: Path) -> None:
 def test_unavailable_providers_are_skipped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     import onnxruntime as ort
 
-    with caplog.at_level(logging.WARNING, logger="pipeline.detect"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.analyse.detect"):
         chosen = select_providers(["tensorrt", "cuda", "cpu"])
     assert chosen[-1] == "CPUExecutionProvider"
     assert set(chosen) <= set(ort.get_available_providers())

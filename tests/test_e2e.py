@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pipeline.simulator import RtspSimulator, camsim_unavailable, free_port
+from pipeline.tools.simulator import RtspSimulator, camsim_unavailable, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.e2e

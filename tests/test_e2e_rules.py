@@ -20,10 +20,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from pipeline import bus
 from pipeline.config import load_config
-
-from pipeline.simulator import RtspSimulator, camsim_unavailable
+from pipeline.publish import bus
+from pipeline.tools.simulator import RtspSimulator, camsim_unavailable
 from tests.test_replay import FLOOR, cut_clip
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_one_alert_per_person_entering(tmp_path: Path, person_clip: Path, redis_url: str) -> None:
     if reason := camsim_unavailable():
         pytest.skip(reason)
-    from pipeline.worker import Worker
+    from pipeline.runtime.worker import Worker
 
     clip = cut_clip(person_clip, tmp_path / "people.mp4", *EXCERPT)
     length = EXCERPT[1] - EXCERPT[0]

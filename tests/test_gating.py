@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import bus
 from pipeline.config import parse_config
-from pipeline.worker import Worker
+from pipeline.publish import bus
+from pipeline.runtime.worker import Worker
 from tests.media import make_clip
 
 

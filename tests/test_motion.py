@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.analyse.motion import MotionDetector, MotionGate
 from pipeline.config import IdleConfig, MotionConfig
-from pipeline.motion import MotionDetector, MotionGate
 
 H, W = 432, 768
 FPS = 5.0
@@ -201,8 +201,8 @@ def test_limited_range_y_plane_matches_bgr() -> None:
 
 def test_fruitless_motion_is_sampled_slower_until_an_object_is_seen() -> None:
     """Motion the detector keeps finding nothing in (top-down cars, trees) costs less."""
+    from pipeline.analyse.motion import MotionGate
     from pipeline.config import MotionConfig
-    from pipeline.motion import MotionGate
 
     gate = MotionGate(MotionConfig(fruitless_after=5, tracked_interval_s=0.6, min_area=0.001))
     rng = np.random.default_rng(1)

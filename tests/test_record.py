@@ -18,12 +18,13 @@ import av
 import numpy as np
 import pytest
 
+from pipeline.ingest.record_input import RecordInput
+from pipeline.ingest.source import Backoff, State
 from pipeline.record import (
     INDEX_NAME,
     PacketCapture,
     PacketRing,
     Recordings,
-    RecordInput,
     Retention,
     SegmentWriter,
     StoredPacket,
@@ -32,7 +33,6 @@ from pipeline.record import (
     segment_path,
     write_clip,
 )
-from pipeline.source import Backoff, State
 
 T0 = 1_700_000_000.0  # simulated wall clock of the first packet
 FPS, GOP_S = 25, 2.0
@@ -325,7 +325,7 @@ def test_a_fragmented_part_left_by_a_crash_is_recovered(clip: Path, tmp_path: Pa
 
 
 def test_record_input_over_rtsp_records_reconnects_and_shows_the_gap(clip: Path, tmp_path: Path) -> None:
-    from pipeline.simulator import RtspSimulator, camsim_unavailable
+    from pipeline.tools.simulator import RtspSimulator, camsim_unavailable
 
     if reason := camsim_unavailable():
         pytest.skip(reason)

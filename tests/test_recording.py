@@ -11,9 +11,9 @@ import pytest
 
 from pipeline.config import parse_config
 from pipeline.record import Recordings
-from pipeline.worker import Worker
+from pipeline.runtime.worker import Worker
+from pipeline.tools.simulator import RtspSimulator, camsim_unavailable
 from tests.media import make_clip
-from pipeline.simulator import RtspSimulator, camsim_unavailable
 
 GOP_S = 2.0
 

@@ -19,9 +19,9 @@ import jsonschema
 import numpy as np
 import pytest
 
+from pipeline.analyse.detect import Detector
 from pipeline.config import Config, load_config
-from pipeline.detect import Detector
-from pipeline.replay import ReplayError, ReplayStats, parse_start, pick_camera, run_replay
+from pipeline.tools.replay import ReplayError, ReplayStats, parse_start, pick_camera, run_replay
 
 ROOT = Path(__file__).resolve().parents[1]
 START = "2024-05-01T10:00:00+08:00"
@@ -113,7 +113,7 @@ def cfg(config_path: Path) -> Config:
 
 @pytest.fixture(scope="module")
 def detector(cfg: Config) -> Detector:
-    from pipeline.replay import load_detector
+    from pipeline.tools.replay import load_detector
 
     return load_detector(cfg)
 

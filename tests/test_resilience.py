@@ -15,11 +15,11 @@ from typing import Callable
 
 import pytest
 
-from pipeline import bus
 from pipeline.config import load_config, parse_config
-from pipeline.source import CameraSource, SampledFrame, State
+from pipeline.ingest.source import CameraSource, SampledFrame, State
+from pipeline.publish import bus
+from pipeline.tools.simulator import RtspSimulator, camsim_unavailable
 from tests.media import make_clip
-from pipeline.simulator import RtspSimulator, camsim_unavailable
 
 
 @pytest.fixture(scope="module")
@@ -179,11 +179,11 @@ cameras:
             return bool(st and st["state"] == "streaming")
 
         _wait(lambda: streaming("a"), 30)
-        workers = [p for p in _children(run.pid) if "pipeline.worker" in _cmdline(p)]
+        workers = [p for p in _children(run.pid) if "pipeline.runtime.worker" in _cmdline(p)]
         assert len(workers) == 1
         os.kill(workers[0], signal.SIGKILL)
         t0 = time.monotonic()
-        _wait(lambda: any(p != workers[0] and "pipeline.worker" in _cmdline(p) for p in _children(run.pid)), 5)
+        _wait(lambda: any(p != workers[0] and "pipeline.runtime.worker" in _cmdline(p) for p in _children(run.pid)), 5)
         restarted = time.monotonic() - t0
         assert restarted < 2.0, f"worker restarted after {restarted:.2f} s"
         r.hdel(keys.cameras, "a")
@@ -208,7 +208,7 @@ cameras:
 
 
 def test_reload_touches_only_changed_cameras(tmp_path: Path, clip: Path, redis_url: str) -> None:
-    from pipeline.worker import Worker
+    from pipeline.runtime.worker import Worker
 
     cfg_path = tmp_path / "streams.yaml"
     head = f"""\
@@ -247,14 +247,14 @@ def _wait(pred: Callable[[], bool], timeout: float) -> None:
 
 
 def _free_port() -> int:
-    from pipeline.simulator import free_port
+    from pipeline.tools.simulator import free_port
     return free_port()
 
 
 
 
 def test_password_never_in_logs_or_status(caplog: pytest.LogCaptureFixture) -> None:
-    from pipeline.simulator import free_port
+    from pipeline.tools.simulator import free_port
 
     caplog.set_level("DEBUG")
     url = f"rtsp://admin:s3cret-pw@127.0.0.1:{free_port()}/ch1"

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.analyse.rules import CameraRules, Polygon, TrackedObject, schedule_armed
 from pipeline.config import CameraConfig, ScheduleWindow
-from pipeline.rules import CameraRules, Polygon, TrackedObject, schedule_armed
 
 W, H = 1000, 1000
 FPS = 5.0

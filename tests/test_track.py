@@ -1,4 +1,4 @@
-"""Tests for pipeline.track: id stability on synthetic 5 fps scenes.
+"""Tests for pipeline.analyse.track: id stability on synthetic 5 fps scenes.
 
 The scenes are built so the right answer is known: every synthetic detection
 carries the key of the object it came from, and ``det_index`` lets us map the
@@ -13,7 +13,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from pipeline.track import Track, Tracker, TrackerConfig
+from pipeline.analyse.track import Track, Tracker, TrackerConfig
 
 DT = 0.2  # 5 fps
 PERSON, CAR = 0, 2

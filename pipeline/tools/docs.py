@@ -1,7 +1,7 @@
 """Generate docs/config.md and docs/schemas/config.schema.json from the config schema.
 
 The schema in pipeline/config.py is the single source of truth; the docs are derived from
-it (``python -m pipeline.docs``), and a test fails when they are out of date.
+it (``python -m pipeline.tools.docs``), and a test fails when they are out of date.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from . import config as C
+from pipeline.config import schema as C
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("(top level)", C.Config),
@@ -67,7 +67,7 @@ def _default(field: Any) -> str:
 
 def render_markdown() -> str:
     out = ["# streams.yaml reference", "",
-           "Generated from `pipeline/config.py` by `python -m pipeline.docs`; do not edit by hand.",
+           "Generated from `pipeline/config/schema.py` by `python -m pipeline.tools.docs`; do not edit by hand.",
            "Unknown keys are rejected. `sharpeye check FILE` reports every problem as "
            "`FILE:LINE: path: message`. Geometry is relative to the frame (0-1, origin top-left).", ""]
     for title, model in SECTIONS:

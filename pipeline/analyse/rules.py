@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import (
+from pipeline.config.schema import (
     WEEKDAYS,
     CameraConfig,
     CrowdingRule,

@@ -1,12 +1,12 @@
 """The two processes ``sharpeye bench`` measures, each run as its own child process.
 
-``python -m pipeline.bench_procs worker --probe FILE -- --config X --redis URL``
-    The real worker (``pipeline.worker.main``, unchanged) with its detector wrapped so every
+``python -m pipeline.tools.bench.procs worker --probe FILE -- --config X --redis URL``
+    The real worker (``pipeline.runtime.worker.main``, unchanged) with its detector wrapped so every
     ``detect_batch`` call is timed.  Why: the worker's status only carries a rolling median of
     inference time, and the bench must report p99 too.  The wrapper adds two ``perf_counter``
     calls per batch; nothing else in the worker's path changes.
 
-``python -m pipeline.bench_procs naive --probe FILE --config X``
+``python -m pipeline.tools.bench.procs naive --probe FILE --config X``
     The naive baseline, modelled on Ultralytics' multi-stream loader (``LoadStreams`` with
     ``buffer=False``) and predictor: one ``cv2.VideoCapture`` thread per stream that ``grab()``s
     (reads and decodes) every frame and ``retrieve()``s (converts to BGR) every k-th, keeping only
@@ -115,7 +115,7 @@ class TimedDetector:
 
 
 def run_worker(probe_path: Path, worker_argv: list[str]) -> int:
-    from . import worker
+    from pipeline.runtime import worker
 
     probe = Probe(probe_path)
     original = worker.load_detector
@@ -183,8 +183,8 @@ class NaiveStream(threading.Thread):
 
 def run_naive(probe_path: Path, config_path: str, source_fps: float) -> int:
     # the worker's own detector factory: the same model file, providers, threads and thresholds
-    from .config import load_config
-    from .worker import load_detector
+    from pipeline.config import load_config
+    from pipeline.runtime.worker import load_detector
 
     os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")  # as the worker reads RTSP
     cfg = load_config(config_path)
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         cut = argv.index("--")
         argv, worker_argv = argv[:cut], argv[cut + 1:]
-    ap = argparse.ArgumentParser(prog="python -m pipeline.bench_procs")
+    ap = argparse.ArgumentParser(prog="python -m pipeline.tools.bench.procs")
     ap.add_argument("kind", choices=("worker", "naive"))
     ap.add_argument("--probe", required=True, type=Path, help="probe file the bench reads")
     ap.add_argument("--config", help="naive: the bench's generated config")

@@ -26,11 +26,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .analytics import CameraAnalytics
-from .cliargs import add_config_arg, load_or_exit
-from .config import CameraConfig, Config, LineConfig, redact_url
-from .detect import Detections, Detector
-from .source import Sampler, open_options
+from pipeline.analyse.camera import CameraAnalytics
+from pipeline.analyse.detect import Detections, Detector
+from pipeline.cliargs import add_config_arg, load_or_exit
+from pipeline.config import CameraConfig, Config, LineConfig, redact_url
+from pipeline.ingest.source import Sampler, open_options
 
 ZONE_COLOURS = [(255, 160, 0), (0, 200, 255), (80, 220, 80), (255, 0, 160), (0, 120, 255), (200, 200, 0)]
 LINE_COLOUR = (0, 255, 255)
@@ -228,7 +228,7 @@ def summary(path: Path, camera_id: str, cam: CameraConfig, res: PreviewResult) -
 
 def cmd_preview(args: argparse.Namespace) -> int:
     """``sharpeye preview``: write the annotated picture and print its path and a summary."""
-    from .replay import load_detector
+    from pipeline.tools.replay import load_detector
 
     cfg = load_or_exit(args.config)
     if args.camera not in cfg.cameras:

@@ -36,7 +36,7 @@ import av
 import cv2
 import numpy as np
 
-from .models import REPO_ROOT
+from pipeline.analyse.models import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def _encode(spec: ClipSpec, source: Path, dest: Path) -> None:
 
 
 def main() -> None:
-    """Generate every clip the documented benchmarks need (``python -m pipeline.bench_content``)."""
+    """Generate every clip the documented benchmarks need (``python -m pipeline.tools.bench.content``)."""
     logging.basicConfig(level="INFO")
     for kind in ("busy", "idle"):
         for res in RESOLUTIONS:

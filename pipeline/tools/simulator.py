@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CAMSIM = Path(__file__).resolve().parents[1] / "scripts" / "camsim.py"
+CAMSIM = Path(__file__).resolve().parents[2] / "scripts" / "camsim.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
 READY_TIMEOUT_S = 10.0
 

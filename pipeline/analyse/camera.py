@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .alerts import AlertTracker, AlertUpdate
-from .config import AlertsConfig, CameraConfig
-from .detect import Detections
-from .motion import MotionGate
-from .rules import CameraRules, TrackedObject
-from .track import Tracker
+from pipeline.analyse.alerts import AlertTracker, AlertUpdate
+from pipeline.analyse.detect import Detections
+from pipeline.analyse.motion import MotionGate
+from pipeline.analyse.rules import CameraRules, TrackedObject
+from pipeline.analyse.track import Tracker
+from pipeline.config import AlertsConfig, CameraConfig
 
 
 @dataclass

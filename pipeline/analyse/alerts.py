@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .config import AlertsConfig
-from .rules import RuleHit, TrackedObject
+from pipeline.analyse.rules import RuleHit, TrackedObject
+from pipeline.config import AlertsConfig
 
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 # A new snapshot is worth taking only when the best detection score beats the snapshot's by

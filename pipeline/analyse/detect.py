@@ -25,7 +25,7 @@ from typing import Any, Literal, NamedTuple
 import cv2
 import numpy as np
 
-from pipeline.models import REPO_ROOT, ModelManifest, resolve_model
+from pipeline.analyse.models import REPO_ROOT, ModelManifest, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -385,7 +385,7 @@ class Detector:
 
     @classmethod
     def from_model(cls, model: str | Path, **kwargs: Any) -> Detector:
-        """Build from a manifest name or an .onnx path (see :func:`pipeline.models.resolve_model`)."""
+        """Build from a manifest name or an .onnx path (see :func:`pipeline.analyse.models.resolve_model`)."""
         path, manifest = resolve_model(model)
         return cls(path, manifest, **kwargs)
 

@@ -40,7 +40,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from .config import IdleConfig, MotionConfig
+from pipeline.config import IdleConfig, MotionConfig
 
 SCENE_CHANGE = 0.6
 """Share of unmasked pixels changing at once that is taken as a new scene, not as motion."""

@@ -5,9 +5,9 @@ version: CPU and memory from ``/proc`` of each process, per-camera counters from
 status hash (``<prefix>:cameras``, refreshed every 2 s; rates are taken over the status
 timestamps, not the bench's clock, so a stale status does not skew them), alert latency from
 the events stream (Redis stream id in ms − the message's ``frame_time``), detector time from
-the probe file the child writes (see :mod:`pipeline.bench_procs`).
+the probe file the child writes (see :mod:`pipeline.tools.bench.procs`).
 
-The floor (:mod:`pipeline.bench_floor`) is measured after the run, so it does not compete with it,
+The floor (:mod:`pipeline.tools.bench.floor`) is measured after the run, so it does not compete with it,
 and priced with the frames the run decoded and detected.
 """
 
@@ -30,10 +30,10 @@ import numpy as np
 import redis
 import yaml
 
-from .bench_content import DEFAULT_CACHE, Clip, ClipSpec, ensure_clip
-from .bench_floor import Floor
-from .bench_procs import read_probe
-from .redis_server import RedisServer
+from pipeline.runtime.redis_server import RedisServer
+from pipeline.tools.bench.content import DEFAULT_CACHE, Clip, ClipSpec, ensure_clip
+from pipeline.tools.bench.floor import Floor
+from pipeline.tools.bench.procs import read_probe
 
 log = logging.getLogger("sharpeye.bench")
 
@@ -47,8 +47,8 @@ FALL_BEHIND_SKIPPED = 0.01  # or more than 1 % of its sampled frames skipped
 
 
 def simulator_class() -> Any:
-    """The RTSP camera simulator (scripts/camsim.py behind pipeline.simulator)."""
-    from .simulator import RtspSimulator
+    """The RTSP camera simulator (scripts/camsim.py behind pipeline.tools.simulator)."""
+    from pipeline.tools.simulator import RtspSimulator
     return RtspSimulator
 
 
@@ -239,7 +239,7 @@ class Run:
 
     def _start_children(self, cfg: Path, url: str | None, tmp: Path) -> None:
         """One process per worker shard (as ``sharpeye run`` starts them), or the one naive process."""
-        py = [sys.executable, "-m", "pipeline.bench_procs"]
+        py = [sys.executable, "-m", "pipeline.tools.bench.procs"]
         if self.kind == "pipeline":
             n = self.plan.worker_processes
             cmds = [py + ["worker", "--probe", str(tmp / f"probe{i}.json"), "--", "--config", str(cfg),

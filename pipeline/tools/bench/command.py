@@ -9,11 +9,11 @@ and detected fps, skipped frames, CPU seconds per camera-second and resident mem
 pipeline's processes (worker + Redis; the simulator is reported but not counted), detector ms
 p50/p99, alert latency p50/p99, and the floor (decode alone + detector alone for the same frames)
 with the pipeline's cost as a ratio of it.  ``--baseline naive`` runs the same cameras through a
-naive loop (see :mod:`pipeline.bench_procs`); ``--capacity`` raises N until a camera falls behind.
+naive loop (see :mod:`pipeline.tools.bench.procs`); ``--capacity`` raises N until a camera falls behind.
 
-Modules: :mod:`pipeline.bench_content` makes the clips, :mod:`pipeline.bench_run` runs and measures
-one configuration, :mod:`pipeline.bench_procs` holds the two measured child processes,
-:mod:`pipeline.bench_floor` measures the floor.  The JSON document is described in
+Modules: :mod:`pipeline.tools.bench.content` makes the clips, :mod:`pipeline.tools.bench.run` runs and measures
+one configuration, :mod:`pipeline.tools.bench.procs` holds the two measured child processes,
+:mod:`pipeline.tools.bench.floor` measures the floor.  The JSON document is described in
 docs/benchmarks.md and docs/schemas/bench.schema.json.
 """
 
@@ -31,8 +31,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .bench_floor import Floor
-from .bench_run import FALL_BEHIND_RATE, FALL_BEHIND_SKIPPED, Kind, Plan, Run, layout
+from pipeline.tools.bench.floor import Floor
+from pipeline.tools.bench.run import FALL_BEHIND_RATE, FALL_BEHIND_SKIPPED, Kind, Plan, Run, layout
 
 log = logging.getLogger("sharpeye.bench")
 
@@ -171,10 +171,11 @@ def code_version() -> dict[str, Any]:
     The bench's own modules are left out of the digest: two runs with the same digest measured the
     same pipeline, whatever was changed in the bench.
     """
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[2]  # the pipeline package
+    bench = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for f in sorted(p for p in root.glob("*.py") if not p.name.startswith("bench")):
-        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    for f in sorted(p for p in root.rglob("*.py") if bench not in p.parents):
+        digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                                 text=True, timeout=5).stdout.strip() or None

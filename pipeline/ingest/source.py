@@ -23,7 +23,7 @@ import av
 import av.error
 import numpy as np
 
-from .config import CameraConfig, redact_url
+from pipeline.config import CameraConfig, redact_url
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import av
 
-from .bench_content import Clip
+from pipeline.tools.bench.content import Clip
 
 
 @dataclass
@@ -102,9 +102,9 @@ def infer_cpu_ms(path: Path, detector: Any, frames: int = 20) -> float:
 
 def floor_detector(threads: int) -> Any:
     """A detector built as the worker builds it (its config defaults), with the bench's threads."""
-    from .config import ModelConfig
-    from .detect import Detector
-    from .models import resolve_model
+    from pipeline.analyse.detect import Detector
+    from pipeline.analyse.models import resolve_model
+    from pipeline.config import ModelConfig
 
     mc = ModelConfig(threads=threads)
     path, manifest = resolve_model(mc.name)

@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .analytics import CameraAnalytics
-from .cliargs import add_config_arg
-from .config import Config, ConfigError, load_config
-from .detect import Detector
-from .events import alert_message, draw_snapshot, write_snapshot
-from .source import SampledFrame, Sampler
+from pipeline.analyse.camera import CameraAnalytics
+from pipeline.analyse.detect import Detector
+from pipeline.cliargs import add_config_arg
+from pipeline.config import Config, ConfigError, load_config
+from pipeline.ingest.source import SampledFrame, Sampler
+from pipeline.publish.events import alert_message, draw_snapshot, write_snapshot
 
 
 class ReplayError(ValueError):
@@ -136,7 +136,7 @@ def parse_start(text: str, tz: dt.tzinfo | None) -> float:
 
 def load_detector(cfg: Config) -> Detector:
     """The detector the live worker would use for this config (same model, providers, thresholds)."""
-    from .worker import load_detector as worker_detector
+    from pipeline.runtime.worker import load_detector as worker_detector
 
     return worker_detector(cfg)
 

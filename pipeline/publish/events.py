@@ -16,9 +16,9 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from .bus import SCHEMA_VERSION
-from .config import CameraConfig, Config
-from .rules import TrackedObject
+from pipeline.analyse.rules import TrackedObject
+from pipeline.config import CameraConfig, Config
+from pipeline.publish.bus import SCHEMA_VERSION
 
 SEVERITY_COLOURS = {"low": (80, 200, 80), "medium": (0, 200, 255), "high": (0, 80, 255), "critical": (0, 0, 255)}
 

@@ -15,8 +15,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .config import Config
-from .redis_server import RedisServer
+from pipeline.config import Config
+from pipeline.runtime.redis_server import RedisServer
 
 log = logging.getLogger("sharpeye.run")
 RESTART_DELAY_S = 0.3  # a crashed worker is back well within 2 s (model load included)
@@ -52,7 +52,7 @@ RETENTION_PERIOD_S = 60.0
 
 def _retention_loop(cfg: Config, stop: threading.Event) -> None:
     """Delete old recordings every minute: by age, then oldest first over the quotas."""
-    from .record import Retention
+    from pipeline.record import Retention
 
     rec = cfg.recordings
     if not rec.enabled:
@@ -84,7 +84,7 @@ def run(cfg: Config, host: str | None = None, port: int | None = None) -> int:
         log.info("embedded redis-server on %s (data in %s)", url, data_dir / "redis")
 
     # make sure the model is there before the worker needs it (fetch + checksum once, not per restart)
-    from .models import resolve_model
+    from pipeline.analyse.models import resolve_model
     resolve_model(cfg.model.name)
 
     py = sys.executable
@@ -92,7 +92,7 @@ def run(cfg: Config, host: str | None = None, port: int | None = None) -> int:
     dash_port = port or cfg.dashboard.port
     workers = cfg.worker_count()
     children = [
-        Child(f"worker-{i}", [py, "-m", "pipeline.worker", "--config", str(cfg.path), "--redis", url,
+        Child(f"worker-{i}", [py, "-m", "pipeline.runtime.worker", "--config", str(cfg.path), "--redis", url,
                               "--shard", f"{i}/{workers}"])
         for i in range(workers)
     ] + [

@@ -31,14 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from . import bus
-from .analytics import CameraAnalytics
-from .config import Config, load_config, reload_config
-from .detect import Detections, Detector
-from .events import alert_message, camera_message, draw_snapshot, write_snapshot
-from .models import resolve_model
-from .record import PacketRing, RecordInput, SegmentWriter, record_options
-from .source import Backoff, CameraSource, SampledFrame, State
+from pipeline.analyse.camera import CameraAnalytics
+from pipeline.analyse.detect import Detections, Detector
+from pipeline.analyse.models import resolve_model
+from pipeline.config import Config, load_config, reload_config
+from pipeline.ingest.record_input import RecordInput, record_options
+from pipeline.ingest.source import Backoff, CameraSource, SampledFrame, State
+from pipeline.publish import bus
+from pipeline.publish.events import alert_message, camera_message, draw_snapshot, write_snapshot
+from pipeline.record import PacketRing, SegmentWriter
 
 log = logging.getLogger(__name__)
 STATUS_PERIOD_S = 2.0

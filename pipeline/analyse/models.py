@@ -6,7 +6,7 @@ the sha256 of each ONNX file, and :func:`fetch_model` puts the file at ``models/
 not match is never used, so a truncated download or a swapped file cannot silently change
 what the command room's detector sees.
 
-Run ``python -m pipeline.models fetch [NAME]`` to fetch a model; it prints the file's path.
+Run ``python -m pipeline.analyse.models fetch [NAME]`` to fetch a model; it prints the file's path.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = REPO_ROOT / "models"
 DEFAULT_MODEL = "yolox_nano"
 MIRROR_ENV = "SHARPEYE_ASSET_MIRROR"
@@ -332,7 +332,7 @@ def _guess_format(out_shape: list[Any], input_hw: tuple[int, int] | None) -> Mod
 
 def main(argv: list[str] | None = None) -> int:
     """Command line for set-up scripts: ``fetch [NAME]`` prints the verified model path."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline.models", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m pipeline.analyse.models", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     fetch = sub.add_parser("fetch", help="fetch and verify a model's weights, print the path")
     fetch.add_argument(
