@@ -27,7 +27,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -116,6 +116,9 @@ class Worker:
         self.only = set(camera_ids) if camera_ids else None
         self.shard = shard
         self.started = False
+        # called from the detect loop at least once a second: a supervisor that stops hearing it
+        # restarts the worker (a dead, deadlocked or stopped detect thread is caught, not hidden)
+        self.on_heartbeat: Callable[[], None] | None = None
         for cid in self._mine(cfg):
             self._add_camera(cid)
         self._threads: list[threading.Thread] = []
@@ -341,6 +344,8 @@ class Worker:
     def _detect_loop(self) -> None:
         last_tick = time.monotonic()
         while not self.stop_event.is_set():
+            if self.on_heartbeat is not None:
+                self.on_heartbeat()
             batch = self._take_batch(0.5)
             if batch:
                 t0 = time.perf_counter()
