@@ -16,15 +16,11 @@ from pipeline.analyse.rules import RuleHit, TrackedObject
 from pipeline.config import parse_config
 from pipeline.publish import bus
 from pipeline.publish.events import alert_message, camera_message
+from tests.conftest import config_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "docs" / "schemas" / "event.schema.json").read_text())
-CFG = parse_config("""
-grid_cells:
-  G1: {name: Xinhua Street, officer: {name: Wang Wei, phone: "13800000000"}}
-cameras:
-  cam1: {name: Gate, source: rtsp://127.0.0.1/x, grid_cell: G1}
-""")
+CFG = parse_config(config_text({"cam1": {"name": "Gate", "source": "rtsp://127.0.0.1/x"}}))
 
 
 @pytest.fixture()

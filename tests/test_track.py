@@ -104,7 +104,7 @@ def test_irregular_timestamps() -> None:
     # Dropped frames: object moves at constant speed, samples 0.1-0.5 s apart.
     tracker = Tracker()
     rng = np.random.default_rng(3)
-    t, ids = 0.0, set()
+    t, ids = 0.0, set[int]()
     for _ in range(40):
         cx = 100 + 80 * t  # 80 px/s, width 50 -> up to 0.8 widths between samples
         out = step(tracker, [("p", box(cx, 200, 50, 120), 0.9, PERSON)], t)
@@ -230,7 +230,13 @@ def test_reset_and_validation() -> None:
         TrackerConfig(match_iou=0.0)
 
 
-def test_throughput_20_objects(capsys: pytest.CaptureFixture[str]) -> None:
+def test_update_with_20_objects_stays_far_inside_the_frame_budget() -> None:
+    """At 5 fps a camera has 200 ms per sampled frame; the tracker must be a small slice of it.
+
+    The bound (10 ms mean, about 20x the time measured on the dev machine) is generous on
+    purpose: it catches an accidental quadratic loop or per-update allocation storm, not a few
+    percent; ``sharpeye bench`` measures speed.
+    """
     rng = np.random.default_rng(0)
     n_obj, n_frames = 20, 300
     xy = rng.uniform(0, 1800, (n_obj, 2))
@@ -246,5 +252,6 @@ def test_throughput_20_objects(capsys: pytest.CaptureFixture[str]) -> None:
         t0 = time.perf_counter()
         tracker.update(xyxy, score, cls, f * DT)
         elapsed += time.perf_counter() - t0
-    with capsys.disabled():
-        print(f"\n[track] {1e3 * elapsed / n_frames:.3f} ms per update, {n_obj} objects")
+    assert len(tracker.active_tracks) >= n_obj // 2  # the timed updates really matched tracks
+    per_update_ms = 1e3 * elapsed / n_frames
+    assert per_update_ms < 10.0, f"{per_update_ms:.2f} ms per update with {n_obj} objects"
