@@ -11,14 +11,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
-from pipeline.config import load_config, parse_config
+from pipeline.config import CameraConfig, load_config, parse_config
 from pipeline.ingest.source import CameraSource, SampledFrame, State
 from pipeline.publish import bus
-from pipeline.tools.simulator import RtspSimulator, camsim_unavailable
+from pipeline.tools.simulator import RtspSimulator, free_port
+from tests.conftest import config_text, line_of, require_camsim, wait_for, write_config
 from tests.media import make_clip
 
 
@@ -32,22 +33,10 @@ def corrupt_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_clip(tmp_path_factory.mktemp("media") / "corrupt.mp4", seconds=4, corrupt_every=5)
 
 
-def needs_camsim() -> None:
-    if reason := camsim_unavailable():
-        pytest.skip(reason)
-
-
-def camera(url: str, **extra: object) -> object:
-    extras = "".join(f"\n    {k}: {v}" for k, v in extra.items())
-    cfg = parse_config(f"""
-grid_cells: {{G1: {{name: Cell, officer: {{name: Officer, phone: "110110"}}}}}}
-cameras:
-  c1:
-    name: Cam
-    source: {url}
-    grid_cell: G1
-    watchdog: {{stall_s: 2, backoff_initial_s: 1, backoff_max_s: 30}}{extras}
-""")
+def camera(url: str | Path, **extra: Any) -> CameraConfig:
+    """One camera with a short stall timeout and a backoff starting at 1 s."""
+    watchdog = {"stall_s": 2, "backoff_initial_s": 1, "backoff_max_s": 30}
+    cfg = parse_config(config_text({"c1": {"source": url, "watchdog": watchdog, **extra}}))
     return cfg.cameras["c1"]
 
 
@@ -64,17 +53,28 @@ class Recorder:
     def on_state(self, _cid: str, st: State, detail: str) -> None:
         self.states.append((time.monotonic(), st, detail))
 
-    def wait_for(self, pred: Callable[[], bool], timeout: float) -> float:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            if pred():
-                return time.monotonic() - t0
-            time.sleep(0.05)
-        raise AssertionError(f"condition not met in {timeout} s; states: {[(s.value, d) for _, s, d in self.states]}")
+    def count(self, state: State, since: int = 0) -> int:
+        """How often the source entered ``state`` from the ``since``-th state change on."""
+        return sum(st == state for _, st, _ in self.states[since:])
+
+    def wait_for(self, pred: Callable[[], object], timeout: float) -> float:
+        return wait_for(pred, timeout, lambda: f"a condition; states: {[(s.value, d) for _, s, d in self.states]}")
+
+    def wait_frames(self, more_than: int, timeout: float) -> float:
+        return self.wait_for(lambda: len(self.frames) > more_than, timeout)
+
+    def wait_backoffs(self, n: int, since: int, timeout: float, held_s: float = 0.0) -> float:
+        """Wait until the source is in its ``n``-th backoff since state change ``since``, for ``held_s``."""
+        def held() -> bool:
+            if self.count(State.BACKOFF, since) < n:
+                return False
+            t, st, _ = self.states[-1]
+            return st == State.BACKOFF and time.monotonic() - t >= held_s
+        return self.wait_for(held, timeout)
 
 
 def test_server_restart_every_camera_back_within_5s(clip: Path) -> None:
-    needs_camsim()
+    require_camsim()
     with RtspSimulator({"a": clip, "b": clip}) as sim:
         recs = {m: Recorder() for m in ("a", "b")}
         srcs = [CameraSource(m, camera(sim.url(m)), Path("."), recs[m].on_frame, recs[m].on_state) for m in recs]
@@ -82,15 +82,20 @@ def test_server_restart_every_camera_back_within_5s(clip: Path) -> None:
             s.start()
         try:
             for r in recs.values():
-                r.wait_for(lambda r=r: len(r.frames) > 5, 15)
+                r.wait_frames(5, 15)
+            down_at = {m: len(r.states) for m, r in recs.items()}
             sim.stop()
-            for r in recs.values():
-                r.wait_for(lambda r=r: r.states[-1][1] in (State.BACKOFF, State.CONNECTING), 10)
-            time.sleep(4)  # down long enough for the backoff to grow past the first steps
+            # down until the backoff has grown past its first steps (1 s, 2 s, 4 s, now 8 s +-20 %) and
+            # its port probe has seen the port closed (probes run every 0.5 s): a camera back within
+            # 5 s is back through the probe, not by waiting out the backoff
+            for m, r in recs.items():
+                r.wait_backoffs(4, since=down_at[m], timeout=30, held_s=1.0)
             n_before = {m: len(r.frames) for m, r in recs.items()}
             sim.start()
+            returned = time.monotonic()
             for m, r in recs.items():
-                back = r.wait_for(lambda r=r, m=m: len(r.frames) > n_before[m] + 2, 10)
+                r.wait_frames(n_before[m] + 2, 10)
+                back = time.monotonic() - returned
                 print(f"camera {m} back {back:.2f} s after the server returned")
                 assert back < 5.0, f"camera {m} back after {back:.1f} s"
             assert all(s.stats.reconnects >= 1 for s in srcs)
@@ -101,7 +106,7 @@ def test_server_restart_every_camera_back_within_5s(clip: Path) -> None:
 
 
 def test_stalled_stream_is_detected_and_recovers(clip: Path) -> None:
-    needs_camsim()
+    require_camsim()
     with RtspSimulator({"a": clip}) as sim:
         rec = Recorder()
         src = CameraSource("a", camera(sim.url("a"), timeout_s=2), Path("."), rec.on_frame, rec.on_state)
@@ -159,17 +164,10 @@ def _cmdline(pid: int) -> str:
 
 
 def test_killed_worker_is_back_within_2s_and_reload_applies(tmp_path: Path, clip: Path, redis_url: str) -> None:
-    cfg_path = tmp_path / "streams.yaml"
-    base = f"""\
-redis_url: {redis_url}
-bus: {{prefix: kill-test}}
-grid_cells: {{G1: {{name: Cell, officer: {{name: Officer, phone: "110110"}}}}}}
-cameras:
-  a: {{name: A, source: {clip}, grid_cell: G1}}
-"""
-    cfg_path.write_text(base)
+    top: dict[str, Any] = {"redis_url": redis_url, "bus": {"prefix": "kill-test"}}
+    cfg_path = write_config(tmp_path, {"a": {"source": clip}}, **top)
     run = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg_path),
-                            "--port", str(_free_port())], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            "--port", str(free_port())], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True, start_new_session=True)
     r = bus.connect(redis_url)
     keys = bus.BusKeys("kill-test")
@@ -178,25 +176,26 @@ cameras:
             st = bus.camera_statuses(r, keys).get(cid)
             return bool(st and st["state"] == "streaming")
 
-        _wait(lambda: streaming("a"), 30)
+        wait_for(lambda: streaming("a"), 30, "camera a streaming")
         workers = [p for p in _children(run.pid) if "pipeline.runtime.worker" in _cmdline(p)]
         assert len(workers) == 1
         os.kill(workers[0], signal.SIGKILL)
         t0 = time.monotonic()
-        _wait(lambda: any(p != workers[0] and "pipeline.runtime.worker" in _cmdline(p) for p in _children(run.pid)), 5)
+        wait_for(lambda: any(p != workers[0] and "pipeline.runtime.worker" in _cmdline(p) for p in _children(run.pid)),
+                 5, "a new worker process")
         restarted = time.monotonic() - t0
         assert restarted < 2.0, f"worker restarted after {restarted:.2f} s"
         r.hdel(keys.cameras, "a")
-        _wait(lambda: streaming("a"), 20)
+        wait_for(lambda: streaming("a"), 20, "camera a streaming again")
         print(f"worker process back after {restarted:.2f} s, camera streaming again after "
               f"{time.monotonic() - t0:.2f} s")
 
         # live reload: add a camera, and one whose entry is invalid (refused, the rest keep running)
-        cfg_path.write_text(base + f"  b: {{name: B, source: {clip}, grid_cell: G1}}\n"
-                                   f"  c: {{name: C, source: {clip}, grid_cell: G1, detect_fps: 99}}\n")
+        write_config(tmp_path, {"a": {"source": clip}, "b": {"source": clip}, "c": {"source": clip, "detect_fps": 99}},
+                     **top)
         os.killpg(run.pid, 0)  # still alive
         run_pid_children = _children(run.pid)
-        _wait(lambda: streaming("b"), 20)
+        wait_for(lambda: streaming("b"), 20, "the added camera b streaming")
         assert "c" not in bus.camera_statuses(r, keys)
         problems = r.hgetall(keys.prefix_key("config"))
         assert any(b"cameras.c.detect_fps" in v for v in problems.values())
@@ -210,52 +209,30 @@ cameras:
 def test_reload_touches_only_changed_cameras(tmp_path: Path, clip: Path, redis_url: str) -> None:
     from pipeline.runtime.worker import Worker
 
-    cfg_path = tmp_path / "streams.yaml"
-    head = f"""\
-bus: {{prefix: reload-test}}
-grid_cells: {{G1: {{name: Cell, officer: {{name: Officer, phone: "110110"}}}}}}
-cameras:
-  a: {{name: A, source: {clip}, grid_cell: G1}}
-"""
-    cfg_path.write_text(head + f"  b: {{name: B, source: {clip}, grid_cell: G1}}\n")
+    bus_prefix = {"prefix": "reload-test"}
+    cfg_path = write_config(tmp_path, {"a": {"source": clip}, "b": {"source": clip}}, bus=bus_prefix)
     w = Worker(load_config(cfg_path), redis_url)
     w.start()
     try:
         src_a, src_b = w.cameras["a"].source, w.cameras["b"].source
-        _wait(lambda: src_a.state == State.STREAMING and src_b.state == State.STREAMING, 15)
-        cfg_path.write_text(head + f"  b: {{name: B, source: {clip}, grid_cell: G1, detect_fps: 2}}\n"
-                                   f"  d: {{name: D, source: {clip}, grid_cell: G1, colour: red}}\n")
+        wait_for(lambda: src_a.state == State.STREAMING and src_b.state == State.STREAMING, 15, "both streaming")
+        write_config(tmp_path, {"a": {"source": clip}, "b": {"source": clip, "detect_fps": 2},
+                                "d": {"source": clip, "colour": "red"}}, bus=bus_prefix)
         problems = w.reload()
-        assert len(problems) == 1 and "cameras.d.colour: unknown key" in problems[0] and ":6:" in problems[0]
+        colour_line = line_of(cfg_path, "colour: red")
+        assert len(problems) == 1 and "cameras.d.colour: unknown key" in problems[0], problems
+        assert f":{colour_line}:" in problems[0], problems
         assert w.cameras["a"].source is src_a and src_a.state == State.STREAMING  # untouched
         assert w.cameras["b"].source is not src_b and w.cameras["b"].source.cam.detect_fps == 2
         assert "d" not in w.cameras
-        cfg_path.write_text(head)
+        write_config(tmp_path, {"a": {"source": clip}}, bus=bus_prefix)
         w.reload()
         assert set(w.cameras) == {"a"} and w.cameras["a"].source is src_a
     finally:
         w.stop()
 
 
-def _wait(pred: Callable[[], bool], timeout: float) -> None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s")
-
-
-def _free_port() -> int:
-    from pipeline.tools.simulator import free_port
-    return free_port()
-
-
-
-
 def test_password_never_in_logs_or_status(caplog: pytest.LogCaptureFixture) -> None:
-    from pipeline.tools.simulator import free_port
-
     caplog.set_level("DEBUG")
     url = f"rtsp://admin:s3cret-pw@127.0.0.1:{free_port()}/ch1"
     rec = Recorder()
