@@ -475,6 +475,13 @@ class Config(Strict):
         return v
 
     @model_validator(mode="after")
+    database_url: str | None = Field(None, description="SQLAlchemy URL of the history database (alerts, "
+                                     "their updates, camera changes, operator actions, users), e.g. "
+                                     "postgresql+psycopg://user:pw@host/db; default: SQLite (WAL) at "
+                                     "<data_dir>/history.sqlite.")
+    metrics_token: str | None = Field(None, min_length=16, description="Bearer token a Prometheus "
+                                      "scraper may send to read /metrics without a session (at least 16 "
+                                      "characters); default: /metrics needs a logged-in session.")
     def _cross_checks(self, info: ValidationInfo) -> "Config":
         problems: list[tuple[tuple[Any, ...], str]] = []
         classes = (info.context or {}).get("classes") if info.context else None

@@ -1,0 +1,218 @@
+"""``python -m dashboard.archiver --config FILE --redis-url-file FILE``: keep every bus message in the history database.
+
+The events stream is capped (``XADD MAXLEN ~``), so the history lives in the database.  The
+archiver reads the stream as a member of the Redis consumer group ``archiver``: Redis keeps
+the group's position, so whatever was published while the archiver (or the dashboard) was
+down is read when it is back.  A batch is written in one transaction and only then
+acknowledged (XACK); if the archiver dies in between, the entries stay pending and are read
+again at start (its own pending list, ``XREADGROUP ... 0``) or claimed from a dead consumer
+of another name (``XAUTOCLAIM``).  Storing is idempotent: a message is keyed by its ``id``
+(or ``msg_id``) when it carries one, else by ``(alert_id, phase, time)``, so a redelivered
+entry is stored once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy import Connection, Engine, select, update
+
+from dashboard.history.db import insert_ignore, open_database
+from dashboard.history.schema import alert_messages, alerts, camera_events
+from pipeline.config import load_config
+from pipeline.config.secrets import install_log_scrubber
+from pipeline.publish import bus
+
+log = logging.getLogger("sharpeye.archiver")
+GROUP = "archiver"
+BATCH = 500
+CLAIM_IDLE_MS = 30_000  # an entry another consumer has held this long unacknowledged is taken over
+
+
+def dedupe_key(msg: dict[str, Any]) -> str:
+    """The message's own id when the publisher gave one, else what identifies it by content."""
+    mid = msg.get("id") or msg.get("msg_id")
+    if mid:
+        return f"id:{mid}"
+    if msg.get("type") == "alert":
+        return f"{msg['alert_id']}|{msg['phase']}|{msg['time']}"
+    return f"camera:{msg['camera']['id']}|{msg['phase']}|{msg['time']}"
+
+
+def _labels(labels: list[str]) -> str:
+    return "," + ",".join(sorted(set(labels))) + "," if labels else ","
+
+
+def store_alert(conn: Connection, sid: str | None, msg: dict[str, Any]) -> bool:
+    """Record one alert message and fold it into the alert's row; False for a duplicate."""
+    raw = json.dumps(msg, separators=(",", ":"), ensure_ascii=False)
+    t = float(msg["time"])
+    if not insert_ignore(conn, alert_messages, {
+            "dedupe_key": dedupe_key(msg), "alert_id": msg["alert_id"], "phase": msg["phase"], "time": t,
+            "stream_id": sid, "message": raw}):
+        return False
+    cell = msg.get("grid_cell") or {}
+    officer = cell.get("officer") or {}
+    snap = (msg.get("snapshot") or {}).get("path")
+    detection = {
+        "camera_id": msg["camera"]["id"], "camera_name": msg["camera"].get("name") or msg["camera"]["id"],
+        "grid_cell_id": cell.get("id") or "", "grid_cell_name": cell.get("name") or cell.get("id") or "",
+        "officer_name": officer.get("name"), "officer_phone": officer.get("phone"),
+        "rule_id": msg["rule"]["id"], "kind": msg["rule"]["kind"], "severity": msg["rule"]["severity"],
+        "labels": _labels(msg.get("labels") or []), "score": float(msg.get("score") or 0.0),
+        "start_time": float(msg.get("start_time") or t), "end_time": msg.get("end_time"),
+        "phase": msg["phase"], "updated_at": t, "message": raw,
+    }
+    row = conn.execute(select(alerts.c.updated_at, alerts.c.phase, alerts.c.snapshot_path)
+                       .where(alerts.c.id == msg["alert_id"])).first()
+    if row is None:
+        conn.execute(alerts.insert().values(id=msg["alert_id"], snapshot_path=snap, **detection))
+        return True
+    if t < row.updated_at or (row.phase == "end" and msg["phase"] != "end"):
+        return True  # an older message reclaimed after a newer one: kept in alert_messages, the row stays newer
+    conn.execute(update(alerts).where(alerts.c.id == msg["alert_id"])
+                 .values(snapshot_path=snap or row.snapshot_path, **detection))
+    return True
+
+
+def store_camera(conn: Connection, sid: str | None, msg: dict[str, Any]) -> bool:
+    cell = msg.get("grid_cell") or {}
+    return insert_ignore(conn, camera_events, {
+        "dedupe_key": dedupe_key(msg), "camera_id": msg["camera"]["id"],
+        "camera_name": msg["camera"].get("name") or msg["camera"]["id"], "grid_cell_id": cell.get("id") or "",
+        "phase": msg["phase"], "time": float(msg["time"]), "state": msg.get("state"),
+        "detail": msg.get("detail"), "stream_id": sid})
+
+
+def store(conn: Connection, sid: str | None, msg: dict[str, Any]) -> bool:
+    """Store one bus message of any type; unknown types are skipped (a newer publisher)."""
+    kind = msg.get("type")
+    if kind == "alert":
+        return store_alert(conn, sid, msg)
+    if kind == "camera":
+        return store_camera(conn, sid, msg)
+    log.debug("skipping message %s of type %r", sid, kind)
+    return False
+
+
+class Archiver:
+    """One consumer of the ``archiver`` group; ``step()`` handles one batch."""
+
+    def __init__(self, engine: Engine, r: "redis.Redis[bytes]", keys: bus.BusKeys,
+                 consumer: str | None = None, claim_idle_ms: int = CLAIM_IDLE_MS):
+        self.engine = engine
+        self.r = r
+        self.keys = keys
+        self.consumer = consumer or f"archiver@{socket.gethostname()}"
+        self.claim_idle_ms = claim_idle_ms
+        self.pending_first = True  # start with our own unacknowledged entries
+        self.stored = 0
+        self.duplicates = 0
+
+    def ensure_group(self) -> None:
+        """Create the group at the stream's start: a first start archives what the stream still holds."""
+        try:
+            self.r.xgroup_create(self.keys.events, GROUP, id="0", mkstream=True)
+            log.info("created consumer group %s on %s", GROUP, self.keys.events)
+        except redis.ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+
+    def _handle(self, entries: list[Any]) -> int:
+        """Store a batch in one transaction, then acknowledge it; the count of entries handled."""
+        if not entries:
+            return 0
+        ids = [e[0] for e in entries]
+        live = [e for e in entries if e[1]]  # a trimmed entry comes back with no fields: just ack it
+        with self.engine.begin() as conn:
+            for sid, msg in bus.decode_entries(live):
+                if store(conn, sid, msg):
+                    self.stored += 1
+                else:
+                    self.duplicates += 1
+        self.r.xack(self.keys.events, GROUP, *ids)
+        return len(ids)
+
+    def claim(self) -> int:
+        """Take over entries another consumer read but never acknowledged (it crashed)."""
+        n, start = 0, "0-0"
+        while True:
+            res = self.r.xautoclaim(self.keys.events, GROUP, self.consumer, self.claim_idle_ms,
+                                    start_id=start, count=BATCH)
+            nxt, claimed = res[0], res[1]
+            n += self._handle(claimed)
+            if nxt in (b"0-0", "0-0"):
+                return n
+            start = nxt
+
+    def step(self, block_ms: int = 1000) -> int:
+        """Read and store one batch: own pending entries first, then new ones."""
+        if self.pending_first:
+            res = self.r.xreadgroup(GROUP, self.consumer, {self.keys.events: "0"}, count=BATCH)
+            entries = res[0][1] if res else []
+            if not entries:
+                self.pending_first = False
+                return 0
+            return self._handle(entries)
+        res = self.r.xreadgroup(GROUP, self.consumer, {self.keys.events: ">"}, count=BATCH, block=block_ms)
+        return self._handle(res[0][1] if res else [])
+
+    def run(self, stop: threading.Event, claim_every_s: float = 10.0) -> None:
+        self.ensure_group()
+        next_claim = 0.0
+        while not stop.is_set():
+            try:
+                if time.monotonic() >= next_claim:
+                    if n := self.claim():
+                        log.info("claimed %d entries left pending by another consumer", n)
+                    next_claim = time.monotonic() + claim_every_s
+                self.step()
+            except redis.ResponseError as e:
+                if "NOGROUP" in str(e):  # the stream was deleted (Redis restarted empty): start over
+                    self.ensure_group()
+                    continue
+                raise
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                log.warning("bus unavailable (%s); retrying in 1 s", e)
+                stop.wait(1.0)
+            except Exception:
+                log.exception("storing a batch failed; it stays pending and is retried in 2 s")
+                self.pending_first = True
+                stop.wait(2.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="sharpeye-archiver", description=__doc__.splitlines()[0])
+    ap.add_argument("--config", required=True)
+    bus_arg = ap.add_mutually_exclusive_group(required=True)
+    bus_arg.add_argument("--redis", help="URL of the bus (shown by ps: use --redis-url-file if it holds a password)")
+    bus_arg.add_argument("--redis-url-file", help="a file holding the bus URL (sharpeye run writes one, mode 0600)")
+    ap.add_argument("--consumer", help="consumer name in the group (default archiver@HOSTNAME)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s archiver %(levelname)s: %(message)s")
+    cfg = load_config(args.config)
+    install_log_scrubber(cfg)
+    url = args.redis or Path(args.redis_url_file).read_text().strip()
+    engine = open_database(cfg)
+    arch = Archiver(engine, bus.connect(url), bus.BusKeys(cfg.bus.prefix), args.consumer)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nothing in the config changes what is archived
+    log.info("archiving %s into %s", arch.keys.events, engine.url.render_as_string(hide_password=True))
+    arch.run(stop)
+    log.info("stopped: %d messages stored, %d duplicates skipped", arch.stored, arch.duplicates)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""The history database schema: the one place that says what is stored.
+
+Every table the dashboard and the archiver use is declared here; the Alembic migrations
+next to this module (``migrations/versions``) build exactly this schema, and a test compares
+the two.  Times are Unix epoch seconds (floats), as on the bus, so no time-zone conversion
+happens in storage; the page shows them in the config's zone.
+
+- ``alerts``: one row per alert: the latest detection data from the bus plus its workflow
+  state (new → acknowledged → dispatched → resolved / false_alarm), owner, dispatch steps,
+  escalation and closing.  Indexed for searches by time with camera, cell, rule, kind or state.
+- ``alert_messages``: every bus message of an alert (new, updates, end), de-duplicated.
+- ``camera_events``: cameras going offline and coming back.
+- ``actions``: the audit log and per-alert timeline: every operator action, log-in and
+  system step (escalation).  Append-only: triggers refuse UPDATE and DELETE.
+- ``users`` and ``sessions``: log-ins with argon2id hashes and server-side sessions.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+ROLES = ("operator", "engineer", "admin")
+STATES = ("new", "acknowledged", "dispatched", "resolved", "false_alarm")
+OPEN_STATES = ("new", "acknowledged", "dispatched")
+DISPATCH_STEPS = ("sent", "signed_for", "on_scene", "feedback")
+CLASSIFICATIONS = ("genuine", "false_alarm", "duplicate", "test")
+
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(200), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("cells", Text, nullable=False, doc='JSON list of grid cell ids the user may see; ["*"] = all'),
+    Column("locale", String(8), nullable=False, server_default="zh-CN"),
+    Column("disabled", Boolean, nullable=False, server_default="0"),
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("password_changed_at", Float, nullable=False),
+)
+
+sessions = Table(
+    "sessions", metadata,
+    Column("id", String(64), primary_key=True, doc="sha256 of the cookie value: a stolen table is no key"),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("remote", String(64), nullable=True),
+    Column("user_agent", String(300), nullable=True),
+)
+
+alerts = Table(
+    "alerts", metadata,
+    Column("id", String(128), primary_key=True),
+    Column("camera_id", String(64), nullable=False),
+    Column("camera_name", String(200), nullable=False),
+    Column("grid_cell_id", String(64), nullable=False),
+    Column("grid_cell_name", String(200), nullable=False),
+    Column("officer_name", String(200), nullable=True),
+    Column("officer_phone", String(32), nullable=True),
+    Column("rule_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("labels", String(300), nullable=False, doc="comma-framed: ',person,car,' so LIKE '%,person,%' finds one"),
+    Column("score", Float, nullable=False),
+    Column("start_time", Float, nullable=False),
+    Column("end_time", Float, nullable=True),
+    Column("phase", String(8), nullable=False, doc="detection lifecycle: new, update, end"),
+    Column("updated_at", Float, nullable=False),
+    Column("snapshot_path", String(400), nullable=True),
+    Column("message", Text, nullable=False, doc="the latest bus message (JSON)"),
+    Column("state", String(16), nullable=False, server_default="new"),
+    Column("owner_id", Integer, ForeignKey("users.id"), nullable=True),
+    Column("owner_name", String(200), nullable=True),
+    Column("acknowledged_at", Float, nullable=True),
+    Column("acknowledged_by", String(200), nullable=True),
+    Column("dispatch_step", String(16), nullable=True),
+    Column("dispatched_at", Float, nullable=True),
+    Column("signed_for_at", Float, nullable=True),
+    Column("on_scene_at", Float, nullable=True),
+    Column("feedback_at", Float, nullable=True),
+    Column("closed_at", Float, nullable=True),
+    Column("closed_by", String(200), nullable=True),
+    Column("classification", String(16), nullable=True),
+    Column("close_comment", Text, nullable=True),
+    Column("escalation_level", Integer, nullable=False, server_default="0"),
+    Column("escalated_at", Float, nullable=True),
+    Column("version", Integer, nullable=False, server_default="0", doc="bumped by every action: stale forms fail"),
+    Index(None, "start_time"),
+    Index(None, "camera_id", "start_time"),
+    Index(None, "grid_cell_id", "start_time"),
+    Index(None, "state", "start_time"),
+    Index(None, "kind", "start_time"),
+    Index(None, "rule_id", "start_time"),
+)
+
+alert_messages = Table(
+    "alert_messages", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dedupe_key", String(300), nullable=False, unique=True,
+           doc="the message's id when it has one, else alert_id|phase|time"),
+    Column("alert_id", String(128), nullable=False, index=True),
+    Column("phase", String(8), nullable=False),
+    Column("time", Float, nullable=False),
+    Column("stream_id", String(32), nullable=True),
+    Column("message", Text, nullable=False),
+)
+
+camera_events = Table(
+    "camera_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dedupe_key", String(300), nullable=False, unique=True),
+    Column("camera_id", String(64), nullable=False),
+    Column("camera_name", String(200), nullable=False),
+    Column("grid_cell_id", String(64), nullable=False),
+    Column("phase", String(8), nullable=False, doc="offline or online"),
+    Column("time", Float, nullable=False),
+    Column("state", String(16), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("stream_id", String(32), nullable=True),
+    Index(None, "camera_id", "time"),
+    Index(None, "time"),
+)
+
+actions = Table(
+    "actions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", Float, nullable=False),
+    Column("alert_id", String(128), nullable=True),
+    Column("grid_cell_id", String(64), nullable=True),
+    Column("user_id", Integer, nullable=True, doc="no foreign key: the audit log outlives users"),
+    Column("username", String(64), nullable=True, doc="null for the system (escalation)"),
+    Column("action", String(32), nullable=False),
+    Column("from_state", String(16), nullable=True),
+    Column("to_state", String(16), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("data", Text, nullable=True, doc="JSON details (dispatch step, forwarded to, classification)"),
+    Column("remote", String(64), nullable=True),
+    Index(None, "alert_id", "id"),
+    Index(None, "time"),
+)
+
+APPEND_ONLY_TABLES = ("actions",)
