@@ -10,7 +10,7 @@ import av
 import pytest
 
 from pipeline.config import parse_config
-from pipeline.record import Recordings
+from pipeline.record.catalog import Recordings
 from pipeline.runtime.worker import Worker
 from pipeline.tools.simulator import RtspSimulator, camsim_unavailable
 from tests.media import make_clip

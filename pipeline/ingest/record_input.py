@@ -14,7 +14,9 @@ import av.error
 
 from pipeline.config import redact_url
 from pipeline.ingest.source import Backoff, State
-from pipeline.record import PacketCapture, PacketRing, SegmentWriter
+from pipeline.record.packets import PacketCapture
+from pipeline.record.ring import PacketRing
+from pipeline.record.segments import SegmentWriter
 
 log = logging.getLogger(__name__)
 

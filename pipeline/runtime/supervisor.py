@@ -52,7 +52,7 @@ RETENTION_PERIOD_S = 60.0
 
 def _retention_loop(cfg: Config, stop: threading.Event) -> None:
     """Delete old recordings every minute: by age, then oldest first over the quotas."""
-    from pipeline.record import Retention
+    from pipeline.record.retention import Retention
 
     rec = cfg.recordings
     if not rec.enabled:

@@ -39,7 +39,8 @@ from pipeline.ingest.record_input import RecordInput, record_options
 from pipeline.ingest.source import Backoff, CameraSource, SampledFrame, State
 from pipeline.publish import bus
 from pipeline.publish.events import alert_message, camera_message, draw_snapshot, write_snapshot
-from pipeline.record import PacketRing, SegmentWriter
+from pipeline.record.ring import PacketRing
+from pipeline.record.segments import SegmentWriter
 
 log = logging.getLogger(__name__)
 STATUS_PERIOD_S = 2.0

@@ -1,0 +1,88 @@
+"""Helpers for the recording tests (tests/test_record*.py): a real H.264 clip, fed through a simulated clock.
+
+The clip is encoded here with PyAV (320x240, 25 fps, a keyframe every 2 s, no B-frames, the
+muxer's default 1/12800 time base); packets carry a simulated wall clock (``T0`` + stream time)
+so tests about cuts, gaps and the ring run in milliseconds, not in real time.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from pipeline.record.layout import segment_path
+from pipeline.record.packets import PacketCapture, StoredPacket
+from pipeline.record.ring import PacketRing
+from pipeline.record.segments import SegmentWriter
+
+T0 = 1_700_000_000.0  # simulated wall clock of the first packet
+FPS, GOP_S = 25, 2.0
+
+
+def make_clip(path: Path, seconds: float, width: int = 320, height: int = 240) -> Path:
+    """Encode a moving test picture: keyframe every GOP_S, no B-frames."""
+    out = av.open(str(path), "w")
+    s = out.add_stream("libx264", rate=FPS)
+    s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+    gop = int(FPS * GOP_S)
+    s.codec_context.gop_size = gop
+    s.codec_context.options = {"preset": "veryfast", "bf": "0", "g": str(gop), "keyint_min": str(gop),
+                               "sc_threshold": "0"}
+    base = np.random.default_rng(1).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    for i in range(int(seconds * FPS)):
+        frame = av.VideoFrame.from_ndarray(np.roll(base, 3 * i, axis=1), format="rgb24")
+        frame.pts = i
+        frame.pict_type = av.video.frame.PictureType.NONE  # else every frame becomes a keyframe
+        out.mux(s.encode(frame))
+    out.mux(s.encode())
+    out.close()
+    return path
+
+
+def feed_file(writer: SegmentWriter | None, path: Path, shift_at: float | None = None, shift_s: float = 0.0,
+              ring: PacketRing | None = None) -> list[StoredPacket]:
+    """Demux ``path`` into the writer/ring with a simulated wall clock (T0 + stream time).
+
+    From stream time ``shift_at`` on, the wall clock is ``shift_s`` later: a pause in packets.
+    """
+    stored: list[StoredPacket] = []
+    capture = PacketCapture()
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        tb = s.time_base or Fraction(1, 90000)
+        for p in c.demux(s):
+            if p.dts is None:
+                continue
+            t = float(p.dts * tb)
+            wall = T0 + t + (shift_s if shift_at is not None and t >= shift_at else 0.0)
+            out = writer.feed(p, s, wall) if writer is not None else capture.capture(p, s, wall)
+            for sp in out:
+                stored.append(sp)
+                if ring is not None:
+                    ring.add(sp)
+    return stored
+
+
+def decode_check(path: Path) -> tuple[int, float, bool]:
+    """(frames decoded, container duration in s, first packet is a keyframe at ts 0)."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        first = next(p for p in c.demux(v) if p.size)
+        starts_clean = first.is_keyframe and first.dts == 0
+        c.seek(0)
+        frames = sum(1 for _ in c.decode(v))
+        return frames, float((v.duration or 0) * (v.time_base or 0)), starts_clean
+
+
+def fake_segments(root: Path, camera: str, starts: list[float], size: int = 1000, dur: float = 10.0) -> list[Path]:
+    """Real files in the real layout (retention and the catalog never open them, so the content is filler)."""
+    paths = []
+    for s in starts:
+        p = segment_path(root, camera, s, dur)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"\0" * size)
+        paths.append(p)
+    return paths
