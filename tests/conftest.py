@@ -26,6 +26,12 @@ ALLOW_MISSING_ENV = "SHARPEYE_ALLOW_MISSING_ASSETS"
 # ------------------------------------------------------------------------------------------ assets
 
 
+# run outside scripts/test too: the shared mirror beside the repository, the repository's caches
+os.environ.setdefault("SHARPEYE_ASSET_MIRROR", str(ROOT.parent / "shared"))
+os.environ.setdefault("SHARPEYE_CACHE_DIR", str(ROOT / ".cache"))
+os.environ.setdefault("SHARPEYE_MODELS_DIR", str(ROOT / ".cache" / "models"))
+
+
 def asset_dir() -> Path:
     return Path(os.environ.get("SHARPEYE_ASSET_MIRROR", ROOT.parent / "shared"))
 
@@ -79,6 +85,12 @@ def person_clip() -> Path:
 @pytest.fixture(scope="session")
 def car_clip() -> Path:
     return clip("car-detection.mp4")
+
+
+@pytest.fixture(scope="session")
+def yolox_onnx() -> Path:
+    """The shared YOLOX-Nano model (the bundled manifest's model)."""
+    return model_file("yolox_nano.onnx")
 
 
 @pytest.fixture(scope="session")

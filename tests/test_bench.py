@@ -13,14 +13,7 @@ import pytest
 
 from pipeline.runtime.redis_server import find_redis_server
 from pipeline.tools.bench.content import ClipSpec, ensure_clip
-
-try:
-    from pipeline.tools.simulator import camsim_unavailable
-except ImportError:
-    try:
-        from tests.rtsp import camsim_unavailable
-    except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
-        from rtsp import camsim_unavailable  # type: ignore[no-redef]
+from tests.conftest import missing_asset, require_camsim
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "docs" / "schemas" / "bench.schema.json").read_text())
@@ -28,12 +21,11 @@ SCHEMA = json.loads((ROOT / "docs" / "schemas" / "bench.schema.json").read_text(
 
 @pytest.fixture(scope="module", autouse=True)
 def _needs_servers(person_clip: Path) -> None:
-    if reason := camsim_unavailable():
-        pytest.skip(reason)
+    require_camsim()
     try:
         find_redis_server()
     except FileNotFoundError as e:
-        pytest.skip(str(e))
+        missing_asset(str(e))
 
 
 def test_short_clips_are_cached_with_camera_like_encoding(tmp_path: Path, person_clip: Path) -> None:

@@ -1,7 +1,6 @@
 """scripts/camsim.py (the RTSP camera simulator) and its helper pipeline/tools/simulator.py, against a real server."""
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
@@ -11,23 +10,16 @@ import av
 import numpy as np
 import pytest
 
-from pipeline.tools.simulator import CAMSIM, SYSTEM_PYTHON, RtspSimulator, camsim_unavailable
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SHARPEYE_ASSET_MIRROR") or REPO.parent / "shared")
-PERSON_CLIP = SHARED / "clips" / "one-by-one-person-detection.mp4"
-CAR_CLIP = SHARED / "clips" / "car-detection.mp4"  # H.264 video + AAC audio
+from pipeline.tools.simulator import CAMSIM, SYSTEM_PYTHON, RtspSimulator
+from tests.conftest import require_camsim
 
 # Short probing: the default (about 1 s of analysis, 2.8 s on the person clip) is too slow for tests.
 OPTS = {"rtsp_transport": "tcp", "timeout": "5000000", "analyzeduration": "100000", "probesize": "32768"}
 
-pytestmark = pytest.mark.skipif(camsim_unavailable() is not None, reason=str(camsim_unavailable()))
 
-
-def clip(path: Path) -> Path:
-    if not path.is_file():
-        pytest.skip(f"shared clip {path} absent (set SHARPEYE_ASSET_MIRROR to the shared assets folder)")
-    return path
+@pytest.fixture(autouse=True)
+def _needs_camsim() -> None:
+    require_camsim()
 
 
 def read_packets(url: str, seconds: float, options: dict = OPTS):
@@ -82,8 +74,8 @@ def short_clip_bframes_audio(tmp_path_factory) -> Path:
     return make_clip(tmp_path_factory.mktemp("clips") / "short_b_aac.mp4", bframes=2, audio=True)
 
 
-def test_serves_person_clip_h264_768x432():
-    with RtspSimulator({"cams/person": clip(PERSON_CLIP)}) as sim:
+def test_serves_person_clip_h264_768x432(person_clip: Path) -> None:
+    with RtspSimulator({"cams/person": person_clip}) as sim:
         assert sim.ready_s < 5
         t0 = time.monotonic()
         streams, size, packets, frames = read_packets(sim.url("cams/person"), 1.5)
@@ -124,8 +116,9 @@ def test_loops_with_growing_timestamps(short_clip, short_clip_bframes_audio):
     assert all(b > a for a, b in zip(pts, pts[1:])), "timestamps went backwards"
 
 
-def test_car_clip_with_audio_serves_video_only():
-    with RtspSimulator({"car": clip(CAR_CLIP)}) as sim:
+def test_car_clip_with_audio_serves_video_only(car_clip: Path) -> None:
+    # the car clip has H.264 video and AAC audio
+    with RtspSimulator({"car": car_clip}) as sim:
         streams, size, packets, _ = read_packets(sim.url("car"), 1.0)
     assert streams == [("video", "h264")]
     assert size == (768, 432)

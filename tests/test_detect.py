@@ -1,7 +1,8 @@
 """Tests for the detector stage (pipeline.analyse.detect) and model manifests (pipeline.analyse.models).
 
 Real computations only: synthetic network outputs with known answers, tiny ONNX models built with
-the ``onnx`` package, and the real YOLOX-Nano on a real clip when the shared assets are present.
+the ``onnx`` package, and the real YOLOX-Nano on a real clip (shared assets from scripts/setup: a
+missing one fails the test unless SHARPEYE_ALLOW_MISSING_ASSETS=1).
 """
 
 from __future__ import annotations
@@ -32,19 +33,13 @@ from pipeline.analyse.models import (
     DEFAULT_PREPROCESSING,
     ChecksumError,
     ModelManifest,
-    default_mirror,
     fetch_model,
     load_manifest,
     resolve_model,
 )
+from tests.conftest import model_file
 
-SHARED = default_mirror() or Path(__file__).resolve().parents[2] / "shared"  # $SHARPEYE_ASSET_MIRROR
-YOLOX_ONNX = SHARED / "models" / "yolox_nano.onnx"
-PERSON_CLIP = SHARED / "clips" / "one-by-one-person-detection.mp4"
 PERSON_FRAME = 100  # 10.0 s: one person standing in the room, YOLOX-Nano scores about 0.88
-
-needs_yolox = pytest.mark.skipif(not YOLOX_ONNX.is_file(), reason="shared YOLOX-Nano model not present")
-needs_clip = pytest.mark.skipif(not PERSON_CLIP.is_file(), reason="shared person clip not present")
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,9 +253,7 @@ def test_bundled_yolox_manifest_describes_the_shared_model() -> None:
     assert manifest.preprocessing.channel_order == "bgr" and manifest.preprocessing.scale == 1.0
     assert manifest.preprocessing.pad_position == "top-left" and manifest.preprocessing.pad_value == 114
     assert manifest.classes == list(COCO80_CLASSES) and manifest.classes[0] == "person"
-    coco_txt = SHARED / "models" / "coco_classes.txt"
-    if coco_txt.is_file():
-        assert manifest.classes == coco_txt.read_text().split("\n")
+    assert manifest.classes == model_file("coco_classes.txt").read_text().split("\n")
 
 
 def test_manifest_rejects_unknown_keys_and_fills_format_defaults(tmp_path: Path) -> None:
@@ -320,9 +313,8 @@ def test_fetch_refuses_a_file_with_the_wrong_hash(tmp_path: Path) -> None:
     assert list(dest.iterdir()) == []  # nothing installed, no temporary left behind
 
 
-@needs_yolox
-def test_fetch_verifies_the_real_model_from_the_shared_mirror(tmp_path: Path) -> None:
-    path = fetch_model(load_manifest("yolox_nano"), dest_dir=tmp_path, mirror=SHARED)
+def test_fetch_verifies_the_real_model_from_the_shared_mirror(tmp_path: Path, yolox_onnx: Path) -> None:
+    path = fetch_model(load_manifest("yolox_nano"), dest_dir=tmp_path, mirror=yolox_onnx.parents[1])
     assert path.stat().st_size == 3_659_407
 
 
@@ -336,7 +328,7 @@ def _constant_model(path: Path, output: np.ndarray, input_hw: tuple[int, int]) -
     The input is reduced to zero and added, so the output depends on it (as a real detector's
     does) and the batch axis follows the input's.
     """
-    onnx = pytest.importorskip("onnx")
+    import onnx  # in the test extra: a missing one fails, it never skips
     from onnx import TensorProto, helper, numpy_helper
 
     rows, cols = output.shape
@@ -460,19 +452,16 @@ def test_iter_media_reads_an_image_as_one_frame(tmp_path: Path) -> None:
     assert (index, pts) == (0, 0.0) and got.shape == (20, 30, 3) and got[0, 0].tolist() == [0, 0, 255]
 
 
-@needs_clip
-def test_iter_media_samples_every_nth_frame_with_its_time() -> None:
-    frames = itertools.islice(iter_media(PERSON_CLIP, every=50), 3)
+def test_iter_media_samples_every_nth_frame_with_its_time(person_clip: Path) -> None:
+    frames = itertools.islice(iter_media(person_clip, every=50), 3)
     got = [(index, round(pts, 3), img.shape) for index, pts, img in frames]
     assert got == [(0, 0.0, (432, 768, 3)), (50, 5.0, (432, 768, 3)), (100, 10.0, (432, 768, 3))]
 
 
-@needs_yolox
-@needs_clip
-def test_yolox_nano_finds_the_person_in_the_room() -> None:
-    detector = Detector(YOLOX_ONNX, load_manifest("yolox_nano"), threads=2)
+def test_yolox_nano_finds_the_person_in_the_room(yolox_onnx: Path, person_clip: Path) -> None:
+    detector = Detector(yolox_onnx, load_manifest("yolox_nano"), threads=2)
     frame = next(
-        img for index, _, img in iter_media(PERSON_CLIP, every=PERSON_FRAME) if index == PERSON_FRAME
+        img for index, _, img in iter_media(person_clip, every=PERSON_FRAME) if index == PERSON_FRAME
     )
     dets = detector.detect(frame)
     people = dets.select(np.array(dets.labels) == "person")
@@ -485,8 +474,7 @@ def test_yolox_nano_finds_the_person_in_the_room() -> None:
     np.testing.assert_allclose(again[1].xyxy, dets.xyxy, atol=1e-3)
 
 
-@needs_yolox
-def test_a_bare_yolox_file_is_recognised_without_its_manifest() -> None:
-    _, manifest = resolve_model(str(YOLOX_ONNX))  # no yolox_nano.json next to the shared file
+def test_a_bare_yolox_file_is_recognised_without_its_manifest(yolox_onnx: Path) -> None:
+    _, manifest = resolve_model(str(yolox_onnx))  # no yolox_nano.json next to the shared file
     assert manifest.format == "yolox" and manifest.input_size == (416, 416)
     assert manifest.classes == list(COCO80_CLASSES)

@@ -15,56 +15,39 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pipeline.tools.simulator import RtspSimulator, camsim_unavailable, free_port
+from pipeline.tools.simulator import RtspSimulator, free_port
+from tests.conftest import missing_asset, require_camsim, wait_for, write_config
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.e2e
 
 
-def wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} not up after {timeout} s")
+def http_up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def test_person_on_rtsp_camera_alerts_on_dashboard(tmp_path: Path, person_clip: Path) -> None:
-    if reason := camsim_unavailable():
-        pytest.skip(reason)
+    require_camsim()
     if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium not installed (scripts/setup installs it)")
+        missing_asset(f"Debian chromium not installed at {CHROMIUM}")
     from playwright.sync_api import sync_playwright
 
     port = free_port()
     with RtspSimulator({"lobby": person_clip}) as sim:
-        cfg = tmp_path / "streams.yaml"
-        cfg.write_text(f"""\
-data_dir: data
-grid_cells:
-  G1:
-    name: Xinhua Street
-    officer: {{name: Wang Wei, phone: "13800000000"}}
-cameras:
-  lobby:
-    name: Lobby camera
-    source: {sim.url("lobby")}
-    grid_cell: G1
-    alert_labels: [person]
-  dead:
-    name: Unplugged camera
-    source: rtsp://127.0.0.1:{free_port()}/nothing
-    grid_cell: G1
-""")
+        cfg = write_config(tmp_path, {
+            "lobby": {"name": "Lobby camera", "source": sim.url("lobby"), "alert_labels": ["person"]},
+            "dead": {"name": "Unplugged camera", "source": f"rtsp://127.0.0.1:{free_port()}/nothing"},
+        }, data_dir="data")
         run = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg),
                                 "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
         try:
             base = f"http://127.0.0.1:{port}"
-            wait_http(base + "/healthz", 30)
+            wait_for(lambda: http_up(base + "/healthz"), 30, f"{base}/healthz", interval=0.2)
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
                     "--no-sandbox", "--disable-gpu", "--disable-background-networking"])

@@ -22,8 +22,9 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.publish import bus
-from pipeline.tools.simulator import RtspSimulator, camsim_unavailable
-from tests.test_replay import FLOOR, cut_clip
+from pipeline.tools.simulator import RtspSimulator
+from tests.conftest import require_camsim
+from tests.test_replay import cut_clip, lobby_config
 
 pytestmark = pytest.mark.e2e
 
@@ -33,8 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_one_alert_per_person_entering(tmp_path: Path, person_clip: Path, redis_url: str) -> None:
-    if reason := camsim_unavailable():
-        pytest.skip(reason)
+    require_camsim()
     from pipeline.runtime.worker import Worker
 
     clip = cut_clip(person_clip, tmp_path / "people.mp4", *EXCERPT)
@@ -42,28 +42,8 @@ def test_one_alert_per_person_entering(tmp_path: Path, person_clip: Path, redis_
     prefix = f"e2e-rules-{uuid.uuid4().hex[:8]}"  # the session's Redis is shared with other tests
     schema = json.loads((ROOT / "docs/schemas/event.schema.json").read_text())
     with RtspSimulator({"lobby": clip}) as sim:
-        path = tmp_path / "streams.yaml"
-        path.write_text(f"""\
-data_dir: data
-timezone: Asia/Shanghai
-bus: {{prefix: {prefix}}}
-alerts: {{end_after_s: 3}}
-recordings: {{enabled: false}}
-grid_cells:
-  G1:
-    name: Xinhua Street
-    officer: {{name: Wang Wei, phone: "13800000000"}}
-cameras:
-  lobby:
-    name: Lobby
-    source: {sim.url("lobby")}
-    grid_cell: G1
-    detect_fps: 5
-    zones:
-      floor: {{polygon: {FLOOR}}}
-    rules:
-      intruder: {{kind: intrusion, zone: floor, labels: [person], severity: high}}
-""")
+        path = lobby_config(tmp_path, sim.url("lobby"), end_after_s=3.0, name="streams.yaml", data_dir="data",
+                            bus={"prefix": prefix}, recordings={"enabled": False})
         cfg = load_config(path)
         keys = bus.BusKeys(prefix)
         r = bus.connect(redis_url)

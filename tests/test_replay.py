@@ -22,11 +22,12 @@ import pytest
 from pipeline.analyse.detect import Detector
 from pipeline.config import Config, load_config
 from pipeline.tools.replay import ReplayError, ReplayStats, parse_start, pick_camera, run_replay
+from tests.conftest import write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 START = "2024-05-01T10:00:00+08:00"
 START_EPOCH = 1714528800.0
-FLOOR = "[[0.0, 0.56], [1.0, 0.56], [1.0, 1.0], [0.0, 1.0]]"  # the room's wooden floor
+FLOOR = [[0.0, 0.56], [1.0, 0.56], [1.0, 1.0], [0.0, 1.0]]  # the room's wooden floor
 
 
 def cut_clip(src: Path, dst: Path, start_s: float, end_s: float) -> Path:
@@ -60,28 +61,16 @@ def cut_clip(src: Path, dst: Path, start_s: float, end_s: float) -> Path:
     return dst
 
 
-def lobby_config(folder: Path, source: str | Path, end_after_s: float = 3.0) -> Path:
-    """A one-camera config: intrusion of a person onto the floor raises an alert."""
-    path = folder / "lobby.yaml"
-    path.write_text(f"""\
-timezone: Asia/Shanghai
-alerts: {{end_after_s: {end_after_s}}}
-grid_cells:
-  G1:
-    name: Xinhua Street
-    officer: {{name: Wang Wei, phone: "13800000000"}}
-cameras:
-  lobby:
-    name: Lobby
-    source: {source}
-    grid_cell: G1
-    detect_fps: 5
-    zones:
-      floor: {{polygon: {FLOOR}}}
-    rules:
-      intruder: {{kind: intrusion, zone: floor, labels: [person], severity: high}}
-""")
-    return path
+def lobby_config(folder: Path, source: str | Path, end_after_s: float = 3.0, name: str = "lobby.yaml",
+                 others: dict[str, dict[str, Any]] | None = None, **top: Any) -> Path:
+    """A config where a person walking onto the lobby's floor raises an intrusion alert.
+
+    ``others``: more cameras; ``top``: more top-level sections (``bus``, ``recordings`` ...).
+    """
+    lobby = {"source": source, "detect_fps": 5, "zones": {"floor": {"polygon": FLOOR}},
+             "rules": {"intruder": {"kind": "intrusion", "zone": "floor", "labels": ["person"], "severity": "high"}}}
+    return write_config(folder, {"lobby": lobby, **(others or {})}, name=name,
+                        timezone="Asia/Shanghai", alerts={"end_after_s": end_after_s}, **top)
 
 
 def alerts_by_id(messages: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -113,9 +102,9 @@ def cfg(config_path: Path) -> Config:
 
 @pytest.fixture(scope="module")
 def detector(cfg: Config) -> Detector:
-    from pipeline.tools.replay import load_detector
+    from pipeline.analyse.detect import Detector
 
-    return load_detector(cfg)
+    return Detector.from_config(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -211,9 +200,7 @@ def test_cli_json_matches_the_library_and_writes_snapshots(
 
 
 def test_cli_readable_output_and_errors(config_path: Path, excerpt: Path, tmp_path: Path) -> None:
-    two = tmp_path / "two.yaml"
-    two.write_text(config_path.read_text().replace("cameras:\n", "cameras:\n  other:\n    name: Other\n"
-                                                   "    source: x.mp4\n    grid_cell: G1\n"))
+    two = lobby_config(tmp_path, excerpt, name="two.yaml", others={"other": {"source": "x.mp4"}})
     r = subprocess.run([sys.executable, "-m", "pipeline.cli", "replay", str(excerpt), "--config", str(two)],
                        check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 2 and "--camera" in r.stderr
