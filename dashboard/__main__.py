@@ -9,6 +9,7 @@ import signal
 import uvicorn
 
 from pipeline.config import load_config
+from pipeline.config.secrets import install_log_scrubber
 
 from .app import create_app
 
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dashboard %(levelname)s: %(message)s")
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor forwards SIGHUP; the page reloads by mtime
     cfg = load_config(args.config)
+    install_log_scrubber(cfg)  # logs and tracebacks of this process never show a secret
     app = create_app(cfg, args.redis)
     uvicorn.run(app, host=args.host or cfg.dashboard.host, port=args.port or cfg.dashboard.port,
                 log_level="warning", timeout_graceful_shutdown=2)

@@ -9,29 +9,25 @@ import os
 import sys
 
 from pipeline.cliargs import add_config_arg as _config_arg
-from pipeline.cliargs import bus_url_or_exit, default_config, load_or_exit
-from pipeline.config import ConfigError, load_config
+from pipeline.cliargs import bus_url_or_exit, default_config, load_or_exit, validate_config
+from pipeline.config import ConfigError
+from pipeline.config.secrets import install_log_scrubber, scrub
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    classes = None
+    """Exit 0 with a one-line summary, or 2 with every problem; `run` validates with the same function."""
     try:
-        cfg0 = load_config(args.config)
-        try:
-            from pipeline.analyse.models import load_manifest
-            classes = list(load_manifest(cfg0.model.name).classes)
-        except Exception:
-            classes = None  # a model given as a bare .onnx path: label check needs its manifest
-        cfg = load_config(args.config, classes=classes) if classes else cfg0
+        cfg = validate_config(args.config)
     except ConfigError as e:
         for line in e.problems:
-            print(line, file=sys.stderr)
+            print(scrub(line), file=sys.stderr)
         return 2
     cams = cfg.cameras
     enabled = sum(1 for c in cams.values() if c.enabled)
     rules = sum(len(c.rules) for c in cams.values())
-    print(f"{args.config}: OK: {len(cams)} cameras ({enabled} enabled), {len(cfg.grid_cells)} grid cells, "
-          f"{rules} rules, model {cfg.model.name}, redis {'embedded' if cfg.redis_url is None else 'external'}")
+    print(scrub(f"{args.config}: OK: {len(cams)} cameras ({enabled} enabled), {len(cfg.grid_cells)} grid cells, "
+                f"{rules} rules, model {cfg.model.name}, redis "
+                f"{'embedded' if cfg.redis_url is None else 'external ' + cfg.redis_url}"))
     return 0
 
 
@@ -109,7 +105,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.runtime.supervisor import run
 
-    return run(load_or_exit(args.config), host=args.host, port=args.port)
+    return run(load_or_exit(args.config, full=True), host=args.host, port=args.port)
 
 
 def cmd_fetch_model(args: argparse.Namespace) -> int:
@@ -173,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    install_log_scrubber()  # before anything logs: no secret reaches a log line or a traceback
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -7,6 +7,7 @@ import os
 import sys
 
 from pipeline.config import Config, ConfigError, load_config
+from pipeline.config.secrets import scrub
 
 DEFAULT_CONFIG = "streams.yaml"
 
@@ -20,12 +21,35 @@ def add_config_arg(p: argparse.ArgumentParser) -> None:
                    help="config file (default: $SHARPEYE_CONFIG or ./streams.yaml)")
 
 
-def load_or_exit(path: str) -> Config:
-    """The config, or exit 2 after printing each problem as ``FILE:LINE: path: message``."""
+def model_classes(model: str) -> list[str]:
+    """The class names of a config's model, read as `run` will read them, without fetching weights.
+
+    A manifest name reads ``models/<name>.json``; an .onnx path (already resolved against the
+    config's folder) reads its sibling manifest, or the file itself when it has none.
+    """
+    from pipeline.analyse.models import load_manifest, resolve_model
+
+    if model.endswith(".onnx"):
+        return list(resolve_model(model)[1].classes)
+    return list(load_manifest(model).classes)
+
+
+def validate_config(path: str) -> Config:
+    """The one validation `sharpeye check` and `sharpeye run` share: the file, the schema, the files
+    it names, and the labels against the model's classes; raises ConfigError with every problem."""
+    return load_config(path, classes=model_classes)
+
+
+def load_or_exit(path: str, *, full: bool = False) -> Config:
+    """The config, or exit 2 after printing each problem as ``FILE:LINE: path: message``.
+
+    `full` runs :func:`validate_config` (what `run` needs); without it the model is not opened,
+    which is all that reading the bus (`status`, `events`) needs.
+    """
     try:
-        return load_config(path)
+        return validate_config(path) if full else load_config(path)
     except ConfigError as e:
-        print("\n".join(e.problems), file=sys.stderr)
+        print(scrub("\n".join(e.problems)), file=sys.stderr)
         raise SystemExit(2) from None
 
 

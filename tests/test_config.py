@@ -136,3 +136,188 @@ def test_demo_config_is_valid() -> None:
     r = subprocess.run([sys.executable, "-m", "pipeline.cli", "check", str(root / "streams.yaml")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+# --------------------------------------------------------------------------- check once, refuse early
+
+
+def run_check(path: Path, *cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *(cmd or ("check",)), str(path)],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=120)
+
+
+def test_a_gbk_file_names_the_file_and_the_byte(tmp_path: Path) -> None:
+    p = tmp_path / "streams.yaml"
+    p.write_bytes(GOOD.replace("Xinhua Street", "新华街").encode("gbk"))
+    with pytest.raises(ConfigError) as ei:
+        load_config(p)
+    (msg,) = ei.value.problems
+    offset = GOOD.encode().index(b"Xinhua")
+    assert msg.startswith(f"{p}:3: (file): not UTF-8 text: byte 0xd0 at offset {offset} (line 3, column 11)")
+    r = run_check(p)
+    assert r.returncode == 2 and r.stderr == msg + "\n" and "Traceback" not in r.stderr
+
+
+def test_a_binary_file_gets_one_line(tmp_path: Path) -> None:
+    p = tmp_path / "streams.yaml"
+    p.write_bytes(b"cameras:\n  a: \x00\x01\x02binary")
+    (msg,) = problems_of(p)
+    assert msg.startswith(f"{p}:2: (file): not a text file: character U+0000 at byte offset 14")
+    p.write_bytes(bytes(range(256)) * 4)
+    (msg,) = problems_of(p)
+    assert msg.startswith(f"{p}:2: (file): not UTF-8 text: byte 0x80 at offset 128 (line 2, column 118)")
+
+
+def problems_of(p: Path, classes: list[str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as ei:
+        load_config(p, classes=classes)
+    return ei.value.problems
+
+
+def test_recursive_alias_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    msgs = problems(tmp_path, GOOD + "    masks: &m [[[0, 0], [1, 0], *m]]\n")
+    assert any(":10: cameras.lobby.masks.0.2: recursive alias: this value contains itself" in m for m in msgs)
+
+
+def test_billion_laughs_stops_quickly(tmp_path: Path) -> None:
+    import time
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"{chr(97 + i)}: &{chr(97 + i)} [{', '.join(['*' + chr(96 + i)] * 9)}]" for i in range(1, 10)]
+    t0 = time.monotonic()
+    (msg,) = problems(tmp_path, GOOD + "\n".join(lines) + "\n")
+    assert time.monotonic() - t0 < 10
+    assert "the file expands to more than 200000 values once its aliases" in msg
+    # aliases as such stay allowed
+    cfg = load_config(write(tmp_path, GOOD + "    zones:\n      a: &z {polygon: [[0, 0], [1, 0], [1, 1]]}\n"
+                            "      b: *z\n"))
+    assert cfg.cameras["lobby"].zones["a"] == cfg.cameras["lobby"].zones["b"]
+
+
+def test_everything_is_reported_in_one_pass_after_a_duplicate_key(tmp_path: Path) -> None:
+    text = GOOD.replace("grid_cell: G1", "grid_cell: G9") + """\
+    detect_fps: 100
+    detect_fps: 5
+    when: 2020-13-45
+    colour: !colour red
+  hall:
+    name: Hall
+    source: rtsp://10.0.0.9:70000/hall
+    grid_cell: G1
+    rules:
+      night: {kind: intrusion, zone: nowhere, schedule: []}
+"""
+    msgs = problems(tmp_path, text)
+    f = tmp_path / "streams.yaml"
+    expected = [
+        f"{f}:9: cameras.lobby.grid_cell: grid cell 'G9' is not defined",
+        f"{f}:10: cameras.lobby.detect_fps: Input should be less than or equal to 30",
+        f"{f}:11: cameras.lobby.detect_fps: duplicate key 'detect_fps' (first at line 10)",
+        f"{f}:12: cameras.lobby.when: cannot read the value '2020-13-45': month must be in 1..12",
+        f"{f}:12: cameras.lobby.when: unknown key",
+        f"{f}:13: cameras.lobby.colour: cannot read the value 'red': could not determine a constructor",
+        f"{f}:13: cameras.lobby.colour: unknown key",
+        f"{f}:16: cameras.hall.source: 'rtsp://10.0.0.9:70000/hall': Port out of range 0-65535",
+        f"{f}:19: cameras.hall.rules.night.schedule: an empty schedule never arms the rule",
+        f"{f}:19: cameras.hall.rules.night.zone: zone 'nowhere' does not exist on this camera",
+    ]
+    assert len(msgs) == len(expected), "\n".join(msgs)
+    for want in expected:
+        assert any(m.startswith(want) for m in msgs), (want, msgs)
+
+
+@pytest.mark.parametrize("url, problem", [
+    ("http://127.0.0.1:6379", "the scheme must be redis://, rediss:// (TLS) or unix://"),
+    ("127.0.0.1:6379", "the scheme must be"),
+    ("redis://", "has no host"),
+    ("redis://127.0.0.1:port/0", "Port could not be cast to integer value"),
+    ("redis://127.0.0.1:0/0", "port 0 cannot be connected to"),
+    ("redis://:pw@127.0.0.1:6379/zero", "database 'zero' is not a number"),
+    ("redis://bad host:6379", "'bad host' is not a host name or IP address"),
+    ("rediss://[::1:6380", "is not a URL"),
+    ("unix://", "names no socket file"),
+    ("redis://h/0?socket_timeout=soon", "socket_timeout='soon' is not a number"),
+])
+def test_an_unusable_redis_url_is_refused(tmp_path: Path, url: str, problem: str) -> None:
+    (msg,) = problems(tmp_path, f"redis_url: '{url}'\n" + GOOD)
+    assert msg.startswith(f"{tmp_path / 'streams.yaml'}:1: redis_url: ") and problem in msg, msg
+    assert ":pw@" not in msg
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://:pw@r.example:6380", "redis://localhost",
+                                 "unix:///var/run/redis.sock?db=1", "redis://[::1]:6379/3"])
+def test_a_usable_redis_url_passes(tmp_path: Path, url: str) -> None:
+    assert load_config(write(tmp_path, f"redis_url: '{url}'\n" + GOOD)).redis_url == url
+
+
+@pytest.mark.parametrize("source, problem", [
+    ("rtsp://admin:s3cret@/lobby", "has no host"),
+    ("rtsp://10.0.0.5:abc/x", "Port could not be cast to integer value"),
+    ("rtsp://10.0.0.5:0/x", "port 0 cannot be connected to"),
+    ("rtsp://10.0.0.5:65536/x", "Port out of range"),
+    ("rtsp://cam..local/x", "is not a host name or IP address"),
+    ("rtsp://[fe80::1:554/x", "is not a URL"),
+    ("rtsp://[not:an:ip]/x", "does not appear to be an IPv4 or IPv6 address"),
+])
+def test_camera_urls_need_a_host_and_a_valid_port(tmp_path: Path, source: str, problem: str) -> None:
+    (msg,) = problems(tmp_path, GOOD.replace("rtsp://admin:s3cret@127.0.0.1:8554/lobby", source))
+    assert ":8: cameras.lobby.source: " in msg and problem in msg, msg
+    assert "s3cret" not in msg
+
+
+def test_model_path_is_taken_from_the_config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.cliargs import validate_config
+
+    monkeypatch.chdir("/")  # the current folder plays no part
+    cfg_dir = tmp_path / "site"
+    cfg_dir.mkdir()
+    missing = write(cfg_dir, "model: {name: models/custom.onnx}\n" + GOOD)
+    (msg,) = problems_of(missing)
+    assert msg.startswith(f"{missing}:1: model.name: model file '{cfg_dir / 'models/custom.onnx'}' not found")
+    r = run_check(missing)
+    assert r.returncode == 2 and r.stderr.strip() == msg
+    (cfg_dir / "models").mkdir()
+    (cfg_dir / "models" / "custom.onnx").write_bytes(b"not really onnx")
+    (cfg_dir / "models" / "custom.json").write_text(
+        '{"name": "custom", "input_size": [64, 64], "format": "yolov8", "classes": ["cat", "dog"]}')
+    cfg = load_config(missing)
+    assert cfg.model.name == str(cfg_dir / "models" / "custom.onnx")
+    # the labels are checked against the model's classes, as `run` will read them
+    (msg,) = validate_config_problems(validate_config, missing)
+    assert ":10: cameras.lobby: " not in msg and "cameras.lobby.alert_labels: label 'person' is not a class" in msg
+    good = write(cfg_dir, "model: {name: models/custom.onnx}\n" + GOOD + "    alert_labels: [cat]\n")
+    assert validate_config(str(good)).cameras["lobby"].alert_labels == ["cat"]
+
+
+def validate_config_problems(validate: object, p: Path) -> list[str]:
+    with pytest.raises(ConfigError) as ei:
+        validate(str(p))  # type: ignore[operator]
+    return ei.value.problems
+
+
+def test_an_unknown_model_is_refused_at_check(tmp_path: Path) -> None:
+    p = write(tmp_path, "model:\n  name: yolox_nanoo\n" + GOOD)
+    r = run_check(p)
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"{p}:2: model.name: cannot use the model 'yolox_nanoo': model manifest not found")
+
+
+def test_run_refuses_what_check_refuses(tmp_path: Path) -> None:
+    p = write(tmp_path, GOOD + "    rules:\n      r: {kind: presence, schedule: []}\n    alert_labels: [persn]\n")
+    checked, ran = run_check(p), run_check(p, "run", "--config")
+    assert checked.returncode == ran.returncode == 2
+    assert checked.stderr == ran.stderr
+    assert ":11: cameras.lobby.rules.r.schedule: an empty schedule" in ran.stderr
+    assert ":12: cameras.lobby.alert_labels: label 'persn' is not a class of the model 'yolox_nano'" in ran.stderr
+    assert not (tmp_path / "data").exists()  # refused before anything started
+
+
+def test_data_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("")
+    (msg,) = problems(tmp_path, GOOD)
+    assert msg == f"{tmp_path / 'streams.yaml'}:1: data_dir: '{tmp_path / 'data'}' exists and is not a folder"
+
+
+def test_keys_that_are_lists_and_merge_keys_are_problems(tmp_path: Path) -> None:
+    msgs = problems(tmp_path, GOOD + "? [a, b]\n: 1\nbase: &b {name: x}\n<<: *b\n")
+    assert any(":10: (top level): a key must be a plain name or number" in m for m in msgs)
+    assert any(":13: (top level): YAML merge keys (<<) are not supported" in m for m in msgs)

@@ -13,7 +13,7 @@ import datetime as dt
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -23,6 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from pipeline.config.secrets import redact_url
 
 CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -37,22 +39,56 @@ class Strict(BaseModel):
 # --------------------------------------------------------------------------- helpers
 
 
-def redact_url(url: str) -> str:
-    """Hide the password of a URL (``rtsp://user:pw@host`` → ``rtsp://user:***@host``).
+def check_host_port(url: str, example: str) -> None:
+    """Refuse a network URL whose host or port could never be connected to.
 
-    Camera credentials end up in logs, errors and the dashboard otherwise.
+    Checked here so that `sharpeye check` refuses it, instead of a worker retrying it forever.
     """
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+        port = parts.port
+    except ValueError as e:  # a port that is not a number or out of range, a broken [IPv6] host
+        raise ValueError(f"{redact_url(url)!r}: {e}") from None
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"{redact_url(url)!r} has no host; use {example}")
+    if port == 0:
+        raise ValueError(f"{redact_url(url)!r}: port 0 cannot be connected to; use a port 1-65535")
+    if ":" in host:  # urlsplit only gives a colon for a bracketed IPv6 literal
+        import ipaddress
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            raise ValueError(f"{redact_url(url)!r}: {host!r} is not an IPv6 address") from None
+    elif not re.fullmatch(r"[\w.~%-]+", host) or host.startswith(("-", ".")) or ".." in host:
+        raise ValueError(f"{redact_url(url)!r}: {host!r} is not a host name or IP address")
+
+
+def check_redis_url(url: str) -> None:
+    """Refuse a Redis URL that redis-py would refuse, or that names no server, before anything runs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:
+        raise ValueError(f"{redact_url(url)!r} is not a URL ({e})") from None
+    if parts.scheme not in ("redis", "rediss", "unix") or not url.startswith(parts.scheme + "://"):
+        raise ValueError(f"{redact_url(url)!r}: the scheme must be redis://, rediss:// (TLS) or unix://")
+    from urllib.parse import parse_qs
+    query = parse_qs(parts.query)
+    if parts.scheme == "unix":
+        if not parts.path or parts.path == "/":
+            raise ValueError(f"{redact_url(url)!r} names no socket file; use unix:///path/to/socket")
+    else:
+        check_host_port(url, f"{parts.scheme}://host[:port][/db]")
+        db = parts.path.strip("/")
+        if db and "db" not in query and not db.isdigit():
+            raise ValueError(f"{redact_url(url)!r}: database {db!r} is not a number; use /0, /1, ...")
+    for name in ("db", "socket_timeout", "socket_connect_timeout", "max_connections", "health_check_interval",
+                 "protocol"):
+        for value in query.get(name, []):
+            try:
+                float(value)
+            except ValueError:
+                raise ValueError(f"{redact_url(url)!r}: {name}={value!r} is not a number") from None
 
 
 def _segments_intersect(p1: Point, p2: Point, p3: Point, p4: Point) -> bool:
@@ -172,6 +208,14 @@ class RuleBase(Strict):
         None, description="Arming windows; the rule is armed only inside one. Default: always armed.")
     severity: Literal["low", "medium", "high", "critical"] = Field(
         "medium", description="Severity of the alert: low, medium (default), high or critical.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_not_empty(cls, v: list[ScheduleWindow] | None) -> list[ScheduleWindow] | None:
+        if v is not None and not v:
+            raise ValueError("an empty schedule never arms the rule; list at least one window, or remove "
+                             "`schedule` to arm the rule always")
+        return v
 
 
 class PresenceRule(RuleBase):
@@ -371,10 +415,12 @@ class CameraConfig(Strict):
         if v is None:
             return v
         v = v.strip()
-        scheme = urlsplit(v).scheme.lower()
+        try:
+            scheme = urlsplit(v).scheme.lower()
+        except ValueError as e:
+            raise ValueError(f"{redact_url(v)!r} is not a URL ({e})") from None
         if scheme in ("rtsp", "rtsps", "http", "https"):
-            if not urlsplit(v).hostname:
-                raise ValueError(f"{redact_url(v)!r} has no host; use rtsp://host[:port]/path")
+            check_host_port(v, f"{scheme}://[user:password@]host[:port]/path")
             return v
         if scheme and scheme != "file" and len(scheme) > 1:
             raise ValueError(f"unsupported scheme {scheme!r}; use rtsp://, rtsps://, http(s):// or a file path")
@@ -414,7 +460,8 @@ class CameraConfig(Strict):
 
 class ModelConfig(Strict):
     name: str = Field("yolox_nano", description="Model manifest name in models/ (fetched and "
-                      "checksum-verified on first use) or a path to an .onnx file.")
+                      "checksum-verified on first use), or a path to an .onnx file (or a .json "
+                      "manifest), relative to the config file's folder.")
     providers: list[Literal["cpu", "cuda", "tensorrt"]] = Field(
         ["cpu"], min_length=1, description="onnxruntime execution providers in order of preference; "
         "those not installed are skipped, CPU is always the last resort. Default [cpu].")
@@ -428,6 +475,13 @@ class ModelConfig(Strict):
 class DashboardConfig(Strict):
     host: str = Field("127.0.0.1", description="Address the dashboard listens on (default loopback).")
     port: int = Field(8080, ge=1, le=65535, description="Port of the dashboard (default 8080).")
+    database_url: str | None = Field(None, description="SQLAlchemy URL of the history database (alerts, "
+                                     "their updates, camera changes, operator actions, users), e.g. "
+                                     "postgresql+psycopg://user:pw@host/db; default: SQLite (WAL) at "
+                                     "<data_dir>/history.sqlite.")
+    metrics_token: str | None = Field(None, min_length=16, description="Bearer token a Prometheus "
+                                      "scraper may send to read /metrics without a session (at least 16 "
+                                      "characters); default: /metrics needs a logged-in session.")
 
 
 class BusConfig(Strict):
@@ -442,8 +496,9 @@ class Config(Strict):
     version: Literal[1] = Field(1, description="Schema version of this file (1).")
     data_dir: str = Field("data", description="Where snapshots, recordings and the embedded Redis live; "
                           "relative paths are taken from the config file's folder.")
-    redis_url: str | None = Field(None, description="redis://host:port/db of the bus; when absent, "
-                                  "`sharpeye run` starts a private redis-server under data_dir.")
+    redis_url: str | None = Field(None, description="The bus: redis://[[user]:password@]host[:port][/db], "
+                                  "rediss://... (TLS) or unix:///path/to/socket; when absent, `sharpeye run` "
+                                  "starts a private redis-server under data_dir.")
     timezone: str | None = Field(None, description="IANA time zone for schedules, e.g. Asia/Shanghai; "
                                  "default: the machine's local time.")
     workers: int | None = Field(None, ge=1, le=64, description="Worker processes; cameras are spread over "
@@ -462,6 +517,13 @@ class Config(Strict):
     # filled in by load_config, not part of the file
     path: Path | None = Field(None, exclude=True, description="(internal) the file this came from.")
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_redis_url(v.strip())
+        return v.strip() if v is not None else v
+
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str | None) -> str | None:
@@ -475,35 +537,9 @@ class Config(Strict):
         return v
 
     @model_validator(mode="after")
-    database_url: str | None = Field(None, description="SQLAlchemy URL of the history database (alerts, "
-                                     "their updates, camera changes, operator actions, users), e.g. "
-                                     "postgresql+psycopg://user:pw@host/db; default: SQLite (WAL) at "
-                                     "<data_dir>/history.sqlite.")
-    metrics_token: str | None = Field(None, min_length=16, description="Bearer token a Prometheus "
-                                      "scraper may send to read /metrics without a session (at least 16 "
-                                      "characters); default: /metrics needs a logged-in session.")
     def _cross_checks(self, info: ValidationInfo) -> "Config":
-        problems: list[tuple[tuple[Any, ...], str]] = []
         classes = (info.context or {}).get("classes") if info.context else None
-        for cid, cam in self.cameras.items():
-            if cam.grid_cell not in self.grid_cells:
-                known = ", ".join(sorted(self.grid_cells)) or "none defined"
-                problems.append((("cameras", cid, "grid_cell"),
-                                 f"grid cell {cam.grid_cell!r} is not defined under grid_cells (defined: {known})"))
-            for rid, rule in cam.rules.items():
-                for attr, table in (("zone", cam.zones), ("line", cam.lines)):
-                    ref = getattr(rule, attr, None)
-                    if ref is not None and ref not in table:
-                        known = ", ".join(sorted(table)) or "none defined"
-                        problems.append((("cameras", cid, "rules", rid, attr),
-                                         f"{attr} {ref!r} does not exist on this camera ({attr}s: {known})"))
-            if classes:
-                for where, labels in [(("cameras", cid, "alert_labels"), cam.alert_labels)] + [
-                        (("cameras", cid, "rules", rid, "labels"), r.labels) for rid, r in cam.rules.items()]:
-                    for lab in labels:
-                        if lab not in classes:
-                            problems.append((where, f"label {lab!r} is not a class of the model "
-                                             f"{self.model.name!r} (e.g. {', '.join(list(classes)[:6])}, ...)"))
+        problems = cross_check(self.model_dump(), classes)
         if problems:
             raise CrossCheckError(problems)
         return self
@@ -534,6 +570,52 @@ class Config(Strict):
 
     def enabled_cameras(self) -> dict[str, CameraConfig]:
         return {cid: c for cid, c in self.cameras.items() if c.enabled}
+
+
+def cross_check(data: Any, classes: list[str] | None = None) -> list[tuple[tuple[Any, ...], str]]:
+    """Problems between fields (grid cells, zone and line references, labels not in the model).
+
+    Works on plain data, and skips what has the wrong shape, so the loader can run it also on a
+    file whose fields failed validation: every problem is then reported in one pass.
+    """
+    def mapping(value: Any) -> dict[Any, Any]:
+        return value if isinstance(value, dict) else {}
+
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    data = mapping(data)
+    cells, cameras, model = mapping(data.get("grid_cells")), mapping(data.get("cameras")), mapping(data.get("model"))
+    for cid, cam in cameras.items():
+        if not isinstance(cam, dict):
+            continue
+        cell = cam.get("grid_cell")
+        if isinstance(cell, str) and cell not in cells:
+            known = ", ".join(sorted(map(str, cells))) or "none defined"
+            problems.append((("cameras", cid, "grid_cell"),
+                             f"grid cell {cell!r} is not defined under grid_cells (defined: {known})"))
+        rules = mapping(cam.get("rules"))
+        for rid, rule in rules.items():
+            if not isinstance(rule, dict):
+                continue
+            for attr, key, kinds in (("zone", "zones", ("intrusion", "loitering", "crowding")),
+                                     ("line", "lines", ("line_crossing",))):
+                table = mapping(cam.get(key))
+                ref = rule.get(attr) if rule.get("kind") in kinds else None
+                if isinstance(ref, str) and ref not in table:
+                    known = ", ".join(sorted(map(str, table))) or "none defined"
+                    problems.append((("cameras", cid, "rules", rid, attr),
+                                     f"{attr} {ref!r} does not exist on this camera ({attr}s: {known})"))
+        if classes:
+            labelled: list[tuple[tuple[Any, ...], Any]] = [
+                (("cameras", cid, "alert_labels"), cam.get("alert_labels"))]
+            labelled += [(("cameras", cid, "rules", rid, "labels"), r.get("labels"))
+                         for rid, r in rules.items() if isinstance(r, dict)]
+            for where, labels in labelled:
+                for lab in labels if isinstance(labels, list) else []:
+                    if isinstance(lab, str) and lab not in classes:
+                        problems.append((where, f"label {lab!r} is not a class of the model "
+                                         f"{model.get('name', 'yolox_nano')!r} (e.g. "
+                                         f"{', '.join(list(classes)[:6])}, ...)"))
+    return problems
 
 
 class CrossCheckError(ValueError):

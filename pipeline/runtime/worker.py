@@ -35,6 +35,7 @@ from pipeline.analyse.camera import CameraAnalytics
 from pipeline.analyse.detect import Detections, Detector
 from pipeline.analyse.models import resolve_model
 from pipeline.config import Config, load_config, reload_config
+from pipeline.config.secrets import install_log_scrubber
 from pipeline.ingest.record_input import RecordInput, record_options
 from pipeline.ingest.source import Backoff, CameraSource, SampledFrame, State
 from pipeline.publish import bus
@@ -457,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
     index, count = (int(x) for x in args.shard.split("/"))
     cfg = load_config(args.config)
+    install_log_scrubber(cfg)  # logs and tracebacks of this process never show a secret
     worker = Worker(cfg, args.redis, args.camera, shard=(index, count))
 
     def _stop(signum: int, _frame: Any) -> None:
