@@ -88,18 +88,24 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from pipeline.publish import bus
-    from pipeline.publish.status import status_table
+    from pipeline.publish.status import CameraStatus, status_table
 
     cfg = load_or_exit(args.config)
     url = bus_url_or_exit(cfg, args.redis)
     st = bus.camera_statuses(bus.connect(url), bus.BusKeys(cfg.bus.prefix))
     for cid, cam in cfg.cameras.items():  # configured cameras no worker has reported yet
-        st.setdefault(cid, {"state": "disabled" if not cam.enabled else "unknown", "online": False})
+        st.setdefault(cid, CameraStatus(cid, state="disabled" if not cam.enabled else "unknown"))
     if args.json:
-        print(json.dumps(st, indent=2, ensure_ascii=False))
+        print(json.dumps({cid: s.to_dict() for cid, s in st.items()}, indent=2, ensure_ascii=False))
     else:
         print(status_table(st))
     return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from dashboard.users_cli import main as users_main  # lazy: only this command needs the dashboard
+
+    return users_main(args.args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -109,9 +115,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_model(args: argparse.Namespace) -> int:
-    from pipeline.analyse.models import fetch_model, load_manifest
+    """Into ``--dest``, else the config's ``data_dir``/models (the config named or ./streams.yaml), else
+    the user's model cache."""
+    from pathlib import Path
 
-    print(fetch_model(load_manifest(args.name)))
+    from pipeline.analyse.models import default_models_dir, fetch_model, load_manifest
+
+    dest = Path(args.dest) if args.dest else None
+    if dest is None and Path(args.config).is_file():
+        dest = load_or_exit(args.config).models_path()
+    print(fetch_model(load_manifest(args.name), dest_dir=dest or default_models_dir()))
     return 0
 
 
@@ -157,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fetch-model", help="fetch a model's weights, verifying the checksum")
     p.add_argument("name", nargs="?", default="yolox_nano")
+    _config_arg(p)
+    p.add_argument("--dest", help="directory for the weights (default: the config's data_dir/models)")
     p.set_defaults(func=cmd_fetch_model)
 
     from pipeline.tools.preview import add_parser as add_preview
@@ -165,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_preview(sub)
     from pipeline.tools.bench.command import add_parser as add_bench
     add_bench(sub)
+    p = sub.add_parser("users", help="dashboard log-ins: add, passwd, disable, enable, list", add_help=False)
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_users)
     return ap
 
 

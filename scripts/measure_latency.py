@@ -80,11 +80,11 @@ cameras:
 def stream_delay(clip: Path) -> tuple[float, float]:
     """(clip second of the first person detection at >= 0.5, clip second of the alert's frame)."""
     from pipeline.analyse.detect import Detector, iter_media
-    from pipeline.analyse.models import resolve_model
+    from pipeline.analyse.models import default_models_dir, resolve_model
     from pipeline.config import parse_config
     from pipeline.tools.replay import run_replay
 
-    det = Detector(*resolve_model("yolox_nano"))
+    det = Detector(*resolve_model("yolox_nano", default_models_dir()))
     enter = next(pts for _, pts, img in iter_media(clip)
                  if any(d["label"] == "person" and d["score"] >= 0.5 for d in det.detect(img).to_list()))
     cfg = parse_config("""

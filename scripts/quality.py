@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.analyse.detect import Detector
 from pipeline.config import ConfigError, load_config
 from pipeline.tools.replay import (
     ReplayError,
     ReplayStats,
     config_tz,
-    load_detector,
     parse_start,
     pick_camera,
     run_replay,
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     except ReplayError as e:
         print(f"quality: {e}", file=sys.stderr)
         return 2
-    detector = load_detector(cfg)
+    detector = Detector.from_config(cfg)
     runs: dict[str, tuple[list[Episode], ReplayStats]] = {}
     for mode in ("normal", "exhaustive"):
         st = ReplayStats()

@@ -15,6 +15,7 @@ from pipeline.analyse.alerts import AlertTracker
 from pipeline.analyse.rules import RuleHit, TrackedObject
 from pipeline.config import parse_config
 from pipeline.publish import bus
+from pipeline.publish.status import CameraStatus
 from pipeline.publish.events import alert_message, camera_message
 from tests.conftest import config_text
 
@@ -89,11 +90,20 @@ def test_blocking_read_wakes_on_new_message(r) -> None:  # type: ignore[no-untyp
 
 def test_camera_status_goes_stale(r) -> None:  # type: ignore[no-untyped-def]
     keys = bus.BusKeys("t4")
-    bus.set_camera_status(r, keys, "cam1", {"state": "streaming"})
+    bus.set_camera_status(r, keys, CameraStatus("cam1", state="streaming", detected=7))
     now = time.time()
-    assert bus.camera_statuses(r, keys, now)["cam1"]["online"] is True
+    fresh = bus.camera_statuses(r, keys, now)["cam1"]
+    assert fresh.online is True and fresh.detected == 7
     stale = bus.camera_statuses(r, keys, now + bus.STALE_S + 1)["cam1"]
-    assert stale["online"] is False and stale["state"] == "offline"
+    assert stale.online is False and stale.state == "offline"
+
+
+def test_camera_status_reads_fields_of_other_versions(r) -> None:  # type: ignore[no-untyped-def]
+    """A newer worker's extra field is ignored and an older worker's missing one takes its default."""
+    keys = bus.BusKeys("t5")
+    r.hset(keys.cameras, "cam1", json.dumps({"state": "streaming", "updated": time.time(), "from_the_future": 1}))
+    st = bus.camera_statuses(r, keys)["cam1"]
+    assert st.state == "streaming" and st.online and st.detected == 0 and not hasattr(st, "from_the_future")
 
 
 def test_events_cli_json(r, redis_url: str) -> None:  # type: ignore[no-untyped-def]

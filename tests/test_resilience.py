@@ -174,7 +174,7 @@ def test_killed_worker_is_back_within_2s_and_reload_applies(tmp_path: Path, clip
     try:
         def streaming(cid: str) -> bool:
             st = bus.camera_statuses(r, keys).get(cid)
-            return bool(st and st["state"] == "streaming")
+            return bool(st and st.state == "streaming")
 
         wait_for(lambda: streaming("a"), 30, "camera a streaming")
         workers = [p for p in _children(run.pid) if "pipeline.runtime.worker" in _cmdline(p)]

@@ -72,8 +72,8 @@ class _Episode:
     severity: str
     start_time: float
     last_seen: float          # wall clock of the last hit
-    last_seen_clock: float    # stream clock of the last hit, for end_after_s
-    last_emit_clock: float    # stream clock of the last new/update, for update_interval_s
+    last_seen_clock: float    # frame clock of the last hit, for end_after_s
+    last_emit_clock: float    # frame clock of the last new/update, for update_interval_s
     best_score: float
     snapshot_score: float     # best score on the frame the current snapshot was taken from
     max_objects: int
@@ -100,10 +100,11 @@ def _merge(hits: list[RuleHit]) -> dict[str, RuleHit]:
 class AlertTracker:
     """Open alerts of one camera, one episode per rule at a time.
 
-    `update` takes two times: `t`, the frame's wall-clock capture time (epoch seconds) that
-    goes into the messages, and `frame_time`, the stream time used for `end_after_s` and
-    `update_interval_s`, so an NTP step of the wall clock neither ends nor prolongs alerts.
-    A stream time that jumps backwards (a looping file) counts as no time passing.
+    `update` takes two times: `t`, the frame's capture time (epoch seconds) that goes into the
+    messages, and `frame_time`, the clock of `end_after_s` and `update_interval_s`.  The worker and
+    replay run on one clock, the capture time, and pass it as both (see pipeline.analyse.camera); a
+    caller with a monotonic clock may pass that as `frame_time` so that an NTP step neither ends nor
+    prolongs alerts.  A `frame_time` that jumps backwards counts as no time passing.
     """
 
     def __init__(self, camera_id: str, alerts: AlertsConfig, id_factory: Callable[[], str] | None = None,
@@ -135,7 +136,7 @@ class AlertTracker:
                 return aid
 
     def _advance(self, frame_time: float) -> float:
-        """Stream time made monotonic: a jump back shifts the offset instead of rewinding."""
+        """The frame clock made monotonic: a jump back shifts the offset instead of rewinding."""
         if self._last_frame_time is not None and frame_time < self._last_frame_time:
             self._offset += self._last_frame_time - frame_time
         self._last_frame_time = frame_time

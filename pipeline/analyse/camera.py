@@ -2,8 +2,10 @@
 
 Pure (no Redis, no I/O): the live worker and ``sharpeye replay`` run exactly this code, so
 what an engineer tunes against recorded footage is what runs on the live camera.
-All times are the frame's capture time in epoch seconds (replay makes them from the
-video's timestamps), which keeps dwell times, inertia and alert ends on one clock.
+One clock: every time is the frame's capture time in epoch seconds (the wall clock when the
+live decoder produced the frame; replay makes it from START + the video's pts), so dwell times,
+inertia, alert ends and the times in messages all agree.  A frame's ``pts`` (stream time) is kept
+on the frame for the recorder and overlays, never used for analysis.
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ from typing import Any, Literal, NamedTuple
 import cv2
 import numpy as np
 
-from pipeline.analyse.models import REPO_ROOT, ModelManifest, resolve_model
+from pipeline.analyse.models import ModelManifest, resolve_model
+from pipeline.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +324,7 @@ class Detector:
         score_threshold: float = 0.3,
         nms_iou: float = 0.45,
         max_candidates: int = DEFAULT_MAX_CANDIDATES,
+        cache_dir: Path | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -353,7 +355,7 @@ class Detector:
                 p,
                 {
                     "trt_engine_cache_enable": True,
-                    "trt_engine_cache_path": str(REPO_ROOT / ".cache" / "tensorrt"),
+                    "trt_engine_cache_path": str(cache_dir or Path(".cache")),
                 },
             )
             if p == "TensorrtExecutionProvider"
@@ -388,6 +390,16 @@ class Detector:
         """Build from a manifest name or an .onnx path (see :func:`pipeline.analyse.models.resolve_model`)."""
         path, manifest = resolve_model(model)
         return cls(path, manifest, **kwargs)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> Detector:
+        """The detector a config asks for: its model (weights under ``data_dir``/models, a relative .onnx
+        path read against the config's folder), providers, threads and thresholds; the TensorRT engine
+        cache under ``data_dir``/cache/tensorrt.  The live worker, replay, preview and bench all use it."""
+        path, manifest = resolve_model(cfg.model.name, cfg.models_path(), base_dir=cfg.base_dir())
+        return cls(path, manifest, providers=tuple(cfg.model.providers), threads=cfg.model.threads,
+                   score_threshold=cfg.model.score_threshold, nms_iou=cfg.model.nms_iou,
+                   cache_dir=cfg.data_path() / "cache" / "tensorrt")
 
     def _warm_up(self) -> None:
         """Run once on a blank frame, and check the output fits the manifest before any camera does."""

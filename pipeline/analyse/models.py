@@ -1,8 +1,9 @@
 """Detector model manifests, and fetching their weights with a verified checksum.
 
-Weights are never committed: a small JSON manifest in ``models/`` names the public origin and
-the sha256 of each ONNX file, and :func:`fetch_model` puts the file at ``models/<name>.onnx``
-(copied from a local mirror when there is one, downloaded otherwise). A file whose hash does
+Weights are never committed: a small JSON manifest shipped inside the package
+(``pipeline/analyse/manifests/``) names the public origin and the sha256 of each ONNX file, and
+:func:`fetch_model` puts the file at ``<models dir>/<name>.onnx`` (the config's ``data_dir``/models
+for a running system; copied from a local mirror when there is one, downloaded otherwise). A file whose hash does
 not match is never used, so a truncated download or a swapped file cannot silently change
 what the command room's detector sees.
 
@@ -27,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MODELS_DIR = REPO_ROOT / "models"
+MANIFESTS_DIR = Path(__file__).resolve().parent / "manifests"  # package data: works when installed
+MODELS_DIR_ENV = "SHARPEYE_MODELS_DIR"
 DEFAULT_MODEL = "yolox_nano"
 MIRROR_ENV = "SHARPEYE_ASSET_MIRROR"
 
@@ -138,12 +139,12 @@ class ModelManifest(BaseModel):
 
 
 def load_manifest(name_or_path: str | Path) -> ModelManifest:
-    """Load a manifest by bare name (``models/<name>.json`` in the repository) or by file path."""
+    """Load a manifest by bare name (one shipped in the package) or by file path."""
     text = str(name_or_path)
     looks_like_path = text.endswith(".json") or os.sep in text or "/" in text
-    path = Path(text) if looks_like_path else MODELS_DIR / f"{text}.json"
+    path = Path(text) if looks_like_path else MANIFESTS_DIR / f"{text}.json"
     if not path.is_file():
-        known = sorted(p.stem for p in MODELS_DIR.glob("*.json"))
+        known = sorted(p.stem for p in MANIFESTS_DIR.glob("*.json"))
         raise FileNotFoundError(
             f"model manifest not found: {path} (known models: {', '.join(known) or 'none'})"
         )
@@ -154,12 +155,18 @@ def load_manifest(name_or_path: str | Path) -> ModelManifest:
 
 
 def default_mirror() -> Path | None:
-    """The local asset mirror: ``$SHARPEYE_ASSET_MIRROR``, else ``<repo>/../shared`` if it exists."""
+    """The local asset mirror, ``$SHARPEYE_ASSET_MIRROR`` (the set-up and test scripts set it)."""
     env = os.environ.get(MIRROR_ENV)
+    return Path(env) if env else None
+
+
+def default_models_dir() -> Path:
+    """Where weights go when no config says: ``$SHARPEYE_MODELS_DIR``, else the user's cache."""
+    env = os.environ.get(MODELS_DIR_ENV)
     if env:
         return Path(env)
-    shared = REPO_ROOT.parent / "shared"
-    return shared if shared.is_dir() else None
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "sharpeye" / "models"
 
 
 def sha256_file(path: Path) -> str:
@@ -183,7 +190,7 @@ def fetch_model(manifest: ModelManifest, dest_dir: Path | None = None, mirror: P
         raise ValueError(
             f"model {manifest.name!r}: the manifest has no sha256, so it cannot be fetched safely"
         )
-    dest_dir = Path(dest_dir) if dest_dir is not None else MODELS_DIR
+    dest_dir = Path(dest_dir) if dest_dir is not None else default_models_dir()
     mirror = Path(mirror) if mirror is not None else default_mirror()
     target = dest_dir / f"{manifest.name}.onnx"
 
@@ -244,11 +251,12 @@ def _install_verified(
 
 
 def resolve_model(
-    model: str | Path, dest_dir: Path | None = None, mirror: Path | None = None
+    model: str | Path, dest_dir: Path | None = None, mirror: Path | None = None, base_dir: Path | None = None
 ) -> tuple[Path, ModelManifest]:
     """Turn what a user wrote in the config (a model name or an .onnx path) into a file and its manifest.
 
-    A name (or a .json path) is fetched if needed. An .onnx path uses a sibling ``<stem>.json``
+    A name (or a .json path) is fetched into ``dest_dir`` if needed. A relative .onnx path is read
+    against ``base_dir`` (the config file's folder). An .onnx path uses a sibling ``<stem>.json``
     when there is one; otherwise the format is inferred from the output shape, so that a
     YOLOv8/YOLO11 export can be dropped in without writing a manifest first.
     """
@@ -257,6 +265,8 @@ def resolve_model(
         manifest = load_manifest(text)
         return fetch_model(manifest, dest_dir=dest_dir, mirror=mirror), manifest
     path = Path(text)
+    if base_dir is not None and not path.is_absolute():
+        path = base_dir / path
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     sibling = path.with_suffix(".json")
@@ -338,9 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument(
         "name", nargs="?", default=DEFAULT_MODEL, help=f"manifest name (default {DEFAULT_MODEL})"
     )
-    fetch.add_argument("--dest", type=Path, default=None, help="directory for the .onnx (default models/)")
+    fetch.add_argument("--dest", type=Path, default=None,
+                       help=f"directory for the .onnx (default ${MODELS_DIR_ENV} or ~/.cache/sharpeye/models)")
     fetch.add_argument(
-        "--mirror", type=Path, default=None, help=f"asset mirror (default ${MIRROR_ENV} or ../shared)"
+        "--mirror", type=Path, default=None, help=f"asset mirror (default ${MIRROR_ENV})"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)

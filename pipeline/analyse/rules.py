@@ -10,8 +10,8 @@ unit-testable with synthetic tracks.  The flow per frame is:
 
 Every object is judged by one *anchor*: the bottom-centre of its box (roughly where a person
 stands), converted to relative 0-1 coordinates so zones and lines drawn once survive a change
-of stream resolution.  Durations (dwell, inertia, for_s) use the caller's stream time `t`, never
-the wall clock, so a clock step does not fire or cancel a loitering alert.
+of stream resolution.  Durations (dwell, inertia, for_s) use the frame's capture time `t`, the one
+clock of the analysis (see pipeline.analyse.camera); a clock that goes back resets the state.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ LINE_MEMORY_S = 10.0
 # A crossing counts when its crossing point lies on segment A-B extended by this much
 # (relative units) at each end, so a person clipping the very end of the tripwire still counts.
 SEGMENT_TOLERANCE = 0.02
-# Stream time going back by more than this (a looping demo file, a reconnect) resets all state.
+# The frame clock going back by more than this (a looping demo file, a reconnect) resets all state.
 CLOCK_RESET_S = 1.0
 
 
@@ -455,7 +455,7 @@ class CameraRules:
                  when: dt.datetime | None = None) -> list[RuleHit]:
         """The rules satisfied on this frame.
 
-        `t` is stream time in seconds (drives dwell, inertia and for_s); `when` is the local
+        `t` is the frame's capture time in seconds (drives dwell, inertia and for_s); `when` is the local
         wall clock for schedules, by default `t` read as epoch seconds in `tz`.  Pass `when`
         explicitly when `t` is not an epoch time (file sources).
         """

@@ -490,6 +490,15 @@ class BusConfig(Strict):
                                "events stream (XADD MAXLEN ~), so Redis cannot grow without bound.")
 
 
+class SupervisorConfig(Strict):
+    heartbeat_timeout_s: float = Field(15.0, ge=2, le=3600, description="`sharpeye run` restarts a worker "
+                                       "whose detect loop has been silent this long (a dead, deadlocked or "
+                                       "stopped worker), default 15 s.")
+    startup_grace_s: float = Field(60.0, ge=5, le=3600, description="Time a starting worker has for its "
+                                   "first heartbeat (model load, camera setup) before it is restarted, "
+                                   "default 60 s.")
+
+
 class Config(Strict):
     """Root of streams.yaml."""
 
@@ -507,6 +516,8 @@ class Config(Strict):
     model: ModelConfig = Field(default_factory=ModelConfig, description="The detector.")
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig, description="The web app.")
     bus: BusConfig = Field(default_factory=BusConfig, description="Redis Streams naming and caps.")
+    supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig, description="How `sharpeye run` "
+                                         "watches its workers.")
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert lifecycle defaults.")
     recordings: RecordingsConfig = Field(default_factory=RecordingsConfig, description="Continuous "
                                          "recording and retention.")
@@ -551,6 +562,10 @@ class Config(Strict):
 
     def base_dir(self) -> Path:
         return self.path.parent if self.path else Path.cwd()
+
+    def models_path(self) -> Path:
+        """Where model weights are fetched to: ``<data_dir>/models``."""
+        return self.data_path() / "models"
 
     def camera_alerts(self, cid: str) -> AlertsConfig:
         return self.cameras[cid].alerts or self.alerts

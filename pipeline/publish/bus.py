@@ -20,6 +20,8 @@ from typing import Any, Iterator
 
 import redis
 
+from pipeline.publish.status import CameraStatus
+
 SCHEMA_VERSION = "sharpeye.event/1"
 STALE_S = 10.0
 
@@ -96,25 +98,26 @@ def follow_events(r: "redis.Redis[bytes]", keys: BusKeys, last_id: str = "$",
             yield sid, msg
 
 
-def set_camera_status(r: "redis.Redis[bytes]", keys: BusKeys, camera_id: str, status: dict[str, Any]) -> None:
-    status = dict(status, updated=time.time())
-    r.hset(keys.cameras, camera_id, json.dumps(status, separators=(",", ":")))
+def set_camera_status(r: "redis.Redis[bytes]", keys: BusKeys, status: CameraStatus) -> None:
+    status.updated = time.time()
+    r.hset(keys.cameras, status.camera, status.to_json())
 
 
-def parse_statuses(raw: dict[Any, Any], now: float | None = None) -> dict[str, dict[str, Any]]:
+def parse_statuses(raw: dict[Any, Any], now: float | None = None) -> dict[str, CameraStatus]:
     """``HGETALL P:cameras`` → camera id → status; a stale one (worker gone) reads as offline."""
     now = time.time() if now is None else now
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, CameraStatus] = {}
     for k, v in raw.items():
-        st = json.loads(v)
-        fresh = now - float(st.get("updated", 0)) < STALE_S
-        st["online"] = st.get("state") == "streaming" and fresh
-        if not fresh and st.get("state") != "stopped":
-            st["state"] = "offline"
-        out[k.decode() if isinstance(k, bytes) else k] = st
+        cid = k.decode() if isinstance(k, bytes) else k
+        st = CameraStatus.from_dict(cid, json.loads(v))
+        fresh = now - st.updated < STALE_S
+        st.online = st.state == "streaming" and fresh
+        if not fresh and st.state != "stopped":
+            st.state = "offline"
+        out[cid] = st
     return out
 
 
-def camera_statuses(r: "redis.Redis[bytes]", keys: BusKeys, now: float | None = None) -> dict[str, dict[str, Any]]:
+def camera_statuses(r: "redis.Redis[bytes]", keys: BusKeys, now: float | None = None) -> dict[str, CameraStatus]:
     """Every camera's last status; a stale one (worker gone) reads as offline."""
     return parse_statuses(r.hgetall(keys.cameras), now)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -54,6 +55,13 @@ def write_snapshot(data_dir: Path, camera_id: str, name: str, image: np.ndarray,
     return rel.as_posix()
 
 
+def message_id() -> str:
+    """Unique per message, roughly time-ordered: ms since the epoch (12 hex digits) + 8 random hex digits.
+
+    Consumers de-duplicate on it: after an outage a message may reach the bus twice."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
+
+
 def grid_cell_ref(cfg: Config, cam: CameraConfig) -> dict[str, Any]:
     """The camera's grid cell and its duty officer, as every message carries them."""
     cell = cfg.grid_cells.get(cam.grid_cell)
@@ -68,6 +76,7 @@ def alert_message(update: Any, cfg: Config, camera_id: str, snapshot: dict[str, 
     return {
         "schema": SCHEMA_VERSION,
         "type": "alert",
+        "id": message_id(),
         "alert_id": update.alert_id,
         "phase": update.phase,
         "time": round(update.time, 3),
@@ -94,6 +103,7 @@ def camera_message(cfg: Config, camera_id: str, state: str, detail: str, online:
     return {
         "schema": SCHEMA_VERSION,
         "type": "camera",
+        "id": message_id(),
         "phase": "online" if online else "offline",
         "time": round(time.time(), 3),
         "camera": {"id": camera_id, "name": cam.name},

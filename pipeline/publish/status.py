@@ -1,12 +1,17 @@
-"""Health: every camera's state and counters as Prometheus metrics and as a status table.
+"""Camera status: the typed record a worker writes for each camera, and what is read from it.
 
-Workers write their cameras' status to the bus (``P:cameras``); this module reads those
-statuses, so ``/metrics`` on the dashboard and ``sharpeye status`` show every worker's
-cameras in one place, and a camera whose worker died reads as offline.
+Workers write one :class:`CameraStatus` per camera to the bus (``P:cameras``); ``sharpeye status``,
+``/metrics`` and the dashboard read them back with :func:`pipeline.publish.bus.parse_statuses`, so
+every worker's cameras show in one place and a camera whose worker died reads as offline.  Each
+field's metric (gauge or counter, name and help) is declared on the field itself: adding a field
+and its metric is one edit.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -14,69 +19,118 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, State
 
 STATES = ("connecting", "streaming", "stalled", "backoff", "stopped", "offline")
 
-GAUGES = {  # status field → (metric name, help)
-    "packets_fps": ("sharpeye_camera_input_fps", "Packets per second received from the detect input."),
-    "decoded_fps": ("sharpeye_camera_decoded_fps", "Frames per second decoded."),
-    "detected_fps": ("sharpeye_camera_detected_fps", "Frames per second that went through the detector."),
-    "skipped_fps": ("sharpeye_camera_skipped_fps",
-                    "Sampled frames per second dropped because the detector was behind."),
-    "inference_ms_p50": ("sharpeye_camera_inference_ms", "Median detector time per frame (ms)."),
-    "queue_depth": ("sharpeye_camera_queue_depth", "Frames waiting for the detector."),
-    "alert_latency_s_p50": ("sharpeye_camera_alert_latency_seconds", "Median time from frame to event on the bus."),
-}
-COUNTERS = {
-    "reconnects": ("sharpeye_camera_reconnects", "Reconnects of the detect input."),
-    "decode_errors": ("sharpeye_camera_decode_errors", "Packets that failed to decode."),
-    "stalls": ("sharpeye_camera_stalls", "Times the input went silent for watchdog.stall_s."),
-    "skipped": ("sharpeye_camera_skipped_frames", "Sampled frames dropped because the detector was behind."),
-    "detected": ("sharpeye_camera_detected_frames", "Frames that went through the detector."),
-    "events": ("sharpeye_camera_events", "Messages published to the bus."),
-    "recorded_bytes": ("sharpeye_camera_recorded_bytes", "Bytes written to recordings."),
-}
+
+def _gauge(name: str, doc: str, default: Any = None) -> Any:
+    return field(default=default, metadata={"metric": ("gauge", name, doc)})
+
+
+def _counter(name: str, doc: str, default: Any = 0) -> Any:
+    return field(default=default, metadata={"metric": ("counter", name, doc)})
+
+
+@dataclass
+class CameraStatus:
+    """One camera's state and counters, as its worker last saw them."""
+
+    camera: str
+    state: str = "unknown"  # a reader State value; "offline" when the worker stopped refreshing it
+    since: float | None = None  # when the state began (epoch s)
+    updated: float = 0.0  # when the worker wrote this status (epoch s)
+    online: bool = False  # streaming and fresh: computed by the reader, never trusted from the writer
+    width: int = 0
+    height: int = 0
+    packets: int = 0
+    decoded: int = 0
+    sampled: int = 0
+    detected: int = _counter("sharpeye_camera_detected_frames", "Frames that went through the detector.")
+    skipped: int = _counter("sharpeye_camera_skipped_frames",
+                            "Sampled frames dropped because the detector was behind.")
+    gated: int = 0
+    packets_fps: float | None = _gauge("sharpeye_camera_input_fps",
+                                       "Packets per second received from the detect input.")
+    decoded_fps: float | None = _gauge("sharpeye_camera_decoded_fps", "Frames per second decoded.")
+    sampled_fps: float | None = None
+    detected_fps: float | None = _gauge("sharpeye_camera_detected_fps",
+                                        "Frames per second that went through the detector.")
+    skipped_fps: float | None = _gauge("sharpeye_camera_skipped_fps",
+                                       "Sampled frames per second dropped because the detector was behind.")
+    gated_fps: float | None = None
+    queue_depth: int = _gauge("sharpeye_camera_queue_depth", "Frames waiting for the detector.", 0)
+    decode_errors: int = _counter("sharpeye_camera_decode_errors", "Packets that failed to decode.")
+    reconnects: int = _counter("sharpeye_camera_reconnects", "Reconnects of the detect input.")
+    stalls: int = _counter("sharpeye_camera_stalls", "Times the input went silent for watchdog.stall_s.")
+    last_error: str = ""
+    events: int = _counter("sharpeye_camera_events", "Messages published to the bus.")
+    publish_errors: int = _counter("sharpeye_camera_publish_errors",
+                                   "Messages or snapshots that could not be written.")
+    errors: int = 0  # analysis failures (rules, tracker) of this camera
+    recorded_bytes: int | None = _counter("sharpeye_camera_recorded_bytes", "Bytes written to recordings.", None)
+    recorded_segments: int | None = None
+    record_gaps: int | None = None
+    record_state: str | None = None
+    pre_event_s: float | None = None
+    idle: bool = False
+    idle_skipped: int = 0
+    inference_ms_p50: float | None = _gauge("sharpeye_camera_inference_ms", "Median detector time per frame (ms).")
+    inference_ms_p99: float | None = None
+    alert_latency_s_p50: float | None = _gauge("sharpeye_camera_alert_latency_seconds",
+                                               "Median time from frame to event on the bus.")
+    alert_latency_s_p99: float | None = None
+    last_frame_time: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, camera: str, data: dict[str, Any]) -> CameraStatus:
+        """Fields this version does not know (a newer worker) are ignored, missing ones take defaults."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in data.items() if k in known}, "camera": camera})
+
+
+METRIC_FIELDS = [(f.name, *f.metadata["metric"]) for f in dataclasses.fields(CameraStatus) if "metric" in f.metadata]
 
 
 class _StatusCollector:
-    def __init__(self, statuses: dict[str, dict[str, Any]]):
+    def __init__(self, statuses: dict[str, CameraStatus]):
         self.statuses = statuses
 
     def collect(self) -> Iterable[Any]:
-        for field, (name, doc) in GAUGES.items():
-            g = GaugeMetricFamily(name, doc, labels=["camera"])
+        for name_, kind, name, doc in METRIC_FIELDS:
+            family = (GaugeMetricFamily if kind == "gauge" else CounterMetricFamily)(name, doc, labels=["camera"])
             for cid, st in sorted(self.statuses.items()):
-                if st.get(field) is not None:
-                    g.add_metric([cid], float(st[field]))
-            yield g
-        for field, (name, doc) in COUNTERS.items():
-            c = CounterMetricFamily(name, doc, labels=["camera"])
-            for cid, st in sorted(self.statuses.items()):
-                if st.get(field) is not None:
-                    c.add_metric([cid], float(st[field]))
-            yield c
+                value = getattr(st, name_)
+                if value is not None:
+                    family.add_metric([cid], float(value))
+            yield family
         s = StateSetMetricFamily("sharpeye_camera_state", "State of the camera's detect input.", labels=["camera"])
         up = GaugeMetricFamily("sharpeye_camera_online", "1 when the camera is streaming and its worker alive.",
                                labels=["camera"])
         for cid, st in sorted(self.statuses.items()):
-            s.add_metric([cid], {name: st.get("state") == name for name in STATES})
-            up.add_metric([cid], 1.0 if st.get("online") else 0.0)
+            s.add_metric([cid], {name: st.state == name for name in STATES})
+            up.add_metric([cid], 1.0 if st.online else 0.0)
         yield s
         yield up
 
 
-def metrics_text(statuses: dict[str, dict[str, Any]]) -> bytes:
+def metrics_text(statuses: dict[str, CameraStatus]) -> bytes:
     reg = CollectorRegistry(auto_describe=False)
     reg.register(_StatusCollector(statuses))  # type: ignore[arg-type]
     return generate_latest(reg)
 
 
-def status_table(statuses: dict[str, dict[str, Any]], names: dict[str, str] | None = None) -> str:
+def status_table(statuses: dict[str, CameraStatus]) -> str:
     cols = ["camera", "state", "in fps", "dec fps", "det fps", "skip fps", "inf ms", "reconn", "errors", "last error"]
     rows = [cols]
     for cid, st in sorted(statuses.items()):
         def f(key: str, fmt: str = "{:.1f}") -> str:
-            v = st.get(key)
+            v = getattr(st, key)
             return "-" if v is None else fmt.format(v)
-        rows.append([cid, str(st.get("state", "?")), f("packets_fps"), f("decoded_fps"), f("detected_fps"),
+        rows.append([cid, st.state, f("packets_fps"), f("decoded_fps"), f("detected_fps"),
                      f("skipped_fps"), f("inference_ms_p50"), f("reconnects", "{:d}"), f("decode_errors", "{:d}"),
-                     (st.get("last_error") or "")[:50]])
+                     (st.last_error or "")[:50]])
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)

@@ -1,18 +1,24 @@
-"""The stream worker: many cameras, one detector, events onto the bus.
+"""The stream worker: many cameras, one detector, one publisher.
 
-Threads, and why:
+Threads, and what each may do:
 
-- one ``CameraSource`` thread per camera (PyAV decodes with the GIL released), which
-  hands sampled frames to a bounded per-camera slot: when the detector falls behind the
-  oldest frame is dropped and counted, so memory never grows and the newest picture wins;
-- one detect thread that takes the waiting frames of all cameras, runs them through the
-  detector as one batch, then each camera's tracker → rules → alert lifecycle, and
-  publishes the resulting messages;
-- one status thread that writes every camera's state and counters to the bus every
-  ``STATUS_PERIOD_S`` (a heartbeat: a status that stops being refreshed reads as offline).
+- one ``CameraSource`` thread per camera (PyAV decodes with the GIL released) runs the motion gate
+  and queues: a frame the gate wants goes to a bounded per-camera slot (when the detector falls
+  behind the oldest frame is dropped and counted, so memory never grows and the newest picture
+  wins); a frame it turns away only marks the camera's alert clock.  It never publishes, never
+  touches Redis, so a slow bus can never stall a camera (or leave a gap in its recording);
+- one detect thread owns every camera's alert lifecycle: it takes the waiting frames of all
+  cameras, runs them through the detector as one batch, then tracker → rules → alerts, and hands
+  every update to the one :class:`~pipeline.publish.publisher.Publisher`; it also moves the alert
+  clock for gated frames, ends the alerts of cameras that went quiet, and publishes what the other
+  threads post to it (a camera going offline).  It calls ``on_heartbeat`` every turn, so a
+  supervisor sees a dead or stuck detect loop;
+- one status thread writes every camera's :class:`~pipeline.publish.status.CameraStatus` to the bus
+  every ``STATUS_PERIOD_S`` and soon after a state change (a status that stops being refreshed
+  reads as offline);
+- one config thread reloads the config on SIGHUP or when the file changes.
 
-A failure in one camera (its source, its rules) is logged and counted, never fatal to
-the others.
+A failure in one camera (its source, its rules) is logged and counted, never fatal to the others.
 """
 
 from __future__ import annotations
@@ -31,15 +37,16 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pipeline.analyse.alerts import AlertUpdate
 from pipeline.analyse.camera import CameraAnalytics
 from pipeline.analyse.detect import Detections, Detector
-from pipeline.analyse.models import resolve_model
 from pipeline.config import Config, load_config, reload_config
 from pipeline.config.secrets import install_log_scrubber
 from pipeline.ingest.record_input import RecordInput, record_options
 from pipeline.ingest.source import Backoff, CameraSource, SampledFrame, State
 from pipeline.publish import bus
-from pipeline.publish.events import alert_message, camera_message, draw_snapshot, write_snapshot
+from pipeline.publish.publisher import PublishStats, Publisher
+from pipeline.publish.status import CameraStatus
 from pipeline.record.ring import PacketRing
 from pipeline.record.segments import SegmentWriter
 
@@ -47,6 +54,17 @@ log = logging.getLogger(__name__)
 STATUS_PERIOD_S = 2.0
 CONFIG_POLL_S = 2.0
 SLOT_DEPTH = 2
+QUIET_TICK_S = 1.0  # a camera without frames this long still moves its alert clock (its alerts end)
+
+
+class BusSink:
+    """Messages onto the Redis events stream."""
+
+    def __init__(self, redis: Any, keys: bus.BusKeys, maxlen: int):
+        self.redis, self.keys, self.maxlen = redis, keys, maxlen
+
+    def send(self, message: dict[str, Any]) -> None:
+        bus.publish_event(self.redis, self.keys, message, self.maxlen)
 
 
 @dataclass
@@ -59,8 +77,10 @@ class CameraRuntime:
     writer: SegmentWriter | None = None  # continuous recording of the record input
     ring: PacketRing | None = None  # the last recordings.pre_event_s of record packets, for pre-roll
     record_input: RecordInput | None = None  # a separate record URL (main stream), demuxed only
-    lock: threading.Lock = field(default_factory=threading.Lock)  # analytics: gate (source) vs detect thread
+    gate_lock: threading.Lock = field(default_factory=threading.Lock)  # motion gate: source vs detect thread
     pending: collections.deque[SampledFrame] = field(default_factory=lambda: collections.deque(maxlen=SLOT_DEPTH))
+    gated_frame: SampledFrame | None = None  # newest frame the gate kept from the detector, not yet ticked
+    analysed_t: float = 0.0  # capture time of the newest frame the detect thread analysed or ticked
     skipped: int = 0
     gated: int = 0
     detected: int = 0
@@ -68,7 +88,6 @@ class CameraRuntime:
     was_streaming: bool = False
     inference_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=100))
     latency_s: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=100))
-    events_published: int = 0
     errors: int = 0
     last_frame_time: float = 0.0
     rates: dict[str, float] = field(default_factory=dict)
@@ -80,7 +99,7 @@ class CameraRuntime:
                 "detected": self.detected, "skipped": self.skipped, "gated": self.gated}
 
     def update_rates(self, now: float) -> dict[str, float]:
-        """Per-second rates since the previous status (input, decoded, detected, skipped fps)."""
+        """Per-second rates since the previous call (input, decoded, detected, skipped fps)."""
         counts = self.counters()
         if self._last_counts is not None:
             t0, c0 = self._last_counts
@@ -89,11 +108,28 @@ class CameraRuntime:
         self._last_counts = (now, counts)
         return self.rates
 
-
-def load_detector(cfg: Config) -> Detector:
-    path, manifest = resolve_model(cfg.model.name)
-    return Detector(path, manifest, providers=tuple(cfg.model.providers), threads=cfg.model.threads,
-                    score_threshold=cfg.model.score_threshold, nms_iou=cfg.model.nms_iou)
+    def status(self, published: PublishStats) -> CameraStatus:
+        st = self.source.stats
+        inf = list(self.inference_ms)
+        lat = list(self.latency_s)
+        w = self.writer.stats if self.writer else None
+        return CameraStatus(
+            camera=self.camera_id, state=self.source.state.value, since=self.state_since,
+            width=st.width, height=st.height, **self.counters(), **self.rates,
+            queue_depth=len(self.pending), decode_errors=st.decode_errors, reconnects=st.reconnects,
+            stalls=st.stalls, last_error=st.last_error, events=published.published,
+            publish_errors=published.failed + published.snapshot_errors, errors=self.errors,
+            recorded_bytes=w.bytes if w else None, recorded_segments=w.segments if w else None,
+            record_gaps=w.gaps if w else None,
+            record_state=self.record_input.state.value if self.record_input else None,
+            pre_event_s=round(self.ring.duration, 1) if self.ring else None,
+            idle=self.analytics.idle, idle_skipped=st.idle_skipped,
+            inference_ms_p50=round(statistics.median(inf), 2) if inf else None,
+            inference_ms_p99=round(float(np.percentile(inf, 99)), 2) if inf else None,
+            alert_latency_s_p50=round(statistics.median(lat), 3) if lat else None,
+            alert_latency_s_p99=round(float(np.percentile(lat, 99)), 3) if lat else None,
+            last_frame_time=self.last_frame_time,
+        )
 
 
 def shard_of(camera_id: str, shards: int) -> int:
@@ -109,11 +145,14 @@ class Worker:
         self.cfg = cfg
         self.keys = bus.BusKeys(cfg.bus.prefix)
         self.redis = bus.connect(redis_url)
-        self.detector = detector or load_detector(cfg)
+        self.detector = detector or Detector.from_config(cfg)
         self.data_dir = cfg.data_path()
+        self.publisher = Publisher(cfg, BusSink(self.redis, self.keys, cfg.bus.events_maxlen), self.data_dir)
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
-        self.wake = threading.Condition()
+        self.status_due = threading.Event()  # a state changed: publish statuses now, not at the next period
+        self.wake = threading.Condition()  # guards cameras, their pending slots and the mailbox
+        self.mailbox: collections.deque[Callable[[], None]] = collections.deque()  # work for the detect thread
         self.cameras: dict[str, CameraRuntime] = {}
         self.only = set(camera_ids) if camera_ids else None
         self.shard = shard
@@ -141,10 +180,12 @@ class Worker:
             ring = PacketRing(rec.pre_event_s) if rec.pre_event_s > 0 else None
             if cam.record_source:
                 url = cam.resolved(self.cfg.base_dir(), cam.record_source)
-                opts = record_options(cam.rtsp_transport, cam.watchdog.stall_s) if not cam.is_file_source(
-                    cam.record_source) else {}
+                opts = (record_options(cam.rtsp_transport, cam.watchdog.stall_s)
+                        if not cam.is_file_source(cam.record_source) else {})
                 record_input = RecordInput(cid, url, opts, writer, ring,
-                                           backoff=Backoff(cam.watchdog.backoff_initial_s, cam.watchdog.backoff_max_s))
+                                           backoff=Backoff(cam.watchdog.backoff_initial_s, cam.watchdog.backoff_max_s),
+                                           open_timeout_s=cam.timeout_s, read_timeout_s=cam.watchdog.stall_s,
+                                           loop=cam.loop)
 
         def on_packet(packet: object, stream: object) -> None:
             for sp in writer.feed(packet, stream):  # type: ignore[union-attr, arg-type]
@@ -180,14 +221,21 @@ class Worker:
         with self.wake:
             rt = self.cameras.pop(cid)
         self._stop_camera(rt)
-        with rt.lock:
-            ended = rt.analytics.flush(time.time())
-        for upd in ended:
-            self._emit(rt, upd, None)
+        # its open alerts end on the detect thread, which owns every alert lifecycle
+        self._post(lambda: self._end_alerts(rt, rt.analytics.flush(time.time())))
         if forget:
             self.redis.hdel(self.keys.cameras, cid)
         else:
             self._publish_status(rt)
+
+    def _post(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the detect thread (or now, when the worker is not running)."""
+        if not self.started or self.stop_event.is_set():
+            job()
+            return
+        with self.wake:
+            self.mailbox.append(job)
+            self.wake.notify()
 
     # ---------------------------------------------------------------- live reconfiguration
     def apply_config(self, new: Config) -> dict[str, list[str]]:
@@ -215,6 +263,7 @@ class Worker:
         for cid in restarted:
             self._remove_camera(cid, forget=False)
         self.cfg = new
+        self.publisher.cfg = new
         for cid in restarted + added:
             self._add_camera(cid)
         if removed or restarted or added:
@@ -256,25 +305,23 @@ class Worker:
                 except Exception:
                     log.exception("config reload failed; the running config stays")
 
-    # ---------------------------------------------------------------- callbacks from sources
+    # ---------------------------------------------------------------- source threads: gate and queue
     def _on_frame(self, frame: SampledFrame) -> None:
         rt = self.cameras.get(frame.camera_id)
         if rt is None:
             return  # a camera being removed
         rt.last_frame_time = frame.capture_time
         luma, limited = frame.gray()
-        with rt.lock:
+        with rt.gate_lock:
             wanted = rt.analytics.wants_detection(luma, frame.capture_time, limited)
-            ended = [] if wanted else rt.analytics.skip(frame.capture_time)
-        if not wanted:
-            rt.gated += 1  # nothing new moved: the detector is spared, only the alert clock moves on
-            for upd in ended:
-                self._emit(rt, upd, frame)
-            return
         with self.wake:
-            if len(rt.pending) == rt.pending.maxlen:
-                rt.skipped += 1  # the oldest waiting frame is dropped by the deque
-            rt.pending.append(frame)
+            if wanted:
+                if len(rt.pending) == rt.pending.maxlen:
+                    rt.skipped += 1  # the oldest waiting frame is dropped by the deque
+                rt.pending.append(frame)
+            else:
+                rt.gated += 1  # nothing new moved: the detector is spared, only the alert clock moves on
+                rt.gated_frame = frame
             self.wake.notify()
 
     def _on_state(self, camera_id: str, state: State, detail: str) -> None:
@@ -282,129 +329,117 @@ class Worker:
         if rt is None:
             return
         rt.state_since = time.time()
-        self._publish_status(rt)
+        self.status_due.set()
         if state in (State.STALLED, State.BACKOFF) and rt.was_streaming:
             rt.was_streaming = False
-            self._publish(camera_message(self.cfg, camera_id, state.value, detail, online=False))
+            self._post(lambda: self.publisher.camera(camera_id, state.value, detail, online=False))
         elif state == State.STREAMING:
             if not rt.was_streaming and rt.source.stats.reconnects > 0:
-                self._publish(camera_message(self.cfg, camera_id, state.value, detail, online=True))
+                self._post(lambda: self.publisher.camera(camera_id, state.value, detail, online=True))
             rt.was_streaming = True
 
-    # ---------------------------------------------------------------- bus
-    def _publish(self, message: dict[str, Any]) -> None:
-        try:
-            bus.publish_event(self.redis, self.keys, message, self.cfg.bus.events_maxlen)
-        except Exception:
-            log.exception("could not publish %s message", message.get("type"))
-            raise
-
-    def status_of(self, rt: CameraRuntime) -> dict[str, Any]:
-        st = rt.source.stats
-        inf = list(rt.inference_ms)
-        lat = list(rt.latency_s)
-        return {
-            "camera": rt.camera_id,
-            "state": rt.source.state.value,
-            "since": rt.state_since,
-            "width": st.width, "height": st.height,
-            **rt.counters(),
-            **rt.rates,
-            "queue_depth": len(rt.pending),
-            "decode_errors": st.decode_errors, "reconnects": st.reconnects, "stalls": st.stalls,
-            "last_error": st.last_error, "events": rt.events_published, "errors": rt.errors,
-            "recorded_bytes": rt.writer.stats.bytes if rt.writer else None,
-            "recorded_segments": rt.writer.stats.segments if rt.writer else None,
-            "record_gaps": rt.writer.stats.gaps if rt.writer else None,
-            "record_state": rt.record_input.state.value if rt.record_input else None,
-            "pre_event_s": round(rt.ring.duration, 1) if rt.ring else None,
-            "idle": rt.analytics.idle, "idle_skipped": st.idle_skipped,
-            "inference_ms_p50": round(statistics.median(inf), 2) if inf else None,
-            "inference_ms_p99": round(float(np.percentile(inf, 99)), 2) if inf else None,
-            "alert_latency_s_p50": round(statistics.median(lat), 3) if lat else None,
-            "alert_latency_s_p99": round(float(np.percentile(lat, 99)), 3) if lat else None,
-            "last_frame_time": rt.last_frame_time,
-        }
+    # ---------------------------------------------------------------- status thread
+    def status_of(self, rt: CameraRuntime) -> CameraStatus:
+        return rt.status(self.publisher.stats.get(rt.camera_id) or PublishStats())
 
     def _publish_status(self, rt: CameraRuntime) -> None:
         try:
-            bus.set_camera_status(self.redis, self.keys, rt.camera_id, self.status_of(rt))
+            bus.set_camera_status(self.redis, self.keys, self.status_of(rt))
         except Exception as e:
             log.warning("status of %s not published: %s", rt.camera_id, e)
 
-    # ---------------------------------------------------------------- detect loop
-    def _take_batch(self, timeout: float) -> list[SampledFrame]:
+    def _status_loop(self) -> None:
+        last_rates = 0.0
+        while not self.stop_event.is_set():
+            self.status_due.wait(STATUS_PERIOD_S)
+            self.status_due.clear()
+            if self.stop_event.is_set():
+                return
+            now = time.time()
+            rates_due = now - last_rates >= STATUS_PERIOD_S * 0.9
+            if rates_due:
+                last_rates = now
+            for rt in list(self.cameras.values()):
+                if rates_due:
+                    rt.update_rates(now)
+                self._publish_status(rt)
+
+    # ---------------------------------------------------------------- detect thread: the alert lifecycle
+    def _take_work(self, timeout: float) -> tuple[list[SampledFrame], list[tuple[CameraRuntime, SampledFrame]],
+                                                   list[Callable[[], None]]]:
+        """Frames to detect (one per camera), gated frames to tick, and posted jobs."""
         with self.wake:
-            if not any(rt.pending for rt in self.cameras.values()):
+            if not self.mailbox and not any(rt.pending or rt.gated_frame for rt in self.cameras.values()):
                 self.wake.wait(timeout)
-            batch = []
+            batch: list[SampledFrame] = []
+            gated: list[tuple[CameraRuntime, SampledFrame]] = []
             for rt in list(self.cameras.values()):
                 if rt.pending:
                     batch.append(rt.pending.popleft())
-            return batch
+                if rt.gated_frame is not None:
+                    gated.append((rt, rt.gated_frame))
+                    rt.gated_frame = None
+            jobs = list(self.mailbox)
+            self.mailbox.clear()
+            return batch, gated, jobs
 
     def _detect_loop(self) -> None:
         last_tick = time.monotonic()
         while not self.stop_event.is_set():
             if self.on_heartbeat is not None:
                 self.on_heartbeat()
-            batch = self._take_batch(0.5)
-            if batch:
-                t0 = time.perf_counter()
+            batch, gated, jobs = self._take_work(0.5)
+            for job in jobs:
                 try:
-                    results = self.detector.detect_batch([f.image for f in batch])
+                    job()
                 except Exception:
-                    log.exception("detector failed on a batch of %d", len(batch))
-                    results = [Detections.empty(self.detector.names) for _ in batch]
-                per_frame_ms = (time.perf_counter() - t0) * 1000 / len(batch)
-                for frame, dets in zip(batch, results):
-                    rt = self.cameras.get(frame.camera_id)
-                    if rt is None:
-                        continue
-                    rt.detected += 1
-                    rt.inference_ms.append(per_frame_ms)
-                    rt.last_frame_time = frame.capture_time
-                    try:
-                        self._analyse(rt, frame, dets)
-                    except Exception:
-                        rt.errors += 1
-                        log.exception("camera %s: analysis failed", rt.camera_id)
-            if time.monotonic() - last_tick >= 1.0:  # end alerts of cameras that stopped sending frames
+                    log.exception("posted job failed")
+            if batch:
+                self._detect(batch)
+            for rt, frame in gated:  # after the detections: a camera's clock never goes back
+                if frame.capture_time > rt.analysed_t:
+                    rt.analysed_t = frame.capture_time
+                    self._end_alerts(rt, rt.analytics.skip(frame.capture_time), frame)
+            if time.monotonic() - last_tick >= QUIET_TICK_S:  # end alerts of cameras that stopped sending frames
                 last_tick = time.monotonic()
                 now = time.time()
                 for rt in list(self.cameras.values()):
-                    if now - rt.last_frame_time > 1.0:
-                        with rt.lock:
-                            ended = rt.analytics.tick(now)
-                        for upd in ended:
-                            self._emit(rt, upd, None)
+                    if now - rt.last_frame_time > QUIET_TICK_S:
+                        self._end_alerts(rt, rt.analytics.tick(now))
 
-    def _analyse(self, rt: CameraRuntime, frame: SampledFrame, dets: Detections) -> None:
-        with rt.lock:  # the source thread runs the motion gate of the same camera
-            result = rt.analytics.process(dets, frame.capture_time, frame.size)
-        for upd in result.updates:
+    def _detect(self, batch: list[SampledFrame]) -> None:
+        t0 = time.perf_counter()
+        try:
+            results = self.detector.detect_batch([f.image for f in batch])
+        except Exception:
+            log.exception("detector failed on a batch of %d", len(batch))
+            results = [Detections.empty(self.detector.names) for _ in batch]
+        per_frame_ms = (time.perf_counter() - t0) * 1000 / len(batch)
+        for frame, dets in zip(batch, results):
+            rt = self.cameras.get(frame.camera_id)
+            if rt is None:
+                continue
+            rt.detected += 1
+            rt.inference_ms.append(per_frame_ms)
+            rt.analysed_t = max(rt.analysed_t, frame.capture_time)
+            try:
+                with rt.gate_lock:  # process() tells the motion gate what it found
+                    result = rt.analytics.process(dets, frame.capture_time, frame.size)
+            except Exception:
+                rt.errors += 1
+                log.exception("camera %s: analysis failed", rt.camera_id)
+                continue
+            for upd in result.updates:
+                self._emit(rt, upd, frame)
+
+    def _end_alerts(self, rt: CameraRuntime, updates: list[AlertUpdate], frame: SampledFrame | None = None) -> None:
+        for upd in updates:
             self._emit(rt, upd, frame)
 
-    def _emit(self, rt: CameraRuntime, upd: Any, frame: SampledFrame | None) -> None:
-        snapshot = None
-        if frame is not None and upd.snapshot_due:
-            img = draw_snapshot(frame.image, upd.objects, upd.severity)
-            name = f"{upd.alert_id}-{int(upd.time * 1000) % 10_000_000}"
-            rel = write_snapshot(self.data_dir, rt.camera_id, name, img)
-            snapshot = {"path": rel, "width": int(img.shape[1]), "height": int(img.shape[0]),
-                        "score": round(float(upd.best_score), 4)}
-        msg = alert_message(upd, self.cfg, rt.camera_id, snapshot, frame.capture_time if frame else None)
-        self._publish(msg)
-        rt.events_published += 1
+    def _emit(self, rt: CameraRuntime, upd: AlertUpdate, frame: SampledFrame | None) -> None:
+        self.publisher.alert(rt.camera_id, upd, frame)
         if frame is not None:
             rt.latency_s.append(time.time() - frame.capture_time)
-
-    def _status_loop(self) -> None:
-        while not self.stop_event.wait(STATUS_PERIOD_S):
-            now = time.time()
-            for rt in list(self.cameras.values()):
-                rt.update_rates(now)
-                self._publish_status(rt)
 
     # ---------------------------------------------------------------- lifecycle
     def start(self, watch_config: bool = False) -> None:
@@ -421,19 +456,22 @@ class Worker:
 
     def stop(self) -> None:
         self.stop_event.set()
+        self.status_due.set()
         with self.wake:
             self.wake.notify_all()
         for rt in list(self.cameras.values()):
             self._stop_camera(rt)
         for t in self._threads:
             t.join(5)
+        with self.wake:  # the detect thread is gone: what was posted to it runs here
+            jobs = list(self.mailbox)
+            self.mailbox.clear()
+        for job in jobs:
+            job()
         now = time.time()
         for rt in list(self.cameras.values()):
             try:
-                with rt.lock:
-                    ended = rt.analytics.flush(now)
-                for upd in ended:
-                    self._emit(rt, upd, None)
+                self._end_alerts(rt, rt.analytics.flush(now))
                 self._publish_status(rt)
             except Exception as e:
                 log.warning("camera %s: final messages not published: %s", rt.camera_id, e)
@@ -450,7 +488,13 @@ class Worker:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="sharpeye-worker", description="Run the stream workers of a config.")
     ap.add_argument("--config", required=True)
-    ap.add_argument("--redis", required=True, help="redis:// URL of the bus")
+    bus_arg = ap.add_mutually_exclusive_group(required=True)
+    bus_arg.add_argument("--redis", help="redis:// URL of the bus (shown by ps: use --redis-url-file if it "
+                         "holds a password)")
+    bus_arg.add_argument("--redis-url-file", help="a file holding the bus URL, so no password is on the "
+                         "command line (sharpeye run writes one, mode 0600)")
+    ap.add_argument("--heartbeat", help="file the detect loop stamps at most once a second; the supervisor "
+                    "restarts a worker whose stamp goes stale")
     ap.add_argument("--camera", action="append", help="only these camera ids (repeatable)")
     ap.add_argument("--shard", default="0/1", help="I/N: run the cameras whose id hashes to I of N (default 0/1)")
     ap.add_argument("--log-level", default="INFO")
@@ -459,7 +503,15 @@ def main(argv: list[str] | None = None) -> int:
     index, count = (int(x) for x in args.shard.split("/"))
     cfg = load_config(args.config)
     install_log_scrubber(cfg)  # logs and tracebacks of this process never show a secret
-    worker = Worker(cfg, args.redis, args.camera, shard=(index, count))
+    if args.redis_url_file:
+        from pipeline.runtime.redis_server import read_url_file
+        url = read_url_file(args.redis_url_file)
+    else:
+        url = args.redis
+    worker = Worker(cfg, url, args.camera, shard=(index, count))
+    if args.heartbeat:
+        from pipeline.runtime.heartbeat import Heartbeat
+        worker.on_heartbeat = Heartbeat(args.heartbeat)
 
     def _stop(signum: int, _frame: Any) -> None:
         worker.stop_event.set()

@@ -228,7 +228,7 @@ def summary(path: Path, camera_id: str, cam: CameraConfig, res: PreviewResult) -
 
 def cmd_preview(args: argparse.Namespace) -> int:
     """``sharpeye preview``: write the annotated picture and print its path and a summary."""
-    from pipeline.tools.replay import load_detector
+    from pipeline.analyse.detect import Detector
 
     cfg = load_or_exit(args.config)
     if args.camera not in cfg.cameras:
@@ -238,7 +238,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     import av.error
 
     try:
-        res = capture(cfg, args.camera, args.seconds, load_detector(cfg))
+        res = capture(cfg, args.camera, args.seconds, Detector.from_config(cfg))
     except (av.error.FFmpegError, OSError, RuntimeError) as e:  # say what failed, never the password
         cam = cfg.cameras[args.camera]
         print(f"sharpeye preview: {args.camera}: {redact_url(str(e))} ({redact_url(cam.source)})",

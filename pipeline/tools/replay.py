@@ -42,7 +42,7 @@ from pipeline.analyse.detect import Detector
 from pipeline.cliargs import add_config_arg
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.ingest.source import SampledFrame, Sampler
-from pipeline.publish.events import alert_message, draw_snapshot, write_snapshot
+from pipeline.publish.publisher import ListSink, Publisher
 
 
 class ReplayError(ValueError):
@@ -134,13 +134,6 @@ def parse_start(text: str, tz: dt.tzinfo | None) -> float:
     return when.timestamp()
 
 
-def load_detector(cfg: Config) -> Detector:
-    """The detector the live worker would use for this config (same model, providers, thresholds)."""
-    from pipeline.runtime.worker import load_detector as worker_detector
-
-    return worker_detector(cfg)
-
-
 # --------------------------------------------------------------------------- the replay
 
 
@@ -171,27 +164,21 @@ def run_replay(cfg: Config, video: str | Path, camera_id: str | None = None, *, 
     with container:
         if not container.streams.video:
             raise ReplayError(f"{path}: no video stream")
-        det = detector or load_detector(cfg)
+        det = detector or Detector.from_config(cfg)
         t0 = time.time() if start is None else float(start)
         st = stats if stats is not None else ReplayStats()
         st.camera_id, st.video, st.start = cid, str(path), t0
         st.mode = "exhaustive" if exhaustive else "normal"
         analytics = CameraAnalytics(cid, cam, cfg.camera_alerts(cid), list(det.names), config_tz(cfg))
         sampler = Sampler(cam.detect_fps)
-        snap_dir = Path(snapshots) if snapshots is not None else None
+        # the live worker's publisher, with a list instead of the bus: the same snapshots and messages
+        publisher = Publisher(cfg, ListSink(), Path(snapshots) if snapshots is not None else None)
 
         def messages(updates: list[Any], frame: SampledFrame | None) -> Iterator[dict[str, Any]]:
             for upd in updates:
-                snapshot = None
-                if snap_dir is not None and frame is not None and upd.snapshot_due:
-                    img = draw_snapshot(frame.image, upd.objects, upd.severity)
-                    name = f"{upd.alert_id}-{int(upd.time * 1000) % 10_000_000}"
-                    rel = write_snapshot(snap_dir, cid, name, img)
-                    snapshot = {"path": rel, "width": int(img.shape[1]), "height": int(img.shape[0]),
-                                "score": round(float(upd.best_score), 4)}
                 st.messages += 1
                 st.alerts += upd.phase == "new"
-                yield alert_message(upd, cfg, cid, snapshot, frame.capture_time if frame else None)
+                yield publisher.alert(cid, upd, frame)
 
         vs = container.streams.video[0]
         vs.thread_type = "AUTO"

@@ -36,7 +36,6 @@ import av
 import cv2
 import numpy as np
 
-from pipeline.analyse.models import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,9 @@ GENERATOR_VERSION = 2  # bump when the way clips are made changes: old cache ent
 PERSON_CLIP_NAME = "one-by-one-person-detection.mp4"
 BUSY_SEGMENT_START_S = 40.0  # people in view 70 % of the next 60 s, with 3 gaps (scanned with YOLOX-Nano at 2 fps)
 EMPTY_ROOM_AT_S = 2.0  # nobody in the room yet
-DEFAULT_CACHE = REPO_ROOT / ".cache" / "bench"
+CACHE_ENV = "SHARPEYE_CACHE_DIR"  # generated clips and the verified shared clips (scripts/setup: <repo>/.cache)
+CACHE_ROOT = Path(os.environ.get(CACHE_ENV) or Path.cwd() / ".cache")
+DEFAULT_CACHE = CACHE_ROOT / "bench"
 
 # (width, height) → target bitrate in bit/s, as the issue asks: 720p ~2, 1080p ~4 Mbit/s; sub-stream 0.5
 RESOLUTIONS: dict[str, tuple[int, int]] = {"720p": (1280, 720), "1080p": (1920, 1080), "360p": (640, 360)}
@@ -104,12 +105,15 @@ class Clip:
 
 def person_clip() -> Path:
     """The shared person clip: the project's verified cache first, then the asset mirror."""
-    mirror = Path(os.environ.get("SHARPEYE_ASSET_MIRROR", REPO_ROOT.parent / "shared"))
-    for p in (REPO_ROOT / ".cache" / "clips" / PERSON_CLIP_NAME, mirror / "clips" / PERSON_CLIP_NAME):
+    candidates = [CACHE_ROOT / "clips" / PERSON_CLIP_NAME]
+    mirror = os.environ.get("SHARPEYE_ASSET_MIRROR")
+    if mirror:
+        candidates.append(Path(mirror) / "clips" / PERSON_CLIP_NAME)
+    for p in candidates:
         if p.is_file():
             return p
-    raise FileNotFoundError(f"{PERSON_CLIP_NAME} not found in .cache/clips or {mirror}/clips "
-                            "(run scripts/setup, or set SHARPEYE_ASSET_MIRROR)")
+    raise FileNotFoundError(f"{PERSON_CLIP_NAME} not found in {' or '.join(str(p.parent) for p in candidates)} "
+                            f"(run scripts/setup, or set SHARPEYE_ASSET_MIRROR / {CACHE_ENV})")
 
 
 def ensure_clip(spec: ClipSpec, cache_dir: Path = DEFAULT_CACHE, source: Path | None = None) -> Clip:

@@ -103,10 +103,10 @@ def infer_cpu_ms(path: Path, detector: Any, frames: int = 20) -> float:
 def floor_detector(threads: int) -> Any:
     """A detector built as the worker builds it (its config defaults), with the bench's threads."""
     from pipeline.analyse.detect import Detector
-    from pipeline.analyse.models import resolve_model
+    from pipeline.analyse.models import default_models_dir, resolve_model
     from pipeline.config import ModelConfig
 
     mc = ModelConfig(threads=threads)
-    path, manifest = resolve_model(mc.name)
+    path, manifest = resolve_model(mc.name, default_models_dir())
     return Detector(path, manifest, providers=tuple(mc.providers), threads=mc.threads,
                     score_threshold=mc.score_threshold, nms_iou=mc.nms_iou)

@@ -115,11 +115,12 @@ class TimedDetector:
 
 
 def run_worker(probe_path: Path, worker_argv: list[str]) -> int:
+    from pipeline.analyse.detect import Detector
     from pipeline.runtime import worker
 
     probe = Probe(probe_path)
-    original = worker.load_detector
-    worker.load_detector = lambda cfg: TimedDetector(original(cfg), probe)  # type: ignore[assignment,return-value]
+    original = Detector.from_config
+    Detector.from_config = lambda cfg: TimedDetector(original(cfg), probe)  # type: ignore[assignment,method-assign]
     probe.start()
     try:
         return worker.main(worker_argv)
@@ -183,12 +184,12 @@ class NaiveStream(threading.Thread):
 
 def run_naive(probe_path: Path, config_path: str, source_fps: float) -> int:
     # the worker's own detector factory: the same model file, providers, threads and thresholds
+    from pipeline.analyse.detect import Detector
     from pipeline.config import load_config
-    from pipeline.runtime.worker import load_detector
 
     os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")  # as the worker reads RTSP
     cfg = load_config(config_path)
-    detector = load_detector(cfg)
+    detector = Detector.from_config(cfg)
     stop = threading.Event()
     streams = []
     for cid, cam in cfg.enabled_cameras().items():
