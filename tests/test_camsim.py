@@ -28,11 +28,13 @@ def read_packets(url: str, seconds: float, options: dict = OPTS):
     with av.open(url, options=options) as c:
         streams = [(s.type, s.codec_context.name) for s in c.streams]
         video = c.streams.video[0]
+        tb = video.time_base
+        assert tb is not None
         packets, frames = [], 0
         deadline = time.monotonic() + seconds
         for pkt in c.demux(video):
             if pkt.pts is not None:  # the first live packet may carry none
-                packets.append((float(pkt.pts * video.time_base), pkt.is_keyframe, pkt.size))
+                packets.append((float(pkt.pts * tb), pkt.is_keyframe, pkt.size))
             frames += len(pkt.decode())
             if time.monotonic() > deadline:
                 break
@@ -76,7 +78,7 @@ def short_clip_bframes_audio(tmp_path_factory) -> Path:
 
 def test_serves_person_clip_h264_768x432(person_clip: Path) -> None:
     with RtspSimulator({"cams/person": person_clip}) as sim:
-        assert sim.ready_s < 5
+        assert sim.ready_s is not None and sim.ready_s < 5
         t0 = time.monotonic()
         streams, size, packets, frames = read_packets(sim.url("cams/person"), 1.5)
         elapsed = time.monotonic() - t0
