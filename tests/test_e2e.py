@@ -19,6 +19,7 @@ from pipeline.tools.simulator import RtspSimulator, free_port
 from tests.conftest import missing_asset, require_camsim, wait_for, write_config
 
 CHROMIUM = "/usr/bin/chromium"
+METRICS_TOKEN = "e2e-scrape-token-0123456789"
 pytestmark = pytest.mark.e2e
 
 
@@ -41,7 +42,12 @@ def test_person_on_rtsp_camera_alerts_on_dashboard(tmp_path: Path, person_clip: 
         cfg = write_config(tmp_path, {
             "lobby": {"name": "Lobby camera", "source": sim.url("lobby"), "alert_labels": ["person"]},
             "dead": {"name": "Unplugged camera", "source": f"rtsp://127.0.0.1:{free_port()}/nothing"},
-        }, data_dir="data")
+        }, data_dir="data", dashboard={"metrics_token": METRICS_TOKEN})
+        # the dashboard needs a log-in: an operator of every cell, English pages
+        add = subprocess.run([sys.executable, "-m", "pipeline.cli", "users", "add", "e2e", "--config", str(cfg),
+                              "--role", "operator", "--cells", "*", "--locale", "en", "--password-stdin"],
+                             input="e2e-password\n", capture_output=True, text=True, timeout=60)
+        assert add.returncode == 0, add.stderr
         run = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg),
                                 "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
@@ -53,6 +59,11 @@ def test_person_on_rtsp_camera_alerts_on_dashboard(tmp_path: Path, person_clip: 
                     "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
                 page = browser.new_page()
                 page.goto(base + "/")
+                assert page.url.endswith("/login")  # no session: the log-in page
+                page.fill("#username", "e2e")
+                page.fill("#password", "e2e-password")
+                page.click("#submit")
+                page.wait_for_url(base + "/")
                 t0 = time.monotonic()
                 alert = page.locator('#alerts li.alert[data-camera="lobby"]').first
                 alert.wait_for(timeout=30_000)
@@ -72,7 +83,8 @@ def test_person_on_rtsp_camera_alerts_on_dashboard(tmp_path: Path, person_clip: 
             print(f"alert visible {seen_after:.1f} s after the page opened")
 
             # health: Prometheus metrics and `sharpeye status` show the same cameras
-            with urllib.request.urlopen(base + "/metrics", timeout=5) as resp:
+            scrape = urllib.request.Request(base + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+            with urllib.request.urlopen(scrape, timeout=5) as resp:
                 metrics = resp.read().decode()
             assert 'sharpeye_camera_online{camera="lobby"} 1.0' in metrics
             assert 'sharpeye_camera_online{camera="dead"} 0.0' in metrics

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from pipeline.config import Config
 
 log = logging.getLogger("sharpeye.history")
+logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines at every start tell an operator nothing
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_NAME = "history.sqlite"
 PG_LOCK_KEY = 0x5E4E7E  # advisory lock id for migrations

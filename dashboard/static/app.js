@@ -1,44 +1,91 @@
-// Command-room page: recent alerts once, then a live server-sent event stream.
+// Command room: the alert list with its workflow, the handling view, cameras; live over server-sent events.
 "use strict";
+const OPEN = new Set(["new", "acknowledged", "dispatched"]);
+const STEPS = ["sent", "signed_for", "on_scene", "feedback"];
+const STEP_AT = { sent: "sent_at", signed_for: "signed_for_at", on_scene: "on_scene_at", feedback: "feedback_at" };
+const NEXT_ACTION = { null: "dispatch", sent: "signed_for", signed_for: "on_scene", on_scene: "feedback" };
 const alertsEl = document.getElementById("alerts");
 const tpl = document.getElementById("alert-tpl");
-const byId = new Map(); // alert_id -> <li>
-const KIND = { presence: "presence 出现", intrusion: "intrusion 区域入侵", line_crossing: "line crossing 越线",
-               loitering: "loitering 徘徊", crowding: "crowding 人员聚集" };
-const PHASE = { new: "new 待处理", update: "active", end: "ended" };
+const alerts = new Map(); // alert_id -> alert (detection data + workflow state)
+const items = new Map(); // alert_id -> <li>
+let filter = "open";
+let selected = null;
+let baseTitle = "";
+let beepTimer = null;
 
-function fmtTime(t) { return t ? new Date(t * 1000).toLocaleString() : ""; }
+function snapUrl(path) { return "/" + path.split("/").map(encodeURIComponent).join("/"); }
 
-function render(msg) {
-  if (msg.type === "camera") return renderCamera(msg);
-  if (msg.type !== "alert") return;
-  let li = byId.get(msg.alert_id);
+function kindText(kind) { return SE.messages[`kind.${kind}`] ? SE.t(`kind.${kind}`) : kind; }
+
+function merge(old, fresh) {
+  const a = Object.assign({}, old || {}, fresh);
+  if (old && old.snapshot && !fresh.snapshot) a.snapshot = old.snapshot;
+  return a;
+}
+
+// a bus message (detection): new alert, or new data for one we know; the workflow state stays ours
+function onBusAlert(msg) {
+  const old = alerts.get(msg.alert_id);
+  const det = {
+    alert_id: msg.alert_id, camera: msg.camera, grid_cell: msg.grid_cell, rule: msg.rule, labels: msg.labels,
+    score: msg.score, start_time: msg.start_time, end_time: msg.end_time, phase: msg.phase,
+  };
+  if (msg.snapshot) det.snapshot = msg.snapshot;
+  const a = merge(old || { state: "new", owner: null, dispatch: {}, version: null, escalation_level: 0 }, det);
+  alerts.set(a.alert_id, a);
+  render(a);
+  if (!old) notifyNew(a);
+}
+
+// an action from any operator (or the system): the alert as stored now, plus the timeline row
+function onAction(msg) {
+  const a = merge(alerts.get(msg.alert.alert_id), msg.alert);
+  alerts.set(a.alert_id, a);
+  render(a);
+  if (selected === a.alert_id) { showDetail(a); addTimelineRow(msg.action); }
+}
+
+function render(a) {
+  let li = items.get(a.alert_id);
   const isNew = !li;
   if (isNew) {
     li = tpl.content.firstElementChild.cloneNode(true);
-    li.dataset.alertId = msg.alert_id;
-    byId.set(msg.alert_id, li);
+    li.dataset.alertId = a.alert_id;
+    li.addEventListener("click", () => select(a.alert_id));
+    li.addEventListener("keydown", ev => { if (ev.key === "Enter") select(a.alert_id); });
+    items.set(a.alert_id, li);
   }
-  li.dataset.phase = msg.phase;
-  li.dataset.severity = msg.rule.severity;
-  li.dataset.camera = msg.camera.id;
-  li.querySelector(".sev").textContent = msg.rule.severity;
-  li.querySelector(".label").textContent = msg.labels.join(", ");
-  li.querySelector(".rule").textContent = KIND[msg.rule.kind] || msg.rule.kind;
-  li.querySelector(".phase").textContent = PHASE[msg.phase] || msg.phase;
-  li.querySelector(".camera").textContent = msg.camera.name;
-  const cell = msg.grid_cell || {};
-  li.querySelector(".cell").textContent = `grid ${cell.name || cell.id || ""}`;
+  li.dataset.phase = a.phase;
+  li.dataset.severity = a.rule.severity;
+  li.dataset.camera = a.camera.id;
+  li.dataset.state = a.state;
+  li.dataset.cell = (a.grid_cell || {}).id || "";
+  li.dataset.escalated = String((a.escalation_level || 0) > 0);
+  li.classList.toggle("selected", selected === a.alert_id);
+  li.querySelector(".sev").textContent = SE.t(`severity.${a.rule.severity}`);
+  li.querySelector(".label").textContent = a.labels.map(l => SE.messages[`label.${l}`] ? SE.t(`label.${l}`) : l).join(", ");
+  li.querySelector(".rule").textContent = kindText(a.rule.kind);
+  li.querySelector(".state-badge").textContent = SE.t(`state.${a.state}`);
+  li.querySelector(".state-badge").dataset.state = a.state;
+  li.querySelector(".phase").textContent = SE.t(`phase.${a.phase}`);
+  li.querySelector(".camera").textContent = a.camera.name;
+  const cell = a.grid_cell || {};
+  li.querySelector(".cell").textContent = SE.t("alert.cell_named", { name: cell.name || cell.id || "" });
   const off = cell.officer;
-  li.querySelector(".officer").textContent = off ? `duty officer ${off.name} ${off.phone}` : "";
+  li.querySelector(".officer").textContent = off ? SE.t("alert.officer_named", { name: off.name, phone: off.phone }) : "";
   const tm = li.querySelector(".time");
-  tm.textContent = fmtTime(msg.start_time) + (msg.end_time ? ` – ${new Date(msg.end_time * 1000).toLocaleTimeString()}` : "");
-  tm.dateTime = new Date(msg.start_time * 1000).toISOString();
-  if (msg.snapshot && msg.snapshot.path) {
-    li.querySelector(".snap").src = "/" + msg.snapshot.path.split("/").map(encodeURIComponent).join("/");
+  tm.textContent = SE.fmt(a.start_time) + (a.end_time ? ` – ${SE.fmt(a.end_time, false)}` : "");
+  tm.dateTime = new Date(a.start_time * 1000).toISOString();
+  li.querySelector(".owner").textContent = a.owner ? SE.t("alert.handled_by", { name: a.owner.name }) : "";
+  const mini = li.querySelector(".mini-lights");
+  mini.replaceChildren(...STEPS.map(s => SE.el("i", { "data-step": s, "data-on": String(!!(a.dispatch || {})[STEP_AT[s]]) })));
+  if (a.snapshot && a.snapshot.path) {
+    const img = li.querySelector(".snap");
+    const url = snapUrl(a.snapshot.path);
+    if (img.getAttribute("src") !== url) img.src = url;
   }
-  if (isNew) insertByTime(li, msg.start_time);
-  li.dataset.start = msg.start_time;
+  li.hidden = filter === "open" && !OPEN.has(a.state);
+  if (isNew) insertByTime(li, a.start_time);
   updateCount();
 }
 
@@ -50,64 +97,228 @@ function insertByTime(li, t) {
   alertsEl.appendChild(li);
 }
 
-function renderCamera(msg) {
+function renderCameraEvent(msg) {
   const li = tpl.content.firstElementChild.cloneNode(true);
   li.classList.add("camera-event");
   li.dataset.phase = msg.phase;
-  li.querySelector(".label").textContent = msg.phase === "offline" ? "camera offline 视频离线" : "camera back online";
+  li.dataset.camera = msg.camera.id;
+  li.querySelector(".label").textContent = SE.t(msg.phase === "offline" ? "camera.went_offline" : "camera.came_online");
   li.querySelector(".rule").textContent = msg.detail || "";
-  li.querySelector(".phase").textContent = msg.state;
   li.querySelector(".camera").textContent = msg.camera.name;
-  li.querySelector(".cell").textContent = `grid ${(msg.grid_cell || {}).name || ""}`;
-  li.querySelector(".time").textContent = fmtTime(msg.time);
+  li.querySelector(".cell").textContent = SE.t("alert.cell_named", { name: (msg.grid_cell || {}).name || "" });
+  li.querySelector(".time").textContent = SE.fmt(msg.time);
   insertByTime(li, msg.time);
-  updateCount();
 }
 
 function updateCount() {
-  document.getElementById("alert-count").textContent = byId.size;
-  document.getElementById("no-alerts").hidden = alertsEl.children.length > 0;
+  let open = 0, fresh = 0;
+  for (const a of alerts.values()) { if (OPEN.has(a.state)) open++; if (a.state === "new") fresh++; }
+  document.getElementById("alert-count").textContent = open;
+  document.getElementById("no-alerts").hidden = [...alertsEl.children].some(li => !li.hidden);
+  document.title = fresh ? `(${fresh}) ${baseTitle}` : baseTitle;
+  syncBeep();
 }
+
+// sound: repeats while a high or critical alert is still new (nobody has taken it)
+function syncBeep() {
+  const urgent = [...alerts.values()].some(a => a.state === "new" && ["high", "critical"].includes(a.rule.severity));
+  if (urgent && !beepTimer) { beep(); beepTimer = setInterval(beep, 8000); }
+  if (!urgent && beepTimer) { clearInterval(beepTimer); beepTimer = null; }
+}
+
+let audio = null;
+function beep() {
+  try {
+    audio = audio || new AudioContext();
+    if (audio.state !== "running") return; // the browser allows sound after the first click
+    const o = audio.createOscillator(), g = audio.createGain();
+    o.frequency.value = 880; g.gain.value = 0.15;
+    o.connect(g).connect(audio.destination);
+    o.start(); o.stop(audio.currentTime + 0.25);
+  } catch (e) { /* no audio device */ }
+}
+document.addEventListener("click", () => { if (audio && audio.state === "suspended") audio.resume(); }, { once: false });
+
+function notifyNew(a) {
+  if (!document.hidden || !("Notification" in window) || Notification.permission !== "granted") return;
+  new Notification(SE.t("notify.new_alert", { kind: kindText(a.rule.kind), camera: a.camera.name }));
+}
+
+// ------------------------------------------------------------------ handling view
+
+async function select(id) {
+  selected = id;
+  for (const [aid, li] of items) li.classList.toggle("selected", aid === id);
+  const a = alerts.get(id);
+  showDetail(a);
+  document.getElementById("d-timeline").replaceChildren();
+  try {
+    const data = await SE.api(`/api/alerts/${encodeURIComponent(id)}`);
+    if (selected !== id) return;
+    const merged = merge(alerts.get(id), data.alert);
+    alerts.set(id, merged);
+    render(merged);
+    showDetail(merged);
+    document.getElementById("d-timeline").replaceChildren();
+    data.timeline.forEach(addTimelineRow);
+  } catch (e) { showError(e); }
+}
+
+function showDetail(a) {
+  const panel = document.getElementById("detail");
+  panel.hidden = false;
+  panel.dataset.alertId = a.alert_id;
+  panel.dataset.state = a.state;
+  document.getElementById("d-title").textContent = `${kindText(a.rule.kind)} · ${a.camera.name}`;
+  const img = document.getElementById("d-snap");
+  if (a.snapshot && a.snapshot.path) { img.src = snapUrl(a.snapshot.path); img.hidden = false; } else img.hidden = true;
+  const st = document.getElementById("d-state");
+  st.textContent = SE.t(`state.${a.state}`);
+  st.dataset.state = a.state;
+  document.getElementById("d-overdue").hidden = !(a.escalation_level > 0 && OPEN.has(a.state));
+  document.getElementById("d-owner").textContent = a.owner ? SE.t("alert.handled_by", { name: a.owner.name }) : SE.t("alert.nobody");
+  document.getElementById("d-camera").textContent = a.camera.name;
+  document.getElementById("d-cell").textContent = (a.grid_cell || {}).name || "";
+  const off = (a.grid_cell || {}).officer;
+  document.getElementById("d-officer").textContent = off ? `${off.name} ${off.phone}` : "";
+  document.getElementById("d-time").textContent = SE.fmt(a.start_time);
+  const d = a.dispatch || {};
+  document.querySelectorAll("#d-lights .light").forEach(l => {
+    const at = d[STEP_AT[l.dataset.step]];
+    l.dataset.on = String(!!at);
+    l.querySelector("time").textContent = at ? SE.fmt(at, false) : "";
+  });
+  const mine = a.owner && a.owner.id === SE.me.user.id;
+  const open = OPEN.has(a.state);
+  const next = a.state === "new" ? null : NEXT_ACTION[d.step || null];
+  const show = {
+    acknowledge: a.state === "new",
+    take_over: open && a.owner && !mine,
+    dispatch: open && mine && next === "dispatch",
+    signed_for: open && mine && next === "signed_for",
+    on_scene: open && mine && next === "on_scene",
+    feedback: open && mine && next === "feedback",
+  };
+  document.querySelectorAll("#d-actions button").forEach(b => { b.hidden = !show[b.dataset.action]; });
+  document.getElementById("d-forward-form").hidden = !(open && (mine || !a.owner));
+  document.getElementById("d-close-form").hidden = !(open && (mine || !a.owner));
+  document.getElementById("d-error").hidden = true;
+}
+
+function addTimelineRow(act) {
+  const who = act.username ? ((act.data || {}).by || act.username) : SE.t("timeline.system");
+  const parts = [SE.fmt(act.time), who, SE.t(`timeline.${act.action}`, Object.assign({}, act.data || {}))];
+  if (act.to_state && act.to_state !== act.from_state) parts.push(`→ ${SE.t(`state.${act.to_state}`)}`);
+  const li = SE.el("li", { "data-action": act.action }, SE.el("span", { text: parts.join(" · ") }));
+  if (act.note) li.append(SE.el("q", { text: act.note }));
+  const tl = document.getElementById("d-timeline");
+  if (act.id && tl.querySelector(`[data-id="${act.id}"]`)) return;
+  if (act.id) li.dataset.id = act.id;
+  tl.append(li);
+}
+
+function showError(e) {
+  const el = document.getElementById("d-error");
+  el.textContent = SE.errorText(e);
+  el.hidden = false;
+}
+
+async function act(action, extra) {
+  const a = alerts.get(selected);
+  if (!a) return;
+  try {
+    const res = await SE.api(`/api/alerts/${encodeURIComponent(a.alert_id)}/actions`, {
+      method: "POST", body: Object.assign({ action, version: a.version === null ? undefined : a.version }, extra || {}),
+    });
+    onAction(res);
+    return true;
+  } catch (e) { showError(e); return false; }
+}
+
+function wireDetail() {
+  document.querySelectorAll("#d-actions button").forEach(b => b.addEventListener("click", () => act(b.dataset.action)));
+  document.getElementById("d-close").addEventListener("click", () => {
+    selected = null;
+    document.getElementById("detail").hidden = true;
+    for (const li of items.values()) li.classList.remove("selected");
+  });
+  document.getElementById("d-note-form").addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const n = document.getElementById("d-note");
+    if (await act("note", { note: n.value })) n.value = "";
+  });
+  document.getElementById("d-forward-form").addEventListener("submit", async ev => {
+    ev.preventDefault();
+    await act("forward", { to: document.getElementById("d-forward-to").value,
+                           note: document.getElementById("d-forward-msg").value });
+  });
+  document.getElementById("d-close-form").addEventListener("submit", async ev => {
+    ev.preventDefault();
+    await act("close", { classification: document.getElementById("d-class").value,
+                         note: document.getElementById("d-comment").value });
+  });
+  document.querySelectorAll(".filter").forEach(b => b.addEventListener("click", () => {
+    filter = b.dataset.filter;
+    document.querySelectorAll(".filter").forEach(x => x.classList.toggle("here", x === b));
+    for (const a of alerts.values()) render(a);
+  }));
+  // keyboard: j/k move, a acknowledge, d next dispatch step, t take over, Esc closes the view
+  document.addEventListener("keydown", ev => {
+    if (["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName)) return;
+    const visible = [...alertsEl.children].filter(li => !li.hidden && li.dataset.alertId);
+    const i = visible.findIndex(li => li.dataset.alertId === selected);
+    if (ev.key === "j" && visible.length) select(visible[Math.min(visible.length - 1, i + 1)].dataset.alertId);
+    else if (ev.key === "k" && visible.length) select(visible[Math.max(0, i - 1)].dataset.alertId);
+    else if (ev.key === "Escape") document.getElementById("d-close").click();
+    else if (selected && ev.key === "a") act("acknowledge");
+    else if (selected && ev.key === "t") act("take_over");
+    else if (selected && ev.key === "d") {
+      const a = alerts.get(selected);
+      act(NEXT_ACTION[(a.dispatch || {}).step || null] || "dispatch");
+    }
+  });
+}
+
+// ------------------------------------------------------------------ cameras
 
 function renderCameras(cams) {
   const ul = document.getElementById("cameras");
   ul.replaceChildren(...cams.map(c => {
-    const li = document.createElement("li");
-    li.className = "camera-item";
-    li.dataset.camera = c.id;
-    li.dataset.online = String(c.online);
-    const left = document.createElement("span");
-    left.textContent = c.name;
-    const cell = document.createElement("span");
-    cell.className = "cell";
-    cell.textContent = `${c.id} · grid ${c.grid_cell.name}`;
-    left.appendChild(cell);
-    const st = document.createElement("span");
-    st.className = "state";
-    st.textContent = c.online ? "online 在线" : `offline 离线 (${c.state})`;
-    st.title = c.last_error || "";
+    const li = SE.el("li", { class: "camera-item", "data-camera": c.id, "data-online": String(c.online) });
+    const left = SE.el("span", { text: c.name },
+      SE.el("span", { class: "cell", text: `${c.id} · ${SE.t("alert.cell_named", { name: c.grid_cell.name })}` }));
+    const st = SE.el("span", { class: "state", text: c.online ? SE.t("camera.online") : SE.t("camera.offline_state", { state: SE.t(`cstate.${c.state}`) }) });
     li.append(left, st);
     return li;
   }));
   const on = cams.filter(c => c.online).length;
-  document.getElementById("camera-summary").textContent = `${on}/${cams.length} online`;
+  document.getElementById("camera-summary").textContent = SE.t("camera.summary", { on, n: cams.length });
 }
 
-async function start() {
+// ------------------------------------------------------------------ start
+
+async function main() {
+  await SE.start();
+  baseTitle = document.title;
+  wireDetail();
   const conn = document.getElementById("conn");
-  let last = "$";
-  try {
-    const res = await fetch("/api/alerts?count=300");
-    const data = await res.json();
-    for (const m of data.messages.slice().reverse()) render(m);
-    last = data.last_id;
-  } catch (e) { console.error(e); }
-  fetch("/api/cameras").then(r => r.json()).then(renderCameras).catch(console.error);
-  const es = new EventSource(`/api/stream?last_id=${encodeURIComponent(last)}`);
-  es.addEventListener("open", () => { conn.dataset.state = "live"; conn.textContent = "live"; });
-  es.addEventListener("error", () => { conn.dataset.state = "lost"; conn.textContent = "reconnecting…"; });
-  es.addEventListener("message", ev => render(JSON.parse(ev.data)));
+  const data = await SE.api("/api/alerts?limit=300");
+  for (const a of data.alerts.slice().reverse()) { alerts.set(a.alert_id, a); render(a); }
+  for (const m of data.camera_events.slice().reverse()) renderCameraEvent(m);
+  updateCount();
+  SE.api("/api/cameras").then(renderCameras).catch(console.error);
+  if ("Notification" in window && Notification.permission === "default") {
+    document.addEventListener("click", () => Notification.requestPermission(), { once: true });
+  }
+  const es = new EventSource(`/api/stream?cursor=${encodeURIComponent(data.cursor)}`);
+  es.addEventListener("open", () => { conn.dataset.state = "live"; conn.textContent = SE.t("conn.live"); });
+  es.addEventListener("error", () => { conn.dataset.state = "lost"; conn.textContent = SE.t("conn.lost"); });
+  es.addEventListener("message", ev => {
+    const m = JSON.parse(ev.data);
+    if (m.type === "alert") onBusAlert(m); else if (m.type === "camera") renderCameraEvent(m);
+  });
+  es.addEventListener("action", ev => onAction(JSON.parse(ev.data)));
   es.addEventListener("cameras", ev => renderCameras(JSON.parse(ev.data)));
+  setInterval(() => { for (const a of alerts.values()) if (OPEN.has(a.state)) render(a); }, 30000);
 }
-updateCount();
-start();
+main().catch(e => console.error(e));

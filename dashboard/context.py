@@ -1,0 +1,74 @@
+"""What every route needs: the config (re-read when the file changes), the database, the bus."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import Request
+from sqlalchemy import Engine
+
+from pipeline.config import Config, reload_config
+from pipeline.publish import bus
+
+from dashboard.security import LoginLimiter
+
+
+def _mtime(cfg: Config) -> float | None:
+    try:
+        return cfg.path.stat().st_mtime if cfg.path else None
+    except OSError:
+        return None
+
+
+@dataclass
+class Dashboard:
+    cfg0: Config
+    engine: Engine
+    redis_url: str
+    tls: bool = False
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    _cfg: Config | None = None
+    _mtime: float | None = None
+    _redis: aioredis.Redis | None = None
+    _redis_loop: asyncio.AbstractEventLoop | None = None
+
+    def __post_init__(self) -> None:
+        self._cfg = self.cfg0
+        self._mtime = _mtime(self.cfg0)
+        self.keys = bus.BusKeys(self.cfg0.bus.prefix)
+        self.data_dir: Path = self.cfg0.data_path()
+
+    def config(self) -> Config:
+        """The config as on disk now (cameras added or renamed show up without a restart)."""
+        assert self._cfg is not None
+        m = _mtime(self._cfg)
+        if m != self._mtime:
+            self._mtime = m
+            if self._cfg.path is not None:
+                self._cfg, _problems = reload_config(self._cfg.path, self._cfg)
+        return self._cfg
+
+    def redis(self) -> aioredis.Redis:
+        """One pooled client per event loop (each blocking read takes its own connection from the pool).
+
+        Under uvicorn there is one loop for the life of the process; a test client may run a loop per request.
+        """
+        loop = asyncio.get_running_loop()
+        if self._redis is None or self._redis_loop is not loop:
+            self._redis = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=5)
+            self._redis_loop = loop
+        return self._redis
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+
+def ctx(request: Request) -> Dashboard:
+    d: Any = request.app.state.dashboard
+    return d  # type: ignore[no-any-return]

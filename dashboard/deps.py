@@ -1,0 +1,50 @@
+"""Route guards: a session on every route but log-in and health, CSRF on every change, roles, cells."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from fastapi import Depends, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+
+from dashboard.context import ctx
+from dashboard.security import COOKIE, CSRF_HEADER, Session, csrf_ok, lookup_session
+from dashboard.users import User
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+NOT_PAGES = ("/api/", "/static/", "/snapshots/")  # answered 401, not redirected to the log-in
+
+
+def refuse(status: int, code: str, **extra: object) -> HTTPException:
+    """An error the page translates by its code (the message catalogues hold the words)."""
+    return HTTPException(status, {"code": code, **extra})
+
+
+async def session_required(request: Request) -> Session:
+    """The caller's session; without one, pages redirect to the log-in and the API answers 401."""
+    sess = await run_in_threadpool(lookup_session, ctx(request).engine, request.cookies.get(COOKIE))
+    if sess is None:
+        if request.url.path.startswith(NOT_PAGES) or request.method not in SAFE_METHODS:
+            raise refuse(401, "no_session")
+        raise HTTPException(303, headers={"Location": "/login"})
+    if request.method not in SAFE_METHODS and not csrf_ok(sess, request.headers.get(CSRF_HEADER)):
+        raise refuse(403, "csrf")
+    request.state.session = sess
+    return sess
+
+
+async def current_user(sess: Session = Depends(session_required)) -> User:
+    return sess.user
+
+
+def require_role(role: str) -> Callable[..., object]:
+    """A dependency that lets only ``role`` and higher through (403 otherwise, page and API alike)."""
+    async def dep(user: User = Depends(current_user)) -> User:
+        if not user.has_role(role):
+            raise refuse(403, "forbidden_role", role=role)
+        return user
+    return dep
+
+
+def remote_addr(request: Request) -> str | None:
+    return request.client.host if request.client else None

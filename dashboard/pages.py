@@ -1,0 +1,28 @@
+"""The static pages and their assets: only the log-in page's files are served without a session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.responses import FileResponse, HTMLResponse
+
+STATIC = Path(__file__).parent / "static"
+# what the log-in page needs before anyone is logged in; every other file needs a session
+PUBLIC_STATIC = frozenset({"login.js", "common.js", "style.css", "i18n/en.json", "i18n/zh-CN.json"})
+TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+         ".json": "application/json; charset=utf-8", ".svg": "image/svg+xml", ".wav": "audio/wav",
+         ".png": "image/png"}
+
+
+def page(name: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse((STATIC / name).read_text(encoding="utf-8"), status_code=status,
+                        headers={"Cache-Control": "no-store"})
+
+
+def static_file(rel: str) -> FileResponse | None:
+    """A file under static/, or None when the path leaves it or names nothing."""
+    root = STATIC.resolve()
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root) or not path.is_file() or path.suffix not in TYPES:
+        return None
+    return FileResponse(path, media_type=TYPES[path.suffix], headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,247 @@
+"""Alerts: the command-room page, the alert list, one alert with its timeline, actions, the live stream.
+
+The list comes from the history database (workflow state, owner, dispatch steps) merged with
+the newest bus messages, so an alert shows at once even before the archiver has stored it.
+The live stream (server-sent events) follows two Redis streams with one blocking ``XREAD``:
+the workers' events and the dashboard's own actions stream, so an action done in one browser
+reaches every open page in milliseconds, whichever dashboard process served it.  Everything
+is filtered by the user's grid cells.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import or_, select
+from starlette.concurrency import run_in_threadpool
+
+from dashboard.archiver import store
+from dashboard.audit import timeline
+from dashboard.context import Dashboard, ctx
+from dashboard.deps import current_user, refuse, remote_addr
+from dashboard.history.schema import OPEN_STATES, alert_messages, alerts
+from dashboard.pages import page
+from dashboard.routes.cameras import camera_list, camera_statuses
+from dashboard.users import User
+from dashboard.workflow import Request as ActionRequest
+from dashboard.workflow import WorkflowError, action_message, alert_view, apply
+from pipeline.publish import bus
+
+router = APIRouter(dependencies=[Depends(current_user)])
+CAMERA_PUSH_PERIOD_S = 2.0
+ACTIONS_MAXLEN = 10_000
+BUS_LOOKBACK = 20_000  # newest bus entries searched for an alert the database does not have yet
+CLOSED_SHOWN_S = 12 * 3600.0  # closed alerts stay in the live list this long (a shift)
+
+
+def actions_key(d: Dashboard) -> str:
+    return d.keys.prefix_key("actions")
+
+
+def _visible(user: User, msg: dict[str, Any]) -> bool:
+    return user.sees_cell((msg.get("grid_cell") or {}).get("id"))
+
+
+def _cell_filter(user: User) -> Any:
+    return True if user.all_cells() else alerts.c.grid_cell_id.in_(user.cells)
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> HTMLResponse:
+    return page("index.html")
+
+
+@router.get("/api/alerts")
+async def list_alerts(request: Request, user: User = Depends(current_user), limit: int = 300) -> dict[str, Any]:
+    """Open alerts and those closed this shift, newest first, merged with the bus; the cursor to follow from."""
+    d = ctx(request)
+    limit = max(1, min(limit, 2000))
+    r = d.redis()
+    newest_events = await r.xrevrange(d.keys.events, count=limit)
+    newest_action = await r.xrevrange(actions_key(d), count=1)
+    msgs = [m for _, m in bus.decode_entries(newest_events) if _visible(user, m)]
+
+    def _rows() -> list[dict[str, Any]]:
+        since = time.time() - CLOSED_SHOWN_S
+        bus_ids = {m["alert_id"] for m in msgs if m.get("type") == "alert"}
+        with d.engine.connect() as conn:
+            q = (select(alerts).where(_cell_filter(user))
+                 .where(or_(alerts.c.state.in_(OPEN_STATES), alerts.c.closed_at >= since))
+                 .order_by(alerts.c.start_time.desc()).limit(limit))
+            rows = {r.id: alert_view(r) for r in conn.execute(q)}
+            missing = [i for i in bus_ids if i not in rows]
+            for i in range(0, len(missing), 500):
+                for r in conn.execute(select(alerts).where(alerts.c.id.in_(missing[i:i + 500]))):
+                    rows[r.id] = alert_view(r)
+        return list(rows.values())
+
+    rows = await run_in_threadpool(_rows)
+    known = {a["alert_id"] for a in rows}
+    for m in msgs:  # newest first: the newest message of an alert the database does not know yet
+        if m.get("type") == "alert" and m["alert_id"] not in known:
+            rows.append(dict(m, state="new", owner=None, version=None, dispatch={}))
+            known.add(m["alert_id"])
+    rows.sort(key=lambda a: a["start_time"], reverse=True)
+    cursor = f"{newest_events[0][0].decode() if newest_events else '0-0'}|" \
+             f"{newest_action[0][0].decode() if newest_action else '0-0'}"
+    return {"alerts": rows, "camera_events": [m for m in msgs if m.get("type") == "camera"], "cursor": cursor}
+
+
+async def _ensure_alert(d: Dashboard, alert_id: str) -> None:
+    """Store an alert the archiver has not stored yet (or at all), from the bus; idempotent like the archiver."""
+    def _has() -> bool:
+        with d.engine.connect() as conn:
+            return conn.execute(select(alerts.c.id).where(alerts.c.id == alert_id)).first() is not None
+    if await run_in_threadpool(_has):
+        return
+    found: list[tuple[str, dict[str, Any]]] = []
+    cursor = "+"
+    scanned = 0
+    r = d.redis()
+    while scanned < BUS_LOOKBACK:
+        entries = await r.xrevrange(d.keys.events, max=cursor, count=2000)
+        if not entries:
+            break
+        scanned += len(entries)
+        for sid, fields in entries:
+            if fields.get(b"alert_id") == alert_id.encode():
+                found.extend(bus.decode_entries([(sid, fields)]))
+        if found and found[-1][1].get("phase") == "new":
+            break
+        last = entries[-1][0].decode()
+        ms, seq = last.split("-")
+        cursor = f"{ms}-{int(seq) - 1}" if int(seq) > 0 else f"{int(ms) - 1}-{2**63}"
+        if len(entries) < 2000:
+            break
+    if not found:
+        return
+
+    def _store() -> None:
+        with d.engine.begin() as conn:
+            for sid, msg in reversed(found):
+                store(conn, sid, msg)
+    await run_in_threadpool(_store)
+
+
+@router.get("/api/alerts/{alert_id}")
+async def get_alert(alert_id: str, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+    """One alert, its timeline (every action) and its bus messages (detection updates)."""
+    d = ctx(request)
+    await _ensure_alert(d, alert_id)
+
+    def _get() -> dict[str, Any] | None:
+        with d.engine.connect() as conn:
+            row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
+            if row is None or not user.sees_cell(row.grid_cell_id):
+                return None
+            msgs = conn.execute(select(alert_messages.c.phase, alert_messages.c.time)
+                                .where(alert_messages.c.alert_id == alert_id).order_by(alert_messages.c.time))
+            return {"alert": alert_view(row), "timeline": timeline(conn, alert_id),
+                    "messages": [{"phase": m.phase, "time": m.time} for m in msgs]}
+    out = await run_in_threadpool(_get)
+    if out is None:
+        raise refuse(404, "not_found")
+    return out
+
+
+class ActionBody(BaseModel):
+    action: str = Field(max_length=32)
+    note: str | None = Field(None, max_length=4000)
+    classification: str | None = None
+    to: str | None = Field(None, max_length=64)
+    at: float | None = None
+    version: int | None = None
+
+
+@router.post("/api/alerts/{alert_id}/actions")
+async def act(alert_id: str, body: ActionBody, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+    """Do one workflow action; it is stored, then pushed to every open page."""
+    d = ctx(request)
+    await _ensure_alert(d, alert_id)
+    req = ActionRequest(**body.model_dump())
+
+    def _apply() -> tuple[dict[str, Any], dict[str, Any]]:
+        with d.engine.begin() as conn:
+            return apply(conn, alert_id, user, req, remote_addr(request))
+    try:
+        alert, action = await run_in_threadpool(_apply)
+    except WorkflowError as e:
+        raise refuse(e.status, e.code, **e.extra) from None
+    await d.redis().xadd(actions_key(d), {"json": action_message(alert, action)}, maxlen=ACTIONS_MAXLEN,
+                         approximate=True)
+    return {"alert": alert, "action": action}
+
+
+def _sse(event: str, data: Any, sid: str | None = None) -> bytes:
+    head = f"id: {sid}\n" if sid else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
+
+
+@router.get("/api/stream")
+async def stream(request: Request, user: User = Depends(current_user), cursor: str = "$|$") -> StreamingResponse:
+    """Server-sent events: bus messages (``message``), actions (``action``) and camera lists (``cameras``)."""
+    d = ctx(request)
+    akey = actions_key(d)
+
+    async def gen() -> AsyncIterator[bytes]:
+        r = d.redis()
+        # a reconnecting EventSource tells where it stopped: resume there, nothing is lost
+        start = request.headers.get("last-event-id") or cursor
+        ev_id, _, act_id = start.partition("|")
+        try:
+            if ev_id in ("$", ""):
+                newest = await r.xrevrange(d.keys.events, count=1)
+                ev_id = newest[0][0].decode() if newest else "0-0"
+            if act_id in ("$", ""):
+                newest = await r.xrevrange(akey, count=1)
+                act_id = newest[0][0].decode() if newest else "0-0"
+            cams = camera_list(d.config(), await camera_statuses(d), user)
+            yield _sse("cameras", cams)
+            next_push = time.monotonic() + CAMERA_PUSH_PERIOD_S
+            while not await request.is_disconnected():
+                res = await r.xread({d.keys.events: ev_id, akey: act_id}, count=200, block=1000)
+                for key, entries in res or []:
+                    key = key.decode() if isinstance(key, bytes) else key
+                    for sid, fields in entries:
+                        sid = sid.decode()
+                        if key == akey:
+                            act_id = sid
+                            msg = json.loads(fields[b"json"])
+                            if user.sees_cell(msg["alert"]["grid_cell"]["id"]):
+                                yield _sse("action", msg, f"{ev_id}|{act_id}")
+                        else:
+                            ev_id = sid
+                            for _, msg in bus.decode_entries([(sid, fields)]):
+                                if _visible(user, msg):
+                                    yield _sse("message", msg, f"{ev_id}|{act_id}")
+                if time.monotonic() >= next_push:
+                    next_push = time.monotonic() + CAMERA_PUSH_PERIOD_S
+                    new = camera_list(d.config(), await camera_statuses(d), user)
+                    if new != cams:
+                        cams = new
+                        yield _sse("cameras", cams)
+                    else:
+                        yield b": keep-alive\n\n"
+        except asyncio.CancelledError:
+            pass
+
+    return StreamingResponse(gen(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/snapshots/{rel:path}")
+async def snapshot(rel: str, request: Request, user: User = Depends(current_user)) -> FileResponse:
+    """A snapshot JPEG, for users of the camera's grid cell only (the path starts with the camera id)."""
+    d = ctx(request)
+    root = (d.data_dir / "snapshots").resolve()
+    path = (root / rel).resolve()
+    cam = d.config().cameras.get(rel.split("/", 1)[0])
+    if not path.is_relative_to(root) or not path.is_file() or cam is None or not user.sees_cell(cam.grid_cell):
+        raise refuse(404, "not_found")
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})

@@ -1,0 +1,77 @@
+"""Cameras: the live list (operators, their cells only) and the engineer's health page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+
+from dashboard.context import Dashboard, ctx
+from dashboard.deps import current_user, refuse, require_role
+from dashboard.pages import page
+from dashboard.users import User
+from pipeline.config import Config, redact_url
+from pipeline.publish import bus
+
+router = APIRouter(dependencies=[Depends(current_user)])
+
+
+def status_dict(st: Any) -> dict[str, Any]:
+    return st.to_dict() if hasattr(st, "to_dict") else dict(st)
+
+
+async def camera_statuses(d: Dashboard) -> dict[str, Any]:
+    return bus.parse_statuses(await d.redis().hgetall(d.keys.cameras))
+
+
+def visible_cameras(cfg: Config, user: User) -> list[str]:
+    return [cid for cid, cam in cfg.cameras.items() if user.sees_cell(cam.grid_cell)]
+
+
+def camera_list(cfg: Config, statuses: dict[str, Any], user: User, detail: bool = False) -> list[dict[str, Any]]:
+    out = []
+    for cid in visible_cameras(cfg, user):
+        cam = cfg.cameras[cid]
+        st = status_dict(statuses[cid]) if cid in statuses else {}
+        cell = cfg.grid_cells.get(cam.grid_cell)
+        item = {
+            "id": cid, "name": cam.name, "enabled": cam.enabled,
+            "grid_cell": {"id": cam.grid_cell, "name": cell.name if cell else cam.grid_cell},
+            "state": st.get("state", "unknown" if cam.enabled else "disabled"),
+            "online": bool(st.get("online")), "since": st.get("since"),
+        }
+        if detail:  # engineers: the source (password hidden) and the counters
+            item.update({"source": redact_url(cam.source), "detect_fps": cam.detect_fps,
+                         "rules": sorted(cam.effective_rules()), "status": st})
+        out.append(item)
+    return out
+
+
+@router.get("/api/cameras")
+async def cameras(request: Request, user: User = Depends(current_user)) -> list[dict[str, Any]]:
+    d = ctx(request)
+    return camera_list(d.config(), await camera_statuses(d), user)
+
+
+@router.get("/api/cameras/{camera_id}")
+async def camera(camera_id: str, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+    d = ctx(request)
+    cfg = d.config()
+    cam = cfg.cameras.get(camera_id)
+    if cam is None or not user.sees_cell(cam.grid_cell):
+        raise refuse(404, "not_found")
+    return [c for c in camera_list(cfg, await camera_statuses(d), user, detail=user.has_role("engineer"))
+            if c["id"] == camera_id][0]
+
+
+@router.get("/engineer", include_in_schema=False)
+async def engineer_page(_user: User = Depends(require_role("engineer"))) -> HTMLResponse:
+    return page("engineer.html")
+
+
+@router.get("/api/health")
+async def health(request: Request, user: User = Depends(require_role("engineer"))) -> list[dict[str, Any]]:
+    """Every visible camera with its configuration and counters (the engineer page)."""
+    d = ctx(request)
+    return camera_list(d.config(), await camera_statuses(d), user, detail=True)

@@ -1,0 +1,193 @@
+"""The alert workflow: who does what to an alert, in which state, and what it becomes.
+
+States (DOMAIN.md): 待处理 ``new`` → 已确认 ``acknowledged`` → 已派警 ``dispatched`` → 已处置
+``resolved``, or 误报 ``false_alarm``.  Dispatch follows the 110 practice, one step at a time:
+``sent`` → 已签收 ``signed_for`` → 已到场 ``on_scene`` → 已反馈 ``feedback``.
+
+Ownership: whoever acknowledges owns the alert and every page shows "handled by X".  Only the
+owner moves it on; anyone else must take it over explicitly (``take_over``), or the owner
+forwards it to a named colleague with a message (``forward``).  Closing needs a classification
+(genuine, false_alarm, duplicate, test) and a comment; a false alarm may be closed straight
+from ``new`` (the operator who closes it becomes its owner).
+
+Every action is one database transaction: the alert row (guarded by its ``version``, so two
+operators clicking at once cannot both win) and one audit row, then it is pushed to every page.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from dashboard.audit import as_dict, record
+from dashboard.history.schema import CLASSIFICATIONS, DISPATCH_STEPS, OPEN_STATES, alerts
+from dashboard.users import User, from_row, get_user
+
+ACTIONS = ("acknowledge", "take_over", "forward", "dispatch", "signed_for", "on_scene", "feedback", "close",
+           "note")
+STEP_COLUMN = {"sent": "dispatched_at", "signed_for": "signed_for_at", "on_scene": "on_scene_at",
+               "feedback": "feedback_at"}
+MAX_NOTE = 2000
+
+
+class WorkflowError(Exception):
+    """An action that is not allowed now; ``code`` is translated by the page."""
+
+    def __init__(self, code: str, status: int = 409, **extra: Any):
+        super().__init__(code)
+        self.code = code
+        self.status = status
+        self.extra = extra
+
+
+@dataclass
+class Request:
+    action: str
+    note: str | None = None
+    classification: str | None = None
+    to: str | None = None  # forward: the colleague's user name
+    at: float | None = None  # a dispatch step's time as the officer reported it (defaults to now)
+    version: int | None = None  # the version the operator saw; a stale one is refused
+
+
+def alert_view(row: Any) -> dict[str, Any]:
+    """An alert as the page shows it (one shape for the list, the stream and the handling view)."""
+    m = row._mapping if hasattr(row, "_mapping") else row
+    return {
+        "alert_id": m["id"], "type": "alert",
+        "camera": {"id": m["camera_id"], "name": m["camera_name"]},
+        "grid_cell": {"id": m["grid_cell_id"], "name": m["grid_cell_name"],
+                      "officer": {"name": m["officer_name"], "phone": m["officer_phone"]}
+                      if m["officer_name"] else None},
+        "rule": {"id": m["rule_id"], "kind": m["kind"], "severity": m["severity"]},
+        "labels": [x for x in m["labels"].split(",") if x], "score": m["score"],
+        "start_time": m["start_time"], "end_time": m["end_time"], "phase": m["phase"],
+        "snapshot": {"path": m["snapshot_path"]} if m["snapshot_path"] else None,
+        "state": m["state"], "version": m["version"],
+        "owner": {"id": m["owner_id"], "name": m["owner_name"]} if m["owner_id"] else None,
+        "acknowledged_at": m["acknowledged_at"], "acknowledged_by": m["acknowledged_by"],
+        "dispatch": {"step": m["dispatch_step"], "sent_at": m["dispatched_at"], "signed_for_at": m["signed_for_at"],
+                     "on_scene_at": m["on_scene_at"], "feedback_at": m["feedback_at"]},
+        "closed_at": m["closed_at"], "closed_by": m["closed_by"], "classification": m["classification"],
+        "close_comment": m["close_comment"], "escalation_level": m["escalation_level"],
+        "escalated_at": m["escalated_at"],
+    }
+
+
+def _note(text: str | None, required: bool = False) -> str | None:
+    text = (text or "").strip()
+    if required and not text:
+        raise WorkflowError("comment_required", 400)
+    if len(text) > MAX_NOTE:
+        raise WorkflowError("note_too_long", 400, max=MAX_NOTE)
+    return text or None
+
+
+def apply(conn: Connection, alert_id: str, user: User, req: Request, remote: str | None = None,
+          now: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Do one action; returns (the alert as now, the audit row).  Raises WorkflowError when not allowed."""
+    now = time.time() if now is None else now
+    row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
+    if row is None or not user.sees_cell(row.grid_cell_id):
+        raise WorkflowError("not_found", 404)
+    if req.action not in ACTIONS:
+        raise WorkflowError("unknown_action", 400)
+    if req.version is not None and req.version != row.version:
+        raise WorkflowError("stale", 409, version=row.version)
+    state = row.state
+    is_open = state in OPEN_STATES
+    owner_is_me = row.owner_id == user.id
+    values: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+    note = _note(req.note)
+    new_state = state
+
+    def must_own() -> None:
+        if row.owner_id is not None and not owner_is_me:
+            raise WorkflowError("owned_by_other", 409, owner=row.owner_name)
+
+    if req.action == "acknowledge":
+        if state != "new":
+            raise WorkflowError("not_new", 409, state=state)
+        new_state = "acknowledged"
+        values.update(owner_id=user.id, owner_name=user.display_name, acknowledged_at=now,
+                      acknowledged_by=user.display_name)
+    elif req.action == "take_over":
+        if not is_open:
+            raise WorkflowError("closed", 409)
+        if owner_is_me:
+            raise WorkflowError("already_owner", 409)
+        data["from"] = row.owner_name
+        values.update(owner_id=user.id, owner_name=user.display_name)
+        if state == "new":
+            new_state = "acknowledged"
+            values.update(acknowledged_at=now, acknowledged_by=user.display_name)
+    elif req.action == "forward":
+        if not is_open:
+            raise WorkflowError("closed", 409)
+        must_own()
+        target_row = get_user(conn, req.to or "")
+        target = from_row(target_row) if target_row is not None else None
+        if target is None or target.disabled or not target.sees_cell(row.grid_cell_id):
+            raise WorkflowError("bad_forward_target", 400)
+        note = _note(req.note, required=True)
+        data.update(to=target.username, to_name=target.display_name, from_name=row.owner_name)
+        values.update(owner_id=target.id, owner_name=target.display_name)
+        if state == "new":
+            new_state = "acknowledged"
+            values.update(acknowledged_at=now, acknowledged_by=user.display_name)
+    elif req.action in ("dispatch", "signed_for", "on_scene", "feedback"):
+        step = "sent" if req.action == "dispatch" else req.action
+        if not is_open:
+            raise WorkflowError("closed", 409)
+        if state == "new":
+            raise WorkflowError("acknowledge_first", 409)
+        must_own()
+        expected = DISPATCH_STEPS.index(row.dispatch_step) + 1 if row.dispatch_step else 0
+        if DISPATCH_STEPS.index(step) != expected:
+            raise WorkflowError("wrong_step", 409, step=row.dispatch_step)
+        at = now if req.at is None else min(float(req.at), now)
+        values.update({"dispatch_step": step, STEP_COLUMN[step]: at})
+        if step == "sent":
+            new_state = "dispatched"
+            data.update(officer=row.officer_name, phone=row.officer_phone)
+        data["step"] = step
+        data["at"] = at
+    elif req.action == "close":
+        if not is_open:
+            raise WorkflowError("closed", 409)
+        must_own()
+        if req.classification not in CLASSIFICATIONS:
+            raise WorkflowError("classification_required", 400)
+        note = _note(req.note, required=True)
+        new_state = "false_alarm" if req.classification == "false_alarm" else "resolved"
+        values.update(closed_at=now, closed_by=user.display_name, classification=req.classification,
+                      close_comment=note)
+        if row.owner_id is None:
+            values.update(owner_id=user.id, owner_name=user.display_name)
+        data["classification"] = req.classification
+    elif req.action == "note":
+        note = _note(req.note, required=True)
+    values["state"] = new_state
+    values["version"] = row.version + 1
+    res = conn.execute(update(alerts).where(alerts.c.id == alert_id, alerts.c.version == row.version)
+                       .values(**values))
+    if res.rowcount != 1:
+        raise WorkflowError("stale", 409)
+    act = record(conn, req.action, user_id=user.id, username=user.username, alert_id=alert_id,
+                 grid_cell_id=row.grid_cell_id, from_state=state, to_state=new_state, note=note,
+                 data=dict(data, by=user.display_name), remote=remote, at=now)
+    fresh = conn.execute(select(alerts).where(alerts.c.id == alert_id)).one()
+    return alert_view(fresh), act
+
+
+def action_message(alert: dict[str, Any], act: dict[str, Any]) -> str:
+    """What goes on the actions stream for the pages: the alert as now and the step just done."""
+    return json.dumps({"type": "action", "alert": alert, "action": act}, separators=(",", ":"), ensure_ascii=False)
+
+
+__all__ = ["ACTIONS", "Request", "WorkflowError", "action_message", "alert_view", "apply", "as_dict"]
