@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+from pathlib import Path
 
 import uvicorn
 
@@ -17,7 +18,9 @@ from .app import create_app
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="sharpeye-dashboard")
     ap.add_argument("--config", required=True)
-    ap.add_argument("--redis", required=True)
+    bus_arg = ap.add_mutually_exclusive_group(required=True)
+    bus_arg.add_argument("--redis", help="URL of the bus (shown by ps: use --redis-url-file if it holds a password)")
+    bus_arg.add_argument("--redis-url-file", help="a file holding the bus URL (sharpeye run writes one, mode 0600)")
     ap.add_argument("--host")
     ap.add_argument("--port", type=int)
     args = ap.parse_args(argv)
@@ -25,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor forwards SIGHUP; the page reloads by mtime
     cfg = load_config(args.config)
     install_log_scrubber(cfg)  # logs and tracebacks of this process never show a secret
-    app = create_app(cfg, args.redis)
+    url = args.redis or Path(args.redis_url_file).read_text().strip()
+    app = create_app(cfg, url)
     uvicorn.run(app, host=args.host or cfg.dashboard.host, port=args.port or cfg.dashboard.port,
                 log_level="warning", timeout_graceful_shutdown=2)
     return 0

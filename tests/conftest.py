@@ -95,7 +95,7 @@ def yolox_onnx() -> Path:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real redis-server on a free loopback port for the whole session."""
+    """A real redis-server for the whole session: unix socket in a 0700 folder, password in the URL."""
     srv = RedisServer(tmp_path_factory.mktemp("redis"), persist=False)
     url = srv.start()
     try:

@@ -23,6 +23,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("model", C.ModelConfig),
     ("dashboard", C.DashboardConfig),
     ("bus", C.BusConfig),
+    ("supervisor", C.SupervisorConfig),
     ("alerts (and cameras.<id>.alerts)", C.AlertsConfig),
     ("grid_cells.<id>", C.GridCell),
     ("grid_cells.<id>.officer", C.Officer),

@@ -1,0 +1,102 @@
+"""Process plumbing for the supervisor: process groups, parent-death signals, port checks.
+
+Every child of ``sharpeye run`` is started in its own session (so its process group id is its
+pid) and is killed as a group, which also takes any grandchild with it.  A child also asks the
+kernel to send it SIGTERM if the supervisor dies without cleaning up (``kill -9`` of the
+supervisor, an OOM kill): the one exit path no ``finally`` can cover.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import signal
+import socket
+import time
+from typing import Callable
+
+PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not Linux: no parent-death signal, the finally path still holds
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn`` that makes the child receive ``sig`` when the process that forked it dies.
+
+    Why a preexec_fn: the setting must be made in the child between fork and exec, and no
+    program we start (redis-server, uvicorn) can be asked to do it itself.  It calls one C
+    function and nothing that takes a lock, so it is safe although the supervisor has threads.
+    The death signal is tied to the forking *thread*: the supervisor starts children only from
+    its main thread.
+    """
+    parent = os.getpid()
+    prctl = _PRCTL
+
+    def _preexec() -> None:
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return _preexec
+
+
+def kill_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to a process group; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any process (zombies included) is left in the group."""
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def wait_group_gone(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while group_alive(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on, or None when it can.
+
+    Checked before anything is started, so a busy dashboard port is a one-line refusal instead
+    of a dashboard that crashes in a restart loop.  SO_REUSEADDR as uvicorn sets it, so a port in
+    TIME_WAIT after a previous run is not mistaken for a busy one.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        return f"dashboard host {host!r} cannot be resolved: {e.strerror}"
+    family, socktype, proto, _, addr = infos[0]
+    with socket.socket(family, socktype, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return (f"dashboard port {port} on {host} is already in use by another program; "
+                        f"stop it or set dashboard.port (or pass --port)")
+            return f"cannot listen on {host}:{port} for the dashboard: {e.strerror}"
+    return None
