@@ -14,15 +14,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, Table, create_engine, event, text
-from sqlalchemy.engine import make_url
+logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines at every start tell an operator nothing
+from alembic import command  # noqa: E402
+from alembic.config import Config as AlembicConfig  # noqa: E402
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
-from pipeline.config import Config
+from pipeline.config import Config  # noqa: E402
 
 log = logging.getLogger("sharpeye.history")
-logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines at every start tell an operator nothing
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_NAME = "history.sqlite"
 PG_LOCK_KEY = 0x5E4E7E  # advisory lock id for migrations
