@@ -347,10 +347,39 @@ def test_model_that_cannot_be_fetched_after_redis_started_leaves_nothing(tmp_pat
     assert proc.returncode == 2, out[-3000:]
     assert "redis-server started" in out  # the failure came after a child was running
     assert "unreachable" in out and "Traceback" not in out
-    assert not [p for p in seen if _stat(p) is not None and _stat(p)[1] != "Z"]  # type: ignore[index]
+    assert not [p for p in seen if (st := _stat(p)) is not None and st[1] != "Z"]
     assert not processes_mentioning(str(tmp_path))
     assert not (tmp_path / "data" / "redis" / "url").exists()
     RunLock(tmp_path / "data").acquire().release()
+
+
+def test_external_redis_url_with_a_password_is_never_shown(tmp_path: Path, car_clip: Path, redis_url: str) -> None:
+    """A configured bus URL (here the session Redis: unix socket + password) reaches the children
+    through the 0600 URL file; the banner names the socket only."""
+    password = redis.Redis.from_url(redis_url).connection_pool.connection_kwargs["password"]
+    assert password and password in redis_url
+    cfg = tmp_path / "streams.yaml"
+    cfg.write_text(config_text({"a": {"source": car_clip}}, data_dir="data", redis_url=redis_url,
+                               bus={"prefix": "sup-ext"}))
+    run = start_run(cfg, free_port(), tmp_path / "data")
+    try:
+        t0 = time.time()
+        r = bus.connect(redis_url)
+        wait_for(lambda: bool(r.hget(bus.BusKeys("sup-ext").cameras, "a")) or run.proc.poll() is not None, 45,
+                 lambda: f"camera a status; output:\n{run.output[-2000:]}")
+        assert run.proc.poll() is None, run.output[-2000:]
+        kids = run.children()
+        assert len(kids) == 2 and not any("redis-server" in cmdline(p) for p in kids)  # nothing embedded
+        for pid in kids:
+            assert password not in cmdline(pid)
+        assert (tmp_path / "data" / "redis" / "url").stat().st_mode & 0o777 == 0o600
+        assert "Sharp Eyes running" in run.output and password not in run.output
+        print(f"external bus: {len(kids)} children up {time.time() - t0:.1f} s, password in no command line "
+              f"or output line")
+    finally:
+        code = run.stop()
+    assert code == 0 and password not in run.output
+    assert not processes_mentioning(str(tmp_path))
 
 
 # ------------------------------------------------------------------------------------- parts
