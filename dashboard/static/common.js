@@ -87,6 +87,7 @@ const SE = {
     SE.me = await SE.api("/api/me");
     SE.tz = SE.me.timezone;
     await SE.loadCatalogue(SE.me.user.locale);
+    localStorage.setItem("sharpeye.locale", SE.locale); // the log-in page speaks the last user's language
     SE.header();
     SE.applyI18n();
     return SE.me;

@@ -1,0 +1,144 @@
+"""The alert workflow through the API: states, ownership, dispatch steps, closing, the timeline; on SQLite
+and a real PostgreSQL, with alerts arriving over a real Redis bus."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dashboard.app import create_app
+from dashboard.history import open_database
+from dashboard.users import add_user
+from pipeline.config import load_config
+from pipeline.publish import bus
+from tests.dashboard_support import (
+    alert_msg,
+    fresh_pg_database,
+    postgres_url,  # noqa: F401  (fixture)
+    write_config,
+)
+
+PW = "correct horse battery"
+
+
+class Op:
+    """A logged-in user's client with the CSRF token at hand."""
+
+    def __init__(self, app: object, name: str):
+        self.c = TestClient(app)  # type: ignore[arg-type]
+        r = self.c.post("/api/login", json={"username": name, "password": PW})
+        assert r.status_code == 200, r.text
+        self.csrf = r.json()["csrf"]
+
+    def act(self, alert_id: str, action: str, **kw: object) -> tuple[int, dict[str, object]]:
+        r = self.c.post(f"/api/alerts/{alert_id}/actions", json={"action": action, **kw},
+                        headers={"X-CSRF-Token": self.csrf})
+        return r.status_code, r.json()
+
+    def ok(self, alert_id: str, action: str, **kw: object) -> dict[str, object]:
+        code, body = self.act(alert_id, action, **kw)
+        assert code == 200, body
+        return body["alert"]  # type: ignore[return-value]
+
+    def refused(self, alert_id: str, action: str, **kw: object) -> str:
+        code, body = self.act(alert_id, action, **kw)
+        assert code >= 400, body
+        return body["detail"]["code"]  # type: ignore[index,no-any-return]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def env(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> Iterator[dict[str, object]]:
+    prefix = f"wf{time.monotonic_ns()}"
+    extra = f"bus: {{prefix: {prefix}}}"
+    if request.param == "postgresql":
+        db = fresh_pg_database(request.getfixturevalue("postgres_url"), f"wf{time.monotonic_ns() % 10**9}")
+        extra += f"\ndashboard: {{database_url: '{db}'}}"
+    cfg = load_config(write_config(tmp_path, extra))
+    engine = open_database(cfg)
+    add_user(engine, "wang", PW, "operator", ["G1"], "Wang Wei")
+    add_user(engine, "zhao", PW, "operator", ["G1"], "Zhao Lei")
+    add_user(engine, "li", PW, "operator", ["G2"], "Li Na")
+    app = create_app(cfg, redis_url, engine)
+    r = bus.connect(redis_url)
+    keys = bus.BusKeys(prefix)
+
+    def publish(msg: dict[str, object]) -> None:
+        bus.publish_event(r, keys, msg, 10_000)
+
+    yield {"app": app, "publish": publish, "engine": engine}
+    engine.dispose()
+
+
+def test_alert_goes_through_acknowledge_dispatch_steps_and_resolve(env: dict[str, object]) -> None:
+    env["publish"](alert_msg("a1", camera="lobby"))  # type: ignore[operator]
+    wang = Op(env["app"], "wang")
+    a = wang.ok("a1", "acknowledge")  # the dashboard stores it from the bus if the archiver has not yet
+    assert a["state"] == "acknowledged" and a["owner"]["name"] == "Wang Wei"
+    assert wang.refused("a1", "signed_for") == "wrong_step"  # dispatch steps go in order
+    assert wang.refused("a1", "close", classification="genuine") == "comment_required"
+    assert wang.refused("a1", "close", note="x") == "classification_required"
+    t_sent = time.time()
+    a = wang.ok("a1", "dispatch")
+    assert a["state"] == "dispatched" and a["dispatch"]["step"] == "sent"
+    assert a["dispatch"]["sent_at"] == pytest.approx(t_sent, abs=2)
+    reported = time.time() - 60  # the officer called a minute ago: the operator records when it happened
+    a = wang.ok("a1", "signed_for", at=reported)
+    assert a["dispatch"]["signed_for_at"] == pytest.approx(reported, abs=0.01)
+    assert wang.ok("a1", "on_scene")["dispatch"]["step"] == "on_scene"
+    assert wang.ok("a1", "feedback", note="two youths, sent home")["dispatch"]["step"] == "feedback"
+    assert wang.refused("a1", "feedback") == "wrong_step"
+    wang.ok("a1", "note", note="parents informed")
+    a = wang.ok("a1", "close", classification="genuine", note="youths climbed the school fence; sent home")
+    assert a["state"] == "resolved" and a["classification"] == "genuine" and a["closed_by"] == "Wang Wei"
+    assert wang.refused("a1", "note", note="") == "comment_required"
+    assert wang.refused("a1", "dispatch") == "closed"
+    detail = wang.c.get("/api/alerts/a1").json()
+    steps = [(t["action"], t["username"], t["from_state"], t["to_state"]) for t in detail["timeline"]]
+    assert steps == [
+        ("acknowledge", "wang", "new", "acknowledged"), ("dispatch", "wang", "acknowledged", "dispatched"),
+        ("signed_for", "wang", "dispatched", "dispatched"), ("on_scene", "wang", "dispatched", "dispatched"),
+        ("feedback", "wang", "dispatched", "dispatched"), ("note", "wang", "dispatched", "dispatched"),
+        ("close", "wang", "dispatched", "resolved")]
+    assert detail["timeline"][1]["data"]["officer"] == "Wang Wei"  # the cell's duty officer was dispatched
+    assert detail["timeline"][-1]["note"].startswith("youths climbed")
+    assert all(t["time"] > 0 for t in detail["timeline"])
+
+
+def test_ownership_take_over_and_forward(env: dict[str, object]) -> None:
+    env["publish"](alert_msg("a2", camera="gate"))  # type: ignore[operator]
+    wang, zhao, li = Op(env["app"], "wang"), Op(env["app"], "zhao"), Op(env["app"], "li")
+    wang.ok("a2", "acknowledge")
+    assert zhao.refused("a2", "acknowledge") == "not_new"
+    assert zhao.refused("a2", "dispatch") == "owned_by_other"
+    assert zhao.refused("a2", "close", classification="test", note="x") == "owned_by_other"
+    a = zhao.ok("a2", "take_over", note="Wang went on patrol")
+    assert a["owner"]["name"] == "Zhao Lei"
+    assert zhao.refused("a2", "take_over") == "already_owner"
+    assert wang.refused("a2", "dispatch") == "owned_by_other"
+    assert zhao.refused("a2", "forward", to="li", note="yours") == "bad_forward_target"  # li has no G1
+    assert zhao.refused("a2", "forward", to="wang") == "comment_required"
+    a = zhao.ok("a2", "forward", to="wang", note="back from patrol: please dispatch")
+    assert a["owner"]["name"] == "Wang Wei"
+    assert wang.ok("a2", "dispatch")["state"] == "dispatched"
+    assert li.refused("a2", "take_over") == "not_found"  # another cell's alert does not exist for li
+    tl = wang.c.get("/api/alerts/a2").json()["timeline"]
+    assert [t["action"] for t in tl] == ["acknowledge", "take_over", "forward", "dispatch"]
+    assert tl[1]["data"]["from"] == "Wang Wei" and tl[2]["data"]["to_name"] == "Wang Wei"
+
+
+def test_false_alarm_straight_from_new_and_stale_versions(env: dict[str, object]) -> None:
+    env["publish"](alert_msg("a3", camera="lobby"))  # type: ignore[operator]
+    env["publish"](alert_msg("a4", camera="lobby"))  # type: ignore[operator]
+    wang, zhao = Op(env["app"], "wang"), Op(env["app"], "zhao")
+    a = wang.ok("a3", "close", classification="false_alarm", note="a shadow of the flag pole")
+    assert a["state"] == "false_alarm" and a["owner"]["name"] == "Wang Wei"
+    seen = wang.c.get("/api/alerts/a4").json()["alert"]["version"]
+    zhao.ok("a4", "acknowledge", version=seen)
+    code, body = wang.act("a4", "acknowledge", version=seen)  # wang clicked on what he saw before zhao's click
+    assert code == 409 and body["detail"]["code"] == "stale"
+    listed = {a["alert_id"]: a for a in wang.c.get("/api/alerts").json()["alerts"]}
+    assert listed["a3"]["state"] == "false_alarm" and listed["a4"]["owner"]["name"] == "Zhao Lei"
