@@ -373,6 +373,11 @@ class RecordingsConfig(Strict):
                                    "(default: none); the oldest segments go first.")
     camera_quota_gb: float | None = Field(None, gt=0.0, description="Per-camera quota in GB "
                                           "(default: none).")
+    min_free_percent: float = Field(5.0, ge=0.0, le=50.0, description="Free-space watermark of the disk "
+                                    "holding recordings and snapshots, in percent (0-50, default 5; 0 turns it "
+                                    "off). Checked every few seconds: below it, the oldest recordings and "
+                                    "snapshots are deleted at once, whatever their age (protected ranges kept), "
+                                    "until 1 point above it.")
 
 
 class CameraConfig(Strict):
@@ -472,6 +477,28 @@ class ModelConfig(Strict):
     nms_iou: float = Field(0.45, gt=0, le=1.0, description="IoU above which NMS suppresses a box (default 0.45).")
 
 
+class SeverityTimes(Strict):
+    """A time limit in seconds for each alert severity."""
+
+    low: float = Field(gt=0, le=86400, description="Seconds for a low-severity alert.")
+    medium: float = Field(gt=0, le=86400, description="Seconds for a medium-severity alert.")
+    high: float = Field(gt=0, le=86400, description="Seconds for a high-severity alert.")
+    critical: float = Field(gt=0, le=86400, description="Seconds for a critical alert.")
+
+
+class EscalationConfig(Strict):
+    """When an alert nobody handles in time is escalated (升级): marked overdue, sounded again, sent up."""
+
+    acknowledge_s: SeverityTimes = Field(
+        default_factory=lambda: SeverityTimes(low=900, medium=300, high=120, critical=60),
+        description="An alert still new (待处理) after this long is escalated; default low 900, medium 300, "
+        "high 120, critical 60 s.")
+    sign_for_s: SeverityTimes = Field(
+        default_factory=lambda: SeverityTimes(low=1200, medium=600, high=300, critical=180),
+        description="A dispatch not signed for (已签收) by the duty officer this long after it was sent is "
+        "escalated; default low 1200, medium 600, high 300, critical 180 s.")
+
+
 class DashboardConfig(Strict):
     host: str = Field("127.0.0.1", description="Address the dashboard listens on (default loopback).")
     port: int = Field(8080, ge=1, le=65535, description="Port of the dashboard (default 8080).")
@@ -482,12 +509,17 @@ class DashboardConfig(Strict):
     metrics_token: str | None = Field(None, min_length=16, description="Bearer token a Prometheus "
                                       "scraper may send to read /metrics without a session (at least 16 "
                                       "characters); default: /metrics needs a logged-in session.")
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig, description="Escalation "
+                                         "of alerts not acknowledged, or dispatches not signed for, in time.")
 
 
 class BusConfig(Strict):
     prefix: str = Field("sharpeye", pattern=r"^[A-Za-z0-9:_-]+$", description="Prefix of every Redis key.")
     events_maxlen: int = Field(100_000, ge=100, le=10_000_000, description="Approximate cap of the "
                                "events stream (XADD MAXLEN ~), so Redis cannot grow without bound.")
+    outbox_max_messages: int = Field(100_000, ge=100, le=10_000_000, description="Messages each worker keeps "
+                                     "on disk (data_dir/outbox) while Redis is unreachable; when full, the "
+                                     "oldest alert updates go first, alert starts and ends last.")
 
 
 class SupervisorConfig(Strict):

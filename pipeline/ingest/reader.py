@@ -236,7 +236,7 @@ class Reader:
                 delay = 0.0 if file_ended else self.backoff.next_delay()
                 if delay:
                     self._set_state(State.BACKOFF, f"{reason}; retry in {delay:.1f} s")
-                    if self._wait_backoff(delay):
+                    if self._wait_backoff(delay, refused="refused" in reason.lower()):
                         break
                 self.stats.reconnects += 1
                 self._set_state(State.CONNECTING, reason)
@@ -247,17 +247,18 @@ class Reader:
                 self.stats.cpu_s = time.thread_time() - self._cpu0
                 self._set_state(State.STOPPED)
 
-    def _wait_backoff(self, delay: float) -> bool:
+    def _wait_backoff(self, delay: float, refused: bool = False) -> bool:
         """Wait out a backoff; True when asked to stop.
 
         A TCP probe of the camera's port every half second ends the wait early when the port goes
         from refusing to accepting: a camera or server that restarts is back in about a second, not
         after the whole (growing) backoff.  A port that accepts all along (a stream that fails for
-        another reason) does not shorten the backoff.
+        another reason) does not shorten the backoff.  ``refused``: the last attempt found the port
+        closed, so a port open at the first probe already means the server is back.
         """
         host, port = host_port(self.url)
         deadline = time.monotonic() + delay
-        was_closed = False
+        was_closed = refused
         while True:
             left = deadline - time.monotonic()
             if left <= 0:

@@ -7,6 +7,8 @@ Keys (``P`` is ``bus.prefix``, default ``sharpeye``), documented in docs/bus.md:
   described by ``docs/schemas/event.schema.json``.
 - ``P:cameras``  hash, camera id → JSON status (``state``, ``since``, ``updated``, counters).
   A status whose ``updated`` is older than ``STALE_S`` means the worker is gone: offline.
+- ``P:open``     hash, alert id → JSON of the last message of every open alert, written in the
+  same transaction as the stream entry (a restarted worker ends what its predecessor left open).
 
 Nothing else crosses between processes except files under the data directory.
 """
@@ -38,6 +40,10 @@ class BusKeys:
     def cameras(self) -> str:
         return f"{self.prefix}:cameras"
 
+    @property
+    def open_alerts(self) -> str:
+        return f"{self.prefix}:open"
+
     def prefix_key(self, name: str) -> str:
         return f"{self.prefix}:{name}"
 
@@ -47,15 +53,37 @@ def connect(url: str) -> "redis.Redis[bytes]":
     return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
 
 
-def publish_event(r: "redis.Redis[bytes]", keys: BusKeys, message: dict[str, Any], maxlen: int) -> str:
-    """Append one message to the events stream and return its stream id."""
-    fields: dict[str, str] = {"type": message["type"], "json": json.dumps(message, separators=(",", ":"))}
+def add_event(r: Any, keys: BusKeys, message: dict[str, Any], maxlen: int) -> Any:
+    """Queue one message on ``r`` (a client or a pipeline): XADD to the events stream, and keep
+    ``P:open`` (alert id → last message of every open alert) in step with it."""
+    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    fields: dict[str, str] = {"type": message["type"], "json": body}
+    if "id" in message:
+        fields["id"] = message["id"]
     if "alert_id" in message:
         fields["alert_id"] = message["alert_id"]
     if "camera" in message:
         fields["camera"] = message["camera"]["id"]
-    sid = r.xadd(keys.events, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+    sid = r.xadd(keys.events, fields, maxlen=maxlen, approximate=True)
+    if message["type"] == "alert":
+        if message.get("phase") == "end":
+            r.hdel(keys.open_alerts, message["alert_id"])
+        else:
+            r.hset(keys.open_alerts, message["alert_id"], body)
+    return sid
+
+
+def publish_event(r: "redis.Redis[bytes]", keys: BusKeys, message: dict[str, Any], maxlen: int) -> str:
+    """Append one message to the events stream (at once, atomically with ``P:open``); return its stream id."""
+    pipe = r.pipeline(transaction=True)
+    add_event(pipe, keys, message, maxlen)
+    sid = pipe.execute()[0]
     return sid.decode() if isinstance(sid, bytes) else str(sid)
+
+
+def open_alerts(r: "redis.Redis[bytes]", keys: BusKeys) -> dict[str, dict[str, Any]]:
+    """alert id → the last message of every alert no ``end`` was published for."""
+    return {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in r.hgetall(keys.open_alerts).items()}
 
 
 def decode_entries(entries: list[Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -97,6 +97,20 @@ def alert_message(update: Any, cfg: Config, camera_id: str, snapshot: dict[str, 
     }
 
 
+def orphan_end_message(last: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The ``end`` of an alert whose worker died with it open, from the last message published for it.
+
+    It ends where it was last seen; ``end_reason`` says why nobody saw it end."""
+    end_time = float(last.get("time") or time.time())
+    msg = dict(last, id=message_id(), phase="end", time=round(time.time(), 3), frame_time=None,
+               end_time=round(end_time, 3), snapshot=None, end_reason=reason)
+    msg.pop("stream_id", None)
+    msg.pop("snapshot_error", None)
+    if last.get("clip"):
+        msg["clip"] = dict(last["clip"], end=round(end_time, 3))  # no post-roll: nobody watched after it
+    return msg
+
+
 def camera_message(cfg: Config, camera_id: str, state: str, detail: str, online: bool) -> dict[str, Any]:
     """A camera going offline or coming back: the room must see it (it can be tampering)."""
     cam = cfg.cameras[camera_id]

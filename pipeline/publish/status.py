@@ -64,6 +64,10 @@ class CameraStatus:
     publish_errors: int = _counter("sharpeye_camera_publish_errors",
                                    "Messages or snapshots that could not be written.")
     errors: int = 0  # analysis failures (rules, tracker) of this camera
+    outbox_depth: int = _gauge("sharpeye_camera_outbox_depth",
+                               "Messages of this camera on disk waiting for Redis.", 0)
+    outbox_age_s: float = _gauge("sharpeye_camera_outbox_age_seconds",
+                                 "How long the oldest waiting message of this camera has waited.", 0.0)
     recorded_bytes: int | None = _counter("sharpeye_camera_recorded_bytes", "Bytes written to recordings.", None)
     recorded_segments: int | None = None
     record_gaps: int | None = None

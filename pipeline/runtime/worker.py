@@ -45,6 +45,7 @@ from pipeline.config.secrets import install_log_scrubber
 from pipeline.ingest.record_input import RecordInput, record_options
 from pipeline.ingest.source import Backoff, CameraSource, SampledFrame, State
 from pipeline.publish import bus
+from pipeline.publish.outbox import CameraBacklog, Outbox
 from pipeline.publish.publisher import PublishStats, Publisher
 from pipeline.publish.status import CameraStatus
 from pipeline.record.ring import PacketRing
@@ -55,16 +56,6 @@ STATUS_PERIOD_S = 2.0
 CONFIG_POLL_S = 2.0
 SLOT_DEPTH = 2
 QUIET_TICK_S = 1.0  # a camera without frames this long still moves its alert clock (its alerts end)
-
-
-class BusSink:
-    """Messages onto the Redis events stream."""
-
-    def __init__(self, redis: Any, keys: bus.BusKeys, maxlen: int):
-        self.redis, self.keys, self.maxlen = redis, keys, maxlen
-
-    def send(self, message: dict[str, Any]) -> None:
-        bus.publish_event(self.redis, self.keys, message, self.maxlen)
 
 
 @dataclass
@@ -108,7 +99,7 @@ class CameraRuntime:
         self._last_counts = (now, counts)
         return self.rates
 
-    def status(self, published: PublishStats) -> CameraStatus:
+    def status(self, published: PublishStats, backlog: CameraBacklog) -> CameraStatus:
         st = self.source.stats
         inf = list(self.inference_ms)
         lat = list(self.latency_s)
@@ -119,6 +110,7 @@ class CameraRuntime:
             queue_depth=len(self.pending), decode_errors=st.decode_errors, reconnects=st.reconnects,
             stalls=st.stalls, last_error=st.last_error, events=published.published,
             publish_errors=published.failed + published.snapshot_errors, errors=self.errors,
+            outbox_depth=backlog.depth, outbox_age_s=backlog.age_s,
             recorded_bytes=w.bytes if w else None, recorded_segments=w.segments if w else None,
             record_gaps=w.gaps if w else None,
             record_state=self.record_input.state.value if self.record_input else None,
@@ -147,7 +139,12 @@ class Worker:
         self.redis = bus.connect(redis_url)
         self.detector = detector or Detector.from_config(cfg)
         self.data_dir = cfg.data_path()
-        self.publisher = Publisher(cfg, BusSink(self.redis, self.keys, cfg.bus.events_maxlen), self.data_dir)
+        # every message goes through the on-disk outbox: a slow or dead Redis never blocks a camera
+        self.outbox = Outbox(self.data_dir / "outbox" / f"shard{shard[0]}.db", self.redis, self.keys,
+                             cfg.bus.events_maxlen, cfg.bus.outbox_max_messages, cameras=lambda: list(self.cameras))
+        self.publisher = Publisher(cfg, self.outbox, self.data_dir)
+        self._backlog: dict[str, CameraBacklog] = {}
+        self._status_failing = False
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.status_due = threading.Event()  # a state changed: publish statuses now, not at the next period
@@ -340,13 +337,19 @@ class Worker:
 
     # ---------------------------------------------------------------- status thread
     def status_of(self, rt: CameraRuntime) -> CameraStatus:
-        return rt.status(self.publisher.stats.get(rt.camera_id) or PublishStats())
+        return rt.status(self.publisher.stats.get(rt.camera_id) or PublishStats(),
+                         self._backlog.get(rt.camera_id) or CameraBacklog())
 
     def _publish_status(self, rt: CameraRuntime) -> None:
         try:
             bus.set_camera_status(self.redis, self.keys, self.status_of(rt))
+            if self._status_failing:
+                self._status_failing = False
+                log.info("statuses are published again")
         except Exception as e:
-            log.warning("status of %s not published: %s", rt.camera_id, e)
+            if not self._status_failing:  # once per outage, not every camera every 2 s
+                self._status_failing = True
+                log.warning("statuses not published (alerts wait in the outbox): %s", e)
 
     def _status_loop(self) -> None:
         last_rates = 0.0
@@ -359,6 +362,10 @@ class Worker:
             rates_due = now - last_rates >= STATUS_PERIOD_S * 0.9
             if rates_due:
                 last_rates = now
+            try:
+                self._backlog = self.outbox.backlog()
+            except Exception as e:
+                log.warning("outbox backlog not read: %s", e)
             for rt in list(self.cameras.values()):
                 if rates_due:
                     rt.update_rates(now)
@@ -444,6 +451,7 @@ class Worker:
     # ---------------------------------------------------------------- lifecycle
     def start(self, watch_config: bool = False) -> None:
         self.started = True
+        self.outbox.start()
         for rt in list(self.cameras.values()):
             self._start_camera(rt)
         loops = [(self._detect_loop, "detect"), (self._status_loop, "status")]
@@ -475,6 +483,7 @@ class Worker:
                 self._publish_status(rt)
             except Exception as e:
                 log.warning("camera %s: final messages not published: %s", rt.camera_id, e)
+        self.outbox.stop()
 
     def run_forever(self) -> None:
         self.start(watch_config=True)
