@@ -104,9 +104,13 @@ class CameraRuntime:
         inf = list(self.inference_ms)
         lat = list(self.latency_s)
         w = self.writer.stats if self.writer else None
+        r = self.rates
         return CameraStatus(
             camera=self.camera_id, state=self.source.state.value, since=self.state_since,
-            width=st.width, height=st.height, **self.counters(), **self.rates,
+            width=st.width, height=st.height, packets=st.packets, decoded=st.decoded, sampled=st.sampled,
+            detected=self.detected, skipped=self.skipped, gated=self.gated,
+            packets_fps=r.get("packets_fps"), decoded_fps=r.get("decoded_fps"), sampled_fps=r.get("sampled_fps"),
+            detected_fps=r.get("detected_fps"), skipped_fps=r.get("skipped_fps"), gated_fps=r.get("gated_fps"),
             queue_depth=len(self.pending), decode_errors=st.decode_errors, reconnects=st.reconnects,
             stalls=st.stalls, last_error=st.last_error, events=published.published,
             publish_errors=published.failed + published.snapshot_errors, errors=self.errors,
@@ -149,7 +153,7 @@ class Worker:
         self.reload_event = threading.Event()
         self.status_due = threading.Event()  # a state changed: publish statuses now, not at the next period
         self.wake = threading.Condition()  # guards cameras, their pending slots and the mailbox
-        self.mailbox: collections.deque[Callable[[], None]] = collections.deque()  # work for the detect thread
+        self.mailbox: collections.deque[Callable[[], object]] = collections.deque()  # work for the detect thread
         self.cameras: dict[str, CameraRuntime] = {}
         self.only = set(camera_ids) if camera_ids else None
         self.shard = shard
@@ -225,7 +229,7 @@ class Worker:
         else:
             self._publish_status(rt)
 
-    def _post(self, job: Callable[[], None]) -> None:
+    def _post(self, job: Callable[[], object]) -> None:
         """Run ``job`` on the detect thread (or now, when the worker is not running)."""
         if not self.started or self.stop_event.is_set():
             job()
@@ -373,7 +377,7 @@ class Worker:
 
     # ---------------------------------------------------------------- detect thread: the alert lifecycle
     def _take_work(self, timeout: float) -> tuple[list[SampledFrame], list[tuple[CameraRuntime, SampledFrame]],
-                                                   list[Callable[[], None]]]:
+                                                   list[Callable[[], object]]]:
         """Frames to detect (one per camera), gated frames to tick, and posted jobs."""
         with self.wake:
             if not self.mailbox and not any(rt.pending or rt.gated_frame for rt in self.cameras.values()):
