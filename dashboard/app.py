@@ -12,6 +12,8 @@ security headers (``security.SecurityHeaders``).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -19,15 +21,18 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import Response
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from dashboard.context import Dashboard
 from dashboard.deps import refuse, session_required
+from dashboard.escalation import CHECK_EVERY_S, escalate_due
 from dashboard.history import open_database
 from dashboard.pages import PUBLIC_STATIC, page, static_file
 from dashboard.routes import alerts, auth, cameras, health, users
 from dashboard.security import SecurityHeaders
 from pipeline.config import Config
 
+log = logging.getLogger("sharpeye.dashboard")
 ERROR_PAGES = {403: "forbidden.html", 404: "forbidden.html"}
 
 
@@ -36,9 +41,21 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
     engine = engine or open_database(cfg)
     dash = Dashboard(cfg, engine, redis_url, tls=tls)
 
+    async def escalations() -> None:
+        """Every second: escalate what is overdue, and push it to the pages."""
+        while True:
+            await asyncio.sleep(CHECK_EVERY_S)
+            try:
+                for alert, act in await run_in_threadpool(escalate_due, dash.engine, dash.config()):
+                    await dash.push_action(alert, act)
+            except Exception:
+                log.exception("escalation check failed; trying again in %.0f s", CHECK_EVERY_S)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(escalations())
         yield
+        task.cancel()
         await dash.close()
 
     app = FastAPI(title="Sharp Eyes dashboard", version="0.2", lifespan=lifespan, docs_url=None, redoc_url=None,

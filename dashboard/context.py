@@ -15,6 +15,9 @@ from pipeline.config import Config, reload_config
 from pipeline.publish import bus
 
 from dashboard.security import LoginLimiter
+from dashboard.workflow import action_message
+
+ACTIONS_MAXLEN = 10_000
 
 
 def _mtime(cfg: Config) -> float | None:
@@ -62,6 +65,14 @@ class Dashboard:
             self._redis = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=5)
             self._redis_loop = loop
         return self._redis
+
+    def actions_key(self) -> str:
+        """The dashboard's own stream: every action (and escalation), for every open page."""
+        return self.keys.prefix_key("actions")
+
+    async def push_action(self, alert: dict[str, Any], action: dict[str, Any]) -> None:
+        await self.redis().xadd(self.actions_key(), {"json": action_message(alert, action)}, maxlen=ACTIONS_MAXLEN,
+                                approximate=True)
 
     async def close(self) -> None:
         if self._redis is not None:

@@ -49,7 +49,9 @@ def room(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Debian chromium not installed at {CHROMIUM} (scripts/setup installs it)")
     prefix = f"room{time.monotonic_ns()}"
-    cfg = write_config(tmp_path, f"bus: {{prefix: {prefix}}}")
+    # critical alerts escalate after 2 s unacknowledged (the escalation test), the others after 10 min
+    cfg = write_config(tmp_path, f"bus: {{prefix: {prefix}}}\ndashboard: {{escalation: {{acknowledge_s: "
+                       "{low: 600, medium: 600, high: 600, critical: 2}}}")
     _user(cfg, "wang", "operator", "G1", "Wang Wei")
     _user(cfg, "zhao", "operator", "G1", "Zhao Lei")
     _user(cfg, "boss", "admin", "*", "Chief Chen")
@@ -245,3 +247,30 @@ def test_chinese_pages_have_no_english_words_and_24_hour_times(room: dict[str, A
         page.locator('#submit:has-text("登录")').wait_for()
         page.screenshot(path=str(out / "login-zh.png"))
         browser.close()
+
+
+def test_an_unacknowledged_alert_escalates_on_the_page(room: dict[str, Any]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    base, out = room["base"], artefacts()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = login(browser, base, "wang")
+        t0 = time.time()
+        room["publish"](alert_msg("esc1", camera="lobby", severity="critical", t=t0))
+        room["publish"](alert_msg("calm1", camera="gate", severity="low", t=t0 + 1))
+        page.locator('#alerts li[data-alert-id="calm1"]').wait_for(timeout=5000)
+        assert page.locator("#alerts li").first.get_attribute("data-alert-id") == "calm1"  # newest first
+        page.locator('#alerts li[data-alert-id="esc1"][data-overdue="true"]').wait_for(timeout=6000)
+        took = time.time() - t0
+        assert page.locator("#alerts li").first.get_attribute("data-alert-id") == "esc1"  # moved up
+        assert page.locator('#alerts li[data-alert-id="esc1"] .overdue').inner_text() == "overdue"
+        page.click('#alerts li[data-alert-id="esc1"]')
+        page.locator("#d-overdue:not([hidden])").wait_for()
+        page.locator('#d-timeline li[data-action="escalate"]').first.wait_for()
+        assert "not acknowledged in time" in page.locator('#d-timeline li[data-action="escalate"]').first.inner_text()
+        page.screenshot(path=str(out / "escalated.png"), full_page=True)
+        page.click('#d-actions button[data-action="acknowledge"]')
+        page.locator('#alerts li[data-alert-id="esc1"][data-overdue="false"]').wait_for(timeout=5000)
+        browser.close()
+    print(f"critical alert (2 s to acknowledge) shown overdue {took:.1f} s after it started")

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
+from dashboard.escalation import escalate_due
 from dashboard.history import open_database
 from dashboard.users import add_user
 from pipeline.config import load_config
@@ -69,7 +70,7 @@ def env(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> Itera
     def publish(msg: dict[str, object]) -> None:
         bus.publish_event(r, keys, msg, 10_000)
 
-    yield {"app": app, "publish": publish, "engine": engine}
+    yield {"app": app, "publish": publish, "engine": engine, "cfg": cfg}
     engine.dispose()
 
 
@@ -142,3 +143,36 @@ def test_false_alarm_straight_from_new_and_stale_versions(env: dict[str, object]
     assert code == 409 and body["detail"]["code"] == "stale"
     listed = {a["alert_id"]: a for a in wang.c.get("/api/alerts").json()["alerts"]}
     assert listed["a3"]["state"] == "false_alarm" and listed["a4"]["owner"]["name"] == "Zhao Lei"
+
+
+def test_escalation_of_unacknowledged_alerts_and_unsigned_dispatches(env: dict[str, object]) -> None:
+    t0 = time.time() - 5000  # started long ago: the checks below run at chosen times before now
+    env["publish"](alert_msg("e1", camera="lobby", severity="high", t=t0))  # type: ignore[operator]
+    env["publish"](alert_msg("e2", camera="lobby", severity="low", t=t0))  # type: ignore[operator]
+    wang = Op(env["app"], "wang")
+    wang.c.get("/api/alerts/e1")  # stored from the bus
+    wang.c.get("/api/alerts/e2")
+    engine, cfg = env["engine"], env["cfg"]
+
+    def esc(now: float) -> list[tuple[str, int, str]]:
+        return [(a["alert_id"], a["escalation_level"], act["data"]["reason"])
+                for a, act in escalate_due(engine, cfg, now)]  # type: ignore[arg-type]
+
+    assert esc(t0 + 119) == []  # high: 120 s to acknowledge
+    assert esc(t0 + 121) == [("e1", 1, "not_acknowledged")]
+    assert esc(t0 + 122) == []  # once per period
+    assert esc(t0 + 241) == [("e1", 2, "not_acknowledged")]  # still nobody: it climbs
+    assert sorted(esc(t0 + 901)) == [("e1", 7, "not_acknowledged"), ("e2", 1, "not_acknowledged")]
+    seen = wang.c.get("/api/alerts/e1").json()["alert"]["version"]
+    wang.ok("e1", "acknowledge", version=seen)  # an escalation never makes an operator's click stale
+    wang.ok("e1", "dispatch")
+    sent = wang.c.get("/api/alerts/e1").json()["alert"]["dispatch"]["sent_at"]
+    assert [e for e in esc(sent + 299) if e[0] == "e1"] == []  # high: 300 s to sign for
+    assert [e for e in esc(sent + 301) if e[0] == "e1"] == [("e1", 8, "not_signed_for")]
+    assert [e for e in esc(sent + 302) if e[0] == "e1"] == []
+    wang.ok("e1", "signed_for")
+    assert [e for e in esc(sent + 2000) if e[0] == "e1"] == []
+    tl = wang.c.get("/api/alerts/e1").json()["timeline"]
+    escalations = [t for t in tl if t["action"] == "escalate"]
+    assert [t["data"]["level"] for t in escalations] == [1, 2, 7, 8]  # one row per escalation, levels may jump
+    assert all(t["username"] is None for t in escalations)  # the system did it

@@ -30,18 +30,13 @@ from dashboard.pages import page
 from dashboard.routes.cameras import camera_list, camera_statuses
 from dashboard.users import User
 from dashboard.workflow import Request as ActionRequest
-from dashboard.workflow import WorkflowError, action_message, alert_view, apply
+from dashboard.workflow import WorkflowError, alert_view, apply
 from pipeline.publish import bus
 
 router = APIRouter(dependencies=[Depends(current_user)])
 CAMERA_PUSH_PERIOD_S = 2.0
-ACTIONS_MAXLEN = 10_000
 BUS_LOOKBACK = 20_000  # newest bus entries searched for an alert the database does not have yet
 CLOSED_SHOWN_S = 12 * 3600.0  # closed alerts stay in the live list this long (a shift)
-
-
-def actions_key(d: Dashboard) -> str:
-    return d.keys.prefix_key("actions")
 
 
 def _visible(user: User, msg: dict[str, Any]) -> bool:
@@ -64,7 +59,7 @@ async def list_alerts(request: Request, user: User = Depends(current_user), limi
     limit = max(1, min(limit, 2000))
     r = d.redis()
     newest_events = await r.xrevrange(d.keys.events, count=limit)
-    newest_action = await r.xrevrange(actions_key(d), count=1)
+    newest_action = await r.xrevrange(d.actions_key(), count=1)
     msgs = [m for _, m in bus.decode_entries(newest_events) if _visible(user, m)]
 
     def _rows() -> list[dict[str, Any]]:
@@ -173,8 +168,7 @@ async def act(alert_id: str, body: ActionBody, request: Request, user: User = De
         alert, action = await run_in_threadpool(_apply)
     except WorkflowError as e:
         raise refuse(e.status, e.code, **e.extra) from None
-    await d.redis().xadd(actions_key(d), {"json": action_message(alert, action)}, maxlen=ACTIONS_MAXLEN,
-                         approximate=True)
+    await d.push_action(alert, action)
     return {"alert": alert, "action": action}
 
 
@@ -187,7 +181,7 @@ def _sse(event: str, data: Any, sid: str | None = None) -> bytes:
 async def stream(request: Request, user: User = Depends(current_user), cursor: str = "$|$") -> StreamingResponse:
     """Server-sent events: bus messages (``message``), actions (``action``) and camera lists (``cameras``)."""
     d = ctx(request)
-    akey = actions_key(d)
+    akey = d.actions_key()
 
     async def gen() -> AsyncIterator[bytes]:
         r = d.redis()

@@ -39,7 +39,9 @@ function onBusAlert(msg) {
 
 // an action from any operator (or the system): the alert as stored now, plus the timeline row
 function onAction(msg) {
-  const a = merge(alerts.get(msg.alert.alert_id), msg.alert);
+  const before = alerts.get(msg.alert.alert_id);
+  const a = merge(before, msg.alert);
+  if (msg.action.action === "escalate") { beep(); if (before) notifyEscalated(a); }
   alerts.set(a.alert_id, a);
   render(a);
   if (selected === a.alert_id) { showDetail(a); addTimelineRow(msg.action); }
@@ -60,7 +62,9 @@ function render(a) {
   li.dataset.camera = a.camera.id;
   li.dataset.state = a.state;
   li.dataset.cell = (a.grid_cell || {}).id || "";
-  li.dataset.escalated = String((a.escalation_level || 0) > 0);
+  li.dataset.overdue = String(overdue(a));
+  const mark = li.querySelector(".overdue");
+  mark.textContent = overdue(a) ? SE.t("alert.overdue") : "";
   li.classList.toggle("selected", selected === a.alert_id);
   li.querySelector(".sev").textContent = SE.t(`severity.${a.rule.severity}`);
   li.querySelector(".label").textContent = a.labels.map(l => SE.messages[`label.${l}`] ? SE.t(`label.${l}`) : l).join(", ");
@@ -85,8 +89,17 @@ function render(a) {
     if (img.getAttribute("src") !== url) img.src = url;
   }
   li.hidden = filter === "open" && !OPEN.has(a.state);
-  if (isNew) insertByTime(li, a.start_time);
+  const key = sortKey(a);
+  if (isNew || parseFloat(li.dataset.start) !== key) { li.remove(); insertByTime(li, key); }
   updateCount();
+}
+
+// escalated open alerts move to the top; otherwise newest first
+function sortKey(a) { return (overdue(a) ? 1e11 : 0) + a.start_time; }
+
+// escalated and still waiting for the step it was escalated for
+function overdue(a) {
+  return (a.escalation_level || 0) > 0 && (a.state === "new" || (a.state === "dispatched" && (a.dispatch || {}).step === "sent"));
 }
 
 function insertByTime(li, t) {
@@ -121,7 +134,8 @@ function updateCount() {
 
 // sound: repeats while a high or critical alert is still new (nobody has taken it)
 function syncBeep() {
-  const urgent = [...alerts.values()].some(a => a.state === "new" && ["high", "critical"].includes(a.rule.severity));
+  const urgent = [...alerts.values()].some(a => (a.state === "new" && ["high", "critical"].includes(a.rule.severity))
+    || overdue(a));
   if (urgent && !beepTimer) { beep(); beepTimer = setInterval(beep, 8000); }
   if (!urgent && beepTimer) { clearInterval(beepTimer); beepTimer = null; }
 }
@@ -138,6 +152,11 @@ function beep() {
   } catch (e) { /* no audio device */ }
 }
 document.addEventListener("click", () => { if (audio && audio.state === "suspended") audio.resume(); }, { once: false });
+
+function notifyEscalated(a) {
+  if (!document.hidden || !("Notification" in window) || Notification.permission !== "granted") return;
+  new Notification(SE.t("notify.escalated", { kind: kindText(a.rule.kind), camera: a.camera.name }));
+}
 
 function notifyNew(a) {
   if (!document.hidden || !("Notification" in window) || Notification.permission !== "granted") return;
@@ -175,7 +194,7 @@ function showDetail(a) {
   const st = document.getElementById("d-state");
   st.textContent = SE.t(`state.${a.state}`);
   st.dataset.state = a.state;
-  document.getElementById("d-overdue").hidden = !(a.escalation_level > 0 && OPEN.has(a.state));
+  document.getElementById("d-overdue").hidden = !overdue(a);
   document.getElementById("d-owner").textContent = a.owner ? SE.t("alert.handled_by", { name: a.owner.name }) : SE.t("alert.nobody");
   document.getElementById("d-camera").textContent = a.camera.name;
   document.getElementById("d-cell").textContent = (a.grid_cell || {}).name || "";
@@ -207,7 +226,9 @@ function showDetail(a) {
 
 function addTimelineRow(act) {
   const who = act.username ? ((act.data || {}).by || act.username) : SE.t("timeline.system");
-  const parts = [SE.fmt(act.time), who, SE.t(`timeline.${act.action}`, Object.assign({}, act.data || {}))];
+  const vars = Object.assign({}, act.data || {});
+  if (vars.reason) vars.reason = SE.t(`reason.${vars.reason}`);
+  const parts = [SE.fmt(act.time), who, SE.t(`timeline.${act.action}`, vars)];
   if (act.to_state && act.to_state !== act.from_state) parts.push(`→ ${SE.t(`state.${act.to_state}`)}`);
   const li = SE.el("li", { "data-action": act.action }, SE.el("span", { text: parts.join(" · ") }));
   if (act.note) li.append(SE.el("q", { text: act.note }));

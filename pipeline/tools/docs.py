@@ -22,6 +22,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("(top level)", C.Config),
     ("model", C.ModelConfig),
     ("dashboard", C.DashboardConfig),
+    ("dashboard.escalation", C.EscalationConfig),
+    ("dashboard.escalation.acknowledge_s and .sign_for_s", C.SeverityTimes),
     ("bus", C.BusConfig),
     ("supervisor", C.SupervisorConfig),
     ("alerts (and cameras.<id>.alerts)", C.AlertsConfig),
