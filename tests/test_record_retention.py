@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -72,3 +73,59 @@ def test_retention_never_touches_the_segment_being_written(clip: Path, tmp_path:
     assert result.deleted_files == 1 and part.exists()
     writer.close()
     assert len(Recordings(tmp_path).segments("cam1", T0, T0 + 60)) == 1
+
+
+def fake_snapshots(data_dir: Path, camera: str, times: list[float], size: int = 1000) -> list[Path]:
+    """Snapshot files where write_snapshot puts them, with their write time as mtime."""
+    paths = []
+    for i, t in enumerate(times):
+        p = data_dir / "snapshots" / camera / time.strftime("%Y-%m-%d", time.localtime(t)) / f"a{i}-{int(t)}.jpg"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"\xff" * size)
+        os.utime(p, (t, t))
+        paths.append(p)
+    return paths
+
+
+def test_snapshots_age_out_with_recordings_protected_ones_stay(tmp_path: Path) -> None:
+    now = time.time()
+    old = fake_snapshots(tmp_path, "cam1", [now - 10 * 86400 + i * 60 for i in range(3)])
+    new = fake_snapshots(tmp_path, "cam1", [now - 3600, now - 60])
+    kept_at = now - 10 * 86400 + 60  # the second old one belongs to an exported incident
+    stale_tmp = old[0].with_suffix(".jpg.tmp")
+    stale_tmp.write_bytes(b"half")  # a write that failed on a full disk
+    os.utime(stale_tmp, (now - 3600, now - 3600))
+    fresh_tmp = new[1].with_suffix(".jpg.tmp")  # a write in progress
+    fresh_tmp.write_bytes(b"half")
+    ret = Retention(tmp_path / "recordings", retain_days=7, snapshots_dir=tmp_path / "snapshots",
+                    protected=lambda cam, s, e: s <= kept_at <= e)
+    result = ret.sweep(now)
+    assert result.deleted_snapshots == 2 and result.freed_bytes == 2000 and result.kept_protected == 1
+    assert [p.exists() for p in old] == [False, True, False]
+    assert all(p.exists() for p in new)
+    assert not stale_tmp.exists() and fresh_tmp.exists()
+    # with the protected one gone too, its old day folder goes; today's folder stays for the writer
+    Retention(None, retain_days=7, snapshots_dir=tmp_path / "snapshots").sweep(now)
+    assert not old[1].parent.exists() and new[1].parent.exists()
+
+
+def test_free_deletes_oldest_first_across_segments_and_snapshots(tmp_path: Path) -> None:
+    now = T0 + 3600
+    rec, snaps = tmp_path / "recordings", tmp_path / "snapshots"
+    # interleaved in time: seg 0, snap 0, seg 1, snap 1 ... each 1000 bytes, 10 s apart
+    segs = fake_segments(rec, "cam1", [T0 + i * 20 for i in range(5)])
+    shots = fake_snapshots(tmp_path, "cam1", [T0 + 10 + i * 20 for i in range(5)])
+    protected_start = T0 + 20  # seg 1 is protected
+    ret = Retention(rec, retain_days=7, snapshots_dir=snaps, protected=lambda cam, s, e: s == protected_start)
+    result = ret.free(3500, now)
+    # seg0, snap0, (seg1 protected), snap1, seg2: 4000 bytes >= 3500, then it stops
+    assert (result.deleted_files, result.deleted_snapshots, result.kept_protected) == (2, 2, 1)
+    assert result.freed_bytes == 4000
+    assert [p.exists() for p in segs] == [False, True, False, True, True]
+    assert [p.exists() for p in shots] == [False, False, True, True, True]
+    deleted = [r for r in iter_index(rec, "cam1", T0, now) if r["type"] == "deleted"]
+    assert {r["reason"] for r in deleted} == {"disk_space"} and len(deleted) == 2
+    # recordings only (snapshots on another disk): the snapshots stay
+    result = ret.free(10**9, now, snapshots=False)
+    assert result.deleted_snapshots == 0 and [p.exists() for p in segs] == [False, True, False, False, False]
+    assert all(p.exists() for p in shots[2:])

@@ -72,6 +72,10 @@ class CameraStatus:
     recorded_segments: int | None = None
     record_gaps: int | None = None
     record_state: str | None = None
+    disk_full: bool | None = _gauge("sharpeye_camera_disk_full",
+                                    "1 while the camera's recording is paused because its disk is full.", None)
+    record_errors: int | None = _counter("sharpeye_camera_record_errors",
+                                         "Recording writes that failed (disk full, I/O); the lost time is a gap.", None)
     pre_event_s: float | None = None
     idle: bool = False
     idle_skipped: int = 0

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import av
+import av.error
 
 from pipeline.record.packets import StoredPacket
 
@@ -65,7 +66,20 @@ class OutputFile:
         return float((end_dts - self.first_dts) * self.template.time_base)
 
     def close(self) -> None:
-        self.container.close()  # writes the index (and, for mp4, moves it to the front)
+        """Write the index (and, for mp4, move it to the front); raises when that fails (disk full)."""
+        self.container.close()
+
+    def discard(self) -> None:
+        """Give up on the file (a write or the close failed): release the muxer, delete what was written.
+
+        Half a file is never kept: a plain MP4 without its index is unreadable, and a reader must be
+        able to trust every file that has a final name.
+        """
+        try:
+            self.container.close()
+        except (OSError, av.error.FFmpegError, ValueError):
+            pass  # the same failure again: the muxer is released all the same
+        self.part.unlink(missing_ok=True)
 
 
 def write_clip(packets: Sequence[StoredPacket], path: str | Path, fmt: Literal["mp4", "fmp4"] = "mp4") -> float:
@@ -83,7 +97,7 @@ def write_clip(packets: Sequence[StoredPacket], path: str | Path, fmt: Literal["
             out.mux(sp)
         out.close()
     except BaseException:
-        out.part.unlink(missing_ok=True)
+        out.discard()  # never renamed as a valid clip
         raise
     os.replace(out.part, path)
     return out.seconds(out.end_dts())

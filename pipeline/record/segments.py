@@ -3,10 +3,18 @@
 Stream copy only: decoding 1080p costs ~1/200 s a frame, muxing a packet microseconds, so
 recording stays far below 1 % of a core per stream.  A failure to write is counted and logged,
 never raised into the caller's loop: detection must go on when recording cannot.
+
+A segment whose writing or finishing failed (disk full while muxing, writing the index at close,
+renaming) is deleted, never renamed as valid, and the time it covered becomes a gap with the
+reason.  When the disk is full the writer does not depend on anyone else for its own safety: it
+drops packets, tries again ``retry_s`` later (at a keyframe), and shows ``stats.disk_full``
+meanwhile; the janitor (``pipeline.record.janitor``) is what frees the space.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import logging
 import os
 import threading
@@ -32,6 +40,14 @@ from pipeline.record.packets import PacketCapture, StoredPacket
 
 log = logging.getLogger(__name__)
 
+DISK_FULL_RETRY_S = 5.0  # after a write failed for want of space, wait this long (stream time) before trying again
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """Whether a write failed for want of space (PyAV's errors carry the errno like the OS's)."""
+    return getattr(e, "errno", None) in DISK_FULL_ERRNOS
+
 
 @dataclass
 class WriterStats:
@@ -41,6 +57,8 @@ class WriterStats:
     gaps: int = 0
     errors: int = 0
     last_error: str = ""  # also keeps a repeated failure from being logged 25 times a second
+    discarded: int = 0  # segments deleted because writing or finishing them failed (each left a gap)
+    disk_full: bool = False  # the last write failed for want of space; true until a segment is stored again
 
 
 class SegmentWriter:
@@ -57,7 +75,8 @@ class SegmentWriter:
     """
 
     def __init__(self, camera: str, recordings_dir: str | Path, segment_s: float = 10.0,
-                 fmt: Literal["mp4", "fmp4"] = "mp4", gap_s: float | None = None):
+                 fmt: Literal["mp4", "fmp4"] = "mp4", gap_s: float | None = None,
+                 retry_s: float = DISK_FULL_RETRY_S):
         if fmt not in MOVFLAGS:
             raise ValueError(f"format must be one of {sorted(MOVFLAGS)}, not {fmt!r}")
         self.camera = camera
@@ -65,6 +84,7 @@ class SegmentWriter:
         self.segment_s = segment_s
         self.fmt = fmt
         self.gap_s = gap_s
+        self.retry_s = retry_s
         self.stats = WriterStats()
         self.capture = PacketCapture()
         self._out: OutputFile | None = None
@@ -72,6 +92,8 @@ class SegmentWriter:
         self._next_start: float | None = None  # end of the previous segment, to continue back to back
         self._last_end: float | None = None  # wall end of the last segment written
         self._pending_gap: str | None = None
+        self._retry_at: float | None = None  # disk full: no new segment before this wall time
+        self._full_since: float | None = None  # wall time of the first disk-full failure, for the log
         self._last_key_dts: int | None = None
         self._key_interval: float | None = None  # seconds between the last two keyframes
         self._lock = threading.RLock()
@@ -114,12 +136,18 @@ class SegmentWriter:
             if self._out is None:
                 if not sp.keyframe:
                     return  # a segment starts on a keyframe
+                if self._retry_at is not None and sp.wall < self._retry_at:
+                    return  # the disk was full a moment ago: do not hammer it at every keyframe
                 self._open(sp)
                 if self._out is None:
                     return
             try:
                 self._out.mux(sp)
-            except (OSError, av.error.FFmpegError, ValueError) as e:
+            except OSError as e:  # the file itself is broken (disk full, I/O error): it cannot be kept
+                broken, self._out = self._out, None
+                self._discard(broken, self._start, f"writing {broken.part} failed: {e}", e)
+                return
+            except (av.error.FFmpegError, ValueError) as e:  # a packet the muxer refused: keep what came before
                 self._error(f"writing {self._out.part} failed: {e}")
                 self._close(self._out.end_dts())
                 return
@@ -169,52 +197,104 @@ class SegmentWriter:
         if self._next_start is not None and abs(self._next_start - sp.wall) < 1.0:
             start = self._next_start  # back to back with the previous segment
         self._next_start = None
+        part = part_path(self.dir, self.camera, start)
+        try:
+            out = OutputFile(part, sp, self.fmt)
+        except (OSError, av.error.FFmpegError, ValueError) as e:
+            part.unlink(missing_ok=True)
+            self._failed(start, sp.wall, f"cannot open segment {part}: {e}", e)
+            return
         if self._pending_gap is not None and self._last_end is not None:
             gap = Gap(min(self._last_end, start), start, self._pending_gap)
             try:
                 write_gap(self.dir, self.camera, gap)
-                self.stats.gaps += 1
             except OSError as e:
+                if is_disk_full(e):  # no room for the record either: keep the gap pending, try again later
+                    out.discard()
+                    self._failed(start, sp.wall, f"cannot write gap record: {e}", e)
+                    return
                 self._error(f"cannot write gap record: {e}")
+            else:
+                self.stats.gaps += 1
+                self._last_end = start  # what was not recorded up to here is now on record
             log.info("camera %s: recording gap of %.1f s (%s)", self.camera, gap.end - gap.start, gap.reason)
         self._pending_gap = None
-        part = part_path(self.dir, self.camera, start)
-        try:
-            self._out = OutputFile(part, sp, self.fmt)
-            self._start = start
-        except (OSError, av.error.FFmpegError, ValueError) as e:
-            self._error(f"cannot open segment {part}: {e}")
+        self._out = out
+        self._start = start
 
     def _close(self, end_dts: int) -> SegmentInfo | None:
-        """Finish the file, rename it to its final name and index it."""
+        """Finish the file, rename it to its final name and index it; a file that cannot be finished is discarded."""
         out, self._out = self._out, None
         if out is None:
             return None
         duration = out.seconds(end_dts)
         start = self._start
-        self._last_end = self._next_start = start + duration
         try:
             out.close()
         except (OSError, av.error.FFmpegError, ValueError) as e:
-            self._error(f"cannot finish segment {out.part}: {e}")
+            self._discard(out, start, f"cannot finish segment {out.part}: {e}", e)
+            return None
         if out.packets == 0 or duration <= 0:
             out.part.unlink(missing_ok=True)
+            self._last_end = self._next_start = start + duration
             return None
         final = segment_path(self.dir, self.camera, start, duration)
         try:
             os.replace(out.part, final)
-            info = SegmentInfo(self.camera, start, start + duration, final, final.stat().st_size)
-            write_segment(self.dir, info, packets=out.packets)
         except OSError as e:
-            self._error(f"cannot store segment {final}: {e}")
+            self._discard(out, start, f"cannot store segment {final}: {e}", e)
             return None
+        self._last_end = self._next_start = start + duration
         self.stats.segments += 1
+        self._recovered(out.last_wall)
+        info = SegmentInfo(self.camera, start, start + duration, final, out.bytes)
+        try:
+            info = dataclasses.replace(info, bytes=final.stat().st_size)
+            write_segment(self.dir, info, packets=out.packets)
+        except OSError as e:  # the file is complete and valid and readers find it by its name: keep it
+            self._error(f"segment {final} stored but not indexed: {e}")
+            if is_disk_full(e):
+                self._back_off(out.last_wall)
         return info
 
-    def _error(self, msg: str) -> None:
+    def _discard(self, out: OutputFile, start: float, msg: str, e: BaseException) -> None:
+        """A segment that could not be written or finished: delete it and make its time a gap."""
+        out.discard()
+        self.stats.discarded += 1
+        self._failed(start, out.last_wall, msg, e)
+
+    def _failed(self, start: float, wall: float, msg: str, e: BaseException) -> None:
+        """Nothing is recorded from ``start`` on: remember a gap (written when recording resumes)."""
+        full = is_disk_full(e)
+        self._error(msg, quiet=full and self.stats.disk_full)  # the pause itself was logged once
+        if self._last_end is None:
+            self._last_end = start  # the first segment failed: the gap starts with it
+        self._next_start = None
+        why = getattr(e, "strerror", None) or str(e)
+        self._pending_gap = self._pending_gap or (f"disk full ({why})" if full else f"recording failed ({why})")
+        if full:
+            self._back_off(wall)
+
+    def _back_off(self, wall: float) -> None:
+        if not self.stats.disk_full:
+            self._full_since = wall
+            log.error("camera %s: disk full under %s: recording paused, retrying every %.0f s",
+                      self.camera, self.dir, self.retry_s)
+        self.stats.disk_full = True
+        self._retry_at = wall + self.retry_s
+
+    def _recovered(self, wall: float) -> None:
+        """A segment was stored: whatever made the disk full is over."""
+        if self.stats.disk_full:
+            log.warning("camera %s: recording resumed after %.1f s without disk space", self.camera,
+                        wall - (self._full_since or wall))
+        self.stats.disk_full = False
+        self._retry_at = self._full_since = None
+
+    def _error(self, msg: str, quiet: bool = False) -> None:
         self.stats.errors += 1
         if msg != self.stats.last_error:  # once per distinct problem, not 25 times a second
-            log.error("camera %s: %s", self.camera, msg)
+            log.log(logging.DEBUG if quiet else logging.ERROR, "camera %s: %s", self.camera, msg)
         self.stats.last_error = msg
 
 

@@ -274,22 +274,11 @@ class DashboardChild(Child):
 
 
 def _retention_loop(cfg: Config, stop: threading.Event) -> None:
-    """Delete old recordings every minute: by age, then oldest first over the quotas."""
-    from pipeline.record.retention import Retention
+    """Keep the data disk usable: free space checked every few seconds (below recordings.min_free_percent the
+    oldest recordings and snapshots go at once), the full retention sweep (age, quotas) every minute."""
+    from pipeline.record.janitor import Janitor
 
-    rec = cfg.recordings
-    if not rec.enabled:
-        return
-    ret = Retention(cfg.data_path() / rec.dir, rec.retain_days,
-                    int(rec.quota_gb * 1e9) if rec.quota_gb else None,
-                    int(rec.camera_quota_gb * 1e9) if rec.camera_quota_gb else None)
-    while not stop.wait(RETENTION_PERIOD_S):
-        try:
-            res = ret.sweep(time.time())
-            if res.deleted_files:
-                log.info("retention: deleted %d segments, %.1f MB", res.deleted_files, res.freed_bytes / 1e6)
-        except Exception:
-            log.exception("retention sweep failed")
+    Janitor.from_config(cfg, sweep_s=RETENTION_PERIOD_S).run(stop)
 
 
 # ---------------------------------------------------------------------------------------- supervisor
