@@ -8,6 +8,7 @@ $SHARPEYE_TEST_ARTIFACTS) for a person to look at.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import statistics
@@ -16,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -165,6 +167,26 @@ def test_two_operators_handle_an_alert_and_see_each_other_within_a_second(room: 
         wang.locator('#alerts li[data-alert-id="r1"][data-state="resolved"]').wait_for(timeout=5000)
         wang.locator('#alerts li[data-alert-id="r2"][data-state="false_alarm"]').wait_for(timeout=5000)
         assert wang.locator('#alerts li.camera-event[data-camera="gate"]').count() == 1
+        # the history search finds the alert with every action
+        wang.goto(base + "/history")
+        wang.select_option("#h-state", "resolved")
+        wang.click("#h-go")
+        wang.locator('#results tr.result[data-alert-id="r1"]').wait_for(timeout=5000)
+        assert wang.locator("#results tr.result").count() == 1
+        wang.click('#results tr.result[data-alert-id="r1"]')
+        wang.locator(".timeline-row li").nth(5).wait_for()
+        acts = [li.get_attribute("data-action") for li in wang.locator(".timeline-row li").all()]
+        assert acts == ["acknowledge", "dispatch", "signed_for", "on_scene", "feedback", "close"]
+        wang.screenshot(path=str(out / "history.png"), full_page=True)
+        # a time range is read as 24-hour wall time in the config's zone (Asia/Shanghai)
+        sh = ZoneInfo("Asia/Shanghai")
+        wall = lambda t: dt.datetime.fromtimestamp(t, sh).strftime("%Y-%m-%d %H:%M")  # noqa: E731
+        for lo, hi, found in ((time.time() - 120, time.time() + 60, 1), (time.time() - 7200, time.time() - 3600, 0)):
+            wang.fill("#h-from", wall(lo))
+            wang.fill("#h-to", wall(hi))
+            wang.click("#h-go")
+            wang.wait_for_function(f"() => document.querySelectorAll('#results tr.result').length === {found}"
+                                   " && /^\\d+ /.test(document.querySelector('#h-status').textContent)")
         browser.close()
     worst = max(delays.values())
     print(f"page load (log-in to live list) {load_s:.2f} s; action propagation to the other browser: "

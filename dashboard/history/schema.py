@@ -108,12 +108,14 @@ alerts = Table(
     Column("escalation_level", Integer, nullable=False, server_default="0"),
     Column("escalated_at", Float, nullable=True),
     Column("version", Integer, nullable=False, server_default="0", doc="bumped by every action: stale forms fail"),
-    Index(None, "start_time"),
-    Index(None, "camera_id", "start_time"),
-    Index(None, "grid_cell_id", "start_time"),
-    Index(None, "state", "start_time"),
-    Index(None, "kind", "start_time"),
-    Index(None, "rule_id", "start_time"),
+    # every search is "newest first, by (start_time, id)": each index ends with both, so a page is an
+    # index range read in order, with no sort, whatever page it is (migration 0002)
+    Index(None, "start_time", "id"),
+    Index(None, "camera_id", "start_time", "id"),
+    Index(None, "grid_cell_id", "start_time", "id"),
+    Index(None, "state", "start_time", "id"),
+    Index(None, "kind", "start_time", "id"),
+    Index(None, "rule_id", "start_time", "id"),
 )
 
 alert_messages = Table(

@@ -96,7 +96,7 @@ const SE = {
   header() {
     const nav = document.getElementById("nav");
     if (!nav) return;
-    const links = [["/", "nav.room"]];
+    const links = [["/", "nav.room"], ["/history", "nav.history"]];
     if (SE.me.can.engineer) links.push(["/engineer", "nav.engineer"]);
     if (SE.me.can.admin) links.push(["/users", "nav.users"]);
     const lang = SE.el("select", { id: "lang", "aria-label": "language" },
