@@ -21,6 +21,10 @@ kept, marked delivered with the Redis server's ``run_id``, for ``CONFIRM_S`` aft
 delivery thread finds a different ``run_id`` (Redis restarted) it sends the unconfirmed ones again.
 Only then are they dropped: a command room loses no alarm to a Redis crash either.
 
+A disk that refuses the row (full, failing) does not lose the message either: it waits in a bounded
+queue in memory, delivered after the rows on disk, and later messages queue behind it until it is
+empty, so the order holds.  Only a worker that dies while the disk is full loses what is in memory.
+
 The outbox is bounded (``bus.outbox_max_messages``).  When it is full the oldest ``update`` is
 dropped first (a later update or the end supersedes it); alarm-class messages (``new`` and ``end``
 of an alert, a camera going offline or online) are dropped only when nothing else is left, counted
@@ -29,6 +33,7 @@ and logged as lost.
 
 from __future__ import annotations
 
+import collections
 import fcntl
 import json
 import logging
@@ -47,6 +52,7 @@ from pipeline.publish.events import orphan_end_message
 log = logging.getLogger(__name__)
 
 BATCH = 200  # rows per delivery round trip (one MULTI/EXEC pipeline)
+SPILL_MAX = 10_000  # messages held in memory while the disk refuses the outbox file
 CONFIRM_S = 3.0  # delivered alarm rows are kept this long: longer than Redis's everysec AOF fsync
 RETRY_INITIAL_S = 0.2
 RETRY_MAX_S = 5.0
@@ -84,6 +90,7 @@ class OutboxStats:
     redelivered_after_restart: int = 0
     resent_after_redis_restart: int = 0
     orphans_ended: int = 0
+    disk_errors: int = 0  # messages the outbox file refused (held in memory instead)
     delivery_errors: int = 0
     last_error: str = ""
     connected: bool = False
@@ -123,6 +130,7 @@ class Outbox:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_drop_log = -1e9
+        self._spill: collections.deque[tuple[str, bool, float, str, str]] = collections.deque()
         self._own_alerts: set[str] = set()  # alert ids this process opened: never orphans
         # rows delivered to a Redis that may have lost them before its AOF was on disk: send again
         self._db.execute("UPDATE outbox SET delivered = NULL, run_id = NULL WHERE delivered IS NOT NULL")
@@ -136,22 +144,36 @@ class Outbox:
 
     # ------------------------------------------------------------------ the sink
     def send(self, message: dict[str, Any]) -> None:
-        """Append to the outbox (durably); raises only when the disk refuses the row."""
+        """Append to the outbox: on disk, or in memory while the disk refuses it. Never raises for a full disk."""
         if message.get("type") == "alert" and message.get("phase") == "new":
             self._own_alerts.add(message["alert_id"])
         camera = message.get("camera", {}).get("id", "")
         body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("INSERT INTO outbox (id, camera, alarm, created, body) VALUES (?, ?, ?, ?, ?)",
-                                 (message["id"], camera, int(is_alarm(message)), time.time(), body))
-                self._bound()
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            if self._spill:  # older messages wait in memory: this one queues behind them
+                self._spill_one(camera, message, body)
+            else:
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    self._db.execute("INSERT INTO outbox (id, camera, alarm, created, body) VALUES (?, ?, ?, ?, ?)",
+                                     (message["id"], camera, int(is_alarm(message)), time.time(), body))
+                    self._bound()
+                    self._db.execute("COMMIT")
+                except sqlite3.Error as e:  # disk full or failing: keep it in memory, never lose it here
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    self.stats.disk_errors += 1
+                    self.stats.last_error = f"outbox file: {e}"
+                    log.error("outbox %s refuses writes (%s): holding messages in memory", self.path, e)
+                    self._spill_one(camera, message, body)
         self._wake.set()
+
+    def _spill_one(self, camera: str, message: dict[str, Any], body: str) -> None:
+        self._spill.append((camera, is_alarm(message), time.time(), message["id"], body))
+        if len(self._spill) > SPILL_MAX:  # drop the oldest update, else the oldest of all
+            victim = next((x for x in self._spill if not x[1]), self._spill[0])
+            self._spill.remove(victim)
+            self.stats.dropped += 1
 
     def _bound(self) -> None:
         (n,) = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
@@ -173,12 +195,19 @@ class Outbox:
         with self._lock:
             rows = self._db.execute("SELECT camera, COUNT(*), MIN(created) FROM outbox WHERE delivered IS NULL "
                                     "GROUP BY camera").fetchall()
-        return {cam: CameraBacklog(int(n), round(now - float(oldest), 2)) for cam, n, oldest in rows}
+            spilled = list(self._spill)
+        out = {cam: CameraBacklog(int(n), round(now - float(oldest), 2)) for cam, n, oldest in rows}
+        for cam, _, created, _, _ in spilled:
+            b = out.setdefault(cam, CameraBacklog(0, 0.0))
+            b.depth += 1
+            b.age_s = max(b.age_s, round(now - created, 2))
+        return out
 
     def depth(self) -> int:
         """Messages Redis has not taken yet."""
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM outbox WHERE delivered IS NULL").fetchone()[0])
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox WHERE delivered IS NULL").fetchone()[0]) + len(
+                self._spill)
 
     # ------------------------------------------------------------------ delivery
     def start(self) -> None:
@@ -253,7 +282,7 @@ class Outbox:
             rows = self._db.execute("SELECT seq, alarm, body FROM outbox WHERE delivered IS NULL ORDER BY seq "
                                     "LIMIT ?", (BATCH,)).fetchall()
         if not rows:
-            return 0
+            return self._deliver_spill()
         pipe = self.redis.pipeline(transaction=True)
         for _, _, body in rows:
             bus.add_event(pipe, self.keys, json.loads(body), self.maxlen)
@@ -267,6 +296,25 @@ class Outbox:
             self._db.execute("COMMIT")
         self.stats.delivered += len(rows)
         return len(rows)
+
+    def _deliver_spill(self) -> int:
+        """Deliver what waits in memory (only once the rows on disk are all delivered: order)."""
+        with self._lock:
+            batch = list(self._spill)[:BATCH]
+        if not batch:
+            return 0
+        pipe = self.redis.pipeline(transaction=True)
+        for *_, body in batch:
+            bus.add_event(pipe, self.keys, json.loads(body), self.maxlen)
+        pipe.execute()
+        with self._lock:
+            for item in batch:
+                try:
+                    self._spill.remove(item)
+                except ValueError:  # dropped meanwhile by the bound
+                    pass
+        self.stats.delivered += len(batch)
+        return len(batch)
 
     def _check_server(self) -> None:
         """Learn which Redis server this is; after a restart, resend what it may not have kept."""
