@@ -178,6 +178,20 @@ def test_two_operators_handle_an_alert_and_see_each_other_within_a_second(room: 
         acts = [li.get_attribute("data-action") for li in wang.locator(".timeline-row li").all()]
         assert acts == ["acknowledge", "dispatch", "signed_for", "on_scene", "feedback", "close"]
         wang.screenshot(path=str(out / "history.png"), full_page=True)
+        # the report counts them; the supervisor view and the printable alert
+        wang.goto(base + "/reports")
+        wang.locator('#r-cells tr[data-cell="G1"] .total:has-text("2")').wait_for(timeout=5000)
+        assert wang.locator('#r-cells tr[data-cell="G2"]').count() == 0
+        assert wang.get_attribute("#r-csv", "href").startswith("/api/reports.csv?")
+        wang.screenshot(path=str(out / "reports.png"), full_page=True)
+        wang.goto(base + "/supervisor")
+        wang.locator('#s-load tr[data-operator="Zhao Lei"]').wait_for(timeout=5000)
+        wang.screenshot(path=str(out / "supervisor.png"), full_page=True)
+        wang.goto(base + "/alerts/r1/print")
+        wang.locator("#p-timeline li").nth(5).wait_for(timeout=5000)
+        wang.screenshot(path=str(out / "print-alert.png"), full_page=True)
+        wang.goto(base + "/history")
+        wang.select_option("#h-state", "resolved")
         # a time range is read as 24-hour wall time in the config's zone (Asia/Shanghai)
         sh = ZoneInfo("Asia/Shanghai")
         wall = lambda t: dt.datetime.fromtimestamp(t, sh).strftime("%Y-%m-%d %H:%M")  # noqa: E731
@@ -242,8 +256,28 @@ def test_chinese_pages_have_no_english_words_and_24_hour_times(room: dict[str, A
         page.locator('#detail[data-alert-id="zh1"]').wait_for()
         page.locator('#conn[data-state="live"]').wait_for(timeout=10_000)
         assert "2026-11-29 17:24:13" in page.locator('#alerts li[data-alert-id="zh1"] .time').inner_text()
-        # every string the page itself shows (not the config's camera names and cells) is Chinese
-        text = page.evaluate("""() => {
+        english = _english_words(page)
+        assert english in ([], ["English"]), english  # the language menu names English in English
+        page.screenshot(path=str(out / "room-zh.png"), full_page=True)
+        for path, ready in (("/history", "#results tr.result"), ("/reports", '#r-cells tr[data-cell="G1"]'),
+                            ("/supervisor", "#s-states tr")):
+            page.goto(base + path)
+            page.locator(ready).first.wait_for(timeout=5000)
+            english = _english_words(page)
+            assert english in ([], ["English"]), (path, english)
+            page.screenshot(path=str(out / f"{path.strip('/')}-zh.png"), full_page=True)
+        page.goto(base + "/login")  # still logged in: straight back to the room
+        assert page.url == base + "/"
+        page.click("#logout")
+        page.wait_for_url(base + "/login")
+        page.locator('#submit:has-text("登录")').wait_for()
+        page.screenshot(path=str(out / "login-zh.png"))
+        browser.close()
+
+
+def _english_words(page: Any) -> list[str]:
+    """Words in Latin letters the page shows, apart from the config's own names (cameras, cells, people)."""
+    text = page.evaluate("""() => {
             const names = new Set(['Lobby camera', 'Gate camera', 'School gate', 'Xinhua Street', 'Wang Wei',
                                    '13800000001', 'lobby', 'gate', 'square', 'Sharp Eyes']);
             const out = [];
@@ -259,16 +293,7 @@ def test_chinese_pages_have_no_english_words_and_24_hour_times(room: dict[str, A
             for (const x of names) s = s.split(x).join(' ');
             return s + ' ' + document.title;
         }""")
-        english = re.findall(r"[A-Za-z]{2,}", text)
-        assert english in ([], ["English"]), english  # the language menu names English in English
-        page.screenshot(path=str(out / "room-zh.png"), full_page=True)
-        page.goto(base + "/login")  # still logged in: straight back to the room
-        assert page.url == base + "/"
-        page.click("#logout")
-        page.wait_for_url(base + "/login")
-        page.locator('#submit:has-text("登录")').wait_for()
-        page.screenshot(path=str(out / "login-zh.png"))
-        browser.close()
+    return re.findall(r"[A-Za-z]{2,}", text)
 
 
 def test_an_unacknowledged_alert_escalates_on_the_page(room: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy import or_, select
 from starlette.concurrency import run_in_threadpool
 
 from dashboard.archiver import store
-from dashboard.audit import timeline
+from dashboard.audit import record, timeline
 from dashboard.context import Dashboard, ctx
 from dashboard.deps import current_user, refuse, remote_addr
 from dashboard.history.schema import OPEN_STATES, alert_messages, alerts
@@ -135,9 +135,14 @@ async def get_alert(alert_id: str, request: Request, user: User = Depends(curren
             row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
             if row is None or not user.sees_cell(row.grid_cell_id):
                 return None
-            msgs = conn.execute(select(alert_messages.c.phase, alert_messages.c.time)
-                                .where(alert_messages.c.alert_id == alert_id).order_by(alert_messages.c.time))
-            return {"alert": alert_view(row), "timeline": timeline(conn, alert_id),
+            msgs = conn.execute(select(alert_messages.c.phase, alert_messages.c.time, alert_messages.c.message)
+                                .where(alert_messages.c.alert_id == alert_id).order_by(alert_messages.c.time)).all()
+            snaps: list[str] = []
+            for m in msgs:
+                path = (json.loads(m.message).get("snapshot") or {}).get("path")
+                if path and path not in snaps:
+                    snaps.append(path)
+            return {"alert": alert_view(row), "timeline": timeline(conn, alert_id), "snapshots": snaps,
                     "messages": [{"phase": m.phase, "time": m.time} for m in msgs]}
     out = await run_in_threadpool(_get)
     if out is None:
@@ -238,4 +243,10 @@ async def snapshot(rel: str, request: Request, user: User = Depends(current_user
     cam = d.config().cameras.get(rel.split("/", 1)[0])
     if not path.is_relative_to(root) or not path.is_file() or cam is None or not user.sees_cell(cam.grid_cell):
         raise refuse(404, "not_found")
+
+    def _audit() -> None:  # footage can become evidence: who looked at what is kept (the browser caches a day)
+        with d.engine.begin() as conn:
+            record(conn, "view_snapshot", user_id=user.id, username=user.username, grid_cell_id=cam.grid_cell,
+                   data={"path": rel}, remote=remote_addr(request))
+    await run_in_threadpool(_audit)
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
