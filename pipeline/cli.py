@@ -88,7 +88,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from pipeline.publish import bus
-    from pipeline.publish.status import CameraStatus, status_table
+    from pipeline.publish.status import CameraStatus, stage_table, status_table
 
     cfg = load_or_exit(args.config)
     url = bus_url_or_exit(cfg, args.redis)
@@ -97,6 +97,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         st.setdefault(cid, CameraStatus(cid, state="disabled" if not cam.enabled else "unknown"))
     if args.json:
         print(json.dumps({cid: s.to_dict() for cid, s in st.items()}, indent=2, ensure_ascii=False))
+    elif args.stages:
+        print(stage_table(st))
     else:
         print(status_table(st))
     return 0
@@ -166,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("--redis", help="redis:// URL (default: the config's, or the running embedded one)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--stages", action="store_true", help="milliseconds per frame in each pipeline stage")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("fetch-model", help="fetch a model's weights, verifying the checksum")

@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.config import Config, load_config
 from pipeline.publish import bus
+from pipeline.publish.status import stage_table
 from pipeline.runtime.worker import Worker
 from tests.conftest import wait_for, write_config
 from tests.media import make_clip
@@ -54,6 +55,12 @@ def test_still_scene_detects_only_at_the_periodic_rate(tmp_path: Path, still_cli
     # the first frame, then one check every 2 s: about 5 in 8 s, never the 40 of ungated detection
     assert 3 <= rt.detected <= 7, (rt.detected, st.sampled, rt.analytics.gate.stats())
     assert rt.gated == st.sampled - rt.detected
+    # per-stage timing: every stage the frames went through has time, the table divides it per frame
+    stages = w.status_of(rt).stage_s
+    assert all(stages[s] > 0 for s in ("decode", "gray", "gate", "convert", "detect", "track", "rules")), stages
+    assert stages["detect"] / rt.detected > 0.001, "YOLOX-Nano takes more than 1 ms a frame on a CPU"
+    table = stage_table({"cam": w.status_of(rt)})
+    assert table.splitlines()[0].split()[:3] == ["camera", "decode", "gray"] and "cam" in table
 
 
 def test_idle_mode_decodes_only_keyframes(tmp_path: Path, still_clip: Path, redis_url: str) -> None:

@@ -11,6 +11,7 @@ on the frame for the recorder and overlays, never used for analysis.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,8 @@ class FrameResult:
     objects: list[TrackedObject]
     updates: list[AlertUpdate]
     interesting: bool  # objects of a watched label are in view (keeps motion gating open)
+    track_s: float = 0.0  # time spent in the tracker (per-stage timing)
+    rules_s: float = 0.0  # time spent in the rules and the alert lifecycle
 
 
 @dataclass
@@ -66,7 +69,9 @@ class CameraAnalytics:
         if self._last_t is not None and t < self._last_t:
             self.tracker.reset()  # the clock went back (a replay restarted): tracks cannot carry over
         self._last_t = t
+        t0 = time.perf_counter()
         tracks = self.tracker.update(dets.xyxy, dets.score, dets.class_id, t)
+        t1 = time.perf_counter()
         objects = [TrackedObject(tr.track_id, self.names[tr.class_id], float(tr.score), tuple(tr.box))  # type: ignore[arg-type]
                    for tr in tracks]
         when = dt.datetime.fromtimestamp(t, tz=self.tz) if self.tz else dt.datetime.fromtimestamp(t).astimezone()
@@ -79,7 +84,8 @@ class CameraAnalytics:
         settle = self.cam.motion.tracked_settle_s
         self.gate.note_tracks([tr.box for tr in tracks
                                if self.names[tr.class_id] in self.watched and t - tr.first_seen >= settle])
-        return FrameResult(objects, updates, interesting)
+        t2 = time.perf_counter()
+        return FrameResult(objects, updates, interesting, t1 - t0, t2 - t1)
 
     def tick(self, now: float) -> list[AlertUpdate]:
         """Advance the lifecycle without a frame (a camera that went quiet still ends its alerts)."""

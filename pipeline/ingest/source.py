@@ -75,6 +75,7 @@ class SourceStats(ReaderStats):
     sampled: int = 0
     decode_errors: int = 0
     idle_skipped: int = 0  # packets not decoded because the camera was idle
+    decode_s: float = 0.0  # wall time in the decoder (per-stage timing)
     width: int = 0
     height: int = 0
 
@@ -155,12 +156,15 @@ class CameraSource(Reader):
         if self._idle and not packet.is_keyframe:
             self.stats.idle_skipped += 1  # idle mode: nothing moves, only keyframes are decoded
             return
+        t0 = time.perf_counter()
         try:
             frames = packet.decode()
         except av.error.InvalidDataError as e:
+            self.stats.decode_s += time.perf_counter() - t0
             self.stats.decode_errors += 1
             self.stats.last_error = f"decode: {e}"
             return
+        self.stats.decode_s += time.perf_counter() - t0
         for frame in frames:
             if frame.is_corrupt:
                 self.stats.decode_errors += 1  # concealed by the decoder, but counted

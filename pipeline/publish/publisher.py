@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,6 +61,8 @@ class PublishStats:
     published: int = 0  # messages the sink took
     failed: int = 0  # messages the sink refused
     snapshot_errors: int = 0  # alerts sent without their snapshot
+    snapshot_s: float = 0.0  # time drawing and encoding snapshots (per-stage timing)
+    send_s: float = 0.0  # time handing messages to the sink
 
 
 class Publisher:
@@ -82,6 +85,7 @@ class Publisher:
         snapshot: dict[str, Any] | None = None
         snapshot_error: str | None = None
         if frame is not None and update.snapshot_due and self.snapshot_dir is not None:
+            t0 = time.perf_counter()
             try:
                 img = draw_snapshot(frame.image, update.objects, update.severity)
                 name = f"{update.alert_id}-{int(update.time * 1000) % 10_000_000}"
@@ -92,6 +96,7 @@ class Publisher:
                 st.snapshot_errors += 1
                 snapshot_error = f"{type(e).__name__}: {e}"
                 log.warning("camera %s: snapshot of %s not written: %s", camera_id, update.alert_id, snapshot_error)
+            st.snapshot_s += time.perf_counter() - t0
         msg = alert_message(update, self.cfg, camera_id, snapshot, frame.capture_time if frame else None)
         if snapshot_error is not None:
             msg["snapshot_error"] = snapshot_error
@@ -103,10 +108,12 @@ class Publisher:
 
     def _send(self, camera_id: str, msg: dict[str, Any]) -> dict[str, Any]:
         st = self._stats(camera_id)
+        t0 = time.perf_counter()
         try:
             self.sink.send(msg)
             st.published += 1
         except Exception as e:
             st.failed += 1
             log.error("camera %s: %s message %s not published: %s", camera_id, msg.get("type"), msg["id"], e)
+        st.send_s += time.perf_counter() - t0
         return msg

@@ -85,6 +85,9 @@ class CameraStatus:
                                                "Median time from frame to event on the bus.")
     alert_latency_s_p99: float | None = None
     last_frame_time: float = 0.0
+    # per-stage timing: cumulative seconds per stage (decode, gray, gate, queue_wait, convert, detect, track,
+    # rules, snapshot, publish) and the detect loop's idle time (idle_gated: nothing to do)
+    stage_s: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
@@ -114,6 +117,13 @@ class _StatusCollector:
                 if value is not None:
                     family.add_metric([cid], float(value))
             yield family
+        stages = CounterMetricFamily("sharpeye_camera_stage_seconds",
+                                     "Seconds spent per pipeline stage (divide by frames for the cost per frame).",
+                                     labels=["camera", "stage"])
+        for cid, st in sorted(self.statuses.items()):
+            for stage, secs in sorted(st.stage_s.items()):
+                stages.add_metric([cid, stage], float(secs))
+        yield stages
         s = StateSetMetricFamily("sharpeye_camera_state", "State of the camera's detect input.", labels=["camera"])
         up = GaugeMetricFamily("sharpeye_camera_online", "1 when the camera is streaming and its worker alive.",
                                labels=["camera"])
@@ -128,6 +138,27 @@ def metrics_text(statuses: dict[str, CameraStatus]) -> bytes:
     reg = CollectorRegistry(auto_describe=False)
     reg.register(_StatusCollector(statuses))  # type: ignore[arg-type]
     return generate_latest(reg)
+
+
+STAGE_PER = {  # the frames a stage's time is divided by, for a cost per frame
+    "decode": "decoded", "gray": "sampled", "gate": "sampled", "queue_wait": "detected", "convert": "detected",
+    "detect": "detected", "track": "detected", "rules": "detected", "snapshot": "events", "publish": "events",
+}
+
+
+def stage_table(statuses: dict[str, CameraStatus]) -> str:
+    """Milliseconds per frame in each stage, per camera (queue_wait: sampled until the detector took it)."""
+    stages = list(STAGE_PER)
+    rows = [["camera", *stages]]
+    for cid, st in sorted(statuses.items()):
+        row = [cid]
+        for stage in stages:
+            n = getattr(st, STAGE_PER[stage]) or 0
+            secs = st.stage_s.get(stage)
+            row.append("-" if secs is None or n == 0 else f"{secs * 1000 / n:.2f}")
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
 def status_table(statuses: dict[str, CameraStatus]) -> str:

@@ -82,6 +82,8 @@ class CameraRuntime:
     errors: int = 0
     last_frame_time: float = 0.0
     rates: dict[str, float] = field(default_factory=dict)
+    stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
+        ("gray", "gate", "queue_wait", "convert", "detect", "track", "rules"), 0.0))
     _last_counts: tuple[float, dict[str, int]] | None = None
 
     def counters(self) -> dict[str, int]:
@@ -126,6 +128,8 @@ class CameraRuntime:
             alert_latency_s_p50=round(statistics.median(lat), 3) if lat else None,
             alert_latency_s_p99=round(float(np.percentile(lat, 99)), 3) if lat else None,
             last_frame_time=self.last_frame_time,
+            stage_s={"decode": round(st.decode_s, 4), **{k: round(v, 4) for k, v in self.stage_s.items()},
+                     "snapshot": round(published.snapshot_s, 4), "publish": round(published.send_s, 4)},
         )
 
 
@@ -313,9 +317,13 @@ class Worker:
         if rt is None:
             return  # a camera being removed
         rt.last_frame_time = frame.capture_time
+        t0 = time.perf_counter()
         luma, limited = frame.gray()
+        t1 = time.perf_counter()
         with rt.gate_lock:
             wanted = rt.analytics.wants_detection(luma, frame.capture_time, limited)
+        rt.stage_s["gray"] += t1 - t0
+        rt.stage_s["gate"] += time.perf_counter() - t1
         with self.wake:
             if wanted:
                 if len(rt.pending) == rt.pending.maxlen:
@@ -420,19 +428,26 @@ class Worker:
                         self._end_alerts(rt, rt.analytics.tick(now))
 
     def _detect(self, batch: list[SampledFrame]) -> None:
+        started = time.time()
         t0 = time.perf_counter()
+        images = [f.image for f in batch]  # the BGR conversion happens here, for detected frames only
+        t1 = time.perf_counter()
         try:
-            results = self.detector.detect_batch([f.image for f in batch])
+            results = self.detector.detect_batch(images)
         except Exception:
             log.exception("detector failed on a batch of %d", len(batch))
             results = [Detections.empty(self.detector.names) for _ in batch]
-        per_frame_ms = (time.perf_counter() - t0) * 1000 / len(batch)
+        per_frame_s = (time.perf_counter() - t1) / len(batch)
+        convert_s = (t1 - t0) / len(batch)
         for frame, dets in zip(batch, results):
             rt = self.cameras.get(frame.camera_id)
             if rt is None:
                 continue
             rt.detected += 1
-            rt.inference_ms.append(per_frame_ms)
+            rt.inference_ms.append(per_frame_s * 1000)
+            rt.stage_s["queue_wait"] += max(0.0, started - frame.capture_time)
+            rt.stage_s["convert"] += convert_s
+            rt.stage_s["detect"] += per_frame_s
             rt.analysed_t = max(rt.analysed_t, frame.capture_time)
             try:
                 with rt.gate_lock:  # process() tells the motion gate what it found
@@ -441,6 +456,8 @@ class Worker:
                 rt.errors += 1
                 log.exception("camera %s: analysis failed", rt.camera_id)
                 continue
+            rt.stage_s["track"] += result.track_s
+            rt.stage_s["rules"] += result.rules_s
             for upd in result.updates:
                 self._emit(rt, upd, frame)
 
