@@ -247,6 +247,22 @@ def test_killed_redis_is_restarted_on_the_same_data(running: Run) -> None:
     print(f"worker publishing again {back:.2f} s after the restart")
 
 
+def test_killed_archiver_is_restarted(running: Run) -> None:
+    pid = wait_for_child(running, "dashboard.archiver")
+    os.kill(pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    wait_for(lambda: (p := running.child("dashboard.archiver")) is not None and p != pid, 10,
+             lambda: f"a new archiver; output:\n{running.output[-2000:]}")
+    print(f"archiver SIGKILLed: a new one runs after {time.monotonic() - t0:.2f} s")
+
+
+def wait_for_child(running: Run, marker: str) -> int:
+    wait_for(lambda: running.child(marker) is not None, 20, f"a child running {marker}")
+    pid = running.child(marker)
+    assert pid is not None
+    return pid
+
+
 def test_frozen_redis_is_restarted(running: Run) -> None:
     url = running.url()
     pid = running.child("redis-server")
