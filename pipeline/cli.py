@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_preview(sub)
     from pipeline.tools.bench.command import add_parser as add_bench
     add_bench(sub)
+    from pipeline.export.command import add_parser as add_export  # light; the export is imported when it runs
+    add_export(sub)
     p = sub.add_parser("users", help="dashboard log-ins: add, passwd, disable, enable, list", add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_users)

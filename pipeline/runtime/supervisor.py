@@ -276,9 +276,10 @@ class DashboardChild(Child):
 def _retention_loop(cfg: Config, stop: threading.Event) -> None:
     """Keep the data disk usable: free space checked every few seconds (below recordings.min_free_percent the
     oldest recordings and snapshots go at once), the full retention sweep (age, quotas) every minute."""
+    from pipeline.export.protect import protection_for  # exports' holds and open alerts' clips are never deleted
     from pipeline.record.janitor import Janitor
 
-    Janitor.from_config(cfg, sweep_s=RETENTION_PERIOD_S).run(stop)
+    Janitor.from_config(cfg, protected=protection_for(cfg), sweep_s=RETENTION_PERIOD_S).run(stop)
 
 
 # ---------------------------------------------------------------------------------------- supervisor
