@@ -144,22 +144,32 @@ grid_cells:
   G1:
     name: Xinhua Street
     officer: {{name: Wang Wei, phone: "13800000001"}}
+    outline: [[0, 0], [400, 0], [400, 300], [0, 300]]
   G2:
     name: Station Square
     officer: {{name: Li Na, phone: "13800000002"}}
+    outline: [[400, 0], [700, 0], [700, 300], [400, 300]]
 cameras:
   lobby:
     name: Lobby camera
     source: rtsp://127.0.0.1:9/lobby
     grid_cell: G1
+    position: [100, 150]
+    rules:
+      zone:
+        kind: presence
+        severity: high
+        procedure: "1. Look at the live view. 2. Call the duty officer."
   gate:
     name: School gate
     source: rtsp://127.0.0.1:9/gate
     grid_cell: G1
+    position: [300, 50]
   square:
     name: Station square
     source: rtsp://127.0.0.1:9/square
     grid_cell: G2
+    position: [550, 150]
 """
 
 

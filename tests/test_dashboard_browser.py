@@ -171,8 +171,8 @@ def test_two_operators_handle_an_alert_and_see_each_other_within_a_second(room: 
         wang.goto(base + "/history")
         wang.select_option("#h-state", "resolved")
         wang.click("#h-go")
-        wang.locator('#results tr.result[data-alert-id="r1"]').wait_for(timeout=5000)
-        assert wang.locator("#results tr.result").count() == 1
+        wang.wait_for_function("() => { const r = [...document.querySelectorAll('#results tr.result')];"
+                               " return r.length === 1 && r[0].dataset.alertId === 'r1'; }", timeout=5000)
         wang.click('#results tr.result[data-alert-id="r1"]')
         wang.locator(".timeline-row li").nth(5).wait_for()
         acts = [li.get_attribute("data-action") for li in wang.locator(".timeline-row li").all()]
@@ -238,6 +238,18 @@ def test_operator_is_refused_other_cells_and_admin_pages_in_the_browser(room: di
         boss.goto(base + "/engineer")
         boss.locator('#health tr[data-camera="square"]').wait_for()
         boss.screenshot(path=str(out / "engineer.png"))
+        # the grid map: both cells for the chief, G2 with its open alert; a click filters the room to the cell
+        boss.goto(base + "/map")
+        boss.locator('#plan g.cell[data-cell="G2"][data-new="1"]').wait_for(timeout=5000)
+        assert boss.locator("#plan g.cell").count() == 2 and boss.locator("#plan circle.camera").count() == 3
+        boss.screenshot(path=str(out / "map.png"))
+        boss.locator('#plan g.cell[data-cell="G1"] polygon').click()
+        boss.wait_for_url(base + "/?cell=G1")
+        boss.locator("#cell-filter").wait_for()
+        boss.locator('#alerts li[data-alert-id="g2-alert"]').wait_for(state="hidden")
+        wang.goto(base + "/map")
+        wang.locator('#plan g.cell[data-cell="G1"]').wait_for()
+        assert wang.locator("#plan g.cell").count() == 1
         browser.close()
 
 

@@ -176,3 +176,39 @@ def test_escalation_of_unacknowledged_alerts_and_unsigned_dispatches(env: dict[s
     escalations = [t for t in tl if t["action"] == "escalate"]
     assert [t["data"]["level"] for t in escalations] == [1, 2, 7, 8]  # one row per escalation, levels may jump
     assert all(t["username"] is None for t in escalations)  # the system did it
+
+
+def test_bulk_close_of_one_cameras_false_alarms_and_the_rules_procedure(env: dict[str, object]) -> None:
+    for i in range(3):
+        env["publish"](alert_msg(f"flap{i}", camera="gate"))  # type: ignore[operator]
+    env["publish"](alert_msg("other", camera="lobby"))  # type: ignore[operator]
+    wang, zhao, li = Op(env["app"], "wang"), Op(env["app"], "zhao"), Op(env["app"], "li")
+    for i in range(3):
+        wang.c.get(f"/api/alerts/flap{i}")  # stored from the bus
+    zhao.ok("flap2", "acknowledge")  # zhao is handling this one: it is left to him
+    r = wang.c.post("/api/alerts/bulk-close", json={"camera": "gate", "note": "spider web on the lens"},
+                    headers={"X-CSRF-Token": wang.csrf})
+    assert r.json() == {"closed": 2, "skipped": 1}
+    states = {a["alert_id"]: a["state"] for a in wang.c.get("/api/alerts").json()["alerts"]}
+    assert states["flap0"] == states["flap1"] == "false_alarm" and states["flap2"] == "acknowledged"
+    assert states["other"] == "new"
+    assert wang.c.post("/api/alerts/bulk-close", json={"camera": "gate", "note": " "},
+                       headers={"X-CSRF-Token": wang.csrf}).status_code == 400
+    assert li.c.post("/api/alerts/bulk-close", json={"camera": "gate", "note": "x"},
+                     headers={"X-CSRF-Token": li.csrf}).status_code == 404  # not li's cell
+    assert wang.c.get("/api/alerts/other").json()["procedure"].startswith("1. Look at the live view")
+    assert wang.c.get("/api/alerts/flap0").json()["procedure"] is None  # gate's default rule has none
+
+
+def test_grid_map_counts_open_alerts_per_cell(env: dict[str, object]) -> None:
+    env["publish"](alert_msg("m1", camera="lobby"))  # type: ignore[operator]
+    env["publish"](alert_msg("m2", camera="square"))  # type: ignore[operator]
+    wang, li = Op(env["app"], "wang"), Op(env["app"], "li")
+    wang.c.get("/api/alerts/m1")
+    li.c.get("/api/alerts/m2")
+    wang.ok("m1", "acknowledge")
+    m = wang.c.get("/api/map").json()
+    assert [(c["id"], c["open"], c["new"]) for c in m["cells"]] == [("G1", 1, 0)]  # only wang's cell
+    assert m["cells"][0]["outline"] == [[0, 0], [400, 0], [400, 300], [0, 300]]
+    assert {c["id"]: c["position"] for c in m["cameras"]} == {"lobby": [100, 150], "gate": [300, 50]}
+    assert [(c["id"], c["new"]) for c in li.c.get("/api/map").json()["cells"]] == [("G2", 1)]

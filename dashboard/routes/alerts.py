@@ -147,7 +147,48 @@ async def get_alert(alert_id: str, request: Request, user: User = Depends(curren
     out = await run_in_threadpool(_get)
     if out is None:
         raise refuse(404, "not_found")
+    cam = d.config().cameras.get(out["alert"]["camera"]["id"])
+    rule = cam.effective_rules().get(out["alert"]["rule"]["id"]) if cam else None
+    out["procedure"] = getattr(rule, "procedure", None)  # the rule's SOP from streams.yaml, as configured now
     return out
+
+
+class BulkClose(BaseModel):
+    camera: str = Field(max_length=64)
+    note: str = Field(max_length=4000)
+
+
+@router.post("/api/alerts/bulk-close")
+async def bulk_close(body: BulkClose, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+    """Close every open alert of one camera as a false alarm with one reason (a flapping camera).
+
+    Alerts another operator is handling are left to them; the answer counts closed and skipped.
+    """
+    d = ctx(request)
+    cam = d.config().cameras.get(body.camera)
+    if cam is None or not user.sees_cell(cam.grid_cell):
+        raise refuse(404, "not_found")
+    if not body.note.strip():
+        raise refuse(400, "comment_required")
+
+    def _close() -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], int]:
+        done, skipped = [], 0
+        with d.engine.connect() as conn:
+            ids = conn.execute(select(alerts.c.id).where(alerts.c.camera_id == body.camera,
+                                                         alerts.c.state.in_(OPEN_STATES))).scalars().all()
+        for aid in ids:
+            try:
+                with d.engine.begin() as conn:
+                    done.append(apply(conn, aid, user, ActionRequest("close", note=body.note,
+                                                                     classification="false_alarm"),
+                                      remote_addr(request)))
+            except WorkflowError:
+                skipped += 1
+        return done, skipped
+    done, skipped = await run_in_threadpool(_close)
+    for alert, action in done:
+        await d.push_action(alert, action)
+    return {"closed": len(done), "skipped": skipped}
 
 
 class ActionBody(BaseModel):

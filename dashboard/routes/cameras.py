@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
 
 from dashboard.context import Dashboard, ctx
 from dashboard.deps import current_user, refuse, require_role
@@ -75,3 +76,37 @@ async def health(request: Request, user: User = Depends(require_role("engineer")
     """Every visible camera with its configuration and counters (the engineer page)."""
     d = ctx(request)
     return camera_list(d.config(), await camera_statuses(d), user, detail=True)
+
+
+@router.get("/map", include_in_schema=False)
+async def map_page() -> HTMLResponse:
+    return page("map.html")
+
+
+@router.get("/api/map")
+async def grid_map(request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+    """The user's grid cells (outline, duty officer, open alerts now) and cameras (position, online)."""
+    d = ctx(request)
+    cfg = d.config()
+    cams = camera_list(cfg, await camera_statuses(d), user)
+
+    def _counts() -> dict[str, dict[str, int]]:
+        from sqlalchemy import func, select
+
+        from dashboard.history.schema import OPEN_STATES, alerts
+        with d.engine.connect() as conn:
+            rows = conn.execute(select(alerts.c.grid_cell_id, alerts.c.state, func.count())
+                                .where(alerts.c.state.in_(OPEN_STATES)).group_by(alerts.c.grid_cell_id, alerts.c.state))
+            out: dict[str, dict[str, int]] = {}
+            for cell, state, n in rows:
+                out.setdefault(cell, {})[state] = n
+            return out
+    counts = await run_in_threadpool(_counts)
+    cells = [{"id": cid, "name": c.name, "officer": {"name": c.officer.name, "phone": c.officer.phone},
+              "outline": [list(p) for p in c.outline] if c.outline else None,
+              "open": sum(counts.get(cid, {}).values()), "new": counts.get(cid, {}).get("new", 0)}
+             for cid, c in cfg.grid_cells.items() if user.sees_cell(cid)]
+    for cam in cams:
+        pos = cfg.cameras[cam["id"]].position
+        cam["position"] = list(pos) if pos else None
+    return {"cells": cells, "cameras": cams}

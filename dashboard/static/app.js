@@ -9,6 +9,7 @@ const tpl = document.getElementById("alert-tpl");
 const alerts = new Map(); // alert_id -> alert (detection data + workflow state)
 const items = new Map(); // alert_id -> <li>
 let filter = "open";
+const cellFilter = new URLSearchParams(location.search).get("cell"); // from the grid map
 let selected = null;
 let baseTitle = "";
 let beepTimer = null;
@@ -88,7 +89,7 @@ function render(a) {
     const url = snapUrl(a.snapshot.path);
     if (img.getAttribute("src") !== url) img.src = url;
   }
-  li.hidden = filter === "open" && !OPEN.has(a.state);
+  li.hidden = (filter === "open" && !OPEN.has(a.state)) || (cellFilter !== null && li.dataset.cell !== cellFilter);
   const key = sortKey(a);
   if (isNew || parseFloat(li.dataset.start) !== key) { li.remove(); insertByTime(li, key); }
   updateCount();
@@ -115,6 +116,8 @@ function renderCameraEvent(msg) {
   li.classList.add("camera-event");
   li.dataset.phase = msg.phase;
   li.dataset.camera = msg.camera.id;
+  li.dataset.cell = (msg.grid_cell || {}).id || "";
+  li.hidden = cellFilter !== null && li.dataset.cell !== cellFilter;
   li.querySelector(".label").textContent = SE.t(msg.phase === "offline" ? "camera.went_offline" : "camera.came_online");
   li.querySelector(".rule").textContent = msg.detail || "";
   li.querySelector(".camera").textContent = msg.camera.name;
@@ -180,6 +183,8 @@ async function select(id) {
     showDetail(merged);
     document.getElementById("d-timeline").replaceChildren();
     data.timeline.forEach(addTimelineRow);
+    document.getElementById("d-procedure").textContent = data.procedure || "";
+    document.getElementById("d-procedure-box").hidden = !data.procedure;
   } catch (e) { showError(e); }
 }
 
@@ -222,6 +227,7 @@ function showDetail(a) {
   document.querySelectorAll("#d-actions button").forEach(b => { b.hidden = !show[b.dataset.action]; });
   document.getElementById("d-forward-form").hidden = !(open && (mine || !a.owner));
   document.getElementById("d-close-form").hidden = !(open && (mine || !a.owner));
+  document.getElementById("d-bulk").hidden = !open;
   document.getElementById("d-error").hidden = true;
 }
 
@@ -274,6 +280,19 @@ function wireDetail() {
     await act("forward", { to: document.getElementById("d-forward-to").value,
                            note: document.getElementById("d-forward-msg").value });
   });
+  document.getElementById("d-bulk").addEventListener("click", async () => {
+    const a = alerts.get(selected);
+    if (!a) return;
+    const note = document.getElementById("d-comment").value;
+    if (!note.trim()) { showError({ code: "comment_required" }); return; }
+    if (!confirm(SE.t("room.bulk_confirm", { camera: a.camera.name }))) return;
+    try {
+      const res = await SE.api("/api/alerts/bulk-close", { method: "POST", body: { camera: a.camera.id, note } });
+      const el = document.getElementById("d-error");
+      el.textContent = SE.t("room.bulk_done", res);
+      el.hidden = false;
+    } catch (e) { showError(e); }
+  });
   document.getElementById("d-close-form").addEventListener("submit", async ev => {
     ev.preventDefault();
     await act("close", { classification: document.getElementById("d-class").value,
@@ -323,6 +342,11 @@ async function main() {
   await SE.start();
   baseTitle = document.title;
   wireDetail();
+  if (cellFilter !== null) {
+    const name = (SE.me.cells[cellFilter] || {}).name || cellFilter;
+    document.querySelector(".filters").append(SE.el("a", { id: "cell-filter", class: "cell-filter", href: "/",
+                                                            text: SE.t("room.cell_filter", { name }) }));
+  }
   const conn = document.getElementById("conn");
   const data = await SE.api("/api/alerts?limit=300");
   for (const a of data.alerts.slice().reverse()) { alerts.set(a.alert_id, a); render(a); }

@@ -96,7 +96,7 @@ const SE = {
   header() {
     const nav = document.getElementById("nav");
     if (!nav) return;
-    const links = [["/", "nav.room"], ["/history", "nav.history"], ["/reports", "nav.reports"],
+    const links = [["/", "nav.room"], ["/map", "nav.map"], ["/history", "nav.history"], ["/reports", "nav.reports"],
                    ["/supervisor", "nav.supervisor"]];
     if (SE.me.can.engineer) links.push(["/engineer", "nav.engineer"]);
     if (SE.me.can.admin) links.push(["/users", "nav.users"]);

@@ -208,6 +208,8 @@ class RuleBase(Strict):
         None, description="Arming windows; the rule is armed only inside one. Default: always armed.")
     severity: Literal["low", "medium", "high", "critical"] = Field(
         "medium", description="Severity of the alert: low, medium (default), high or critical.")
+    procedure: str | None = Field(None, max_length=4000, description="Standard operating procedure "
+                                  "(处置预案) shown to the operator handling an alert of this rule; free text.")
 
     @field_validator("schedule")
     @classmethod
@@ -277,9 +279,23 @@ class Officer(Strict):
     phone: str = Field(min_length=3, max_length=32, description="Contact number of the duty officer.")
 
 
+PlanPoint = tuple[float, float]
+
+
 class GridCell(Strict):
     name: str = Field(min_length=1, description="Name of the grid cell (网格), e.g. street or village.")
     officer: Officer = Field(description="Who the command room dispatches to this cell.")
+    outline: list[PlanPoint] | None = Field(None, description="Outline of the cell on the district plan the "
+                                            "dashboard's grid map draws: points [x, y] in any local plan unit "
+                                            "(e.g. metres east and north of a landmark), at least 3. Default: "
+                                            "the cell is listed but not drawn.")
+
+    @field_validator("outline")
+    @classmethod
+    def _outline(cls, v: list[PlanPoint] | None) -> list[PlanPoint] | None:
+        if v is not None and len(v) < 3:
+            raise ValueError("an outline needs at least 3 points [x, y]")
+        return v
 
 
 class AlertsConfig(Strict):
@@ -387,6 +403,8 @@ class CameraConfig(Strict):
     source: str = Field(min_length=1, description="rtsp://[user:password@]host[:port]/path, or a "
                         "video file (path or file://) played at real-time pace for demos and tests.")
     grid_cell: str = Field(description="Id of the grid cell (under `grid_cells`) the camera belongs to.")
+    position: PlanPoint | None = Field(None, description="Where the camera is on the district plan of the "
+                                       "grid map, [x, y] in the unit of the cells' outlines. Default: not drawn.")
     enabled: bool = Field(True, description="Set false to keep the camera configured but not run it.")
     detect_fps: float = Field(5.0, ge=0.1, le=30.0, description="Frames per second sent to the detector, "
                               "sampled by timestamp (0.1-30, default 5).")
