@@ -159,7 +159,7 @@ cameras:
       zone:
         kind: presence
         severity: high
-        procedure: "1. Look at the live view. 2. Call the duty officer."
+        procedure: "1. 查看实时视频。2. 电话通知责任民警。"
   gate:
     name: School gate
     source: rtsp://127.0.0.1:9/gate

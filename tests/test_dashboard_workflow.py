@@ -196,7 +196,7 @@ def test_bulk_close_of_one_cameras_false_alarms_and_the_rules_procedure(env: dic
                        headers={"X-CSRF-Token": wang.csrf}).status_code == 400
     assert li.c.post("/api/alerts/bulk-close", json={"camera": "gate", "note": "x"},
                      headers={"X-CSRF-Token": li.csrf}).status_code == 404  # not li's cell
-    assert wang.c.get("/api/alerts/other").json()["procedure"].startswith("1. Look at the live view")
+    assert wang.c.get("/api/alerts/other").json()["procedure"].startswith("1. 查看实时视频")
     assert wang.c.get("/api/alerts/flap0").json()["procedure"] is None  # gate's default rule has none
 
 
