@@ -241,7 +241,7 @@ def _cut_all(cfg: Config, req: ExportRequest, cams: list[str], plan: dict[str, l
 
     workers = max(1, min(len(cams), os.cpu_count() or 1))
     with cf.ThreadPoolExecutor(workers, thread_name_prefix="export") as pool, \
-            cf.ThreadPoolExecutor(1, thread_name_prefix="export-hash") as hasher:
+            cf.ThreadPoolExecutor(workers, thread_name_prefix="export-hash") as hasher:
         futures = {c: pool.submit(cut_camera, rec_dir, c, req.start, req.end, folder, req.precise, advance, plan[c])
                    for c in cams}
         cuts: list[CameraCut] = []
