@@ -28,7 +28,7 @@ from dashboard.deps import refuse, session_required
 from dashboard.escalation import CHECK_EVERY_S, escalate_due
 from dashboard.history import open_database
 from dashboard.pages import PUBLIC_STATIC, page, static_file
-from dashboard.routes import alerts, auth, cameras, health, history, reports, users
+from dashboard.routes import alerts, auth, cameras, health, history, officer, reports, users
 from dashboard.security import SecurityHeaders
 from pipeline.config import Config
 
@@ -78,7 +78,7 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
             raise refuse(404, "not_found")
         return resp
 
-    for r in (auth.router, health.router, alerts.router, history.router, reports.router, cameras.router,
-              users.router):
+    for r in (auth.router, health.router, officer.router, alerts.router, history.router, reports.router,
+              cameras.router, users.router):
         app.include_router(r)
     return SecurityHeaders(app, tls=tls)

@@ -8,7 +8,8 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 STATIC = Path(__file__).parent / "static"
 # what the log-in page needs before anyone is logged in; every other file needs a session
-PUBLIC_STATIC = frozenset({"login.js", "common.js", "style.css", "i18n/en.json", "i18n/zh-CN.json"})
+PUBLIC_STATIC = frozenset({"login.js", "common.js", "style.css", "i18n/en.json", "i18n/zh-CN.json",
+                           "officer.js"})  # officer.js: the phone page opened by a one-time link
 TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
          ".json": "application/json; charset=utf-8", ".svg": "image/svg+xml", ".wav": "audio/wav",
          ".png": "image/png"}

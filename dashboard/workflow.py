@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from dashboard.audit import as_dict, record
+from dashboard.audit import record
 from dashboard.history.schema import CLASSIFICATIONS, DISPATCH_STEPS, OPEN_STATES, alerts
 from dashboard.users import User, from_row, get_user
 
@@ -190,4 +190,80 @@ def action_message(alert: dict[str, Any], act: dict[str, Any]) -> str:
     return json.dumps({"type": "action", "alert": alert, "action": act}, separators=(",", ":"), ensure_ascii=False)
 
 
-__all__ = ["ACTIONS", "Request", "WorkflowError", "action_message", "alert_view", "apply", "as_dict"]
+
+# ------------------------------------------------------------------ the officer's phone link
+
+LINK_TTL_S = 24 * 3600.0
+OFFICER_STEPS = ("signed_for", "on_scene", "feedback")
+
+
+def create_link(conn: Connection, alert_id: str, user: User, now: float | None = None) -> str:
+    """A new one-time link for the dispatched officer (older ones of the alert stop working); the token.
+
+    Only the token's hash is stored, and the token is never written to the audit log: it is shown
+    once to the operator, who sends it to the officer's phone.
+    """
+    import secrets
+
+    from dashboard.history.schema import dispatch_links
+    from dashboard.security import token_hash
+
+    now = time.time() if now is None else now
+    row = conn.execute(select(alerts.c.officer_name, alerts.c.state, alerts.c.owner_id, alerts.c.grid_cell_id)
+                       .where(alerts.c.id == alert_id)).first()
+    if row is None or not user.sees_cell(row.grid_cell_id):
+        raise WorkflowError("not_found", 404)
+    if row.state != "dispatched":
+        raise WorkflowError("not_dispatched", 409)
+    if row.owner_id is not None and row.owner_id != user.id:
+        raise WorkflowError("owned_by_other", 409)
+    conn.execute(update(dispatch_links).where(dispatch_links.c.alert_id == alert_id,
+                                              dispatch_links.c.revoked_at.is_(None)).values(revoked_at=now))
+    token = secrets.token_urlsafe(24)
+    conn.execute(dispatch_links.insert().values(id=token_hash(token), alert_id=alert_id, officer_name=row.officer_name,
+                                                created_at=now, created_by=user.username, expires_at=now + LINK_TTL_S))
+    return token
+
+
+def link_alert(conn: Connection, token: str, now: float | None = None) -> Any:
+    """The alert row a live link points to, or None (unknown, replaced, expired, dispatch finished)."""
+    from dashboard.history.schema import dispatch_links
+    from dashboard.security import token_hash
+
+    now = time.time() if now is None else now
+    if not token or len(token) > 100:
+        return None
+    return conn.execute(select(alerts).join(dispatch_links, dispatch_links.c.alert_id == alerts.c.id).where(
+        dispatch_links.c.id == token_hash(token), dispatch_links.c.revoked_at.is_(None),
+        dispatch_links.c.expires_at > now)).first()
+
+
+def officer_step(conn: Connection, token: str, step: str, note: str | None = None, remote: str | None = None,
+                 now: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The officer reports a dispatch step from the phone page; the last step (feedback) ends the link."""
+    from dashboard.history.schema import dispatch_links
+    from dashboard.security import token_hash
+
+    now = time.time() if now is None else now
+    row = link_alert(conn, token, now)
+    if row is None:
+        raise WorkflowError("link_invalid", 404)
+    if step not in OFFICER_STEPS:
+        raise WorkflowError("unknown_action", 400)
+    if row.state != "dispatched":
+        raise WorkflowError("closed", 409)
+    expected = DISPATCH_STEPS.index(row.dispatch_step) + 1 if row.dispatch_step else 0
+    if DISPATCH_STEPS.index(step) != expected:
+        raise WorkflowError("wrong_step", 409, step=row.dispatch_step)
+    note = _note(note)
+    res = conn.execute(update(alerts).where(alerts.c.id == row.id, alerts.c.version == row.version)
+                       .values({"dispatch_step": step, STEP_COLUMN[step]: now, "version": row.version + 1}))
+    if res.rowcount != 1:
+        raise WorkflowError("stale", 409)
+    if step == "feedback":
+        conn.execute(update(dispatch_links).where(dispatch_links.c.id == token_hash(token)).values(revoked_at=now))
+    act = record(conn, step, alert_id=row.id, grid_cell_id=row.grid_cell_id, from_state=row.state,
+                 to_state=row.state, note=note, remote=remote, at=now,
+                 data={"step": step, "at": now, "by": row.officer_name or "officer", "via": "link"})
+    fresh = conn.execute(select(alerts).where(alerts.c.id == row.id)).one()
+    return alert_view(fresh), act

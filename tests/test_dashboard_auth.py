@@ -68,6 +68,9 @@ def test_every_route_but_login_and_health_needs_a_session(env: dict[str, object]
     c = client(env)
     inner = env["app"].app  # type: ignore[attr-defined]
     open_routes = {("/login", "GET"), ("/api/login", "POST"), ("/healthz", "GET"), ("/metrics", "GET")}
+    # the officer's phone page: no session, but a one-time link; an unknown link is a plain 404
+    link_routes = {("/o/{token}", "GET"), ("/api/o/{token}", "GET"), ("/api/o/{token}/snapshot", "GET"),
+                   ("/api/o/{token}/steps", "POST")}
     checked = 0
     for route in _api_routes(inner.routes):
         if not isinstance(route, APIRoute):
@@ -75,6 +78,10 @@ def test_every_route_but_login_and_health_needs_a_session(env: dict[str, object]
         path = re.sub(r"\{[^}]+\}", "x", route.path)
         for method in route.methods:
             if (route.path, method) in open_routes:
+                continue
+            if (route.path, method) in link_routes:
+                r = c.request(method, path, json={"step": "signed_for"})
+                assert r.status_code == 404, f"{method} {route.path} answered {r.status_code} for an unknown link"
                 continue
             r = c.request(method, path)
             assert r.status_code in (401, 303), f"{method} {route.path} answered {r.status_code} without a session"

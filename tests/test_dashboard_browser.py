@@ -333,3 +333,38 @@ def test_an_unacknowledged_alert_escalates_on_the_page(room: dict[str, Any]) -> 
         page.locator('#alerts li[data-alert-id="esc1"][data-overdue="false"]').wait_for(timeout=5000)
         browser.close()
     print(f"critical alert (2 s to acknowledge) shown overdue {took:.1f} s after it started")
+
+
+def test_the_officer_reports_from_a_phone_and_the_room_sees_it(room: dict[str, Any]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    base, out = room["base"], artefacts()
+    room["publish"](alert_msg("ph1", camera="lobby", snapshot=None))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        wang = login(browser, base, "wang")
+        wang.click('#alerts li[data-alert-id="ph1"]')
+        wang.click('#d-actions button[data-action="acknowledge"]')
+        wang.locator('#d-actions button[data-action="dispatch"]:visible').click()
+        wang.wait_for_function("() => document.getElementById('d-link').value.includes('/o/')")
+        link = wang.input_value("#d-link")
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True).new_page()
+        phone.goto(link)  # no session: the link is the key
+        phone.locator('#o-next[data-step="signed_for"]').wait_for()
+        phone.screenshot(path=str(out / "officer-phone.png"), full_page=True)
+        phone.click("#o-next")
+        t = time.monotonic()
+        wang.locator('#d-lights .light[data-step="signed_for"][data-on="true"]').wait_for(timeout=5000)
+        seen = time.monotonic() - t
+        phone.locator('#o-next[data-step="on_scene"]').wait_for()
+        phone.click("#o-next")
+        phone.locator('#o-next[data-step="feedback"]').wait_for()
+        phone.fill("#o-note", "two youths, sent home")
+        phone.click("#o-next")
+        phone.locator("#o-done:not([hidden])").wait_for()
+        wang.locator('#d-timeline li[data-action="feedback"]:has-text("two youths")').wait_for(timeout=5000)
+        phone.reload()
+        phone.locator("#o-error:not([hidden])").wait_for()  # the link ended with the feedback
+        browser.close()
+    print(f"officer's 'signed for' on the phone shown in the room after {seen * 1000:.0f} ms")
+    assert seen < 1.0

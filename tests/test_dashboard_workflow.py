@@ -212,3 +212,36 @@ def test_grid_map_counts_open_alerts_per_cell(env: dict[str, object]) -> None:
     assert m["cells"][0]["outline"] == [[0, 0], [400, 0], [400, 300], [0, 300]]
     assert {c["id"]: c["position"] for c in m["cameras"]} == {"lobby": [100, 150], "gate": [300, 50]}
     assert [(c["id"], c["new"]) for c in li.c.get("/api/map").json()["cells"]] == [("G2", 1)]
+
+
+def test_the_officers_one_time_link_reports_the_dispatch_steps(env: dict[str, object]) -> None:
+    env["publish"](alert_msg("o1", camera="lobby"))  # type: ignore[operator]
+    wang, zhao = Op(env["app"], "wang"), Op(env["app"], "zhao")
+    wang.ok("o1", "acknowledge")
+    r = wang.c.post("/api/alerts/o1/actions", json={"action": "dispatch"}, headers={"X-CSRF-Token": wang.csrf})
+    link = r.json()["officer_link"]
+    assert link.startswith("/o/") and len(link) > 30
+    officer = TestClient(env["app"])  # type: ignore[arg-type]  # no account, no session
+    assert officer.get(link).status_code == 200
+    info = officer.get("/api" + link).json()
+    assert info["camera"]["id"] == "lobby" and info["dispatch"]["step"] == "sent" and "owner" not in info
+    steps = "/api" + link + "/steps"
+    assert officer.post(steps, json={"step": "on_scene"}).json()["detail"]["code"] == "wrong_step"
+    assert officer.post(steps, json={"step": "close"}).status_code == 400  # only dispatch steps
+    assert officer.post(steps, json={"step": "signed_for"}, headers={"Origin": "http://evil.example"}
+                        ).status_code == 403
+    assert officer.post(steps, json={"step": "signed_for"}).json()["dispatch"]["step"] == "signed_for"
+    # a new link replaces the old one; only the owner may make it
+    assert zhao.c.post("/api/alerts/o1/officer-link", headers={"X-CSRF-Token": zhao.csrf}).status_code == 409
+    new = wang.c.post("/api/alerts/o1/officer-link", headers={"X-CSRF-Token": wang.csrf}).json()["officer_link"]
+    assert officer.get("/api" + link).status_code == 404 and new != link
+    steps = "/api" + new + "/steps"
+    officer.post(steps, json={"step": "on_scene"})
+    done = officer.post(steps, json={"step": "feedback", "note": "two youths, sent home"}).json()
+    assert done["dispatch"]["step"] == "feedback"
+    assert officer.get("/api" + new).status_code == 404  # the last step ends the link
+    tl = wang.c.get("/api/alerts/o1").json()["timeline"]
+    by_link = [(t["action"], t["data"]["via"], t["username"]) for t in tl if (t["data"] or {}).get("via")]
+    assert by_link == [("signed_for", "link", None), ("on_scene", "link", None), ("feedback", "link", None)]
+    assert tl[-1]["note"] == "two youths, sent home" and tl[-1]["data"]["by"] == "Wang Wei"  # G1's duty officer
+    assert all(link[3:] not in str(t) and new[3:] not in str(t) for t in tl)  # no token in the audit log

@@ -13,6 +13,8 @@ happens in storage; the page shows them in the config's zone.
 - ``actions``: the audit log and per-alert timeline: every operator action, log-in and
   system step (escalation).  Append-only: triggers refuse UPDATE and DELETE.
 - ``users`` and ``sessions``: log-ins with argon2id hashes and server-side sessions.
+- ``dispatch_links``: the one-time links a dispatched officer opens on a phone to report the
+  dispatch steps (signed for, on scene, feedback) without an account (migration 0003).
 """
 
 from __future__ import annotations
@@ -162,6 +164,17 @@ actions = Table(
     Column("remote", String(64), nullable=True),
     Index(None, "alert_id", "id"),
     Index(None, "time"),
+)
+
+dispatch_links = Table(
+    "dispatch_links", metadata,
+    Column("id", String(64), primary_key=True, doc="sha256 of the link's token: the table alone opens nothing"),
+    Column("alert_id", String(128), ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("officer_name", String(200), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True, doc="set when a newer link replaces it or the dispatch is done"),
 )
 
 APPEND_ONLY_TABLES = ("actions",)

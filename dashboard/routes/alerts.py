@@ -30,7 +30,7 @@ from dashboard.pages import page
 from dashboard.routes.cameras import camera_list, camera_statuses
 from dashboard.users import User
 from dashboard.workflow import Request as ActionRequest
-from dashboard.workflow import WorkflowError, alert_view, apply
+from dashboard.workflow import WorkflowError, alert_view, apply, create_link
 from pipeline.publish import bus
 
 router = APIRouter(dependencies=[Depends(current_user)])
@@ -207,15 +207,36 @@ async def act(alert_id: str, body: ActionBody, request: Request, user: User = De
     await _ensure_alert(d, alert_id)
     req = ActionRequest(**body.model_dump())
 
-    def _apply() -> tuple[dict[str, Any], dict[str, Any]]:
+    def _apply() -> tuple[dict[str, Any], dict[str, Any], str | None]:
         with d.engine.begin() as conn:
-            return apply(conn, alert_id, user, req, remote_addr(request))
+            alert, action = apply(conn, alert_id, user, req, remote_addr(request))
+            # a dispatch makes the officer's one-time phone link, shown to this operator only
+            token = create_link(conn, alert_id, user) if req.action == "dispatch" else None
+            return alert, action, token
     try:
-        alert, action = await run_in_threadpool(_apply)
+        alert, action, token = await run_in_threadpool(_apply)
     except WorkflowError as e:
         raise refuse(e.status, e.code, **e.extra) from None
     await d.push_action(alert, action)
-    return {"alert": alert, "action": action}
+    return {"alert": alert, "action": action, "officer_link": f"/o/{token}" if token else None}
+
+
+@router.post("/api/alerts/{alert_id}/officer-link")
+async def new_officer_link(alert_id: str, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+    """A fresh link for the dispatched officer (the old one stops working): the operator lost it, or resends."""
+    d = ctx(request)
+
+    def _make() -> str:
+        with d.engine.begin() as conn:
+            token = create_link(conn, alert_id, user)
+            record(conn, "officer_link", user_id=user.id, username=user.username, alert_id=alert_id,
+                   remote=remote_addr(request), data={"by": user.display_name})
+            return token
+    try:
+        token = await run_in_threadpool(_make)
+    except WorkflowError as e:
+        raise refuse(e.status, e.code, **e.extra) from None
+    return {"officer_link": f"/o/{token}"}
 
 
 def _sse(event: str, data: Any, sid: str | None = None) -> bytes:

@@ -228,11 +228,13 @@ function showDetail(a) {
   document.getElementById("d-forward-form").hidden = !(open && (mine || !a.owner));
   document.getElementById("d-close-form").hidden = !(open && (mine || !a.owner));
   document.getElementById("d-bulk").hidden = !open;
+  document.getElementById("d-link-box").hidden = !(a.state === "dispatched" && mine && d.step !== "feedback");
+  document.getElementById("d-link").value = links.get(a.alert_id) || "";
   document.getElementById("d-error").hidden = true;
 }
 
 function addTimelineRow(act) {
-  const who = act.username ? ((act.data || {}).by || act.username) : SE.t("timeline.system");
+  const who = (act.data || {}).by || act.username || SE.t("timeline.system");
   const vars = Object.assign({}, act.data || {});
   if (vars.reason) vars.reason = SE.t(`reason.${vars.reason}`);
   const parts = [SE.fmt(act.time), who, SE.t(`timeline.${act.action}`, vars)];
@@ -243,6 +245,12 @@ function addTimelineRow(act) {
   if (act.id && tl.querySelector(`[data-id="${act.id}"]`)) return;
   if (act.id) li.dataset.id = act.id;
   tl.append(li);
+}
+
+const links = new Map(); // alert_id -> the officer link made in this page (shown once, never stored in clear)
+function showLink(id, path) {
+  links.set(id, location.origin + path);
+  if (selected === id) document.getElementById("d-link").value = links.get(id);
 }
 
 function showError(e) {
@@ -259,6 +267,7 @@ async function act(action, extra) {
       method: "POST", body: Object.assign({ action, version: a.version === null ? undefined : a.version }, extra || {}),
     });
     onAction(res);
+    if (res.officer_link) showLink(a.alert_id, res.officer_link);
     return true;
   } catch (e) { showError(e); return false; }
 }
@@ -279,6 +288,12 @@ function wireDetail() {
     ev.preventDefault();
     await act("forward", { to: document.getElementById("d-forward-to").value,
                            note: document.getElementById("d-forward-msg").value });
+  });
+  document.getElementById("d-new-link").addEventListener("click", async () => {
+    try {
+      const res = await SE.api(`/api/alerts/${encodeURIComponent(selected)}/officer-link`, { method: "POST" });
+      showLink(selected, res.officer_link);
+    } catch (e) { showError(e); }
   });
   document.getElementById("d-bulk").addEventListener("click", async () => {
     const a = alerts.get(selected);

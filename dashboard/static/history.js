@@ -65,7 +65,7 @@ async function toggle(tr, a) {
   const list = SE.el("ol", { class: "timeline" }, ...data.timeline.map(act => {
     const vars = Object.assign({}, act.data || {});
     if (vars.reason) vars.reason = SE.t(`reason.${vars.reason}`);
-    const who = act.username ? (vars.by || act.username) : SE.t("timeline.system");
+    const who = vars.by || act.username || SE.t("timeline.system");
     const li = SE.el("li", { "data-action": act.action, text: `${SE.fmt(act.time)} · ${who} · ${SE.t(`timeline.${act.action}`, vars)}` });
     if (act.note) li.append(SE.el("q", { text: act.note }));
     return li;

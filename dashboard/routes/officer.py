@@ -1,0 +1,93 @@
+"""The dispatched officer's phone page: reached by the one-time link the operator sends, no account.
+
+The link (``/o/<token>``) names one dispatched alert and allows exactly the remaining dispatch
+steps (signed for → on scene → feedback), each stored and pushed to the command room like an
+operator's action.  It ends with the feedback, when the operator makes a new one, or after
+``LINK_TTL_S``; an unknown or ended link is a plain 404.  The token is a 192-bit secret in the
+path, so no session or CSRF token applies; like the log-in, a step must be a same-origin JSON POST.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from dashboard.context import ctx
+from dashboard.deps import refuse, remote_addr
+from dashboard.pages import page
+from dashboard.workflow import WorkflowError, alert_view, link_alert, officer_step
+
+router = APIRouter()
+
+
+class StepBody(BaseModel):
+    step: str = Field(max_length=16)
+    note: str | None = Field(None, max_length=2000)
+
+
+@router.get("/o/{token}", include_in_schema=False)
+async def officer_page(token: str, request: Request) -> HTMLResponse:
+    d = ctx(request)
+
+    def _ok() -> bool:
+        with d.engine.connect() as conn:
+            return link_alert(conn, token) is not None
+    # an ended link still gets the phone page (404), which tells the officer to call the room
+    return page("officer.html", 200 if await run_in_threadpool(_ok) else 404)
+
+
+@router.get("/api/o/{token}")
+async def officer_alert(token: str, request: Request) -> dict[str, Any]:
+    """What the officer needs: where, what, when, and which steps are done (no operator names)."""
+    d = ctx(request)
+
+    def _get() -> dict[str, Any] | None:
+        with d.engine.connect() as conn:
+            row = link_alert(conn, token)
+            return alert_view(row) if row is not None else None
+    a = await run_in_threadpool(_get)
+    if a is None:
+        raise refuse(404, "link_invalid")
+    return {"alert_id": a["alert_id"], "camera": a["camera"], "grid_cell": a["grid_cell"], "rule": a["rule"],
+            "labels": a["labels"], "start_time": a["start_time"], "dispatch": a["dispatch"], "state": a["state"],
+            "has_snapshot": bool(a["snapshot"]), "timezone": d.config().timezone}
+
+
+@router.get("/api/o/{token}/snapshot")
+async def officer_snapshot(token: str, request: Request) -> FileResponse:
+    d = ctx(request)
+
+    def _path() -> str | None:
+        with d.engine.connect() as conn:
+            row = link_alert(conn, token)
+            return row.snapshot_path if row is not None else None
+    rel = await run_in_threadpool(_path)
+    root = (d.data_dir).resolve()
+    path = (root / rel).resolve() if rel else None
+    if path is None or not path.is_relative_to(root / "snapshots") or not path.is_file():
+        raise refuse(404, "not_found")
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
+@router.post("/api/o/{token}/steps")
+async def officer_report(token: str, body: StepBody, request: Request) -> dict[str, Any]:
+    origin = request.headers.get("origin")
+    if not request.headers.get("content-type", "").startswith("application/json") or (
+            origin is not None and urlsplit(origin).netloc != request.headers.get("host")):
+        raise refuse(403, "csrf")
+    d = ctx(request)
+
+    def _step() -> tuple[dict[str, Any], dict[str, Any]]:
+        with d.engine.begin() as conn:
+            return officer_step(conn, token, body.step, body.note, remote_addr(request))
+    try:
+        alert, action = await run_in_threadpool(_step)
+    except WorkflowError as e:
+        raise refuse(e.status, e.code, **e.extra) from None
+    await d.push_action(alert, action)
+    return {"dispatch": alert["dispatch"], "state": alert["state"]}
