@@ -320,6 +320,7 @@ def test_an_unacknowledged_alert_escalates_on_the_page(room: dict[str, Any]) -> 
         room["publish"](alert_msg("calm1", camera="gate", severity="low", t=t0 + 1))
         page.locator('#alerts li[data-alert-id="calm1"]').wait_for(timeout=5000)
         assert page.locator("#alerts li").first.get_attribute("data-alert-id") == "calm1"  # newest first
+        assert page.get_attribute("body", "data-sound") == "critical"  # the critical one sounds until taken
         page.locator('#alerts li[data-alert-id="esc1"][data-overdue="true"]').wait_for(timeout=6000)
         took = time.time() - t0
         assert page.locator("#alerts li").first.get_attribute("data-alert-id") == "esc1"  # moved up
@@ -331,6 +332,7 @@ def test_an_unacknowledged_alert_escalates_on_the_page(room: dict[str, Any]) -> 
         page.screenshot(path=str(out / "escalated.png"), full_page=True)
         page.click('#d-actions button[data-action="acknowledge"]')
         page.locator('#alerts li[data-alert-id="esc1"][data-overdue="false"]').wait_for(timeout=5000)
+        page.locator('body[data-sound="none"]').wait_for(state="attached")  # a low alert makes no sound
         browser.close()
     print(f"critical alert (2 s to acknowledge) shown overdue {took:.1f} s after it started")
 

@@ -245,3 +245,51 @@ def test_the_officers_one_time_link_reports_the_dispatch_steps(env: dict[str, ob
     assert by_link == [("signed_for", "link", None), ("on_scene", "link", None), ("feedback", "link", None)]
     assert tl[-1]["note"] == "two youths, sent home" and tl[-1]["data"]["by"] == "Wang Wei"  # G1's duty officer
     assert all(link[3:] not in str(t) and new[3:] not in str(t) for t in tl)  # no token in the audit log
+
+
+def test_dispatch_pages_the_cells_paging_system_with_retries(tmp_path: Path, redis_url: str) -> None:
+    import http.server
+    import json
+    import threading
+
+    received: list[dict[str, object]] = []
+
+    class Pager(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802  (http.server's name)
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append(body)
+            self.send_response(503 if len(received) == 1 else 200)  # busy the first time
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Pager)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        prefix = f"page{time.monotonic_ns()}"
+        path = write_config(tmp_path, f"bus: {{prefix: {prefix}}}")
+        text = path.read_text().replace("    outline: [[0, 0], [400, 0], [400, 300], [0, 300]]\n",
+                                        "    outline: [[0, 0], [400, 0], [400, 300], [0, 300]]\n"
+                                        f"    webhook: http://127.0.0.1:{srv.server_port}/page\n")
+        path.write_text(text)
+        cfg = load_config(path)
+        engine = open_database(cfg)
+        add_user(engine, "wang", PW, "operator", ["G1"], "Wang Wei")
+        app = create_app(cfg, redis_url, engine)
+        bus.publish_event(bus.connect(redis_url), bus.BusKeys(prefix), alert_msg("p1", camera="lobby"), 1000)
+        wang = Op(app, "wang")
+        wang.ok("p1", "acknowledge")
+        t = time.monotonic()
+        link = wang.c.post("/api/alerts/p1/actions", json={"action": "dispatch"},
+                           headers={"X-CSRF-Token": wang.csrf}).json()["officer_link"]
+        assert time.monotonic() - t >= 0.9  # the test client waits for the background retry (1 s)
+        assert len(received) == 2 and received[1]["alert_id"] == "p1"
+        assert received[1]["officer"] == {"name": "Wang Wei", "phone": "13800000001"}
+        assert str(received[1]["officer_link"]).endswith(link)
+        tl = wang.c.get("/api/alerts/p1").json()["timeline"]
+        tries = [(t["action"], t["data"]["try"], t["data"]["status"]) for t in tl if t["action"].startswith("webhook")]
+        assert tries == [("webhook_failed", 1, 503), ("webhook", 2, 200)]
+        engine.dispose()
+    finally:
+        srv.shutdown()

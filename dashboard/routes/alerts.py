@@ -15,7 +15,7 @@ import json
 import time
 from typing import Any, AsyncIterator
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import or_, select
@@ -27,6 +27,7 @@ from dashboard.context import Dashboard, ctx
 from dashboard.deps import current_user, refuse, remote_addr
 from dashboard.history.schema import OPEN_STATES, alert_messages, alerts
 from dashboard.pages import page
+from dashboard.paging import page_officer
 from dashboard.routes.cameras import camera_list, camera_statuses
 from dashboard.users import User
 from dashboard.workflow import Request as ActionRequest
@@ -201,7 +202,8 @@ class ActionBody(BaseModel):
 
 
 @router.post("/api/alerts/{alert_id}/actions")
-async def act(alert_id: str, body: ActionBody, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+async def act(alert_id: str, body: ActionBody, request: Request, background: BackgroundTasks,
+              user: User = Depends(current_user)) -> dict[str, Any]:
     """Do one workflow action; it is stored, then pushed to every open page."""
     d = ctx(request)
     await _ensure_alert(d, alert_id)
@@ -218,6 +220,10 @@ async def act(alert_id: str, body: ActionBody, request: Request, user: User = De
     except WorkflowError as e:
         raise refuse(e.status, e.code, **e.extra) from None
     await d.push_action(alert, action)
+    cell = d.config().grid_cells.get(alert["grid_cell"]["id"])
+    if token and cell is not None and cell.webhook:  # the cell's paging system, after the response
+        link = str(request.base_url).rstrip("/") + f"/o/{token}"
+        background.add_task(page_officer, d.engine, cell.webhook, alert, link)
     return {"alert": alert, "action": action, "officer_link": f"/o/{token}" if token else None}
 
 

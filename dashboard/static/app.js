@@ -135,12 +135,21 @@ function updateCount() {
   syncBeep();
 }
 
-// sound: repeats while a high or critical alert is still new (nobody has taken it)
+// sound per severity, repeating until someone takes the alert: critical (or overdue) high and fast, high,
+// medium slower and lower; low alerts make no sound
+const SOUND = { critical: [1320, 4000], high: [880, 8000], medium: [660, 20000] };
+let beepLevel = null;
 function syncBeep() {
-  const urgent = [...alerts.values()].some(a => (a.state === "new" && ["high", "critical"].includes(a.rule.severity))
-    || overdue(a));
-  if (urgent && !beepTimer) { beep(); beepTimer = setInterval(beep, 8000); }
-  if (!urgent && beepTimer) { clearInterval(beepTimer); beepTimer = null; }
+  let level = null;
+  for (const a of alerts.values()) {
+    const sev = overdue(a) ? "critical" : a.state === "new" ? a.rule.severity : null;
+    if (SOUND[sev] && (!level || SOUND[sev][1] < SOUND[level][1])) level = sev;
+  }
+  if (level === beepLevel) return;
+  if (beepTimer) { clearInterval(beepTimer); beepTimer = null; }
+  beepLevel = level;
+  if (level) { beep(); beepTimer = setInterval(beep, SOUND[level][1]); }
+  document.body.dataset.sound = level || "none";
 }
 
 let audio = null;
@@ -149,12 +158,12 @@ function beep() {
     audio = audio || new AudioContext();
     if (audio.state !== "running") return; // the browser allows sound after the first click
     const o = audio.createOscillator(), g = audio.createGain();
-    o.frequency.value = 880; g.gain.value = 0.15;
+    o.frequency.value = SOUND[beepLevel || "high"][0]; g.gain.value = 0.15;
     o.connect(g).connect(audio.destination);
     o.start(); o.stop(audio.currentTime + 0.25);
   } catch (e) { /* no audio device */ }
 }
-document.addEventListener("click", () => { if (audio && audio.state === "suspended") audio.resume(); }, { once: false });
+document.addEventListener("click", () => { if (audio && audio.state === "suspended") audio.resume(); });
 
 function notifyEscalated(a) {
   if (!document.hidden || !("Notification" in window) || Notification.permission !== "granted") return;

@@ -289,6 +289,16 @@ class GridCell(Strict):
                                             "dashboard's grid map draws: points [x, y] in any local plan unit "
                                             "(e.g. metres east and north of a landmark), at least 3. Default: "
                                             "the cell is listed but not drawn.")
+    webhook: str | None = Field(None, description="http(s) URL of a paging system the dashboard POSTs each "
+                                "dispatch to this cell to (JSON: alert, camera, officer, the officer's one-time "
+                                "link), retried 3 times; every try is in the alert's timeline. Default: none.")
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook(cls, v: str | None) -> str | None:
+        if v is not None and urlsplit(v).scheme not in ("http", "https"):
+            raise ValueError(f"{redact_url(v)!r}: the webhook must be an http:// or https:// URL")
+        return v
 
     @field_validator("outline")
     @classmethod
