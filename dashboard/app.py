@@ -29,6 +29,7 @@ from dashboard.escalation import CHECK_EVERY_S, escalate_due
 from dashboard.history import open_database
 from dashboard.pages import PUBLIC_STATIC, page, static_file
 from dashboard.routes import alerts, auth, cameras, health, history, officer, reports, users
+from dashboard.routes import live
 from dashboard.security import SecurityHeaders
 from pipeline.config import Config
 
@@ -81,4 +82,5 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
     for r in (auth.router, health.router, officer.router, alerts.router, history.router, reports.router,
               cameras.router, users.router):
         app.include_router(r)
+    app.include_router(live.router)  # live wall and alert clips (docs/live.md)
     return SecurityHeaders(app, tls=tls)

@@ -7,12 +7,13 @@ explicit gap in the recording (``writer.mark_gap``), and the open segment is fin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import av
 
 from pipeline.ingest.reader import Backoff, Reader, ReaderStats, StateCallback, input_options
-from pipeline.record.packets import PacketCapture
+from pipeline.record.packets import PacketCapture, StoredPacket
 from pipeline.record.ring import PacketRing
 from pipeline.record.segments import SegmentWriter
 
@@ -37,13 +38,14 @@ class RecordInput(Reader):
     def __init__(self, camera_id: str, url: str, options: dict[str, str] | None, writer: SegmentWriter | None,
                  ring: PacketRing | None = None, on_state: StateCallback | None = None,
                  backoff: Backoff | None = None, open_timeout_s: float = 10.0, read_timeout_s: float = 10.0,
-                 loop: bool = True):
+                 loop: bool = True, on_stored: Callable[[list[StoredPacket]], None] | None = None):
         super().__init__(camera_id, url, options=options, open_timeout_s=open_timeout_s,
                          read_timeout_s=read_timeout_s, loop=loop, backoff=backoff, on_state=on_state,
                          on_disconnect=self._gap if writer is not None else None, stats=RecordStats())
         self.writer = writer
         self.ring = ring
         self._capture = PacketCapture()  # only used when there is no writer
+        self.on_stored = on_stored  # also sees every stored packet (live view of the main stream); never raises
 
     def _gap(self, reason: str) -> None:
         assert self.writer is not None
@@ -55,6 +57,8 @@ class RecordInput(Reader):
         if self.ring is not None:
             for sp in stored:
                 self.ring.add(sp)
+        if stored and self.on_stored is not None:
+            self.on_stored(stored)
         if stored:
             ctx = stream.codec_context
             self._streaming(f"{ctx.name} {ctx.width}x{ctx.height}")

@@ -136,6 +136,12 @@ class CameraSource(Reader):
         self._tb = 1 / 90000
         self._idle = False
 
+    @property
+    def pts_offset(self) -> float:
+        """What this source adds to a packet's ``pts * time_base`` (a looping file's growing timeline): a frame's
+        ``pts`` is that sum, so a packet hook can compute the same key (live overlays match frames by it)."""
+        return self._pts_offset
+
     def _connected(self, stream: av.video.stream.VideoStream) -> None:
         stream.thread_type = "AUTO"
         self._sampler = Sampler(self.cam.detect_fps)

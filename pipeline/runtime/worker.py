@@ -44,6 +44,7 @@ from pipeline.config import Config, load_config, reload_config
 from pipeline.config.secrets import install_log_scrubber
 from pipeline.ingest.record_input import RecordInput, record_options
 from pipeline.ingest.source import Backoff, CameraSource, SampledFrame, State
+from pipeline.live.server import LiveService
 from pipeline.publish import bus
 from pipeline.publish.outbox import CameraBacklog, Outbox
 from pipeline.publish.publisher import PublishStats, Publisher
@@ -166,6 +167,7 @@ class Worker:
         # called from the detect loop at least once a second: a supervisor that stops hearing it
         # restarts the worker (a dead, deadlocked or stopped detect thread is caught, not hidden)
         self.on_heartbeat: Callable[[], None] | None = None
+        self.live = LiveService(self.data_dir, shard[0])  # live view of the cameras' own packets (docs/live.md)
         for cid in self._mine(cfg):
             self._add_camera(cid)
         self._threads: list[threading.Thread] = []
@@ -193,15 +195,21 @@ class Worker:
                                            open_timeout_s=cam.timeout_s, read_timeout_s=cam.watchdog.stall_s,
                                            loop=cam.loop)
 
+        live = self.live.camera(cid, has_main=record_input is not None)
+        if record_input is not None:
+            record_input.on_stored = live.record_packets  # the main stream, for an enlarged live tile
+
         def on_packet(packet: object, stream: object) -> None:
-            for sp in writer.feed(packet, stream):  # type: ignore[union-attr, arg-type]
+            stored = writer.feed(packet, stream) if shared_input else None  # type: ignore[union-attr, arg-type]
+            for sp in stored or ():
                 if ring is not None:
                     ring.add(sp)
+            live.source_packet(packet, stream, src.pts_offset, stored)  # type: ignore[arg-type]
 
         shared_input = writer is not None and record_input is None
         src = CameraSource(cid, cam, self.cfg.base_dir(), on_frame=self._on_frame, on_state=self._on_state,
                            idle=lambda: analytics.idle,
-                           on_packet=on_packet if shared_input else None,
+                           on_packet=on_packet,  # the recorder (shared input) and live view
                            on_disconnect=writer.mark_gap if shared_input and writer else None)
         rt = CameraRuntime(cid, src, analytics, writer=writer, ring=ring, record_input=record_input)
         with self.wake:
@@ -227,6 +235,7 @@ class Worker:
         with self.wake:
             rt = self.cameras.pop(cid)
         self._stop_camera(rt)
+        self.live.drop(cid)
         # its open alerts end on the detect thread, which owns every alert lifecycle
         self._post(lambda: self._end_alerts(rt, rt.analytics.flush(time.time())))
         if forget:
@@ -460,6 +469,7 @@ class Worker:
             rt.stage_s["rules"] += result.rules_s
             for upd in result.updates:
                 self._emit(rt, upd, frame)
+            self.live.analysed(rt.camera_id, frame.pts, frame.capture_time, frame.size, result.objects)
 
     def _end_alerts(self, rt: CameraRuntime, updates: list[AlertUpdate], frame: SampledFrame | None = None) -> None:
         for upd in updates:
@@ -474,6 +484,7 @@ class Worker:
     def start(self, watch_config: bool = False) -> None:
         self.started = True
         self.outbox.start()
+        self.live.start()
         for rt in list(self.cameras.values()):
             self._start_camera(rt)
         loops = [(self._detect_loop, "detect"), (self._status_loop, "status")]
@@ -491,6 +502,7 @@ class Worker:
             self.wake.notify_all()
         for rt in list(self.cameras.values()):
             self._stop_camera(rt)
+        self.live.stop()
         for t in self._threads:
             t.join(5)
         with self.wake:  # the detect thread is gone: what was posted to it runs here

@@ -1,0 +1,97 @@
+"""The clip inside an alert: the recorded segments around it stream-copied into one seekable MP4, cached.
+
+The cutting is the export's (``pipeline.export.cut.cut_camera``: stream copy, continuous timeline,
+starts at the keyframe at or before the window); here it is only aimed at an alert's window and
+cached, so opening an alert twice cuts once.  A clip of an alert that is still open covers what
+is recorded so far and is cut again when more is recorded (the cache key holds the covered end).
+
+Only finished segments are read: the last ``recordings.segment_s`` seconds before now are still in
+the worker's open segment (and its pre-event ring) and join the clip when that segment closes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.export.cut import cut_camera
+from pipeline.record.catalog import Recordings
+
+CACHE_KEEP_S = 24 * 3600.0
+
+
+class ClipError(Exception):
+    """No clip can be made; ``code`` is what the page shows (no_recording)."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    start: float  # epoch seconds of the clip's first frame (a keyframe at or before the window's start)
+    end: float
+    duration: float
+    gaps: list[dict[str, Any]]
+    cached: bool
+    version: str
+
+
+def _key(camera: str, alert_id: str) -> str:
+    return hashlib.sha256(f"{camera}\0{alert_id}".encode()).hexdigest()[:20]
+
+
+def cut_clip(recordings_dir: Path, cache_dir: Path, camera: str, alert_id: str, start: float, end: float,
+             is_open: bool = False) -> Clip:
+    """The clip of [start, end] for one alert, from the cache when what it covers has not changed."""
+    rec = Recordings(recordings_dir)
+    segs = rec.segments(camera, start, end)
+    if not segs:
+        raise ClipError("no_recording", f"nothing of camera {camera} is recorded between {start:.0f} and {end:.0f}")
+    covered = min(end, segs[-1].end)
+    key = _key(camera, alert_id)
+    version = f"{round(start * 1000)}-{round(covered * 1000)}"
+    final = cache_dir / f"{key}-{version}.mp4"
+    meta_path = final.with_suffix(".json")
+    gaps = [{"start": g.start, "end": g.end, "reason": g.reason} for g in rec.gaps(camera, start, covered)]
+    if final.is_file() and meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        return Clip(final, meta["start"], meta["end"], meta["duration"], gaps, True, version)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".cut-", dir=cache_dir))
+    try:
+        cut = cut_camera(recordings_dir, camera, start, covered, work, segments=segs)
+        if not cut.files:
+            raise ClipError("no_recording", f"the recordings of camera {camera} hold no frame in the alert's window")
+        f = cut.files[0]
+        meta = {"start": f.start, "end": f.end, "duration": f.duration_s, "camera": camera, "alert_id": alert_id,
+                "notes": cut.notes, "skipped": [str(s.path) for s in cut.skipped]}
+        os.replace(f.path, final)
+        meta_path.write_text(json.dumps(meta))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _prune(cache_dir, keep=final, same_alert=key)
+    return Clip(final, meta["start"], meta["end"], meta["duration"], gaps, False, version)
+
+
+def _prune(cache_dir: Path, keep: Path, same_alert: str) -> None:
+    """Older cuts of the same alert go at once, any cut after a day (the recordings are the original)."""
+    now = time.time()
+    for p in cache_dir.glob("*.mp4"):
+        if p == keep:
+            continue
+        try:
+            if p.name.startswith(same_alert + "-") or now - p.stat().st_mtime > CACHE_KEEP_S:
+                p.unlink(missing_ok=True)
+                p.with_suffix(".json").unlink(missing_ok=True)
+        except OSError:
+            continue

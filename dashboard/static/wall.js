@@ -1,0 +1,162 @@
+// Camera wall: 1/4/9/16 tiles of live video (player.js), cameras picked per tile or by grid cell,
+// health per tile from the camera statuses (polled, and pushed at once over the event stream when a
+// camera goes offline), a tile enlarged to the main stream. The layout lives in the URL's hash
+// (#layout=4&cams=a,b or #layout=9&cell=G1), so a wall can be bookmarked.
+"use strict";
+
+const W = { cams: {}, order: [], cells: [], layout: 4, picks: [], cell: "", tiles: [], enlarged: null };
+window.__wall = W; // the browser tests read players' figures from here
+
+function readHash() {
+  const h = new URLSearchParams(location.hash.slice(1));
+  const n = Number(h.get("layout"));
+  W.layout = [1, 4, 9, 16].includes(n) ? n : 4;
+  W.cell = h.get("cell") || "";
+  W.picks = (h.get("cams") || "").split(",").filter(Boolean);
+  W.enlarged = h.get("main") || null;
+}
+
+function writeHash() {
+  const h = new URLSearchParams();
+  h.set("layout", String(W.layout));
+  if (W.cell) h.set("cell", W.cell);
+  else if (W.picks.some(Boolean)) h.set("cams", W.picks.map(p => p || "").join(","));
+  if (W.enlarged) h.set("main", W.enlarged);
+  history.replaceState(null, "", "#" + h.toString());
+}
+
+function tileCameras() {
+  if (W.enlarged) return [W.enlarged];
+  const ids = W.cell ? W.order.filter(id => W.cams[id].grid_cell.id === W.cell) : W.picks;
+  const out = [];
+  for (let i = 0; i < W.layout; i++) out.push(ids[i] && W.cams[ids[i]] ? ids[i] : null);
+  return out;
+}
+
+function render() {
+  for (const t of W.tiles) if (t.player) t.player.close();
+  W.tiles = [];
+  const wall = document.getElementById("wall");
+  const ids = tileCameras();
+  wall.dataset.layout = String(W.enlarged ? 1 : W.layout);
+  document.querySelectorAll(".layouts button").forEach(b =>
+    b.classList.toggle("here", !W.enlarged && Number(b.dataset.layout) === W.layout));
+  document.getElementById("w-back").hidden = !W.enlarged;
+  document.getElementById("w-cell").value = W.cell;
+  const tpl = document.getElementById("tile-tpl");
+  wall.replaceChildren();
+  ids.forEach((id, i) => {
+    const el = tpl.content.firstElementChild.cloneNode(true);
+    applyLiveI18n(el);
+    wall.append(el);
+    const tile = {
+      el, index: i, camera: id, player: null,
+      video: el.querySelector("video"), img: el.querySelector("img"), canvas: el.querySelector("canvas"),
+      onState: (state, detail) => setTileState(tile, state, detail),
+    };
+    const pick = el.querySelector(".cam-pick");
+    pick.append(SE.el("option", { value: "", text: SE.t("wall.choose") }));
+    for (const cid of W.order) pick.append(SE.el("option", { value: cid, text: `${W.cams[cid].name} · ${W.cams[cid].grid_cell.name}` }));
+    pick.value = id || "";
+    pick.disabled = Boolean(W.enlarged);
+    pick.addEventListener("change", () => {
+      W.cell = "";
+      W.picks = tileCameras().slice();
+      W.picks[i] = pick.value || null;
+      writeHash();
+      render();
+    });
+    el.querySelector(".enlarge").addEventListener("click", () => {
+      if (!tile.camera) return;
+      W.enlarged = W.enlarged ? null : tile.camera;
+      writeHash();
+      render();
+    });
+    el.addEventListener("dblclick", () => el.querySelector(".enlarge").click());
+    W.tiles.push(tile);
+    if (id) {
+      el.dataset.camera = id;
+      const cam = W.cams[id];
+      const stream = W.enlarged && cam.main_stream ? "main" : "sub";
+      tile.player = new LivePlayer(tile, cam, { stream });
+      if (tile.player.format === "jpeg") document.getElementById("w-note").textContent = SE.t("wall.fallback");
+    }
+    paintHealth(tile);
+  });
+  if (!W.order.length) wall.append(SE.el("p", { class: "empty", text: SE.t("wall.no_cameras") }));
+}
+
+function setTileState(tile, state, detail) {
+  tile.el.dataset.state = state;
+  const msg = tile.el.querySelector(".tile-msg");
+  const key = { connecting: "wall.connecting", reconnecting: "wall.reconnecting", stale: "wall.stale",
+                forbidden: "wall.forbidden" }[state];
+  msg.textContent = key ? SE.t(key) + (detail ? ` (${detail})` : "") : "";
+}
+
+function paintHealth(tile) {
+  const cam = tile.camera && W.cams[tile.camera];
+  const el = tile.el;
+  if (!cam) { el.dataset.online = ""; return; }
+  el.dataset.online = String(Boolean(cam.online));
+  el.querySelector(".badge").textContent = cam.online ? SE.t("wall.online") : `${SE.t("wall.offline")} · ${cam.state}`;
+  el.querySelector(".fps").textContent = cam.fps !== null && cam.fps !== undefined ? SE.t("wall.fps", { fps: cam.fps.toFixed(1) }) : "";
+  el.querySelector(".skipped").textContent = cam.skipped_fps ? SE.t("wall.skipped", { n: cam.skipped_fps.toFixed(1) }) : "";
+  el.querySelector(".seen").textContent = cam.last_seen ? SE.t("wall.last_seen", { t: SE.fmt(cam.last_seen, false) }) : "";
+}
+
+function paintAll() { W.tiles.forEach(paintHealth); }
+
+async function refresh(first) {
+  const data = await SE.api("/api/live/cameras");
+  const known = new Set(W.order);
+  W.cams = {};
+  W.order = [];
+  for (const c of data.cameras) { W.cams[c.id] = c; W.order.push(c.id); }
+  W.cells = data.cells;
+  if (first) {
+    const sel = document.getElementById("w-cell");
+    for (const c of W.cells) sel.append(SE.el("option", { value: c.id, text: `${c.name} (${c.id})` }));
+  }
+  const changed = W.order.length !== known.size || W.order.some(id => !known.has(id));
+  if (first || changed) render(); else paintAll();
+}
+
+// camera events arrive at once over the page's event stream: a camera that goes offline turns red now
+function follow() {
+  const es = new EventSource("/api/stream");
+  es.addEventListener("message", ev => {
+    const m = JSON.parse(ev.data);
+    if (m.type !== "camera" || !W.cams[m.camera.id]) return;
+    Object.assign(W.cams[m.camera.id], { online: m.phase === "online", state: m.state });
+    paintAll();
+  });
+  es.addEventListener("cameras", ev => {
+    for (const c of JSON.parse(ev.data)) {
+      if (W.cams[c.id]) Object.assign(W.cams[c.id], { online: c.online, state: c.state });
+    }
+    paintAll();
+  });
+}
+
+SE.start().then(async () => {
+  await loadLiveI18n();
+  readHash();
+  document.querySelectorAll(".layouts button").forEach(b => b.addEventListener("click", () => {
+    W.layout = Number(b.dataset.layout);
+    W.enlarged = null;
+    writeHash();
+    render();
+  }));
+  document.getElementById("w-cell").addEventListener("change", ev => {
+    W.cell = ev.target.value;
+    W.enlarged = null;
+    writeHash();
+    render();
+  });
+  document.getElementById("w-back").addEventListener("click", () => { W.enlarged = null; writeHash(); render(); });
+  await refresh(true);
+  follow();
+  setInterval(() => refresh(false).catch(console.error), 2000);
+  window.addEventListener("pagehide", () => W.tiles.forEach(t => t.player && t.player.close()));
+}).catch(console.error);

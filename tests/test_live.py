@@ -1,0 +1,372 @@
+"""Live video end to end: RTSP simulator → `sharpeye run` (worker live seam, dashboard WebSocket) → headless Chromium.
+
+One `sharpeye run` serves every test of the module (two cameras: ``lobby`` with a sub-stream that is
+analysed and a main stream that is recorded, in cell G1; ``square``, one URL for both roles, in G2).
+The figures (time to first picture, packet-to-screen latency, CPU per watched camera and per viewer,
+clip open time) are printed; run with ``-s`` to see them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from pipeline.live import protocol
+from pipeline.tools.simulator import RtspSimulator, free_port
+from tests.conftest import clip, missing_asset, require_camsim, wait_for, write_config
+
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "live-password-1"
+pytestmark = pytest.mark.e2e
+
+
+def http_up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def sim_sessions(port: int) -> int:
+    """Established TCP connections the simulator accepted on its RTSP port (one per RTSP session)."""
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            local, state = parts[1], parts[3]
+            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+                n += 1
+    return n
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """pid → command line of the direct children of ``pid``."""
+    out = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            stat = (p / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                out[int(p.name)] = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Room:
+    def __init__(self, base: str, data: Path, sim: RtspSimulator, run: subprocess.Popen[str], cfg: Path):
+        self.base = base
+        self.data = data
+        self.sim = sim
+        self.run = run
+        self.cfg = cfg
+
+    def login(self, user: str) -> httpx.Client:
+        c = httpx.Client(base_url=self.base, timeout=10)
+        r = c.post("/api/login", json={"username": user, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        return c
+
+    def stats(self) -> dict[str, Any]:
+        return protocol.stats(self.data)
+
+    def pids(self) -> dict[str, int]:
+        kids = children_of(self.run.pid)
+        return {("worker" if "pipeline.runtime.worker" in cmd else "dashboard"): pid
+                for pid, cmd in kids.items() if "pipeline.runtime.worker" in cmd or "-m dashboard" in cmd}
+
+
+@pytest.fixture(scope="module")
+def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Room]:
+    require_camsim()
+    person_sub = clip("one-by-one-person-detection.sub.mp4")
+    tmp = tmp_path_factory.mktemp("live")
+    port = free_port()
+    with RtspSimulator({"lobby": clip("one-by-one-person-detection.mp4"), "lobby/sub": person_sub,
+                        "square": clip("car-detection.sub.mp4")}) as sim:
+        cfg = write_config(tmp, {
+            "lobby": {"name": "Lobby camera", "source": sim.url("lobby/sub"), "record_source": sim.url("lobby"),
+                      "alert_labels": ["person"], "detect_fps": 3,
+                      "zones": {"door": {"polygon": [[0.05, 0.3], [0.4, 0.3], [0.4, 0.95], [0.05, 0.95]]}},
+                      "lines": {"hall": {"a": [0.5, 0.1], "b": [0.5, 0.9], "direction": "left_to_right"}}},
+            "square": {"name": "Station square", "source": sim.url("square"), "grid_cell": "G2",
+                       "alert_labels": ["car"], "detect_fps": 0.5},
+        }, data_dir="data", recordings={"segment_s": 2, "pre_event_s": 4},
+            alerts={"pre_roll_s": 3, "post_roll_s": 1},
+            grid_cells={"G1": {"name": "Xinhua Street", "officer": {"name": "Wang Wei", "phone": "13800000000"}},
+                        "G2": {"name": "Station Square", "officer": {"name": "Li Na", "phone": "13800000002"}}})
+        for user, cells in (("op1", "G1"), ("op2", "G2")):
+            add = subprocess.run([sys.executable, "-m", "pipeline.cli", "users", "add", user, "--config", str(cfg),
+                                  "--role", "operator", "--cells", cells, "--locale", "en", "--password-stdin"],
+                                 input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+            assert add.returncode == 0, add.stderr
+        log = open(tmp / "run.log", "w")
+        run = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg), "--port", str(port)],
+                               stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        room = Room(f"http://127.0.0.1:{port}", tmp / "data", sim, run, cfg)
+        try:
+            wait_for(lambda: http_up(room.base + "/healthz"), 60, "the dashboard", interval=0.2)
+            wait_for(lambda: all(room.stats().get(c, {}).get("sub", {}).get("gop_packets")
+                                 for c in ("lobby", "square")), 60,
+                     lambda: f"both cameras' live taps holding a GOP: {room.stats()}", interval=0.2)
+            yield room
+        finally:
+            os.killpg(run.pid, signal.SIGINT)
+            try:
+                run.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(run.pid, signal.SIGKILL)
+                run.wait()
+            log.close()
+            print("\n" + (tmp / "run.log").read_text()[-1500:] if run.returncode else "")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        missing_asset(f"Debian chromium not installed at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--autoplay-policy=no-user-gesture-required"])
+        yield b
+        b.close()
+
+
+def logged_in_page(browser: Any, room: Room, user: str) -> Any:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = ctx.new_page()
+    page.goto(room.base + "/login")
+    page.fill("#username", user)
+    page.fill("#password", PASSWORD)
+    page.click("#submit")
+    page.wait_for_url(room.base + "/")
+    return page
+
+
+PLAYER = "(i) => window.__wall && window.__wall.tiles[i] && window.__wall.tiles[i].player"
+
+
+def player_stats(page: Any, i: int = 0) -> dict[str, Any]:
+    return page.evaluate(f"(i) => {{ const p = ({PLAYER})(i); if (!p) return null; "
+                         "const v = p.tile.video; return Object.assign({}, p.stats, "
+                         "{currentTime: v.currentTime, readyState: v.readyState, format: p.format}); }", i)
+
+
+def mean_luma(page: Any, i: int = 0) -> float:
+    """Average brightness of the tile's current video frame (0 = black)."""
+    return page.evaluate("""(i) => { const v = window.__wall.tiles[i].video; const c = document.createElement('canvas');
+        c.width = 64; c.height = 36; const g = c.getContext('2d'); g.drawImage(v, 0, 0, 64, 36);
+        const d = g.getImageData(0, 0, 64, 36).data; let s = 0;
+        for (let k = 0; k < d.length; k += 4) s += (d[k] + d[k + 1] + d[k + 2]) / 3; return s / (d.length / 4); }""", i)
+
+
+def test_wall_tile_plays_within_2s_with_exact_overlays(room: Room, browser: Any) -> None:
+    page = logged_in_page(browser, room, "op1")
+    t0 = time.monotonic()
+    page.goto(room.base + "/wall#layout=4&cams=lobby")
+    page.wait_for_function(f"() => {{ const p = ({PLAYER})(0); return p && p.stats.firstFrameMs !== null; }}",
+                           timeout=10_000)
+    first_picture = time.monotonic() - t0
+    s0 = player_stats(page)
+    assert s0["firstFrameMs"] < 2000, s0
+    try:
+        page.wait_for_function(f"() => ({PLAYER})(0).tile.video.currentTime > {s0['currentTime'] + 0.5}",
+                               timeout=3_000)  # playing
+    except Exception:
+        pytest.fail(f"not playing: {s0} -> {player_stats(page)}")
+    assert mean_luma(page) > 20  # a real picture, not black
+    # the tile is green: its camera is online, with fps in the health bar
+    page.locator('#wall .tile[data-camera="lobby"][data-online="true"]').wait_for(timeout=10_000)
+    assert "fps" in page.locator('#wall .tile[data-camera="lobby"] .fps').inner_text()
+    # boxes drawn on the very frames they were found on (the person clip has people in view)
+    page.wait_for_function(f"() => ({PLAYER})(0).stats.drawnExact >= 5", timeout=40_000)
+    s2 = player_stats(page)
+    assert s2["overlayMsgs"] > 0 and s2["error"] is None
+    # every overlay the worker sent for a frame the page showed was drawn on that frame: count frames
+    # presented at a media time that has an overlay, and check each got its own boxes
+    check = page.evaluate(f"""() => {{ const p = ({PLAYER})(0);
+        const ts = new Set(p.overlays.map(o => Math.round(o.t * 1000)));
+        let shownWithOverlay = 0; for (const t of p.exactTimes) if (ts.has(t)) shownWithOverlay++;
+        return {{exact: p.exactTimes.size, matched: shownWithOverlay, overlays: p.overlays.length,
+                 lag: p.stats.presentLagS}}; }}""")
+    assert check["exact"] >= 5 and check["matched"] >= 1, check
+    lag = sorted(check["lag"])
+    ttf = s0["firstFrameMs"] / 1000
+    print(f"\nLIVE first picture {ttf:.2f} s after the tile opened ({first_picture:.2f} s incl. page load); "
+          f"packet received -> frame shown median {statistics.median(lag):.3f} s, "
+          f"p90 {lag[int(len(lag) * 0.9)]:.3f} s over {len(lag)} frames with boxes; stalls {s2['stalls']}, "
+          f"jumps {s2['jumps']}, exact/held/none draws {s2['drawnExact']}/{s2['drawnHeld']}/{s2['drawnNone']}")
+    assert statistics.median(lag) < 1.5
+    page.screenshot(path=str(room.data.parent / "wall.png"))
+    page.context.close()
+
+
+def test_camera_dialled_once_and_muxing_stops_after_last_viewer(room: Room, browser: Any) -> None:
+    before = sim_sessions(room.sim.port)
+    assert before == 3  # lobby sub + lobby main + square: the workers' own inputs
+    pids = room.pids()
+    pages = [logged_in_page(browser, room, "op1") for _ in range(3)]
+    for p in pages:
+        p.goto(room.base + "/wall#layout=1&cams=lobby")
+    for p in pages:
+        p.wait_for_function(f"() => {{ const p = ({PLAYER})(0); return p && p.stats.fragments > 10; }}", timeout=10_000)
+    st = room.stats()["lobby"]["sub"]
+    assert st["viewers"] == 3 and st["muxing"], st
+    assert sim_sessions(room.sim.port) == before  # three viewers, no new RTSP session
+    # CPU: the worker counts its remux and each viewer's sending; the dashboard's proxy is its process
+    # CPU with 3 viewers against nobody watching (measured after)
+    t0, d0, s0 = time.monotonic(), cpu_s(pids["dashboard"]), room.stats()["lobby"]["sub"]
+    time.sleep(5)
+    dt, s1 = time.monotonic() - t0, room.stats()["lobby"]["sub"]
+    dash_watched = (cpu_s(pids["dashboard"]) - d0) / dt
+    remux = (s1["mux_cpu_us"] - s0["mux_cpu_us"]) / 1e6 / dt
+    send = (s1["send_cpu_us"] - s0["send_cpu_us"]) / 1e6 / max(1e-3, (s1["viewer_ms"] - s0["viewer_ms"]) / 1000)
+    timelines = st["timelines"]
+    for p in pages:
+        p.context.close()
+    t_left = time.monotonic()
+    wait_for(lambda: not room.stats()["lobby"]["sub"]["muxing"], 8, lambda: f"muxing to stop: {room.stats()}")
+    stopped_after = time.monotonic() - t_left
+    st = room.stats()["lobby"]["sub"]
+    assert st["viewers"] == 0 and st["timelines"] == timelines, st
+    time.sleep(1)
+    fr = room.stats()["lobby"]["sub"]["fragments"]
+    time.sleep(1.5)
+    assert room.stats()["lobby"]["sub"]["fragments"] == fr  # nothing produced for nobody
+    t0, d0 = time.monotonic(), cpu_s(pids["dashboard"])
+    time.sleep(5)
+    dash_idle = (cpu_s(pids["dashboard"]) - d0) / (time.monotonic() - t0)
+    assert sim_sessions(room.sim.port) == before
+    print(f"\nLIVE muxing stopped {stopped_after:.1f} s after the last viewer left; CPU: remux "
+          f"{remux:.4f} core per watched camera (640x360 10 fps), worker sending {send:.4f} core per viewer, "
+          f"dashboard proxy {(dash_watched - dash_idle) / 3:.4f} core per viewer ({dash_watched:.3f} with 3 "
+          f"viewers, {dash_idle:.3f} without)")
+    assert remux < 0.1 and send < 0.05
+
+
+def test_operator_of_another_cell_cannot_open_the_stream(room: Room) -> None:
+    import websockets.sync.client as wsc
+
+    op2 = room.login("op2")
+    cams = op2.get("/api/live/cameras").json()["cameras"]
+    assert [c["id"] for c in cams] == ["square"]
+    cookie = "; ".join(f"{k}={v}" for k, v in op2.cookies.items())
+    url = room.base.replace("http", "ws")
+    with wsc.connect(f"{url}/api/live/lobby", additional_headers={"Cookie": cookie}) as ws:
+        msg = json.loads(ws.recv(timeout=5))
+        assert msg == {"type": "error", "code": "forbidden", "detail": ""}
+        with pytest.raises(Exception):
+            ws.recv(timeout=5)
+        assert ws.close_code == 4403
+    # without a session at all
+    with wsc.connect(f"{url}/api/live/square") as ws:
+        assert json.loads(ws.recv(timeout=5))["code"] == "no_session"
+    # a page of another site cannot use the operator's cookie
+    with wsc.connect(f"{url}/api/live/square", additional_headers={"Cookie": cookie},
+                     origin="http://evil.example") as ws:  # type: ignore[arg-type]
+        assert json.loads(ws.recv(timeout=5))["code"] == "forbidden"
+    # the own cell's camera opens (shared input: the recorder's packets serve live view)
+    with wsc.connect(f"{url}/api/live/square", additional_headers={"Cookie": cookie}) as ws:
+        kinds = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and "F" not in kinds:
+            m = ws.recv(timeout=5)
+            kinds.append(json.loads(m)["type"] if isinstance(m, str) else chr(m[0]))
+        assert kinds[:3] == ["accepted", "hello", "I"] and "F" in kinds, kinds
+    # the worker's endpoint refuses a wrong token
+    ep = protocol.endpoints(room.data)[0]
+    import socket
+
+    with socket.create_connection((ep.host, ep.port), timeout=5) as s:
+        s.sendall(json.dumps({"token": "wrong", "op": "stats"}).encode() + b"\n")
+        kind, payload = protocol.read_message(s)
+        assert kind == protocol.ERROR and json.loads(payload)["code"] == "bad_token"
+    assert (protocol.endpoint_dir(room.data).stat().st_mode & 0o777) == 0o700
+    assert (protocol.endpoint_file(room.data, ep.shard).stat().st_mode & 0o777) == 0o600
+
+
+def test_jpeg_fallback_over_the_websocket(room: Room, browser: Any) -> None:
+    page = logged_in_page(browser, room, "op1")
+    page.goto(room.base + "/wall?fallback=jpeg#layout=4&cams=lobby")
+    page.wait_for_function(f"() => {{ const p = ({PLAYER})(0); return p && p.stats.jpegs >= 2; }}", timeout=10_000)
+    s = player_stats(page)
+    assert s["format"] == "jpeg" and s["firstFrameMs"] < 2000
+    assert page.locator("#wall .tile img").first.evaluate("i => i.naturalWidth") == 640
+    page.context.close()
+
+
+def test_enlarged_tile_plays_the_main_stream(room: Room, browser: Any) -> None:
+    page = logged_in_page(browser, room, "op1")
+    page.goto(room.base + "/wall#layout=4&cams=lobby")
+    page.wait_for_function(f"() => {{ const p = ({PLAYER})(0); return p && p.stats.firstFrameMs !== null; }}",
+                           timeout=10_000)
+    page.locator('#wall .tile[data-camera="lobby"] .enlarge').click()
+    page.wait_for_function(f"() => {{ const p = ({PLAYER})(0); return p && p.stream === 'main' "
+                           "&& p.stats.firstFrameMs !== null && p.stats.hello; }", timeout=10_000)
+    s = player_stats(page)
+    assert s["hello"]["stream"] == "main" and s["hello"]["width"] == 768, s["hello"]
+    assert room.stats()["lobby"]["main"]["viewers"] == 1
+    page.context.close()
+
+
+def test_alert_clip_starts_before_the_alert_and_plays(room: Room, browser: Any) -> None:
+    op1 = room.login("op1")
+
+    def alert_with_clip() -> dict[str, Any] | None:
+        for a in op1.get("/api/alerts").json()["alerts"]:
+            if a["camera"]["id"] == "lobby" and a["start_time"] < time.time() - 5:
+                return a
+        return None
+
+    wait_for(alert_with_clip, 90, "an alert on the lobby camera, 5 s old")
+    alert = alert_with_clip()
+    assert alert is not None
+    t0 = time.monotonic()
+    r = op1.get(f"/api/clips/{alert['alert_id']}")
+    open_s = time.monotonic() - t0
+    assert r.status_code == 200, r.text
+    info = r.json()
+    assert info["clip_start"] <= alert["start_time"] - 2.0  # pre-roll: 3 s, from the keyframe at or before
+    assert info["duration"] >= 4.0 and open_s < 2.0
+    head = op1.get(info["url"], headers={"Range": "bytes=0-99"})
+    assert head.status_code == 206 and len(head.content) == 100  # byte ranges: seekable
+    page = logged_in_page(browser, room, "op1")
+    t0 = time.monotonic()
+    page.goto(room.base + f"/clip/{alert['alert_id']}")
+    page.wait_for_function("() => window.__clip && window.__clip.readyMs !== null", timeout=10_000)
+    ready = page.evaluate("() => window.__clip.readyMs") / 1000
+    page.wait_for_function("() => document.getElementById('c-video').currentTime > 1.0", timeout=10_000)
+    page.evaluate("() => { const v = document.getElementById('c-video'); v.currentTime = 0.5; }")
+    page.wait_for_function("() => { const v = document.getElementById('c-video'); "
+                           "return !v.seeking && v.currentTime < 1.5; }", timeout=5_000)
+    page.wait_for_function("() => { const c = document.getElementById('c-path'); return c.width > 0; }", timeout=5_000)
+    page.context.close()
+    print(f"\nCLIP {info['duration']:.1f} s from {alert['start_time'] - info['clip_start']:.1f} s before the alert: "
+          f"API {open_s * 1000:.0f} ms (cut {info['cut_ms']} ms), playable {ready:.2f} s after the page opened "
+          f"({time.monotonic() - t0:.1f} s for the whole check)")
