@@ -166,7 +166,9 @@ def test_archiver_killed_mid_stream_and_restarted_loses_nothing(
         assert killed_at < total, "the publisher finished before the kill: the test proves nothing"
         published.wait(60)
         th.join()
-        proc = spawn("dashboard.archiver", "--config", str(cfg_path), "--redis", redis_url, log=log)
+        url_file = tmp_path / "redis-url"  # as `sharpeye run` hands the URL over: a file, not the command line
+        url_file.write_text(redis_url + "\n")
+        proc = spawn("dashboard.archiver", "--config", str(cfg_path), "--redis-url-file", str(url_file), log=log)
         deadline = time.monotonic() + 60
         n = 0
         while time.monotonic() < deadline:
