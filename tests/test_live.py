@@ -72,8 +72,14 @@ def children_of(pid: int) -> dict[int, str]:
 
 
 def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of every thread of ``pid`` in ns resolution (schedstat; /proc/PID/stat counts 10 ms ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that just ended
+    return total / 1e9
 
 
 class Room:
@@ -83,6 +89,7 @@ class Room:
         self.sim = sim
         self.run = run
         self.cfg = cfg
+        self.sim2: RtspSimulator | None = None
 
     def login(self, user: str) -> httpx.Client:
         c = httpx.Client(base_url=self.base, timeout=10)
@@ -94,9 +101,13 @@ class Room:
         return protocol.stats(self.data)
 
     def pids(self) -> dict[str, int]:
-        kids = children_of(self.run.pid)
-        return {("worker" if "pipeline.runtime.worker" in cmd else "dashboard"): pid
-                for pid, cmd in kids.items() if "pipeline.runtime.worker" in cmd or "-m dashboard" in cmd}
+        out = {}
+        for pid, cmd in children_of(self.run.pid).items():
+            if "-m pipeline.runtime.worker " in cmd:
+                out["worker"] = pid
+            elif "-m dashboard " in cmd:  # not dashboard.archiver
+                out["dashboard"] = pid
+        return out
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +117,8 @@ def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Room]:
     tmp = tmp_path_factory.mktemp("live")
     port = free_port()
     with RtspSimulator({"lobby": clip("one-by-one-person-detection.mp4"), "lobby/sub": person_sub,
-                        "square": clip("car-detection.sub.mp4")}) as sim:
+                        "square": clip("car-detection.sub.mp4")}) as sim, \
+            RtspSimulator({"yard": clip("car-detection.sub.mp4")}) as sim2:  # the one that is killed
         cfg = write_config(tmp, {
             "lobby": {"name": "Lobby camera", "source": sim.url("lobby/sub"), "record_source": sim.url("lobby"),
                       "alert_labels": ["person"], "detect_fps": 3,
@@ -114,6 +126,8 @@ def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Room]:
                       "lines": {"hall": {"a": [0.5, 0.1], "b": [0.5, 0.9], "direction": "left_to_right"}}},
             "square": {"name": "Station square", "source": sim.url("square"), "grid_cell": "G2",
                        "alert_labels": ["car"], "detect_fps": 0.5},
+            "yard": {"name": "Yard", "source": sim2.url("yard"), "alert_labels": ["car"], "detect_fps": 0.5,
+                     "record": False},
         }, data_dir="data", recordings={"segment_s": 2, "pre_event_s": 4},
             alerts={"pre_roll_s": 3, "post_roll_s": 1},
             grid_cells={"G1": {"name": "Xinhua Street", "officer": {"name": "Wang Wei", "phone": "13800000000"}},
@@ -127,10 +141,11 @@ def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Room]:
         run = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg), "--port", str(port)],
                                stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         room = Room(f"http://127.0.0.1:{port}", tmp / "data", sim, run, cfg)
+        room.sim2 = sim2
         try:
             wait_for(lambda: http_up(room.base + "/healthz"), 60, "the dashboard", interval=0.2)
             wait_for(lambda: all(room.stats().get(c, {}).get("sub", {}).get("gop_packets")
-                                 for c in ("lobby", "square")), 60,
+                                 for c in ("lobby", "square", "yard")), 60,
                      lambda: f"both cameras' live taps holding a GOP: {room.stats()}", interval=0.2)
             yield room
         finally:
@@ -231,6 +246,7 @@ def test_camera_dialled_once_and_muxing_stops_after_last_viewer(room: Room, brow
     before = sim_sessions(room.sim.port)
     assert before == 3  # lobby sub + lobby main + square: the workers' own inputs
     pids = room.pids()
+    assert set(pids) == {"worker", "dashboard"}, children_of(room.run.pid)
     pages = [logged_in_page(browser, room, "op1") for _ in range(3)]
     for p in pages:
         p.goto(room.base + "/wall#layout=1&cams=lobby")
@@ -246,7 +262,8 @@ def test_camera_dialled_once_and_muxing_stops_after_last_viewer(room: Room, brow
     dt, s1 = time.monotonic() - t0, room.stats()["lobby"]["sub"]
     dash_watched = (cpu_s(pids["dashboard"]) - d0) / dt
     remux = (s1["mux_cpu_us"] - s0["mux_cpu_us"]) / 1e6 / dt
-    send = (s1["send_cpu_us"] - s0["send_cpu_us"]) / 1e6 / max(1e-3, (s1["viewer_ms"] - s0["viewer_ms"]) / 1000)
+    send = ((s1.get("send_cpu_us", 0) - s0.get("send_cpu_us", 0)) / 1e6
+            / max(1e-3, (s1.get("viewer_ms", 0) - s0.get("viewer_ms", 0)) / 1000))
     timelines = st["timelines"]
     for p in pages:
         p.context.close()
@@ -370,3 +387,21 @@ def test_alert_clip_starts_before_the_alert_and_plays(room: Room, browser: Any) 
     print(f"\nCLIP {info['duration']:.1f} s from {alert['start_time'] - info['clip_start']:.1f} s before the alert: "
           f"API {open_s * 1000:.0f} ms (cut {info['cut_ms']} ms), playable {ready:.2f} s after the page opened "
           f"({time.monotonic() - t0:.1f} s for the whole check)")
+
+
+def test_killed_camera_turns_its_tile_red(room: Room, browser: Any) -> None:
+    """Runs last: it stops the yard camera's simulator for good."""
+    assert room.sim2 is not None
+    page = logged_in_page(browser, room, "op1")
+    page.goto(room.base + "/wall#layout=4&cams=lobby,yard")
+    page.locator('#wall .tile[data-camera="yard"][data-online="true"]').wait_for(timeout=15_000)
+    page.wait_for_function(f"() => ({PLAYER})(1).stats.firstFrameMs !== null", timeout=10_000)
+    t0 = time.monotonic()
+    room.sim2.stop(kill=True)
+    page.locator('#wall .tile[data-camera="yard"][data-online="false"]').wait_for(timeout=15_000)
+    red_after = time.monotonic() - t0
+    assert page.locator('#wall .tile[data-camera="lobby"]').get_attribute("data-online") == "true"
+    page.screenshot(path=str(room.data.parent / "wall-red.png"))
+    page.context.close()
+    print(f"\nLIVE killed camera's tile red {red_after:.2f} s after its server died")
+    assert red_after < 6.0

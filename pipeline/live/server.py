@@ -178,6 +178,14 @@ class LiveService:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        """Listen and publish the endpoint; a failure is logged and leaves the worker without live view only."""
+        try:
+            self._start()
+        except OSError as e:  # e.g. a full disk refusing the endpoint file: detection must go on
+            log.error("live view unavailable in this worker: %s", e)
+            self.stop()
+
+    def _start(self) -> None:
         self.stopping.clear()
         srv = _Server(("127.0.0.1", 0), _Viewer)
         srv.service = self
