@@ -72,14 +72,9 @@ def children_of(pid: int) -> dict[int, str]:
 
 
 def cpu_s(pid: int) -> float:
-    """CPU time of every thread of ``pid`` in ns resolution (schedstat; /proc/PID/stat counts 10 ms ticks)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue  # a thread that just ended
-    return total / 1e9
+    """CPU time of a process, threads that ended included (in clock ticks of 10 ms: measure over seconds)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Room:
@@ -256,7 +251,7 @@ def test_camera_dialled_once_and_muxing_stops_after_last_viewer(room: Room, brow
     assert st["viewers"] == 3 and st["muxing"], st
     assert sim_sessions(room.sim.port) == before  # three viewers, no new RTSP session
     # CPU: the worker counts its remux and each viewer's sending; the dashboard's proxy is its process
-    # CPU with 3 viewers against nobody watching (measured after)
+    # CPU with 3 viewers against nobody watching (measured after; 10 ms ticks over 5 s: +-0.002 core)
     t0, d0, s0 = time.monotonic(), cpu_s(pids["dashboard"]), room.stats()["lobby"]["sub"]
     time.sleep(5)
     dt, s1 = time.monotonic() - t0, room.stats()["lobby"]["sub"]
