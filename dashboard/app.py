@@ -19,7 +19,8 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
+from redis.exceptions import RedisError
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -69,6 +70,13 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
         if exc.status_code in ERROR_PAGES and not request.url.path.startswith(("/api/", "/snapshots/", "/static/")):
             return page(ERROR_PAGES[exc.status_code], exc.status_code)
         return await http_exception_handler(request, exc)
+
+    @app.exception_handler(RedisError)
+    async def bus_down(request: Request, exc: RedisError) -> Response:
+        """Redis dead, frozen or restarting: 503 with a code the page translates, never a 500 and a traceback."""
+        log.warning("%s %s: bus unavailable (%s: %s)", request.method, request.url.path, type(exc).__name__, exc)
+        return JSONResponse({"detail": {"code": "bus_unavailable"}}, status_code=503,
+                            headers={"Retry-After": "2", "Cache-Control": "no-store"})
 
     @app.get("/static/{rel:path}", include_in_schema=False)
     async def static(rel: str, request: Request) -> Response:

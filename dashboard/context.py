@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from fastapi import Request
 from sqlalchemy import Engine
 
@@ -17,7 +22,12 @@ from pipeline.publish import bus
 from dashboard.security import LoginLimiter
 from dashboard.workflow import action_message
 
+log = logging.getLogger("sharpeye.dashboard")
 ACTIONS_MAXLEN = 10_000
+# Every read of the bus gives up after this long: a frozen Redis (SIGSTOP, a hung host) turns into an
+# error the page sees (503, or a stream that stops beating) instead of a request that never ends.  The
+# live stream's blocking XREAD waits 1 s, well inside it.
+REDIS_TIMEOUT_S = 5.0
 
 
 def _mtime(cfg: Config) -> float | None:
@@ -62,7 +72,11 @@ class Dashboard:
         """
         loop = asyncio.get_running_loop()
         if self._redis is None or self._redis_loop is not loop:
-            self._redis = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=5)
+            # one quick retry for a connection Redis closed (it restarted); a timeout is not retried, so a
+            # frozen Redis costs one REDIS_TIMEOUT_S (redis-py's default would retry it three times)
+            retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 1, supported_errors=(RedisConnectionError,))
+            self._redis = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=REDIS_TIMEOUT_S,
+                                                  socket_timeout=REDIS_TIMEOUT_S, retry=retry)
             self._redis_loop = loop
         return self._redis
 
@@ -70,9 +84,20 @@ class Dashboard:
         """The dashboard's own stream: every action (and escalation), for every open page."""
         return self.keys.prefix_key("actions")
 
-    async def push_action(self, alert: dict[str, Any], action: dict[str, Any]) -> None:
-        await self.redis().xadd(self.actions_key(), {"json": action_message(alert, action)}, maxlen=ACTIONS_MAXLEN,
-                                approximate=True)
+    async def push_action(self, alert: dict[str, Any], action: dict[str, Any]) -> bool:
+        """Tell every open page; False when the bus is down.
+
+        The action is already stored: a down bus must not turn it into an error for the operator who
+        did it.  Pages that missed the push reload their list when their stream comes back.
+        """
+        try:
+            await self.redis().xadd(self.actions_key(), {"json": action_message(alert, action)},
+                                    maxlen=ACTIONS_MAXLEN, approximate=True)
+            return True
+        except (RedisError, OSError) as e:
+            log.warning("action %s on alert %s stored but not pushed to the pages: bus unavailable (%s)",
+                        action.get("action"), alert.get("alert_id"), e)
+            return False
 
     async def close(self) -> None:
         if self._redis is not None:

@@ -74,8 +74,19 @@ def alert_view(row: Any) -> dict[str, Any]:
                      "on_scene_at": m["on_scene_at"], "feedback_at": m["feedback_at"]},
         "closed_at": m["closed_at"], "closed_by": m["closed_by"], "classification": m["classification"],
         "close_comment": m["close_comment"], "escalation_level": m["escalation_level"],
-        "escalated_at": m["escalated_at"],
+        "escalated_at": m["escalated_at"], "end_reason": _end_reason(m),
     }
+
+
+def _end_reason(m: Any) -> str | None:
+    """Why nobody saw the alert end (``worker restarted``), from its last bus message; None for a normal end."""
+    if m["phase"] != "end" or "message" not in m or not m["message"]:
+        return None
+    try:
+        reason = json.loads(m["message"]).get("end_reason")
+    except (ValueError, AttributeError):
+        return None
+    return reason if isinstance(reason, str) else None
 
 
 def _note(text: str | None, required: bool = False) -> str | None:

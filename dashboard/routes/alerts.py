@@ -6,18 +6,27 @@ The live stream (server-sent events) follows two Redis streams with one blocking
 the workers' events and the dashboard's own actions stream, so an action done in one browser
 reaches every open page in milliseconds, whichever dashboard process served it.  Everything
 is filtered by the user's grid cells.
+
+The stream stays honest about itself: a ``heartbeat`` event every ``HEARTBEAT_S`` is sent only
+after Redis answered, so a page that hears none for 10 s knows its picture is stale (bus frozen,
+dashboard gone, network cut) and says so; every read gives up after ``REDIS_TIMEOUT_S``, and a
+stream whose bus fails ends with an ``unavailable`` event so the page reconnects (from the id it
+last saw).  Open alerts whose camera no worker reports any more are sent as ``orphans``
+(dashboard/orphans.py), so the page marks them stale instead of live.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 from sqlalchemy import or_, select
 from starlette.concurrency import run_in_threadpool
 
@@ -26,6 +35,7 @@ from dashboard.audit import record, timeline
 from dashboard.context import Dashboard, ctx
 from dashboard.deps import current_user, refuse, remote_addr
 from dashboard.history.schema import OPEN_STATES, alert_messages, alerts
+from dashboard.orphans import orphaned, parse_open
 from dashboard.pages import page
 from dashboard.paging import page_officer
 from dashboard.routes.cameras import camera_list, camera_statuses
@@ -34,8 +44,11 @@ from dashboard.workflow import Request as ActionRequest
 from dashboard.workflow import WorkflowError, alert_view, apply, create_link
 from pipeline.publish import bus
 
+log = logging.getLogger("sharpeye.dashboard")
 router = APIRouter(dependencies=[Depends(current_user)])
 CAMERA_PUSH_PERIOD_S = 2.0
+HEARTBEAT_S = 3.0  # the page calls its picture stale after 10 s without one
+RETRY_MS = 2000  # EventSource's own reconnect delay after a stream ends
 BUS_LOOKBACK = 20_000  # newest bus entries searched for an alert the database does not have yet
 CLOSED_SHOWN_S = 12 * 3600.0  # closed alerts stay in the live list this long (a shift)
 
@@ -61,6 +74,7 @@ async def list_alerts(request: Request, user: User = Depends(current_user), limi
     r = d.redis()
     newest_events = await r.xrevrange(d.keys.events, count=limit)
     newest_action = await r.xrevrange(d.actions_key(), count=1)
+    orphans = await user_orphans(d, user)
     msgs = [m for _, m in bus.decode_entries(newest_events) if _visible(user, m)]
 
     def _rows() -> list[dict[str, Any]]:
@@ -83,10 +97,24 @@ async def list_alerts(request: Request, user: User = Depends(current_user), limi
         if m.get("type") == "alert" and m["alert_id"] not in known:
             rows.append(dict(m, state="new", owner=None, version=None, dispatch={}))
             known.add(m["alert_id"])
+    for a in rows:
+        a["orphaned_since"] = orphans.get(a["alert_id"]) if a.get("phase") != "end" else None
     rows.sort(key=lambda a: a["start_time"], reverse=True)
     cursor = f"{newest_events[0][0].decode() if newest_events else '0-0'}|" \
              f"{newest_action[0][0].decode() if newest_action else '0-0'}"
-    return {"alerts": rows, "camera_events": [m for m in msgs if m.get("type") == "camera"], "cursor": cursor}
+    return {"alerts": rows, "camera_events": [m for m in msgs if m.get("type") == "camera"], "cursor": cursor,
+            "orphans": orphans, "orphan_after_s": d.config().dashboard.orphan_alert_s}
+
+
+async def user_orphans(d: Dashboard, user: User, statuses: dict[str, Any] | None = None) -> dict[str, float]:
+    """The user's open alerts that no worker owns any more: alert id → when the camera was last reported."""
+    r = d.redis()
+    open_now = {aid: m for aid, m in parse_open(await r.hgetall(d.keys.open_alerts)).items() if _visible(user, m)}
+    if not open_now:
+        return {}
+    if statuses is None:
+        statuses = await camera_statuses(d)
+    return orphaned(open_now, statuses, d.config().dashboard.orphan_alert_s)
 
 
 async def _ensure_alert(d: Dashboard, alert_id: str) -> None:
@@ -252,7 +280,13 @@ def _sse(event: str, data: Any, sid: str | None = None) -> bytes:
 
 @router.get("/api/stream")
 async def stream(request: Request, user: User = Depends(current_user), cursor: str = "$|$") -> StreamingResponse:
-    """Server-sent events: bus messages (``message``), actions (``action``) and camera lists (``cameras``)."""
+    """Server-sent events: bus messages (``message``), actions (``action``), camera lists (``cameras``),
+    open alerts nobody owns (``orphans``), ``heartbeat`` every few seconds while the bus answers, and
+    ``unavailable`` just before the stream ends because the bus failed.
+
+    Every event that moves the position carries the id ``<events id>|<actions id>`` (heartbeats too, so
+    entries filtered out for this user still move it): a page that reconnects with it loses nothing.
+    """
     d = ctx(request)
     akey = d.actions_key()
 
@@ -262,15 +296,21 @@ async def stream(request: Request, user: User = Depends(current_user), cursor: s
         start = request.headers.get("last-event-id") or cursor
         ev_id, _, act_id = start.partition("|")
         try:
+            yield f"retry: {RETRY_MS}\n\n".encode()
             if ev_id in ("$", ""):
                 newest = await r.xrevrange(d.keys.events, count=1)
                 ev_id = newest[0][0].decode() if newest else "0-0"
             if act_id in ("$", ""):
                 newest = await r.xrevrange(akey, count=1)
                 act_id = newest[0][0].decode() if newest else "0-0"
-            cams = camera_list(d.config(), await camera_statuses(d), user)
+            statuses = await camera_statuses(d)
+            cams = camera_list(d.config(), statuses, user)
+            orphans = await user_orphans(d, user, statuses)
             yield _sse("cameras", cams)
+            yield _sse("orphans", orphans)
+            yield _sse("heartbeat", {"time": round(time.time(), 3)}, f"{ev_id}|{act_id}")
             next_push = time.monotonic() + CAMERA_PUSH_PERIOD_S
+            next_beat = time.monotonic() + HEARTBEAT_S
             while not await request.is_disconnected():
                 res = await r.xread({d.keys.events: ev_id, akey: act_id}, count=200, block=1000)
                 for key, entries in res or []:
@@ -289,14 +329,24 @@ async def stream(request: Request, user: User = Depends(current_user), cursor: s
                                     yield _sse("message", msg, f"{ev_id}|{act_id}")
                 if time.monotonic() >= next_push:
                     next_push = time.monotonic() + CAMERA_PUSH_PERIOD_S
-                    new = camera_list(d.config(), await camera_statuses(d), user)
+                    statuses = await camera_statuses(d)
+                    new = camera_list(d.config(), statuses, user)
                     if new != cams:
                         cams = new
                         yield _sse("cameras", cams)
-                    else:
-                        yield b": keep-alive\n\n"
+                    new_orphans = await user_orphans(d, user, statuses)
+                    if new_orphans != orphans:
+                        orphans = new_orphans
+                        yield _sse("orphans", orphans)
+                if time.monotonic() >= next_beat:  # only after Redis answered: a beat means "this is current"
+                    next_beat = time.monotonic() + HEARTBEAT_S
+                    yield _sse("heartbeat", {"time": round(time.time(), 3)}, f"{ev_id}|{act_id}")
         except asyncio.CancelledError:
             pass
+        except (RedisError, OSError) as e:
+            # the page hears no more beats and reconnects (with backoff) from the last id it saw
+            log.warning("live stream of %s ends: bus unavailable (%s: %s)", user.username, type(e).__name__, e)
+            yield _sse("unavailable", {"code": "bus_unavailable"})
 
     return StreamingResponse(gen(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

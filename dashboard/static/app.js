@@ -30,11 +30,14 @@ function onBusAlert(msg) {
   const det = {
     alert_id: msg.alert_id, camera: msg.camera, grid_cell: msg.grid_cell, rule: msg.rule, labels: msg.labels,
     score: msg.score, start_time: msg.start_time, end_time: msg.end_time, phase: msg.phase,
+    end_reason: msg.phase === "end" ? (msg.end_reason || null) : null,
   };
+  if (msg.phase === "end") det.orphaned_since = null; // ended: nobody needs to own it any more
   if (msg.snapshot) det.snapshot = msg.snapshot;
   const a = merge(old || { state: "new", owner: null, dispatch: {}, version: null, escalation_level: 0 }, det);
   alerts.set(a.alert_id, a);
   render(a);
+  if (selected === a.alert_id) showDetail(a);
   if (!old) notifyNew(a);
 }
 
@@ -72,7 +75,9 @@ function render(a) {
   li.querySelector(".rule").textContent = kindText(a.rule.kind);
   li.querySelector(".state-badge").textContent = SE.t(`state.${a.state}`);
   li.querySelector(".state-badge").dataset.state = a.state;
-  li.querySelector(".phase").textContent = SE.t(`phase.${a.phase}`);
+  li.querySelector(".phase").textContent = phaseText(a);
+  li.dataset.orphaned = String(isOrphan(a));
+  li.querySelector(".orphan").textContent = isOrphan(a) ? orphanText(a) : "";
   li.querySelector(".camera").textContent = a.camera.name;
   const cell = a.grid_cell || {};
   li.querySelector(".cell").textContent = SE.t("alert.cell_named", { name: cell.name || cell.id || "" });
@@ -93,6 +98,30 @@ function render(a) {
   const key = sortKey(a);
   if (isNew || parseFloat(li.dataset.start) !== key) { li.remove(); insertByTime(li, key); }
   updateCount();
+}
+
+// an alert still open on the bus whose camera no worker has reported for dashboard.orphan_alert_s: not live
+function isOrphan(a) { return a.phase !== "end" && !!a.orphaned_since; }
+function orphanText(a) { return SE.t("alert.orphaned", { since: SE.fmt(a.orphaned_since, false) }); }
+
+// "ended", with the reason when nobody saw it end (a worker restarted and ended what its predecessor left open)
+function phaseText(a) {
+  const base = SE.t(`phase.${a.phase}`);
+  if (a.phase !== "end" || !a.end_reason) return base;
+  const key = `end_reason.${a.end_reason.replace(/\W+/g, "_")}`;
+  return `${base} · ${SE.messages[key] ? SE.t(key) : a.end_reason}`;
+}
+
+// the server's list of orphaned open alerts replaces what the page thought
+function onOrphans(map) {
+  for (const a of alerts.values()) {
+    const since = (a.phase !== "end" && map[a.alert_id]) || null;
+    if ((a.orphaned_since || null) !== since) {
+      a.orphaned_since = since;
+      render(a);
+      if (selected === a.alert_id) showDetail(a);
+    }
+  }
 }
 
 // escalated open alerts move to the top; otherwise newest first
@@ -210,6 +239,10 @@ function showDetail(a) {
   st.textContent = SE.t(`state.${a.state}`);
   st.dataset.state = a.state;
   document.getElementById("d-overdue").hidden = !overdue(a);
+  const orphan = document.getElementById("d-orphan");
+  orphan.hidden = !isOrphan(a);
+  orphan.textContent = isOrphan(a) ? orphanText(a) : "";
+  document.getElementById("d-phase").textContent = phaseText(a);
   document.getElementById("d-owner").textContent = a.owner ? SE.t("alert.handled_by", { name: a.owner.name }) : SE.t("alert.nobody");
   document.getElementById("d-camera").textContent = a.camera.name;
   document.getElementById("d-cell").textContent = (a.grid_cell || {}).name || "";
@@ -360,6 +393,89 @@ function renderCameras(cams) {
   document.getElementById("camera-summary").textContent = SE.t("camera.summary", { on, n: cams.length });
 }
 
+// ------------------------------------------------------------------ live stream
+
+// The stream beats every few seconds while the server hears from the bus.  No beat for STALE_MS and the
+// page says so (banner "connection lost", everything dimmed) and reconnects; after any error the
+// EventSource is recreated with backoff (1 s doubling to 8 s), resuming from the last id it saw, and
+// once beats come again the list is reloaded (actions the bus could not push meanwhile).
+const STALE_MS = 10000;
+const live = {
+  es: null, cursor: "$|$", lastBeat: Date.now(), lastTry: Date.now(), backoff: 1000, timer: null, resync: false,
+
+  connect() {
+    live.lastTry = Date.now();
+    const es = new EventSource(`/api/stream?cursor=${encodeURIComponent(live.cursor)}`);
+    live.es = es;
+    const on = (name, fn) => es.addEventListener(name, ev => {
+      if (live.es !== es) return; // a stream we already gave up on
+      if (ev.lastEventId) live.cursor = ev.lastEventId;
+      fn(ev);
+    });
+    on("heartbeat", () => live.beat());
+    on("message", ev => {
+      const m = JSON.parse(ev.data);
+      if (m.type === "alert") onBusAlert(m); else if (m.type === "camera") renderCameraEvent(m);
+    });
+    on("action", ev => onAction(JSON.parse(ev.data)));
+    on("cameras", ev => renderCameras(JSON.parse(ev.data)));
+    on("orphans", ev => onOrphans(JSON.parse(ev.data)));
+    on("unavailable", () => live.retry());
+    es.addEventListener("error", () => { if (live.es === es) live.retry(); });
+  },
+
+  retry() {
+    if (live.es) { live.es.close(); live.es = null; }
+    live.resync = true;
+    setConn("lost");
+    if (live.timer) return;
+    const wait = live.backoff * (0.8 + 0.4 * Math.random());
+    live.backoff = Math.min(live.backoff * 2, 8000);
+    live.timer = setTimeout(() => { live.timer = null; live.connect(); }, wait);
+  },
+
+  beat() {
+    live.lastBeat = Date.now();
+    live.backoff = 1000;
+    setConn("live");
+    showStale(false);
+    if (live.resync) { live.resync = false; resync().catch(console.error); }
+  },
+
+  // once a second: stale after STALE_MS without a beat; a stream silent that long (a frozen server, a cut
+  // network that never errors) is dropped and made again
+  watch() {
+    const now = Date.now();
+    if (now - live.lastBeat > STALE_MS) showStale(true);
+    if (now - Math.max(live.lastBeat, live.lastTry) > STALE_MS && !live.timer) live.retry();
+  },
+};
+
+function setConn(state) {
+  const conn = document.getElementById("conn");
+  conn.dataset.state = state;
+  conn.textContent = SE.t(`conn.${state}`);
+}
+
+function showStale(on) {
+  const b = document.getElementById("stale-banner");
+  if (on) b.textContent = SE.t("conn.stale", { since: SE.fmt(live.lastBeat / 1000, false) });
+  b.hidden = !on;
+  document.body.dataset.stale = String(on);
+}
+
+// after an outage: the list as stored now (what the stream could not carry), merged into the page
+async function resync() {
+  const data = await SE.api("/api/alerts?limit=300");
+  for (const a of data.alerts.slice().reverse()) {
+    const m = merge(alerts.get(a.alert_id), a);
+    alerts.set(m.alert_id, m);
+    render(m);
+  }
+  onOrphans(data.orphans || {});
+  updateCount();
+}
+
 // ------------------------------------------------------------------ start
 
 async function main() {
@@ -371,7 +487,6 @@ async function main() {
     document.querySelector(".filters").append(SE.el("a", { id: "cell-filter", class: "cell-filter", href: "/",
                                                             text: SE.t("room.cell_filter", { name }) }));
   }
-  const conn = document.getElementById("conn");
   const data = await SE.api("/api/alerts?limit=300");
   for (const a of data.alerts.slice().reverse()) { alerts.set(a.alert_id, a); render(a); }
   for (const m of data.camera_events.slice().reverse()) renderCameraEvent(m);
@@ -380,15 +495,10 @@ async function main() {
   if ("Notification" in window && Notification.permission === "default") {
     document.addEventListener("click", () => Notification.requestPermission(), { once: true });
   }
-  const es = new EventSource(`/api/stream?cursor=${encodeURIComponent(data.cursor)}`);
-  es.addEventListener("open", () => { conn.dataset.state = "live"; conn.textContent = SE.t("conn.live"); });
-  es.addEventListener("error", () => { conn.dataset.state = "lost"; conn.textContent = SE.t("conn.lost"); });
-  es.addEventListener("message", ev => {
-    const m = JSON.parse(ev.data);
-    if (m.type === "alert") onBusAlert(m); else if (m.type === "camera") renderCameraEvent(m);
-  });
-  es.addEventListener("action", ev => onAction(JSON.parse(ev.data)));
-  es.addEventListener("cameras", ev => renderCameras(JSON.parse(ev.data)));
+  live.cursor = data.cursor;
+  onOrphans(data.orphans || {});
+  live.connect();
+  setInterval(live.watch, 1000);
   setInterval(() => { for (const a of alerts.values()) if (OPEN.has(a.state)) render(a); }, 30000);
 }
 main().catch(e => console.error(e));
