@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 from pathlib import Path
 
 import uvicorn
 
 from pipeline.config import load_config
+from pipeline.config.schema import is_loopback
 from pipeline.config.secrets import install_log_scrubber
 
 from .app import create_app
@@ -29,9 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config)
     install_log_scrubber(cfg)  # logs and tracebacks of this process never show a secret
     url = args.redis or Path(args.redis_url_file).read_text().strip()
-    app = create_app(cfg, url)
-    uvicorn.run(app, host=args.host or cfg.dashboard.host, port=args.port or cfg.dashboard.port,
-                log_level="warning", timeout_graceful_shutdown=2)
+    dash = cfg.dashboard
+    host = args.host or dash.host
+    if not dash.tls and not is_loopback(host):
+        print(f"sharpeye-dashboard: refusing to serve plain HTTP on {host!r}: log-ins and session cookies would "
+              f"cross the network in clear; set dashboard.tls_cert and dashboard.tls_key, or listen on 127.0.0.1",
+              file=sys.stderr)
+        return 2
+    app = create_app(cfg, url, tls=dash.tls)
+    # HTTPS only when configured: the cert and key paths were checked (and made absolute) by load_config
+    uvicorn.run(app, host=host, port=args.port or dash.port, log_level="warning", timeout_graceful_shutdown=2,
+                ssl_certfile=dash.tls_cert, ssl_keyfile=dash.tls_key)
     return 0
 
 

@@ -343,6 +343,40 @@ def _model_classes(data: dict[str, Any], classes: Classes,
         return None, [(_line_of(loc, lines), loc, f"cannot use the model {name!r}: {what}")]
 
 
+def _resolve_tls(data: dict[str, Any], base: Path, lines: dict[tuple[Any, ...], int]) -> list[Problem]:
+    """Take dashboard.tls_cert/tls_key from the config's folder (in `data`); each must be a readable file,
+    and the pair must load as a certificate with its key, or HTTPS would fail only when `run` starts it."""
+    dash = data.get("dashboard")
+    if not isinstance(dash, dict):
+        return []
+    problems: list[Problem] = []
+    found: dict[str, Path] = {}
+    for key in ("tls_cert", "tls_key"):
+        value = dash.get(key)
+        if not isinstance(value, str):
+            continue  # absent, or the schema reports the wrong type
+        loc = ("dashboard", key)
+        try:
+            path = Path(value)
+            path = path if path.is_absolute() else base / path
+            path.open("rb").close()
+        except (OSError, ValueError) as e:
+            problems.append((_line_of(loc, lines), loc, f"cannot read {value!r} ({getattr(e, 'strerror', None) or e})"
+                             f" — a relative path is taken from the config file's folder ({base})"))
+            continue
+        found[key] = path
+        dash[key] = str(path)
+    if len(found) == 2:
+        import ssl
+
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(found["tls_cert"], found["tls_key"])
+        except (ssl.SSLError, OSError) as e:
+            loc = ("dashboard", "tls_cert")
+            problems.append((_line_of(loc, lines), loc, f"certificate and key do not load as a pair: {e}"))
+    return problems
+
+
 def _data_dir(data: dict[str, Any], base: Path, lines: dict[tuple[Any, ...], int]) -> list[Problem]:
     """The data folder must be a folder this user can create or write: `run` writes there first."""
     value = data.get("data_dir", "data")
@@ -374,6 +408,7 @@ def _check(text: str, filename: str, base: Path, classes: Classes) -> Config:
         names, model_problems = _model_classes(data, classes, lines)
         problems += model_problems
     problems += _data_dir(data, base, lines)
+    problems += _resolve_tls(data, base, lines)
     cfg, invalid = _validate(data, lines, names)
     problems += invalid
     if problems or cfg is None:
@@ -428,6 +463,7 @@ def reload_config(path: str | Path, previous: Config, classes: Classes = None) -
     data, lines, _ = _compose(_decode(p.read_bytes(), str(p)), str(p))
     base = p.resolve().parent
     _resolve_model(data, base, lines)
+    _resolve_tls(data, base, lines)
     cams = dict(data.get("cameras") or {})
     for cid in bad:
         if cid in previous.cameras:

@@ -539,6 +539,39 @@ class DashboardConfig(Strict):
                                       "characters); default: /metrics needs a logged-in session.")
     escalation: EscalationConfig = Field(default_factory=EscalationConfig, description="Escalation "
                                          "of alerts not acknowledged, or dispatches not signed for, in time.")
+    tls_cert: str | None = Field(None, description="PEM certificate file (with its chain) for HTTPS, taken from "
+                                 "the config file's folder when relative; with tls_key the dashboard serves HTTPS "
+                                 "only and its session cookies are Secure. Without TLS, `sharpeye run` refuses a "
+                                 "host other than loopback (passwords would cross the network in clear). "
+                                 "Default: plain HTTP on loopback.")
+    tls_key: str | None = Field(None, description="PEM private key of tls_cert (unencrypted; keep it readable by "
+                                "the service user only). Both or neither must be set.")
+    orphan_alert_s: float = Field(60.0, ge=10, le=86400, description="An alert still open on the bus whose "
+                                  "camera no worker has reported for this long is shown as stale (no worker "
+                                  "owns it) instead of live, until a restarted worker ends it; default 60 s.")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "DashboardConfig":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both (HTTPS) or neither (loopback HTTP)")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen address only accepts this machine's own connections (a name other than
+    ``localhost`` counts as not loopback: it may resolve to anything)."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
 
 
 class BusConfig(Strict):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -38,6 +39,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from pipeline.config import Config
+from pipeline.config.schema import is_loopback
 from pipeline.runtime.heartbeat import beat_age
 from pipeline.runtime.lock import DataDirBusy, RunLock
 from pipeline.runtime.procs import die_with_parent, kill_group, port_problem, wait_group_gone
@@ -221,14 +223,23 @@ class WorkerChild(Child):
 
 
 class DashboardChild(Child):
-    """The web app, probed with GET /healthz: a hung server is restarted, not only a dead one."""
+    """The web app, probed with GET /healthz: a hung server is restarted, not only a dead one.
 
-    def __init__(self, argv: list[str], host: str, port: int, bus_ok: Callable[[], bool]):
+    Under TLS the probe speaks HTTPS without verifying the certificate: it asks this machine's own
+    server, whose certificate may be self-signed or name another host than the one probed.
+    """
+
+    def __init__(self, argv: list[str], host: str, port: int, bus_ok: Callable[[], bool], tls: bool = False):
         super().__init__("dashboard", argv)
         probe_host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
         if ":" in probe_host:
             probe_host = f"[{probe_host}]"
-        self.url = f"http://{probe_host}:{port}/healthz"
+        self.url = f"{'https' if tls else 'http'}://{probe_host}:{port}/healthz"
+        self.ssl_context: ssl.SSLContext | None = None
+        if tls:
+            self.ssl_context = ssl.create_default_context()
+            self.ssl_context.check_hostname = False
+            self.ssl_context.verify_mode = ssl.CERT_NONE
         self.bus_ok = bus_ok
         self.fails = 0
         self.up = False
@@ -241,7 +252,7 @@ class DashboardChild(Child):
     def _probe(self) -> str | None:
         """None when healthy (or when the verdict would be unfair), else what went wrong."""
         try:
-            with urllib.request.urlopen(self.url, timeout=DASHBOARD_PROBE_TIMEOUT_S) as resp:
+            with urllib.request.urlopen(self.url, timeout=DASHBOARD_PROBE_TIMEOUT_S, context=self.ssl_context) as resp:
                 resp.read(256)
             return None
         except urllib.error.HTTPError as e:
@@ -344,6 +355,10 @@ class Supervisor:
 
     # -------------------------------------------------------------- start
     def start(self) -> None:
+        if not self.cfg.dashboard.tls and not is_loopback(self.host):
+            raise StartupError(f"refusing to serve the dashboard on {self.host!r} without TLS: log-ins and session "
+                               f"cookies would cross the network in clear; set dashboard.tls_cert and "
+                               f"dashboard.tls_key in {self.cfg.path}, or use a loopback host (127.0.0.1)")
         if problem := port_problem(self.host, self.port):
             raise StartupError(problem)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -385,14 +400,15 @@ class Supervisor:
         self.children.append(DashboardChild(
             [py, "-m", "dashboard", "--config", cfg_path, "--redis-url-file", str(self.url_file),
              "--host", self.host, "--port", str(self.port)],
-            self.host, self.port, self.redis.ok if self.redis else _pinger(url)))
+            self.host, self.port, self.redis.ok if self.redis else _pinger(url), tls=self.cfg.dashboard.tls))
         # the history archiver: a consumer group on the events stream, so nothing is missed while it is down
         self.children.append(Child("archiver", [py, "-m", "dashboard.archiver", "--config", cfg_path,
                                                 "--redis-url-file", str(self.url_file)]))
         for c in self.children:
             if not c.running():
                 c.start()
-        print(f"Sharp Eyes running: dashboard http://{self.host}:{self.port}  bus {where}  "
+        scheme = "https" if self.cfg.dashboard.tls else "http"
+        print(f"Sharp Eyes running: dashboard {scheme}://{self.host}:{self.port}  bus {where}  "
               f"cameras {len(self.cfg.enabled_cameras())}, workers {n}  (Ctrl-C to stop)", flush=True)
         self.starting = False
 
