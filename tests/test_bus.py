@@ -76,14 +76,18 @@ def test_stream_is_capped(r) -> None:  # type: ignore[no-untyped-def]
     assert 200 <= r.xlen(keys.events) < 400
 
 
-def test_blocking_read_wakes_on_new_message(r) -> None:  # type: ignore[no-untyped-def]
+def test_blocking_read_wakes_on_new_message(r, redis_url: str) -> None:  # type: ignore[no-untyped-def]
     import threading
 
     keys = bus.BusKeys("t3")
     msg = lifecycle_messages()[0]
-    threading.Timer(0.3, lambda: bus.publish_event(r, keys, msg, maxlen=100)).start()
+    writer = bus.connect(redis_url)  # its own connection: the reader's is blocked in XREAD
+    timer = threading.Timer(0.3, lambda: bus.publish_event(writer, keys, msg, maxlen=100))
+    timer.start()
     t0 = time.monotonic()
     got = bus.read_events(r, keys, "$", block_ms=5000)
+    timer.join(5)
+    writer.close()
     assert got and got[0][1]["alert_id"] == msg["alert_id"]
     assert time.monotonic() - t0 < 4
 

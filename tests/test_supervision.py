@@ -385,7 +385,8 @@ def test_external_redis_url_with_a_password_is_never_shown(tmp_path: Path, car_c
                  lambda: f"camera a status; output:\n{run.output[-2000:]}")
         assert run.proc.poll() is None, run.output[-2000:]
         kids = run.children()
-        assert len(kids) == 2 and not any("redis-server" in cmdline(p) for p in kids)  # nothing embedded
+        # a worker, the dashboard and the archiver; nothing embedded
+        assert len(kids) == 3 and not any("redis-server" in cmdline(p) for p in kids), [cmdline(p) for p in kids]
         for pid in kids:
             assert password not in cmdline(pid)
         assert (tmp_path / "data" / "redis" / "url").stat().st_mode & 0o777 == 0o600
@@ -432,5 +433,5 @@ def test_heartbeat_writes_at_most_once_a_second(tmp_path: Path) -> None:
         hb()
     assert (tmp_path / "w.heartbeat").read_bytes() == first
     age = beat_age(tmp_path / "w.heartbeat")
-    assert age is not None and 0 <= age < 1.0
+    assert age is not None and -0.01 <= age < 1.0  # the file's clock and time.time() may differ by a tick
     hb.close()
