@@ -275,6 +275,8 @@ def test_chinese_pages_have_no_english_words_and_24_hour_times(room: dict[str, A
                             ("/supervisor", "#s-states tr")):
             page.goto(base + path)
             page.locator(ready).first.wait_for(timeout=5000)
+            # the title is set from the catalogue once it has loaded: wait for that, not for luck
+            page.wait_for_function("() => document.title !== 'Sharp Eyes'", timeout=5000)
             english = _english_words(page)
             assert english in ([], ["English"]), (path, english)
             page.screenshot(path=str(out / f"{path.strip('/')}-zh.png"), full_page=True)
