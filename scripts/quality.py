@@ -1,7 +1,7 @@
 """Does motion gating cost alerts?  Normal replay against the exhaustive reference, on one clip.
 
     .venv/bin/python scripts/quality.py CLIP --config tests/quality.yaml [--camera ID] [--json]
-        [--no-gate] [--reference FILE]
+        [--no-gate] [--motion KEY=VALUE ...] [--reference FILE]
 
 Runs ``sharpeye replay`` twice over CLIP with the same start time: once as the live camera would
 (sampled at detect_fps, motion-gated) and once exhaustively (the detector on every decoded
@@ -19,10 +19,12 @@ maximum start delay of matched alerts.  Exit status 0 when the targets hold (rec
 
 ``--no-gate`` runs the normal mode with motion gating off (the detector on every sampled frame):
 what sampling at detect_fps alone costs, so a miss can be told apart from a miss of the gate.
-``--reference FILE`` keeps the exhaustive run's alerts and counters in FILE and reuses them when
-the clip (name, size, mtime), the camera's config, the start time, the model and the code of the
-tracker, rules and alert lifecycle are unchanged: it halves the time of tuning runs.  Reported
-figures should come from runs without it.
+``--motion KEY=VALUE`` changes a motion gating setting for the normal run (tuning without
+editing the config; the report lists the settings used).  ``--reference FILE`` keeps the
+exhaustive run's alerts and counters in FILE and reuses them when the clip (name, size, mtime),
+the camera's config (motion and idle settings aside), the start time, the model and the code of
+the detector, tracker, rules and alert lifecycle are unchanged: it halves the time of tuning
+runs.  Reported figures should come from runs without it.
 """
 
 from __future__ import annotations
@@ -40,8 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+from pydantic import ValidationError
+
 from pipeline.analyse.detect import Detector
-from pipeline.config import Config, ConfigError, load_config
+from pipeline.config import Config, ConfigError, MotionConfig, load_config
 from pipeline.tools.replay import (
     ReplayError,
     ReplayStats,
@@ -181,11 +186,23 @@ def print_report(rep: dict[str, Any], min_recall: float, max_share: float) -> No
     print("  targets " + ("met" if targets_met(rep, min_recall, max_share) else "NOT met"))
 
 
-def without_gate(cfg: Config, cid: str) -> Config:
-    """The config with motion gating off for camera ``cid`` (every sampled frame detected)."""
+def with_motion(cfg: Config, cid: str, **changes: Any) -> Config:
+    """The config with camera ``cid``'s motion settings changed (validated as the YAML would be)."""
     cam = cfg.cameras[cid]
-    cam = cam.model_copy(update={"motion": cam.motion.model_copy(update={"enabled": False})})
-    return cfg.model_copy(update={"cameras": {**cfg.cameras, cid: cam}})
+    motion = MotionConfig.model_validate({**cam.motion.model_dump(), **changes})
+    return cfg.model_copy(update={"cameras": {**cfg.cameras, cid: cam.model_copy(update={"motion": motion})}})
+
+
+def motion_changes(items: list[str]) -> dict[str, Any]:
+    """``--motion KEY=VALUE`` pairs, values read as YAML scalars (0.6, true, 5)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in MotionConfig.model_fields:
+            raise ReplayError(f"--motion {item!r}: expected KEY=VALUE with KEY one of "
+                              f"{', '.join(MotionConfig.model_fields)}")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 # the code the exhaustive reference depends on besides the config: a change invalidates a kept reference
@@ -193,13 +210,17 @@ _REFERENCE_CODE = ("detect.py", "models.py", "track.py", "rules.py", "alerts.py"
 
 
 def reference_key(cfg: Config, cid: str, clip: str, start: float) -> str:
-    """What the exhaustive run depends on, hashed: clip, camera config, start, model, analysis code."""
+    """What the exhaustive run depends on, hashed: clip, camera config, start, model, analysis code.
+
+    Motion gating and idle settings are left out: the exhaustive run neither gates nor idles.
+    """
     st = Path(clip).stat()
     analyse = Path(__file__).resolve().parents[1] / "pipeline" / "analyse"
     code = hashlib.sha256(b"".join((analyse / f).read_bytes() for f in _REFERENCE_CODE)).hexdigest()
     raw = json.dumps({"clip": [Path(clip).resolve().name, st.st_size, st.st_mtime_ns],
-                      "camera": cfg.cameras[cid].model_dump(mode="json"), "alerts": cfg.camera_alerts(cid).model_dump(
-                          mode="json"), "model": cfg.model.model_dump(mode="json"), "start": start, "code": code},
+                      "camera": cfg.cameras[cid].model_dump(mode="json", exclude={"motion", "idle"}),
+                      "alerts": cfg.camera_alerts(cid).model_dump(mode="json"),
+                      "model": cfg.model.model_dump(mode="json"), "start": start, "code": code},
                      sort_keys=True, default=str)
     return hashlib.sha256(raw.encode()).hexdigest()
 
@@ -239,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the report as one JSON object")
     ap.add_argument("--no-gate", action="store_true", help="normal run with motion gating off (the detector "
                     "on every sampled frame): what sampling alone costs")
+    ap.add_argument("--motion", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a motion gating setting of the camera for the normal run (repeatable)")
     ap.add_argument("--reference", metavar="FILE", help="keep the exhaustive run in FILE and reuse it while "
                     "clip, camera config, start, model and tracker/rules/alerts code are unchanged")
     args = ap.parse_args(argv)
@@ -248,6 +271,13 @@ def main(argv: list[str] | None = None) -> int:
         start = parse_start(args.start, config_tz(cfg)) if args.start else time.time()
         if not Path(args.clip).is_file():
             raise ReplayError(f"clip not found: {args.clip}")
+        changes = motion_changes(args.motion)
+        if args.no_gate:
+            changes["enabled"] = False
+        run_cfg = with_motion(cfg, cid, **changes) if changes else cfg
+    except ValidationError as e:
+        print(f"quality: --motion: {e}", file=sys.stderr)
+        return 2
     except ConfigError as e:
         print("\n".join(e.problems), file=sys.stderr)
         return 2
@@ -255,7 +285,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"quality: {e}", file=sys.stderr)
         return 2
     detector = Detector.from_config(cfg)
-    run_cfg = without_gate(cfg, cid) if args.no_gate else cfg
     runs: dict[str, tuple[list[Episode], ReplayStats]] = {}
     key = reference_key(cfg, cid, args.clip, start)
     cached = load_reference(args.reference, key) if args.reference else None
@@ -272,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     (norm, nst), (ref, rst) = runs["normal"], runs["exhaustive"]
     rep = report(args.clip, cid, ref, norm, match(ref, norm, args.late), nst, rst)
     rep["no_gate"] = args.no_gate
+    rep["motion"] = run_cfg.cameras[cid].motion.model_dump(mode="json", exclude={"masks"})
     rep["reference_reused"] = cached is not None
     if args.json:
         print(json.dumps(rep))

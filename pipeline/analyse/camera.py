@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.analyse.alerts import AlertTracker, AlertUpdate
 from pipeline.analyse.detect import Detections
-from pipeline.analyse.motion import MotionGate
+from pipeline.analyse.motion import MotionGate, TrackView
 from pipeline.analyse.rules import CameraRules, TrackedObject
 from pipeline.analyse.track import Tracker
 from pipeline.config import AlertsConfig, CameraConfig
@@ -81,11 +81,34 @@ class CameraAnalytics:
             self.names[c] in self.watched and sc >= self.cam.min_score
             for c, sc in zip(dets.class_id.tolist(), dets.score.tolist()))
         self.gate.note_objects(interesting, t)
-        settle = self.cam.motion.tracked_settle_s
-        self.gate.note_tracks([tr.box for tr in tracks
-                               if self.names[tr.class_id] in self.watched and t - tr.first_seen >= settle])
+        self.gate.note_tracks(self.track_view(t, frame_wh))
         t2 = time.perf_counter()
         return FrameResult(objects, updates, interesting, t1 - t0, t2 - t1)
+
+    def track_view(self, t: float, frame_wh: tuple[int, int]) -> TrackView:
+        """What the tracker and the rules know now, as arrays for the motion gate.
+
+        Every held track (any label: a tracked car moving as predicted explains its own motion),
+        which of them a rule watches, which are settled or lost, the armed rules' lines and
+        zone edges with the labels they apply to, and their pending timers.
+        """
+        st = self.tracker.state()
+        labels = [self.names[c] for c in st.class_id.tolist()]
+        watched = np.array([lab in self.watched for lab in labels], dtype=bool)
+        settled = st.confirmed & (t - st.first_seen >= self.cam.motion.tracked_settle_s - 1e-6)
+        watches = self.rules.watches()
+        if watches:
+            segments = np.concatenate([w.segments for w in watches])
+            bands = np.concatenate([np.full(len(w.segments), w.band) for w in watches])
+            applies = np.array([[lab in w.labels for w in watches for _ in range(len(w.segments))]
+                                for lab in labels], dtype=bool).reshape(len(labels), len(segments))
+        else:
+            segments, bands = np.zeros((0, 2, 2)), np.zeros(0)
+            applies = np.zeros((len(labels), 0), dtype=bool)
+        return TrackView(t=t, frame_wh=frame_wh, valid_s=self.tracker.cfg.max_age_s, boxes=st.box,
+                         velocity=st.velocity, watched=watched, settled=settled,
+                         lost=st.confirmed & ~st.matched, segments=segments, bands=bands, applies=applies,
+                         due=tuple(self.rules.due_times()))
 
     def tick(self, now: float) -> list[AlertUpdate]:
         """Advance the lifecycle without a frame (a camera that went quiet still ends its alerts)."""

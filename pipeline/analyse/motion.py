@@ -24,9 +24,14 @@ How the check works, and why:
   auto-exposure, the camera moved): adopt the new picture as background at once and report motion
   once, instead of reporting motion for the many seconds the running average would need.
 
-`MotionGate` turns those results into "detect or skip" decisions with a hold after motion, a
-periodic detection so a still object is never lost, a hold while the detector still sees objects,
-and the "idle" signal that lets the source decode keyframes only.
+`MotionGate` turns those results into "detect or skip" decisions.  In a busy scene every sampled
+frame has motion, so "is there motion?" is the wrong question there: while the tracker holds
+tracks, the gate asks "is there anything the tracker cannot predict?" (change outside the
+tracks' predicted boxes, tracks too young or just lost, a track about to reach a line or a zone
+edge, a rule timer about to fire) and otherwise refreshes the tracks every
+``tracked_interval_s``.  Without tracks it keeps a hold after motion, a periodic detection so a
+still object is never lost, a hold while the detector still sees objects, and the "idle" signal
+that lets the source decode keyframes only.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ _EPS = 1e-6  # sampled timestamps like 0.2 * 10 land just under 2.0
 Box = tuple[int, int, int, int]
 Reset = Literal["first", "resolution", "scene"]
 Reason = Literal["motion", "hold", "periodic", "first", "disabled", "still", "tracked", "tracked_wait",
-                 "fruitless", "fruitless_wait"]
+                 "fruitless", "fruitless_wait", "unsettled", "lost", "approach"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,10 @@ class MotionResult:
     """The outcome of one motion check.
 
     ``boxes`` are changed regions in source pixels (x1, y1, x2, y2), filled only when ``moving``;
-    ``reset`` says why the background was (re)started on this frame, if it was.
+    ``reset`` says why the background was (re)started on this frame, if it was.  ``fresh`` is the
+    small picture's mask (255 = changed) against the *previous checked frame* rather than the
+    background: it shows what moved since then and nothing of the "ghosts" a slow background
+    keeps where somebody stood; None on a reset.
     """
 
     moving: bool
@@ -70,6 +78,7 @@ class MotionResult:
     boxes: list[Box] = field(default_factory=list)
     ms: float = 0.0
     reset: Reset | None = None
+    fresh: np.ndarray | None = field(default=None, repr=False)
 
 
 def _merge_boxes(boxes: list[list[int]]) -> list[list[int]]:
@@ -99,6 +108,7 @@ class MotionDetector:
         self._src_hw: tuple[int, int] | None = None
         self._small_wh: tuple[int, int] = (0, 0)
         self._bg: np.ndarray | None = None  # float32, small size
+        self._prev: np.ndarray | None = None  # the previous checked frame, small grey
         self._masks: dict[tuple[int, int], tuple[np.ndarray | None, int]] = {}
         # (full range, limited range): a BGR step of 25 is a Y step of 21.5, so >= 22 in Y.
         self._thresholds = (cfg.threshold, max(1, math.ceil(cfg.threshold * 219 / 255 - 1e-9)))
@@ -106,6 +116,7 @@ class MotionDetector:
     def reset(self) -> None:
         """Forget the background: the next frame reports motion and starts a new one."""
         self._bg = None
+        self._prev = None
         self._src_hw = None
 
     def _allowed(self, wh: tuple[int, int]) -> tuple[np.ndarray | None, int]:
@@ -157,15 +168,13 @@ class MotionDetector:
         grey = self._small_grey(image)
         allowed, n_allowed = self._allowed(self._small_wh)
 
-        if self._bg is None:
+        prev, self._prev = self._prev, grey
+        if self._bg is None or prev is None:
             self._bg = grey.astype(np.float32)
             return self._whole_frame(reset or "first", t0)
 
-        diff = cv2.absdiff(grey, cv2.convertScaleAbs(self._bg))
         threshold = self._thresholds[1 if limited_range and image.ndim == 2 else 0]
-        _, changed = cv2.threshold(diff, threshold - 1, 255, cv2.THRESH_BINARY)
-        if allowed is not None:
-            changed = cv2.bitwise_and(changed, allowed)
+        changed = self._changed(cv2.absdiff(grey, cv2.convertScaleAbs(self._bg)), threshold, allowed)
         fraction = cv2.countNonZero(changed) / n_allowed if n_allowed else 0.0
 
         if fraction > SCENE_CHANGE:
@@ -175,7 +184,35 @@ class MotionDetector:
         cv2.accumulateWeighted(grey, self._bg, self.cfg.alpha)
         moving = n_allowed > 0 and fraction >= self.cfg.min_area
         boxes = self._boxes(changed) if moving else []
-        return MotionResult(moving, fraction, boxes, (time.perf_counter() - t0) * 1000.0)
+        fresh = self._changed(cv2.absdiff(grey, prev), threshold, allowed)
+        return MotionResult(moving, fraction, boxes, (time.perf_counter() - t0) * 1000.0, fresh=fresh)
+
+    @staticmethod
+    def _changed(diff: np.ndarray, threshold: int, allowed: np.ndarray | None) -> np.ndarray:
+        _, changed = cv2.threshold(diff, threshold - 1, 255, cv2.THRESH_BINARY)
+        return changed if allowed is None else cv2.bitwise_and(changed, allowed)
+
+    def unexplained(self, result: MotionResult, boxes: np.ndarray) -> float:
+        """Share of the counted pixels that changed since the previous checked frame outside ``boxes``.
+
+        ``boxes`` (N, 4) in source pixels: where the tracker expects its objects, so change
+        inside them is explained.  A reset frame (no previous frame) is all unexplained: 1.0.
+        """
+        if result.fresh is None or self._src_hw is None:
+            return 1.0
+        _, n_allowed = self._allowed(self._small_wh)
+        if not n_allowed:
+            return 0.0
+        rest = result.fresh.copy()
+        if len(boxes):
+            sh, sw = self._src_hw
+            fx, fy = self._small_wh[0] / sw, self._small_wh[1] / sh
+            for x1, y1, x2, y2 in np.asarray(boxes, np.float64).tolist():
+                c1, r1 = max(0, int(x1 * fx)), max(0, int(y1 * fy))
+                c2, r2 = int(np.ceil(x2 * fx)), int(np.ceil(y2 * fy))
+                if c2 > c1 and r2 > r1:
+                    rest[r1:r2, c1:c2] = 0
+        return cv2.countNonZero(rest) / n_allowed
 
     def _whole_frame(self, reset: Reset, t0: float, fraction: float = 1.0) -> MotionResult:
         assert self._src_hw is not None
@@ -204,14 +241,104 @@ class GateDecision:
     motion: MotionResult | None
 
 
+def _empty(*shape: int) -> np.ndarray:
+    return np.zeros(shape, np.float64)
+
+
+@dataclass(frozen=True)
+class TrackView:
+    """What the tracker and the rules knew after the last detection: the gate's model of the scene.
+
+    Built by `CameraAnalytics` after every detection (pure arrays; boxes in source pixels,
+    times in seconds).  Between detections the gate extrapolates it to the time of each sampled
+    frame, so it can tell motion the tracker predicts from motion it cannot.
+
+    Attributes:
+        t: time of the detection the boxes and velocities refer to.
+        frame_wh: frame size the boxes are in (lines and zones are relative to it).
+        valid_s: how long after ``t`` the tracks still exist (the tracker's max_age_s).
+        boxes: (N, 4) filtered boxes of every held track, any label, x1 y1 x2 y2.
+        velocity: (N, 4) how fast each box edge moves, pixels per second.
+        watched: (N,) true where a rule watches the track's label.
+        settled: (N,) true for confirmed tracks followed for ``tracked_settle_s`` or longer.
+        lost: (N,) true for confirmed tracks no detection matched on the last detected frame.
+        segments: (K, 2, 2) lines and zone edges of the armed rules, relative 0-1.
+        bands: (K,) half-width of each segment's ambiguous band (a line's debounce; 0 for edges).
+        applies: (N, K) true where segment k's rule watches track i's label.
+        due: times at which pending rule timers fire (dwell, crowding, intrusion inertia).
+    """
+
+    t: float
+    frame_wh: tuple[int, int]
+    valid_s: float = 1.5
+    boxes: np.ndarray = field(default_factory=lambda: _empty(0, 4))
+    velocity: np.ndarray = field(default_factory=lambda: _empty(0, 4))
+    watched: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    settled: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    lost: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    segments: np.ndarray = field(default_factory=lambda: _empty(0, 2, 2))
+    bands: np.ndarray = field(default_factory=lambda: _empty(0))
+    applies: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
+    due: tuple[float, ...] = ()
+
+    def predict(self, t: float) -> np.ndarray:
+        """(N, 4) boxes at ``t``, at the velocities of the last detection."""
+        return self.boxes + self.velocity * (t - self.t)
+
+
+def _point_segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance of points ``p`` from segments a-b (broadcast over leading axes, last axis 2)."""
+    ab = b - a
+    den = np.sum(ab * ab, axis=-1)
+    u = np.clip(np.sum((p - a) * ab, axis=-1) / np.where(den > 0, den, 1.0), 0.0, 1.0)
+    return np.hypot(*np.moveaxis(p - (a + u[..., None] * ab), -1, 0))
+
+
+def segment_distance(p0: np.ndarray, p1: np.ndarray, q0: np.ndarray, q1: np.ndarray) -> np.ndarray:
+    """(N, K) shortest distances between segments p0-p1 (N, 2) and q0-q1 (K, 2); 0 where they cross.
+
+    Used to ask "does this anchor's path over the next second pass near that line or edge?";
+    a path of length 0 (a still object) is a point.
+    """
+    p0, p1 = p0[:, None, :], p1[:, None, :]
+    q0, q1 = q0[None, :, :], q1[None, :, :]
+
+    def cross(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (a[..., 0] - o[..., 0]) * (b[..., 1] - o[..., 1]) - (a[..., 1] - o[..., 1]) * (b[..., 0] - o[..., 0])
+
+    crossing = ((cross(p0, p1, q0) * cross(p0, p1, q1) < 0) & (cross(q0, q1, p0) * cross(q0, q1, p1) < 0))
+    d = np.minimum.reduce([_point_segment_distance(p0, q0, q1), _point_segment_distance(p1, q0, q1),
+                           _point_segment_distance(q0, p0, p1), _point_segment_distance(q1, p0, p1)])
+    return np.where(crossing, 0.0, d)
+
+
 class MotionGate:
     """Decides per sampled frame whether the detector runs.
 
-    Order of the rules: motion gating off → detect ('disabled'); no background yet (first frame,
-    new resolution) → detect ('first'); motion → detect; while the detector still sees objects,
-    or within ``hold_s`` of the last motion or sighting → detect ('hold'); no detection for
-    ``periodic_s`` → detect ('periodic'); else skip ('still').  A first frame is not motion: it
-    does not start a hold, so a still camera settles at the periodic rate at once.
+    The question is "is there anything the tracker cannot predict?".  Order of the rules:
+    motion gating off → detect ('disabled'); no background yet (first frame, new resolution)
+    → detect ('first').  Then, while the tracker holds tracks (`note_tracks`, refreshed after
+    every detection), on each sampled frame:
+
+    * a watched track that is unconfirmed or younger than ``tracked_settle_s`` → detect
+      ('unsettled': its velocity is not known yet); a watched track the last detection missed,
+      with change inside its predicted box → detect ('lost': something moves where the tracker
+      expects an object it no longer sees; a lost track with nothing moving in its box has left,
+      or stands still and is looked for at the tracked rate);
+    * change since the previous checked frame outside every track's predicted box (grown by
+      ``track_margin``) covering ``min_area`` or more → detect ('motion': somebody new, or a
+      track that did not move as predicted);
+    * a watched track predicted to come within ``approach_margin`` of a line (plus its debounce)
+      or a zone edge within ``lookahead_s``, or a rule timer due (loitering dwell, crowding,
+      intrusion inertia) → detect ('approach');
+    * else the tracks move as predicted: detect every ``tracked_interval_s`` ('tracked',
+      'tracked_wait' between).
+
+    Without tracks: motion → detect; while the detector still sees objects, or within ``hold_s``
+    of the last motion or sighting → detect ('hold'); no detection for ``periodic_s`` → detect
+    ('periodic'); else skip ('still').  Motion the detector keeps finding nothing in is
+    detected every ``tracked_interval_s`` ('fruitless').  A first frame is not motion: it does
+    not start a hold, so a still camera settles at the periodic rate at once.
 
     Idle mode: ``idle.enabled`` when set, else ``idle_enabled`` (the worker's default: true when
     the camera has a separate record stream).
@@ -229,7 +356,7 @@ class MotionGate:
         self._last_active: float | None = None  # the same, or a (re)start: anchors idle
         self._last_detect: float | None = None
         self._objects = False
-        self._settled: list[tuple[float, float, float, float]] = []  # boxes of settled tracks, grown
+        self._view: TrackView | None = None  # the tracker's picture after the last detection
         self._fruitless = 0  # detections in a row that found nothing of interest
 
     # ----------------------------------------------------------------- counters
@@ -268,6 +395,7 @@ class MotionGate:
             # suppress detection, so restart them as on a first frame.
             self._last_motion = self._last_detect = None
             self._last_active = t
+            self._view = None
         self._last_t = t
         motion: MotionResult | None = None
         reason: Reason
@@ -275,13 +403,15 @@ class MotionGate:
             reason = "disabled"
         else:
             motion = self.detector.update(image, t, limited_range)
+            view = self._view
+            if view is not None and t - view.t > view.valid_s + _EPS:
+                view = self._view = None  # every track it knew of has expired
             if motion.reset in ("first", "resolution"):
                 self._active(t, motion=False)
                 reason = "first"
-            elif motion.moving and self._settled and self._inside_settled(motion.boxes):
-                # all change is on objects already tracked for a while: follow them at a slower rate
-                self._active(t, motion=True)
-                reason = "tracked" if self._tracked_due(t) else "tracked_wait"
+            elif (view is not None and motion.reset is None and self.cfg.tracked_interval_s > 0
+                  and (view.watched.any() or (motion.moving and len(view.boxes) > 0))):
+                reason = self._scheduled(view, motion, t)
             elif (motion.moving and self.cfg.fruitless_after and self._fruitless >= self.cfg.fruitless_after
                   and self.cfg.tracked_interval_s > 0):
                 # motion the detector keeps finding nothing in (cars the model cannot see from
@@ -291,8 +421,6 @@ class MotionGate:
             elif motion.moving:
                 self._active(t, motion=True)
                 reason = "motion"
-            elif self._objects and self._settled:
-                reason = "tracked" if self._tracked_due(t) else "tracked_wait"
             elif self._objects or (self._last_motion is not None
                                    and t - self._last_motion <= self.cfg.hold_s + _EPS):
                 reason = "hold"
@@ -306,38 +434,95 @@ class MotionGate:
             self._last_detect = t
         return GateDecision(detect, reason, motion)
 
+    def _scheduled(self, view: TrackView, motion: MotionResult, t: float) -> Reason:
+        """The decision while the tracker holds tracks: detect what it cannot predict."""
+        self._active(t, motion=motion.moving)
+        watched = view.watched
+        if (watched & ~view.settled).any():
+            return "unsettled"
+        expected = self.expected_boxes(view, t)
+        lost = watched & view.lost
+        if lost.any() and self._moving_in(motion, expected[lost]):
+            return "lost"
+        if self.detector.unexplained(motion, expected) >= self.cfg.min_area:
+            self._active(t, motion=True)
+            if self.cfg.fruitless_after and self._fruitless >= self.cfg.fruitless_after:
+                return "fruitless" if self._tracked_due(t) else "fruitless_wait"
+            return "motion"
+        if self.approaching(view, t):
+            return "approach"
+        return "tracked" if self._tracked_due(t) else "tracked_wait"
+
+    def _moving_in(self, motion: MotionResult, boxes: np.ndarray) -> bool:
+        """Change of ``min_area`` or more inside any of ``boxes`` since the previous checked frame."""
+        frame = self.detector.unexplained(motion, np.empty((0, 4)))
+        return any(frame - self.detector.unexplained(motion, b[None]) >= self.cfg.min_area for b in boxes)
+
     def _tracked_due(self, t: float) -> bool:
         return self._last_detect is None or t - self._last_detect >= self.cfg.tracked_interval_s - _EPS
 
-    def _inside_settled(self, boxes: list[Box]) -> bool:
-        def inside(b: Box) -> bool:
-            return any(b[0] >= s[0] and b[1] >= s[1] and b[2] <= s[2] and b[3] <= s[3] for s in self._settled)
-        return bool(boxes) and all(inside(b) for b in boxes)
+    def expected_boxes(self, view: TrackView, t: float) -> np.ndarray:
+        """Where the tracks' change between the previous checked frame and ``t`` may lie.
 
-    def note_tracks(self, settled_boxes: list[tuple[float, float, float, float]]) -> None:
-        """Boxes (source pixels) of tracks followed for ``tracked_settle_s`` or longer.
-
-        Motion that lies entirely on them (a person shifting on the spot, walking on a
-        tracked path) is sampled every ``tracked_interval_s`` instead of every frame; motion
-        anywhere else (somebody new) still goes to the detector at once.  Boxes are grown
-        by a quarter of their size each side so the object's own movement stays inside.
+        Each track's box at the last detection joined with its box predicted at ``t`` (the
+        path it swept), grown by ``track_margin`` of its size on every side: limbs, shadows
+        and a prediction that is a little off stay explained.
         """
-        if self.cfg.tracked_interval_s <= 0:
-            self._settled = []
-            return
-        grown = []
-        for x1, y1, x2, y2 in settled_boxes:
-            mx, my = (x2 - x1) * 0.25, (y2 - y1) * 0.25
-            grown.append((x1 - mx, y1 - my, x2 + mx, y2 + my))
-        self._settled = grown
+        if not len(view.boxes):
+            return view.boxes
+        now = view.predict(t)
+        lo = np.minimum(view.boxes[:, :2], now[:, :2])
+        hi = np.maximum(view.boxes[:, 2:], now[:, 2:])
+        size = np.abs(now[:, 2:] - now[:, :2])
+        grow = size * self.cfg.track_margin
+        return np.concatenate([lo - grow, hi + grow], axis=1)
+
+    def approaching(self, view: TrackView, t: float) -> bool:
+        """A watched track about to reach a line or zone edge, or a rule timer due.
+
+        "About to": within ``lookahead_s`` of ``t`` at the track's velocity of the last
+        detection; "reach": come within the line's debounce plus ``approach_margin`` (relative
+        units) of the line or edge, and at least half the margin nearer than now (an anchor
+        standing by an edge jitters, it does not approach).  Such moments decide alerts, so they
+        get every sampled frame.  A timer is due from its time on (the first sampled frame at or
+        after it is detected, so it fires as it would without gating).
+        """
+        ahead = self.cfg.lookahead_s
+        if ahead <= 0:
+            return False
+        if any(d <= t + _EPS for d in view.due):
+            return True  # detect on the first sampled frame a timer is due: it fires as without gating
+        sel = view.watched & ~view.lost
+        if not len(view.segments) or not sel.any():
+            return False
+        w, h = view.frame_wh
+        box = view.predict(t)[sel]
+        vel = view.velocity[sel]
+        scale = np.array([1.0 / w, 1.0 / h])
+        anchor = np.stack([(box[:, 0] + box[:, 2]) / 2, box[:, 3]], axis=1) * scale
+        step = np.stack([(vel[:, 0] + vel[:, 2]) / 2, vel[:, 3]], axis=1) * scale * ahead
+        margin = self.cfg.approach_margin
+        path = segment_distance(anchor, anchor + step, view.segments[:, 0], view.segments[:, 1])
+        now = _point_segment_distance(anchor[:, None, :], view.segments[None, :, 0], view.segments[None, :, 1])
+        # near, and getting nearer: someone standing by an edge is no news, someone walking at it is
+        near = (path <= view.bands[None, :] + margin) & (path < now - margin / 2)
+        return bool((near & view.applies[sel]).any())
+
+    def note_tracks(self, view: TrackView | None) -> None:
+        """What the tracker holds after a detection (None: forget it, e.g. after a reset).
+
+        Tracks that move as predicted are then refreshed every ``tracked_interval_s``;
+        anything they do not explain goes to the detector at once (see the class docstring).
+        """
+        self._view = view
 
     def note_objects(self, present: bool, t: float) -> None:
         """Tell the gate whether the detector saw objects of interest on the frame at ``t``.
 
-        While it does, every sampled frame is detected (a person standing still in a zone is
-        followed until they leave, even once the background has absorbed them), the hold runs
-        from the last sighting (one missed detection does not drop to the periodic rate), and
-        the camera does not go idle.
+        While it does and no track explains them, every sampled frame is detected (a person
+        standing still in a zone is followed until they leave, even once the background has
+        absorbed them), the hold runs from the last sighting (one missed detection does not
+        drop to the periodic rate), and the camera does not go idle.
         """
         self._objects = present
         if present:

@@ -400,6 +400,33 @@ _EVALUATORS: dict[type, type[_RuleEval]] = {
 # --------------------------------------------------------------------------- camera
 
 
+@dataclass(frozen=True)
+class Watch:
+    """Where one armed rule's state can change, for a scheduler that decides when to look.
+
+    ``segments`` (K, 2, 2) are in relative coordinates: the line A-B of a line-crossing rule, or
+    the edges of a zone's polygon; an object's anchor passing one of them (or moving inside
+    ``band`` of it: a line's debounce) may change what the rule reports.
+    """
+
+    rule_id: str
+    kind: str
+    labels: frozenset[str]
+    segments: np.ndarray
+    band: float
+
+
+def _watch(ev: _RuleEval) -> Watch | None:
+    if isinstance(ev, _LineCrossing):
+        seg = np.stack([ev.wire.a, ev.wire.b])[None]
+        return Watch(ev.rule_id, ev.kind, ev.labels, seg, ev.debounce)
+    if isinstance(ev, _ZoneEval):
+        z = ev.zone
+        seg = np.stack([np.stack([z._xp, z._yp], axis=1), np.stack([z._x, z._y], axis=1)], axis=1)
+        return Watch(ev.rule_id, ev.kind, ev.labels, seg, 0.0)
+    return None  # presence: no geometry, nothing to approach
+
+
 @dataclass
 class _Armed:
     evaluator: _RuleEval
@@ -430,6 +457,32 @@ class CameraRules:
     @property
     def rule_ids(self) -> list[str]:
         return [r.evaluator.rule_id for r in self._rules]
+
+    def watches(self) -> list[Watch]:
+        """Lines and zone edges of the armed rules (accessor for the detector scheduler)."""
+        return [w for r in self._rules if r.armed and (w := _watch(r.evaluator)) is not None]
+
+    def due_times(self) -> list[float]:
+        """When pending timers of the armed rules fire (accessor for the detector scheduler).
+
+        A loitering dwell not yet reached fires at entered + dwell_s, a crowd above max_count at
+        above_since + for_s; an intrusion streak short of its inertia needs more observations
+        now, so it is due at its last observation.  Times already past mean "due now".
+        """
+        out: list[float] = []
+        for r in self._rules:
+            if not r.armed:
+                continue
+            ev = r.evaluator
+            if isinstance(ev, _Loitering):
+                out += [d.entered + ev.dwell_s for d in ev.dwells.values() if d.last_inside - d.entered < ev.dwell_s]
+            elif isinstance(ev, _Crowding):
+                if ev.above_since is not None and ev.last_above is not None and \
+                        ev.last_above - ev.above_since < ev.for_s:
+                    out.append(ev.above_since + ev.for_s)
+            elif isinstance(ev, _Intrusion):
+                out += [st.last_t for st in ev.streaks.values() if st.count < ev.inertia]
+        return out
 
     def reset(self) -> None:
         """Forget every track (the stream restarted or the tracker was reset)."""

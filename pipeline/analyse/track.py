@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Track", "Tracker", "TrackerConfig"]
+__all__ = ["Track", "TrackState", "Tracker", "TrackerConfig"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +140,44 @@ class Track:
     last_seen: float
     hits: int
     det_index: int
+
+
+@dataclass(frozen=True)
+class TrackState:
+    """The motion model of every held track as of the last update: what a scheduler may predict.
+
+    Why: the motion gate asks "is there anything the tracker cannot predict?" between
+    detections, which needs each track's filtered box and velocity, not only the last raw
+    detection.  Arrays, one row per track (tentative ones included, id 0):
+
+    Attributes:
+        t: time the state refers to (the last ``update``), or None before the first.
+        track_id: (N,) ids; 0 for tentative tracks.
+        class_id: (N,) detector classes.
+        box: (N, 4) Kalman-filtered boxes x1 y1 x2 y2 at ``t``.
+        velocity: (N, 4) how fast each box edge moves, per second (x1 y1 x2 y2).
+        confirmed: (N,) true for confirmed tracks (tracked or lost).
+        matched: (N,) true for tracks matched by a detection in the last update.
+        first_seen: (N,) time of each track's first detection.
+    """
+
+    t: float | None
+    track_id: np.ndarray
+    class_id: np.ndarray
+    box: np.ndarray
+    velocity: np.ndarray
+    confirmed: np.ndarray
+    matched: np.ndarray
+    first_seen: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.track_id)
+
+    def predict(self, t: float) -> np.ndarray:
+        """(N, 4) boxes extrapolated to ``t`` at constant velocity (what the tracker will expect)."""
+        if self.t is None or len(self) == 0:
+            return self.box.copy()
+        return self.box + self.velocity * (t - self.t)
 
 
 class _State(enum.Enum):
@@ -311,6 +349,29 @@ class Tracker:
         return sorted(
             (tr.snapshot() for tr in self._tracks if tr.state is not _State.TENTATIVE),
             key=lambda tr: tr.track_id,
+        )
+
+    def state(self) -> TrackState:
+        """Every held track's filtered box and velocity as of the last update (see `TrackState`).
+
+        Expired tracks (unseen for over ``max_age_s``) are dropped at the next update only;
+        callers comparing with a later time drop them by ``first_seen``/age themselves.
+        """
+        trs = self._tracks
+        n = len(trs)
+        box = np.array([tr.predicted_xyxy() for tr in trs], dtype=np.float64).reshape(n, 4)
+        # centre (cx, cy) and size (w, h) velocities to edge velocities
+        v = np.array([tr.vel for tr in trs], dtype=np.float64).reshape(n, 4)
+        vel = np.stack([v[:, 0] - v[:, 2] / 2, v[:, 1] - v[:, 3] / 2,
+                        v[:, 0] + v[:, 2] / 2, v[:, 1] + v[:, 3] / 2], axis=1) if n else v
+        return TrackState(
+            t=self._last_t,
+            track_id=np.array([tr.track_id for tr in trs], dtype=np.int64),
+            class_id=np.array([tr.class_id for tr in trs], dtype=np.int64),
+            box=box, velocity=vel,
+            confirmed=np.array([tr.state is not _State.TENTATIVE for tr in trs], dtype=bool),
+            matched=np.array([tr.det_index >= 0 and tr.last_seen == self._last_t for tr in trs], dtype=bool),
+            first_seen=np.array([tr.first_seen for tr in trs], dtype=np.float64),
         )
 
     def update(self, xyxy: np.ndarray, score: np.ndarray, class_id: np.ndarray, t: float) -> list[Track]:

@@ -339,12 +339,24 @@ class MotionConfig(Strict):
                               "even without motion (0.1-600 s, default 2), so a still person is not lost.")
     masks: list[list[Point]] = Field(default_factory=list, description="Motion masks: polygons (relative "
                                      "0-1) where change never counts (trees, clocks, screens).")
-    tracked_interval_s: float = Field(0.6, ge=0.0, le=1.2, description="When all motion lies on objects "
-                                      "already tracked for tracked_settle_s, detect every this many seconds "
-                                      "instead of every sampled frame (0-1.2 s, default 0.6; 0 turns it off). "
-                                      "Motion elsewhere is detected at once.")
-    tracked_settle_s: float = Field(2.0, ge=0.0, le=60.0, description="How long a track must have been "
-                                    "followed before its motion is sampled at tracked_interval_s (default 2 s).")
+    tracked_interval_s: float = Field(0.6, ge=0.0, le=1.2, description="When every watched track is "
+                                      "settled and all change lies on the tracks' predicted boxes, detect every "
+                                      "this many seconds instead of every sampled frame (0-1.2 s, default 0.6; "
+                                      "0 turns it off). Change elsewhere is detected at once.")
+    tracked_settle_s: float = Field(1.0, ge=0.0, le=60.0, description="How long a track must have been "
+                                    "followed before its motion is sampled at tracked_interval_s (default 1 s: "
+                                    "five detections at 5 fps give the tracker a velocity); younger tracks are "
+                                    "detected on every sampled frame.")
+    track_margin: float = Field(0.2, ge=0.0, le=2.0, description="Share of a track's size its predicted box "
+                                "is grown by on each side before change inside it counts as explained by the "
+                                "track (0-2, default 0.2): limbs, shadows, a prediction a little off.")
+    lookahead_s: float = Field(1.0, ge=0.0, le=5.0, description="Detect every sampled frame while a watched "
+                               "track is predicted to reach a line or a zone edge within this many seconds, and "
+                               "whenever a rule timer (loitering dwell, crowding, intrusion inertia) is due "
+                               "(0-5 s, default 1; 0 turns both off).")
+    approach_margin: float = Field(0.02, ge=0.0, le=0.2, description="How near (relative 0-0.2, default "
+                                   "0.02, added to a line's debounce) a track's anchor must come to a line or "
+                                   "a zone edge to count as reaching it, for lookahead_s.")
     fruitless_after: int = Field(5, ge=0, le=1000, description="After this many detections in a row that "
                                  "found nothing of interest, ongoing motion (traffic the model does not "
                                  "watch, trees, rain) is detected every tracked_interval_s instead of every "
