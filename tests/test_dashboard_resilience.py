@@ -192,6 +192,18 @@ def test_open_alert_whose_camera_no_worker_reports_is_listed_as_orphaned_until_a
     env["engine"].dispose()
 
 
+def test_stream_refuses_a_cursor_redis_would_refuse(tmp_path: Path, redis_url: str) -> None:
+    env = _setup(tmp_path, redis_url)
+    c = TestClient(create_app(env["cfg"], redis_url, env["engine"]), base_url="http://testserver")
+    _login(c, "op")
+    for bad in ("abc|def", "1-0\n|$", "1-0|x", "-1|$", "1-2-3|0"):
+        res = c.get("/api/stream", params={"cursor": bad})
+        assert res.status_code == 400 and res.json()["detail"]["code"] == "bad_cursor", (bad, res.text)
+    res = c.get("/api/stream", headers={"Last-Event-ID": "nonsense"})
+    assert res.status_code == 400
+    env["engine"].dispose()
+
+
 def test_orphan_verdict_uses_the_status_refresh_time_else_the_last_message() -> None:
     st = {"a": CameraStatus(camera="a", updated=1000.0)}
     open_now = {"x": {"camera": {"id": "a"}, "time": 1090.0}, "y": {"camera": {"id": "b"}, "time": 1000.0},

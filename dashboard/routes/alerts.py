@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from typing import Any, AsyncIterator
 
@@ -49,6 +50,7 @@ router = APIRouter(dependencies=[Depends(current_user)])
 CAMERA_PUSH_PERIOD_S = 2.0
 HEARTBEAT_S = 3.0  # the page calls its picture stale after 10 s without one
 RETRY_MS = 2000  # EventSource's own reconnect delay after a stream ends
+CURSOR_PART = re.compile(r"(\$|\d{1,20}(-\d{1,20})?)?")  # fullmatch: a stream id, "$" (from now) or empty
 BUS_LOOKBACK = 20_000  # newest bus entries searched for an alert the database does not have yet
 CLOSED_SHOWN_S = 12 * 3600.0  # closed alerts stay in the live list this long (a shift)
 
@@ -289,12 +291,15 @@ async def stream(request: Request, user: User = Depends(current_user), cursor: s
     """
     d = ctx(request)
     akey = d.actions_key()
+    # a reconnecting EventSource tells where it stopped: resume there, nothing is lost
+    start = request.headers.get("last-event-id") or cursor
+    ev_id, _, act_id = start.partition("|")
+    if not (CURSOR_PART.fullmatch(ev_id) and CURSOR_PART.fullmatch(act_id)):
+        raise refuse(400, "bad_cursor")  # Redis would refuse the id; better said now than as a broken stream
 
     async def gen() -> AsyncIterator[bytes]:
+        nonlocal ev_id, act_id
         r = d.redis()
-        # a reconnecting EventSource tells where it stopped: resume there, nothing is lost
-        start = request.headers.get("last-event-id") or cursor
-        ev_id, _, act_id = start.partition("|")
         try:
             yield f"retry: {RETRY_MS}\n\n".encode()
             if ev_id in ("$", ""):
