@@ -266,6 +266,9 @@ def test_chinese_pages_have_no_english_words_and_24_hour_times(room: dict[str, A
         page.locator('#alerts li[data-alert-id="zh1"]').wait_for(timeout=5000)
         page.click('#alerts li[data-alert-id="zh1"]')
         page.locator('#detail[data-alert-id="zh1"]').wait_for()
+        # the handling view links the alert's clip; the header links the camera wall
+        assert page.locator("#d-clip").get_attribute("href") == "/clip/zh1"
+        assert page.locator('nav a[href="/wall"]').count() == 1
         page.locator('#conn[data-state="live"]').wait_for(timeout=10_000)
         assert "2026-11-29 17:24:13" in page.locator('#alerts li[data-alert-id="zh1"] .time').inner_text()
         english = _english_words(page)

@@ -232,6 +232,7 @@ function showDetail(a) {
   panel.dataset.alertId = a.alert_id;
   panel.dataset.state = a.state;
   document.getElementById("d-print").href = `/alerts/${encodeURIComponent(a.alert_id)}/print`;
+  document.getElementById("d-clip").href = `/clip/${encodeURIComponent(a.alert_id)}`;
   document.getElementById("d-title").textContent = `${kindText(a.rule.kind)} · ${a.camera.name}`;
   const img = document.getElementById("d-snap");
   if (a.snapshot && a.snapshot.path) { img.src = snapUrl(a.snapshot.path); img.hidden = false; } else img.hidden = true;

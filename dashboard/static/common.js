@@ -96,8 +96,8 @@ const SE = {
   header() {
     const nav = document.getElementById("nav");
     if (!nav) return;
-    const links = [["/", "nav.room"], ["/map", "nav.map"], ["/history", "nav.history"], ["/reports", "nav.reports"],
-                   ["/supervisor", "nav.supervisor"]];
+    const links = [["/", "nav.room"], ["/wall", "nav.wall"], ["/map", "nav.map"], ["/history", "nav.history"],
+                   ["/reports", "nav.reports"], ["/supervisor", "nav.supervisor"]];
     if (SE.me.can.engineer) links.push(["/engineer", "nav.engineer"]);
     if (SE.me.can.admin) links.push(["/users", "nav.users"]);
     const lang = SE.el("select", { id: "lang", "aria-label": "language" },
