@@ -1,6 +1,6 @@
 """Busy street scenes for measuring the motion gate: a 2x2 mosaic of the shared person clip.
 
-    .venv/bin/python scripts/make_busy.py [--variant day|night] [--start S] [--seconds S]
+    .venv/bin/python scripts/make_busy.py [--variant day|night] [--start S] [--seconds S] [--offsets S S S S]
 
 Why: the shared person clip shows one person at a time walking into an empty room, which a
 motion gate handles well (nothing moves between visits).  A street camera sees people entering,
@@ -70,7 +70,8 @@ class BusySpec:
         raw = json.dumps({**asdict(self), "v": GENERATOR_VERSION, "src": [source.name, source.stat().st_size]},
                          sort_keys=True)
         key = hashlib.sha256(raw.encode()).hexdigest()[:10]
-        return (f"busy-{self.variant}-{self.width}x{self.height}-{self.fps}fps-from{self.start_s:g}s-"
+        offsets = "" if self.offsets_s == OFFSETS_S else "-at" + "_".join(f"{o:g}" for o in self.offsets_s)
+        return (f"busy-{self.variant}{offsets}-{self.width}x{self.height}-{self.fps}fps-from{self.start_s:g}s-"
                 f"{self.seconds:g}s-{key}.mp4")
 
 
@@ -176,11 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", choices=["day", "night"], default="day")
     ap.add_argument("--start", type=float, default=0.0, help="scene time of the first frame (default 0)")
     ap.add_argument("--seconds", type=float, default=CLIP_S, help=f"length (default {CLIP_S}: one loop)")
+    ap.add_argument("--offsets", type=float, nargs=4, default=list(OFFSETS_S), metavar="S",
+                    help="the four tiles' offsets into the clip (default %(default)s); other offsets make "
+                    "another scene with the same people, to check that tuning did not fit one scene")
     args = ap.parse_args(argv)
     if args.seconds <= 0 or args.start < 0:
         print("make_busy: --seconds must be > 0 and --start >= 0", file=sys.stderr)
         return 2
-    print(ensure_busy(BusySpec(variant=args.variant, start_s=args.start, seconds=args.seconds)))
+    print(ensure_busy(BusySpec(variant=args.variant, start_s=args.start, seconds=args.seconds,
+                               offsets_s=tuple(args.offsets))))
     return 0
 
 

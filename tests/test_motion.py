@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any, Callable
+
 import cv2
 import numpy as np
 import pytest
 
-from pipeline.analyse.motion import MotionDetector, MotionGate
-from pipeline.config import IdleConfig, MotionConfig
+from pipeline.analyse.camera import CameraAnalytics
+from pipeline.analyse.detect import Detections
+from pipeline.analyse.motion import (
+    GateDecision,
+    MotionDetector,
+    MotionGate,
+    MotionResult,
+    TrackView,
+    segment_distance,
+)
+from pipeline.config import AlertsConfig, CameraConfig, IdleConfig, MotionConfig
 
 H, W = 432, 768
 FPS = 5.0
@@ -223,3 +235,230 @@ def test_fruitless_motion_is_sampled_slower_until_an_object_is_seen() -> None:
     assert all(b - a >= 0.6 - 1e-6 for a, b in zip(early, early[1:]))
     # once something is seen every sampled frame is detected again
     assert len(late) >= 17, late
+
+
+# ----------------------------------------------------------------------------------------------
+# Scheduling by what the tracker knows (busy scenes): arrays in, decisions out.
+
+PERSON_WH = (40, 80)  # a person-sized block on the 768x432 scene: about 1 % of the picture
+
+
+def people(i: int, *at: tuple[float, float]) -> np.ndarray:
+    """Grey frame ``i`` of the still scene with a bright person-sized block at each (x, y) top-left."""
+    f = frame(i, grey=True)
+    pw, ph = PERSON_WH
+    for x, y in at:
+        f[int(y):int(y) + ph, int(x):int(x) + pw] = 235
+    return f
+
+
+def box_at(x: float, y: float) -> list[float]:
+    return [x, y, x + PERSON_WH[0], y + PERSON_WH[1]]
+
+
+def view(t: float, boxes: list[list[float]], velocity: list[list[float]] | None = None, *,
+         watched: bool = True, settled: bool = True, lost: bool = False,
+         segments: list[list[list[float]]] | None = None, bands: list[float] | None = None,
+         due: tuple[float, ...] = (), valid_s: float = 1.5) -> TrackView:
+    """A TrackView of ``boxes`` (all alike in being watched, settled, lost)."""
+    n = len(boxes)
+    seg = np.asarray(segments if segments is not None else np.zeros((0, 2, 2)), np.float64).reshape(-1, 2, 2)
+    return TrackView(t=t, frame_wh=(W, H), valid_s=valid_s, boxes=np.asarray(boxes, np.float64).reshape(n, 4),
+                     velocity=np.asarray(velocity if velocity is not None else [[0.0] * 4] * n,
+                                         np.float64).reshape(n, 4),
+                     watched=np.full(n, watched), settled=np.full(n, settled), lost=np.full(n, lost),
+                     segments=seg, bands=np.asarray(bands if bands is not None else [0.0] * len(seg), np.float64),
+                     applies=np.ones((n, len(seg)), bool), due=due)
+
+
+def walk(gate: MotionGate, seconds: float, speed: float, extra: Callable[[float], list[tuple[float, float]]]
+         = lambda t: [], **view_kw: Any) -> list[GateDecision]:
+    """One person walking right at ``speed`` px/s from x 100, y 200, with a tracker that keeps up.
+
+    After every detection the gate is told where the person is and how fast they go, as
+    `CameraAnalytics` does; ``extra(t)`` adds untracked people.
+    """
+    out = []
+    for i in range(int(seconds * FPS)):
+        t = i / FPS
+        x = 100 + speed * t
+        d = gate.decide(people(i, (x, 200), *extra(t)), t)
+        out.append(d)
+        if d.detect:
+            gate.note_objects(True, t)
+            gate.note_tracks(view(t, [box_at(x, 200)], [[speed, 0, speed, 0]], **view_kw))
+    return out
+
+
+def test_fresh_change_forgets_where_somebody_stood() -> None:
+    """The background keeps a 'ghost' where a person stood; change since the last frame does not."""
+    det = MotionDetector(MotionConfig())
+    for i in range(25):  # a person stands at x 300 for 5 s: the slow background partly absorbs them
+        det.update(people(i, (300, 200)), i / FPS)
+    det.update(people(25), 25 / FPS)  # they leave
+    r = det.update(people(26), 26 / FPS)
+    assert r.moving, "the background still differs where the person stood"
+    assert det.unexplained(r, np.zeros((0, 4))) == 0.0, "nothing changed since the previous frame"
+
+
+def test_unexplained_change_is_what_lies_outside_the_expected_boxes() -> None:
+    det = MotionDetector(MotionConfig())
+    for i in range(5):
+        det.update(people(i), i / FPS)
+    det.update(people(5, (100, 200)), 1.0)
+    r = det.update(people(6, (115, 200)), 1.2)  # moved 15 px, and somebody new at x 500
+    assert det.unexplained(r, np.array([[90, 190, 165, 290]])) < 0.0005
+    assert det.unexplained(r, np.zeros((0, 4))) > 0.001
+    r = det.update(people(7, (130, 200), (500, 100)), 1.4)
+    assert det.unexplained(r, np.array([[105, 190, 180, 290]])) > 0.001, "the newcomer is outside the box"
+    assert det.unexplained(MotionResult(True, 1.0), np.zeros((0, 4))) == 1.0, "a reset explains nothing"
+
+
+def test_tracks_moving_as_predicted_are_refreshed_at_the_tracked_interval() -> None:
+    gate = MotionGate(MotionConfig(tracked_interval_s=0.6))
+    decisions = walk(gate, 10.0, speed=40.0)
+    later = [d for d in decisions[2:]]
+    assert {d.reason for d in later} == {"tracked", "tracked_wait"}, Counter(d.reason for d in later)
+    detected = [i for i, d in enumerate(decisions) if d.detect][1:]
+    assert all(b - a == 3 for a, b in zip(detected, detected[1:])), detected  # every 0.6 s at 5 fps
+    assert all(d.motion is not None and d.motion.moving for d in later), "there is motion all along"
+
+
+def test_somebody_new_outside_the_tracks_is_detected_at_once() -> None:
+    gate = MotionGate(MotionConfig(tracked_interval_s=0.6))
+    decisions = walk(gate, 6.0, speed=40.0, extra=lambda t: [(500, 60 + 30 * t)] if t >= 4.0 else [])
+    after = decisions[20:]  # from 4 s on a second, untracked person walks down at x 500
+    assert all(d.detect and d.reason == "motion" for d in after), [d.reason for d in after]
+    assert not all(d.detect for d in decisions[5:20]), "before, the one tracked person was sampled slower"
+
+
+def test_a_track_that_does_not_move_as_predicted_is_detected_at_once() -> None:
+    gate = MotionGate(MotionConfig(tracked_interval_s=0.6))
+    gate.decide(people(0), 0.0)
+    gate.decide(people(1, (100, 200)), 0.2)
+    gate.note_tracks(view(0.2, [box_at(100, 200)], [[40, 0, 40, 0]]))
+    assert gate.decide(people(2, (108, 200)), 0.4).reason == "tracked_wait"  # as predicted
+    d = gate.decide(people(3, (100, 240)), 0.6)  # turned round and came down 40 px instead
+    assert d.detect and d.reason == "motion"
+
+
+def test_young_and_lost_tracks_get_every_frame() -> None:
+    gate = MotionGate(MotionConfig(tracked_interval_s=0.6))
+    gate.decide(people(0), 0.0)
+    gate.decide(people(1, (100, 200)), 0.2)
+    gate.note_tracks(view(0.2, [box_at(100, 200)], [[40, 0, 40, 0]], settled=False))
+    assert [gate.decide(people(i, (100 + 8 * (i - 1), 200)), i / FPS).reason for i in (2, 3)] == ["unsettled"] * 2
+    # lost with change in its predicted box: a person the detector missed, still walking
+    gate.note_tracks(view(0.6, [box_at(116, 200)], [[40, 0, 40, 0]], lost=True))
+    assert gate.decide(people(4, (124, 200)), 0.8).reason == "lost"
+    # lost with nothing moving where it should be: it left (or stands still): the tracked rate
+    gate.note_tracks(view(0.8, [box_at(124, 200)], [[40, 0, 40, 0]], lost=True))
+    gate.decide(people(5), 1.0)  # the block vanishes: change where it was, explained by its box
+    assert gate.decide(people(6), 1.2).reason == "tracked_wait"
+
+
+def test_a_lost_track_walking_out_of_the_picture_needs_no_full_rate() -> None:
+    gate = MotionGate(MotionConfig(tracked_interval_s=0.6))
+    gate.decide(people(0), 0.0)
+    gate.decide(people(1, (730, 200)), 0.2)
+    # lost at the right border, predicted to go on out of the picture at 100 px/s; its last
+    # visible part still moves (change inside the box), but most of the box is outside
+    v = view(0.2, [box_at(740, 200)], [[100, 0, 100, 0]], lost=True)
+    assert v.in_picture(0.2).tolist() == [True] and v.in_picture(0.4).tolist() == [False]
+    gate.note_tracks(v)
+    assert gate.decide(people(2, (752, 200)), 0.4).reason == "tracked_wait"
+
+
+def test_an_unwatched_track_explains_its_motion_but_needs_no_full_rate() -> None:
+    gate = MotionGate(MotionConfig(tracked_interval_s=0.6))
+    decisions = walk(gate, 6.0, speed=40.0, watched=False, settled=False)
+    assert {d.reason for d in decisions[2:]} == {"tracked", "tracked_wait"}
+
+
+def test_approaching_a_line_raises_the_rate_until_it_is_passed() -> None:
+    # a vertical line at x = 0.5 (384 px): the anchor (bottom centre) walks right at 80 px/s
+    line = [[[0.5, 0.0], [0.5, 1.0]]]
+    gate = MotionGate(MotionConfig(tracked_interval_s=0.6, lookahead_s=1.0, approach_margin=0.02))
+    decisions = walk(gate, 7.0, speed=80.0, segments=line, bands=[0.02])
+    reasons = [(round(i / FPS, 1), d.reason) for i, d in enumerate(decisions)]
+    # the anchor is at 120 + 80 t px: it reaches 0.5 - 0.04 (353 px) at t = 2.9 s and leaves the far
+    # side's debounce band (399 px) at 3.5 s; from a second before, every frame; then the tracked rate
+    hot = [t for t, r in reasons if r == "approach"]
+    assert hot and 1.6 <= hot[0] <= 2.2 and hot[-1] == 3.4, reasons
+    assert all(r == "approach" for t, r in reasons if hot[0] <= t <= hot[-1]), reasons
+    assert {r for t, r in reasons if t >= 4.2} <= {"tracked", "tracked_wait"}, reasons
+
+
+def test_standing_by_an_edge_is_no_news() -> None:
+    edge = [[[0.0, 0.67], [1.0, 0.67]]]  # a zone edge 1 px under the standing person's feet (y 280)
+    gate = MotionGate(MotionConfig(tracked_interval_s=0.6, approach_margin=0.02))
+    decisions = walk(gate, 5.0, speed=0.0, segments=edge, bands=[0.0])
+    assert {d.reason for d in decisions[2:]} <= {"tracked", "tracked_wait", "hold"}, [d.reason for d in decisions]
+    assert not gate.approaching(view(1.0, [box_at(100, 200)], [[0, -30, 0, -30]], segments=edge), 1.0), \
+        "walking away from the edge"
+    assert gate.approaching(view(1.0, [box_at(100, 200)], [[0, 30, 0, 30]], segments=edge), 1.0), \
+        "walking at it"
+
+
+def test_a_due_rule_timer_raises_the_rate_once_due() -> None:
+    gate = MotionGate(MotionConfig(tracked_interval_s=0.6))
+    v = view(0.0, [box_at(100, 200)], due=(2.1,))
+    assert not gate.approaching(v, 2.0) and gate.approaching(v, 2.2)
+    assert not MotionGate(MotionConfig(lookahead_s=0.0)).approaching(v, 3.0), "lookahead_s 0 turns it off"
+
+
+def test_an_old_view_expires_with_the_tracks() -> None:
+    gate = MotionGate(MotionConfig(tracked_interval_s=0.6, periodic_s=100.0, hold_s=0.0))
+    gate.decide(people(0), 0.0)
+    gate.note_tracks(view(0.0, [box_at(100, 200)], valid_s=1.5))
+    assert gate.decide(people(1), 0.2).reason == "tracked_wait"
+    assert gate.decide(people(10), 2.0).reason == "still", "the tracks expired 1.5 s after the detection"
+
+
+def test_zone_edges_on_the_picture_border_are_not_watched() -> None:
+    cam = CameraConfig.model_validate({
+        "name": "street", "source": "rtsp://h/s", "grid_cell": "g",
+        "zones": {"lower": {"polygon": [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]]}},
+        "rules": {"in": {"kind": "intrusion", "zone": "lower", "labels": ["person"]}}})
+    v = CameraAnalytics("street", cam, AlertsConfig(), ["person"]).track_view(0.0, (W, H))
+    # of the four edges only the one across the picture (y = 0.5) can be crossed in view
+    assert v.segments.tolist() == [[[0.0, 0.5], [1.0, 0.5]]] or v.segments.tolist() == [[[1.0, 0.5], [0.0, 0.5]]]
+    assert v.bands.tolist() == [0.0] and v.applies.shape == (0, 1)
+
+
+def test_segment_distance() -> None:
+    p0 = np.array([[0.0, 0.0], [0.0, 0.0], [0.2, 0.2]])
+    p1 = np.array([[1.0, 1.0], [0.2, 0.0], [0.2, 0.2]])  # crossing, short of it, a still point
+    q0, q1 = np.array([[0.0, 1.0]]), np.array([[1.0, 0.0]])
+    d = segment_distance(p0, p1, q0, q1)
+    assert d.shape == (3, 1)
+    assert d[0, 0] == 0.0
+    assert d[1, 0] == pytest.approx(0.8 / np.sqrt(2))
+    assert d[2, 0] == pytest.approx(0.6 / np.sqrt(2))
+
+
+def test_camera_analytics_tells_the_gate_tracks_lines_zones_and_timers() -> None:
+    cam = CameraConfig.model_validate({
+        "name": "street", "source": "rtsp://h/s", "grid_cell": "g", "detect_fps": 5,
+        "zones": {"square": {"polygon": [[0.2, 0.2], [0.8, 0.2], [0.8, 0.8], [0.2, 0.8]]}},
+        "lines": {"kerb": {"a": [0.0, 0.9], "b": [1.0, 0.9]}},
+        "rules": {"stay": {"kind": "loitering", "zone": "square", "labels": ["person"], "dwell_s": 3},
+                  "cross": {"kind": "line_crossing", "line": "kerb", "labels": ["person"], "debounce": 0.03}}})
+    names = ["person", "car"]
+    analytics = CameraAnalytics("street", cam, AlertsConfig(), names)
+    for i in range(8):  # a person walking right inside the square, and a parked car
+        t = i / FPS
+        x = 400 + 20 * t
+        dets = Detections(np.array([[x, 150, x + 40, 230], [600, 300, 700, 360]]), np.array([0.9, 0.9]),
+                          np.array([0, 1]), names)
+        analytics.process(dets, t, (W, H))
+    v = analytics.gate._view
+    assert v is not None and v.t == pytest.approx(1.4) and v.frame_wh == (W, H)
+    order = np.argsort(v.boxes[:, 0])
+    assert v.watched[order].tolist() == [True, False], "the car is tracked, not watched"
+    assert v.settled.all() and not v.lost.any(), "both followed for 1.2 s, matched on the last frame"
+    person = order[0]
+    assert v.velocity[person, 0] == pytest.approx(20.0, abs=6.0), "about 20 px/s to the right"
+    assert len(v.segments) == 5 and sorted(v.bands.tolist()) == [0.0] * 4 + [0.03], "4 zone edges, 1 line"
+    assert v.applies[person].all() and not v.applies[order[1]].any()
+    assert len(v.due) == 1 and v.due[0] == pytest.approx(0.2 + 3.0), "the dwell fires 3 s after confirmation"

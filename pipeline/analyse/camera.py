@@ -24,6 +24,14 @@ from pipeline.analyse.track import Tracker
 from pipeline.config import AlertsConfig, CameraConfig
 
 
+_BORDER_EPS = 1e-3  # relative: a zone edge drawn "on" the border is within a pixel of it
+
+
+def _on_border(seg: np.ndarray) -> bool:
+    """Both ends of a relative segment on the same side of the picture (x or y at 0 or 1)."""
+    return any(bool(np.all(np.abs(seg[:, k] - edge) <= _BORDER_EPS)) for k in (0, 1) for edge in (0.0, 1.0))
+
+
 @dataclass
 class FrameResult:
     objects: list[TrackedObject]
@@ -90,24 +98,30 @@ class CameraAnalytics:
 
         Every held track (any label: a tracked car moving as predicted explains its own motion),
         which of them a rule watches, which are settled or lost, the armed rules' lines and
-        zone edges with the labels they apply to, and their pending timers.
+        zone edges with the labels they apply to, and their pending timers.  Edges along the
+        picture's border are left out: an object is never seen beyond it, so crossing one is
+        leaving the picture (the track ends) or entering it (a new track, detected anyway).
         """
         st = self.tracker.state()
         labels = [self.names[c] for c in st.class_id.tolist()]
         watched = np.array([lab in self.watched for lab in labels], dtype=bool)
         settled = st.confirmed & (t - st.first_seen >= self.cam.motion.tracked_settle_s - 1e-6)
-        watches = self.rules.watches()
-        if watches:
-            segments = np.concatenate([w.segments for w in watches])
-            bands = np.concatenate([np.full(len(w.segments), w.band) for w in watches])
-            applies = np.array([[lab in w.labels for w in watches for _ in range(len(w.segments))]
-                                for lab in labels], dtype=bool).reshape(len(labels), len(segments))
-        else:
-            segments, bands = np.zeros((0, 2, 2)), np.zeros(0)
-            applies = np.zeros((len(labels), 0), dtype=bool)
+        segs: list[np.ndarray] = []
+        bands: list[float] = []
+        rule_labels: list[frozenset[str]] = []
+        for w in self.rules.watches():
+            for seg in w.segments:
+                if not _on_border(seg):
+                    segs.append(seg)
+                    bands.append(w.band)
+                    rule_labels.append(w.labels)
+        segments = np.array(segs, dtype=np.float64).reshape(len(segs), 2, 2)
+        applies = np.array([[lab in rl for rl in rule_labels] for lab in labels],
+                           dtype=bool).reshape(len(labels), len(segs))
         return TrackView(t=t, frame_wh=frame_wh, valid_s=self.tracker.cfg.max_age_s, boxes=st.box,
                          velocity=st.velocity, watched=watched, settled=settled,
-                         lost=st.confirmed & ~st.matched, segments=segments, bands=bands, applies=applies,
+                         lost=st.confirmed & ~st.matched, segments=segments,
+                         bands=np.array(bands, dtype=np.float64), applies=applies,
                          due=tuple(self.rules.due_times()))
 
     def tick(self, now: float) -> list[AlertUpdate]:

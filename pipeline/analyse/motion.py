@@ -285,6 +285,15 @@ class TrackView:
         """(N, 4) boxes at ``t``, at the velocities of the last detection."""
         return self.boxes + self.velocity * (t - self.t)
 
+    def in_picture(self, t: float) -> np.ndarray:
+        """(N,) true where at least half of the box predicted at ``t`` lies inside the picture."""
+        box = self.predict(t)
+        w, h = self.frame_wh
+        inside = (np.clip(box[:, 2], 0, w) - np.clip(box[:, 0], 0, w)) * (np.clip(box[:, 3], 0, h)
+                                                                          - np.clip(box[:, 1], 0, h))
+        area = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
+        return inside >= 0.5 * np.maximum(area, 1e-9)
+
 
 def _point_segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distance of points ``p`` from segments a-b (broadcast over leading axes, last axis 2)."""
@@ -324,7 +333,8 @@ class MotionGate:
       ('unsettled': its velocity is not known yet); a watched track the last detection missed,
       with change inside its predicted box → detect ('lost': something moves where the tracker
       expects an object it no longer sees; a lost track with nothing moving in its box has left,
-      or stands still and is looked for at the tracked rate);
+      or stands still and is looked for at the tracked rate; one predicted mostly outside the
+      picture has walked out of it);
     * change since the previous checked frame outside every track's predicted box (grown by
       ``track_margin``) covering ``min_area`` or more → detect ('motion': somebody new, or a
       track that did not move as predicted);
@@ -441,7 +451,7 @@ class MotionGate:
         if (watched & ~view.settled).any():
             return "unsettled"
         expected = self.expected_boxes(view, t)
-        lost = watched & view.lost
+        lost = watched & view.lost & view.in_picture(t)
         if lost.any() and self._moving_in(motion, expected[lost]):
             return "lost"
         if self.detector.unexplained(motion, expected) >= self.cfg.min_area:
@@ -483,8 +493,9 @@ class MotionGate:
         "About to": within ``lookahead_s`` of ``t`` at the track's velocity of the last
         detection; "reach": come within the line's debounce plus ``approach_margin`` (relative
         units) of the line or edge, and at least half the margin nearer than now (an anchor
-        standing by an edge jitters, it does not approach).  Such moments decide alerts, so they
-        get every sampled frame.  A timer is due from its time on (the first sampled frame at or
+        standing by an edge jitters, it does not approach), or still walking inside a line's
+        debounce band (a crossing counts once the far side's band is left).  Such moments decide
+        alerts, so they get every sampled frame.  A timer is due from its time on (the first sampled frame at or
         after it is detected, so it fires as it would without gating).
         """
         ahead = self.cfg.lookahead_s
@@ -502,10 +513,13 @@ class MotionGate:
         anchor = np.stack([(box[:, 0] + box[:, 2]) / 2, box[:, 3]], axis=1) * scale
         step = np.stack([(vel[:, 0] + vel[:, 2]) / 2, vel[:, 3]], axis=1) * scale * ahead
         margin = self.cfg.approach_margin
+        bands = view.bands[None, :]
         path = segment_distance(anchor, anchor + step, view.segments[:, 0], view.segments[:, 1])
         now = _point_segment_distance(anchor[:, None, :], view.segments[None, :, 0], view.segments[None, :, 1])
-        # near, and getting nearer: someone standing by an edge is no news, someone walking at it is
-        near = (path <= view.bands[None, :] + margin) & (path < now - margin / 2)
+        moving = (np.hypot(step[:, 0], step[:, 1]) >= margin / 2)[:, None]
+        # near, and getting nearer (someone standing by an edge is no news, someone walking at it
+        # is), or walking inside a line's debounce band, where the crossing is not counted yet
+        near = (path <= bands + margin) & ((path < now - margin / 2) | ((now < bands) & moving))
         return bool((near & view.applies[sel]).any())
 
     def note_tracks(self, view: TrackView | None) -> None:
