@@ -31,6 +31,7 @@ from dashboard.history import open_database
 from dashboard.pages import PUBLIC_STATIC, page, static_file
 from dashboard.routes import alerts, auth, cameras, health, history, officer, reports, users
 from dashboard.routes import live
+from dashboard.routes import zones
 from dashboard.security import SecurityHeaders
 from pipeline.config import Config
 
@@ -91,4 +92,5 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
               cameras.router, users.router):
         app.include_router(r)
     app.include_router(live.router)  # live wall and alert clips (docs/live.md)
+    app.include_router(zones.router)  # zone and line editor (engineers)
     return SecurityHeaders(app, tls=tls)
