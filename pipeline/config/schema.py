@@ -392,6 +392,95 @@ class WatchdogConfig(Strict):
                                  "(default 30 s).")
 
 
+class TamperDarkConfig(Strict):
+    """A camera gone dark (画面过暗 / 黑屏): lens capped, sprayed black, or its lights cut."""
+
+    enabled: bool = Field(True, description="Check for a dark picture (default true).")
+    max_luma: float = Field(12.0, ge=0.0, le=128.0, description="Mean brightness (0-255, full range) below "
+                            "which the picture counts as dark (0-128, default 12).")
+    relative: bool = Field(True, description="Also require the brightness to fall below `ratio` of the "
+                           "camera's own recent brightness (learned over tamper.learn_s), so a camera that is "
+                           "normally dark at night does not alert every night; dusk is followed, a sudden "
+                           "black-out is not. false: max_luma alone decides (default true).")
+    ratio: float = Field(0.35, gt=0.0, le=1.0, description="With relative: share of the learned brightness "
+                         "below which the picture counts as dark (0-1, default 0.35).")
+    for_s: float = Field(10.0, ge=0.0, le=3600.0, description="Seconds the picture must stay dark before "
+                         "the alert (0-3600, default 10).")
+
+
+class TamperCoveredConfig(Strict):
+    """A covered or blinded lens (遮挡): a cap, tape, a card, a hand, a bag, a torch into the lens."""
+
+    enabled: bool = Field(True, description="Check for a covered lens (default true).")
+    max_std: float = Field(6.0, ge=0.0, le=64.0, description="Contrast (standard deviation of brightness, "
+                           "0-255 scale) below which the picture counts as flat (0-64, default 6) ...")
+    std_ratio: float = Field(0.35, gt=0.0, le=1.0, description="... and below this share of the camera's "
+                             "learned contrast, so a scene that is normally flat at night does not alert "
+                             "(0-1, default 0.35).")
+    edge_ratio: float = Field(0.25, gt=0.0, le=1.0, description="Also covered: edge strength below this share "
+                              "of the learned one while the picture's layout no longer matches the reference "
+                              "(something close to the lens over most of the view; 0-1, default 0.25).")
+    for_s: float = Field(15.0, ge=0.0, le=3600.0, description="Seconds the lens must stay covered before the "
+                         "alert (0-3600, default 15): a bus or a passer-by filling the view is gone sooner.")
+
+
+class TamperBlurConfig(Strict):
+    """A defocused or smeared lens (画面模糊): the scene still there, its detail gone."""
+
+    enabled: bool = Field(True, description="Check for a defocused picture (default true).")
+    ratio: float = Field(0.5, gt=0.0, le=1.0, description="Sharpness (fine detail per unit of edge "
+                         "strength, so independent of light) below this share of the camera's learned "
+                         "sharpness counts as blurred, while the layout still matches the reference "
+                         "(0-1, default 0.5).")
+    for_s: float = Field(30.0, ge=0.0, le=3600.0, description="Seconds the picture must stay blurred before "
+                         "the alert (0-3600, default 30): rain drops and fog come and go.")
+
+
+class TamperMovedConfig(Strict):
+    """A camera turned away or knocked out of place (移位): the view no longer matches its reference."""
+
+    enabled: bool = Field(True, description="Check for a moved camera (default true).")
+    min_similarity: float = Field(0.5, gt=0.0, le=1.0, description="Structure similarity with the learned "
+                                  "reference (median correlation of the edge maps over 12 blocks of the view, "
+                                  "0-1) below which the view counts as changed (default 0.5).")
+    for_s: float = Field(60.0, ge=0.0, le=3600.0, description="Seconds the view must stay changed before the "
+                         "alert (0-3600, default 60): a bus stopping in front of the camera leaves sooner.")
+    adopt_after_s: float = Field(3600.0, ge=0.0, le=604800.0, description="A changed view held this long "
+                                 "is taken as the camera's new view (re-aimed on purpose): the alert ends and "
+                                 "the reference is learned again (0 = never; default 3600 s).")
+
+
+class TamperConfig(Strict):
+    """Camera tamper checks (画面异常: 黑屏, 遮挡, 模糊, 移位) on the frames already decoded for detection.
+
+    Each check compares cheap statistics of a small grey copy of the frame with a reference the
+    camera learns slowly while its picture is normal; a condition must hold for its `for_s` and
+    ends after `clear_s` clear, so headlights, a passing bus or nightfall raise nothing."""
+
+    enabled: bool = Field(True, description="Run the tamper checks on this camera (default true).")
+    interval_s: float = Field(0.5, ge=0.0, le=60.0, description="Check at most this often (0-60 s, default "
+                              "0.5; 0 = every sampled frame). In idle mode, every decoded keyframe.")
+    width: int = Field(160, ge=64, le=640, description="Width the grey frame is shrunk to for the checks "
+                       "(64-640, default 160).")
+    learn_s: float = Field(300.0, ge=10.0, le=86400.0, description="Time constant of the learned reference "
+                           "(brightness, contrast, sharpness, edge map): how fast it follows slow changes such "
+                           "as dusk (10-86400 s, default 300). It learns only while the picture is normal.")
+    warmup_s: float = Field(20.0, ge=0.0, le=3600.0, description="Seconds of normal picture learned before "
+                            "the checks against the reference start (0-3600, default 20); until then only a "
+                            "black or flat picture alerts.")
+    clear_s: float = Field(5.0, ge=0.0, le=600.0, description="Seconds a condition must stay clear before its "
+                           "alert ends (0-600, default 5).")
+    hysteresis: float = Field(0.25, ge=0.0, le=1.0, description="While an alert is open its thresholds are "
+                              "this share more lenient, so a value hovering at a threshold does not flap "
+                              "(0-1, default 0.25).")
+    severity: Literal["low", "medium", "high", "critical"] = Field("high", description="Severity of tamper "
+                                                                    "alerts (default high).")
+    dark: TamperDarkConfig = Field(default_factory=TamperDarkConfig, description="Dark picture.")
+    covered: TamperCoveredConfig = Field(default_factory=TamperCoveredConfig, description="Covered lens.")
+    blur: TamperBlurConfig = Field(default_factory=TamperBlurConfig, description="Defocused picture.")
+    moved: TamperMovedConfig = Field(default_factory=TamperMovedConfig, description="Camera moved.")
+
+
 class RecordingsConfig(Strict):
     """Continuous recording of the record inputs (stream copy, never re-encoded)."""
 
@@ -453,6 +542,8 @@ class CameraConfig(Strict):
     idle: IdleConfig = Field(default_factory=IdleConfig, description="Keyframe-only decoding while still.")
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig, description="Stall detection and "
                                      "reconnect pacing.")
+    tamper: TamperConfig = Field(default_factory=TamperConfig, description="Tamper alerts: dark, covered, "
+                                 "defocused or moved camera.")
 
     @field_validator("source", "record_source")
     @classmethod

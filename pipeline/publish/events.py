@@ -97,6 +97,40 @@ def alert_message(update: Any, cfg: Config, camera_id: str, snapshot: dict[str, 
     }
 
 
+def tamper_message(event: Any, cfg: Config, camera_id: str, snapshot: dict[str, Any] | None,
+                   frame_time: float | None) -> dict[str, Any]:
+    """A tamper alert (camera dark, covered, blurred or moved) as an ``alert`` with rule kind ``tamper``.
+
+    An alert rather than a message type of its own, so the room handles it like any other (taken,
+    dispatched, resolved, reported per cell); ``tamper`` says which check fired and what it measured,
+    ``rule.id`` is ``tamper:<kind>``.  No objects: the whole picture is the evidence (the snapshot),
+    and the clip covers the tampering itself (``start_time`` is when the condition began)."""
+    cam: CameraConfig = cfg.cameras[camera_id]
+    alerts = cfg.camera_alerts(camera_id)
+    return {
+        "schema": SCHEMA_VERSION,
+        "type": "alert",
+        "id": message_id(),
+        "alert_id": event.alert_id,
+        "phase": event.phase,
+        "time": round(event.time, 3),
+        "frame_time": round(frame_time, 3) if frame_time is not None else None,
+        "camera": {"id": camera_id, "name": cam.name},
+        "grid_cell": grid_cell_ref(cfg, cam),
+        "rule": {"id": f"tamper:{event.kind}", "kind": "tamper", "severity": cam.tamper.severity},
+        "labels": [],
+        "track_ids": [],
+        "objects": [],
+        "score": round(float(event.score), 4),
+        "start_time": round(event.start_time, 3),
+        "end_time": round(event.end_time, 3) if event.end_time is not None else None,
+        "snapshot": snapshot,
+        "clip": {"start": round(event.start_time - alerts.pre_roll_s, 3),
+                 "end": round(event.end_time + alerts.post_roll_s, 3) if event.end_time is not None else None},
+        "tamper": {"kind": event.kind, "detail": event.detail},
+    }
+
+
 def orphan_end_message(last: dict[str, Any], reason: str) -> dict[str, Any]:
     """The ``end`` of an alert whose worker died with it open, from the last message published for it.
 

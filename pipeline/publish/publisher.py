@@ -25,8 +25,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipeline.analyse.alerts import AlertUpdate
+from pipeline.analyse.tamper import TamperEvent
 from pipeline.config import Config
-from pipeline.publish.events import alert_message, camera_message, draw_snapshot, write_snapshot
+from pipeline.publish.events import alert_message, camera_message, draw_snapshot, tamper_message, write_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,32 @@ class Publisher:
                 log.warning("camera %s: snapshot of %s not written: %s", camera_id, update.alert_id, snapshot_error)
             st.snapshot_s += time.perf_counter() - t0
         msg = alert_message(update, self.cfg, camera_id, snapshot, frame.capture_time if frame else None)
+        if snapshot_error is not None:
+            msg["snapshot_error"] = snapshot_error
+        return self._send(camera_id, msg)
+
+    def tamper(self, camera_id: str, event: TamperEvent, frame: Frame | None) -> dict[str, Any]:
+        """Publish a tamper alert's start or end (an ``alert`` with rule kind ``tamper``).
+
+        The ``new`` carries a snapshot of what the camera shows now (black, covered, blurred, the
+        wrong view): the operator confirms the tampering by looking, like any alert."""
+        st = self._stats(camera_id)
+        snapshot: dict[str, Any] | None = None
+        snapshot_error: str | None = None
+        if frame is not None and event.phase == "new" and self.snapshot_dir is not None:
+            t0 = time.perf_counter()
+            try:
+                img = frame.image
+                rel = write_snapshot(self.snapshot_dir, camera_id,
+                                     f"{event.alert_id}-{int(event.time * 1000) % 10_000_000}", img)
+                snapshot = {"path": rel, "width": int(img.shape[1]), "height": int(img.shape[0]),
+                            "score": round(float(event.score), 4)}
+            except Exception as e:  # the alert goes out without it, as any alert would
+                st.snapshot_errors += 1
+                snapshot_error = f"{type(e).__name__}: {e}"
+                log.warning("camera %s: snapshot of %s not written: %s", camera_id, event.alert_id, snapshot_error)
+            st.snapshot_s += time.perf_counter() - t0
+        msg = tamper_message(event, self.cfg, camera_id, snapshot, frame.capture_time if frame else None)
         if snapshot_error is not None:
             msg["snapshot_error"] = snapshot_error
         return self._send(camera_id, msg)
