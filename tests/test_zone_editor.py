@@ -388,7 +388,20 @@ def test_an_engineer_drags_a_corner_in_the_browser_and_the_file_changes(tmp_path
             def at(x: float, y: float) -> tuple[float, float]:
                 return box["x"] + x * box["width"], box["y"] + y * box["height"]
 
-            # select the floor, then drag its corner (0.9, 0.5) to (0.8, 0.4)
+            # deleting the zone the intrusion rule uses: the page warns, the server refuses with FILE:LINE
+            page.click('#z-list li[data-kind="zone"] button.delete')
+            assert "intruder" in page.locator("#z-warnings").inner_text()
+            page.click("#z-save")
+            page.locator('#z-status[data-state="invalid"]').wait_for(timeout=10_000)
+            problems = page.locator("#z-problems li").all_inner_texts()
+            assert any(p.startswith(f"{path}:") and "cameras.lobby.rules.intruder" in p for p in problems), problems
+            page.screenshot(path=str(artefacts() / "zones-refused.png"))
+            assert path.read_text() == original
+            page.click("#z-revert")
+            page.locator('#z-canvas[data-ready="true"]').wait_for(timeout=10_000)
+            assert page.locator('#z-list li[data-kind="zone"]').count() == 1
+
+            # a corner dragged: select the floor, then drag its corner (0.9, 0.5) to about (0.8, 0.4)
             page.mouse.click(*at(0.5, 0.7))
             page.mouse.move(*at(0.9, 0.5))
             page.mouse.down()
@@ -396,16 +409,42 @@ def test_an_engineer_drags_a_corner_in_the_browser_and_the_file_changes(tmp_path
                 page.mouse.move(*at(0.9 - 0.02 * k, 0.5 - 0.02 * k))
             page.mouse.up()
             page.locator('#z-status[data-state="dirty"]').wait_for(timeout=5000)
-            page.screenshot(path=str(artefacts() / "zones-editor.png"))
             moved = page.evaluate("() => window.__zones.shapes[0].points[1]")
             assert abs(moved[0] - 0.8) < 0.01 and abs(moved[1] - 0.4) < 0.01, moved
+            # a bow tie (its corner dragged across the opposite edge) cannot even be sent
+            page.mouse.move(*at(0.1, 0.95))
+            page.mouse.down()
+            page.mouse.move(*at(0.95, 0.45), steps=5)
+            page.mouse.up()
+            assert page.locator('#z-list li[data-kind="zone"] .err').count() == 1 and page.is_disabled("#z-save")
+            page.click("#z-revert")
+            page.locator('#z-canvas[data-ready="true"]').wait_for(timeout=10_000)
+            assert page.locator('#z-status[data-state="idle"]').count() == 1
+            page.mouse.click(*at(0.5, 0.7))
+            page.mouse.move(*at(0.9, 0.5))
+            page.mouse.down()
+            page.mouse.move(*at(moved[0], moved[1]), steps=5)
+            page.mouse.up()
+            moved = page.evaluate("() => window.__zones.shapes[0].points[1]")
+            # a new zone: its corners clicked, Enter to finish, then named
+            page.click("#z-add-zone")
+            for x, y in ((0.05, 0.05), (0.15, 0.05), (0.15, 0.2)):
+                page.mouse.click(*at(x, y))
+            page.keyboard.press("Enter")
+            page.locator('#z-list li[data-kind="zone"] input.name').nth(1).fill("bench")
+            bench = page.evaluate("() => window.__zones.shapes.find(s => s.name === 'bench').points")
+            assert len(bench) == 3 and abs(bench[2][1] - 0.2) < 0.01, bench
+            page.screenshot(path=str(artefacts() / "zones-editor.png"))
             page.click("#z-save")
             page.locator('#z-status[data-state="saved"]').wait_for(timeout=10_000)
             browser.close()
         text = path.read_text()
         corner = f"[{moved[0]:g}, {moved[1]:g}]"
         assert f"polygon: [[0.1, 0.5], {corner}, [0.9, 0.95], [0.1, 0.95]]" in text, text
-        assert text.replace(corner, "[0.9, 0.5]", 1) == original  # nothing else changed, comments included
+        new_zone = "      bench:\n        polygon: [" + ", ".join(f"[{x:g}, {y:g}]" for x, y in bench) + "]\n"
+        assert new_zone in text, text
+        # nothing else changed, comments included
+        assert text.replace(corner, "[0.9, 0.5]", 1).replace(new_zone, "", 1) == original
         validate_config(str(path))
     finally:
         stop(dash)

@@ -226,7 +226,13 @@ function renderList() {
     li.append(SE.el("span", { class: "meta", text: SE.t("zones.points", { n: s.points.length }) +
       (used.length ? " · " + SE.t("zones.used_by", { rules: used.join(", ") }) : "") }));
     for (const e of Z.errors[i] || []) li.append(SE.el("span", { class: "err", text: e }));
-    li.addEventListener("click", () => { if (Z.sel !== i) { Z.sel = i; Z.vsel = -1; renderList(); draw(); } });
+    li.addEventListener("click", () => {  // no rebuild: a click into the name field keeps its focus
+      if (Z.sel === i) return;
+      Z.sel = i; Z.vsel = -1;
+      document.querySelectorAll("#z-list li").forEach((el, k) => el.classList.toggle("selected", k === i));
+      document.getElementById("z-delete-point").disabled = true;
+      draw();
+    });
     return li;
   }));
   document.getElementById("z-delete-point").disabled = !(Z.sel >= 0 && Z.vsel >= 0 && Z.shapes[Z.sel].kind !== "line");
@@ -436,6 +442,7 @@ function setDiff(diff) {
 
 async function loadCamera(id) {
   finishDrawing(false);
+  canvas().dataset.ready = "false"; // true again once the shapes and the picture are in place
   const g = await SE.api(`/api/zones/${encodeURIComponent(id)}`);
   Z.camera = id; Z.version = g.version; Z.file = g.file; Z.rules = g.rules; Z.loaded = g;
   Z.shapes = fromGeometry(g); Z.sel = -1; Z.vsel = -1; Z.dirty = false;
@@ -444,10 +451,11 @@ async function loadCamera(id) {
   status("idle", "");
   check(); renderList(); fitCanvas();
   canvas().dataset.camera = id;
-  canvas().dataset.ready = "true";
   await loadPicture();
+  if (id === Z.camera) canvas().dataset.ready = "true";
 }
 
+// the picture under the shapes; resolves once it is drawn (or known to be missing)
 async function loadPicture() {
   const src = document.getElementById("z-source");
   src.textContent = SE.t("zones.source.loading");
@@ -459,13 +467,14 @@ async function loadPicture() {
   canvas().dataset.picture = f.source;
   if (!f.image) { Z.img = null; src.textContent = SE.t("zones.source.none"); fitCanvas(); return; }
   const img = new Image();
-  img.onload = () => {
-    if (id !== Z.camera) return;
-    Z.img = img;
-    src.textContent = SE.t(`zones.source.${f.source}`, { time: SE.fmt(f.time) });
-    fitCanvas();
-  };
-  img.src = f.image;
+  await new Promise(resolve => {
+    img.onload = img.onerror = resolve;
+    img.src = f.image;
+  });
+  if (id !== Z.camera) return;
+  Z.img = img.naturalWidth ? img : null;
+  src.textContent = SE.t(`zones.source.${f.source}`, { time: SE.fmt(f.time) });
+  fitCanvas();
 }
 
 async function save() {
@@ -507,7 +516,6 @@ async function pick(id) {
     return;
   }
   history.replaceState(null, "", "#camera=" + encodeURIComponent(id));
-  canvas().dataset.ready = "false";
   await loadCamera(id);
 }
 
@@ -519,7 +527,10 @@ async function init() {
   sel.replaceChildren(...Z.cams.map(c => SE.el("option", { value: c.id, text: `${c.name} (${c.id}) · ${c.grid_cell.name}` })));
   sel.addEventListener("change", () => pick(sel.value).catch(err => status("error", SE.errorText(err))));
   document.querySelectorAll("[data-add]").forEach(b => b.addEventListener("click", () => startDrawing(b.dataset.add)));
-  document.getElementById("z-refresh").addEventListener("click", () => loadPicture());
+  document.getElementById("z-refresh").addEventListener("click", () => {
+    canvas().dataset.ready = "false";
+    loadPicture().then(() => { canvas().dataset.ready = "true"; });
+  });
   document.getElementById("z-save").addEventListener("click", () => save());
   document.getElementById("z-revert").addEventListener("click", revert);
   document.getElementById("z-delete-point").addEventListener("click", deleteVertex);
