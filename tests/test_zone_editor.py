@@ -292,6 +292,106 @@ def test_the_picture_is_the_newest_snapshot_without_a_worker(env: dict[str, Any]
     assert audit_rows(env, "view_snapshot")[-1].username == "eng"
 
 
+# ------------------------------------------------------------------------------------------ the splice, generated edits
+
+def _polygon(draw: Any) -> list[list[float]]:
+    """A convex polygon (never self-intersecting) inside the picture, 4-decimal coordinates."""
+    import math
+
+    from hypothesis import strategies as st
+
+    cx, cy = draw(st.floats(0.15, 0.85)), draw(st.floats(0.15, 0.85))
+    n = draw(st.integers(3, 7))
+    return [[round(cx + 0.1 * math.cos(2 * math.pi * k / n), 4), round(cy + 0.1 * math.sin(2 * math.pi * k / n), 4)]
+            for k in range(n)]
+
+
+def test_generated_edits_land_exactly_and_leave_every_other_line_alone() -> None:
+    """Random edits of every camera of the test config and the demo config (CRLF too): the file reads back as the
+    edit asked, other cameras and sections read back unchanged, and the lines outside the camera keep their bytes."""
+    import yaml
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from dashboard.routes.zones import GeometryIn, edit_camera, geometry
+
+    root = Path(__file__).resolve().parents[1]
+    texts = [config_text("bus: {prefix: x}"), config_text().replace("\n", "\r\n"), (root / "streams.yaml").read_text()]
+
+    @st.composite
+    def case(draw: Any) -> tuple[str, str, dict[str, Any]]:
+        text = draw(st.sampled_from(texts))
+        data = yaml.safe_load(text)
+        cid = draw(st.sampled_from(sorted(data["cameras"])))
+        g = geometry(data["cameras"][cid])
+        zones = [dict(z, was=z["name"]) for z in g["zones"]]
+        lines = [dict(ln, was=ln["name"]) for ln in g["lines"]]
+        masks, motion = g["masks"], g["motion_masks"]
+        for op in draw(st.lists(st.sampled_from(["move", "add_zone", "drop_zone", "rename", "add_line", "drop_line",
+                                                 "mask", "motion", "drop_mask"]), min_size=1, max_size=4)):
+            if op == "move" and zones:
+                z = draw(st.sampled_from(zones))
+                z["polygon"] = _polygon(draw)
+            elif op == "add_zone":
+                zones.append({"name": f"z{len(zones)}x", "was": None, "polygon": _polygon(draw)})
+            elif op == "drop_zone" and zones:
+                zones.pop(draw(st.integers(0, len(zones) - 1)))
+            elif op == "rename" and zones:
+                zones[0]["name"] = zones[0]["name"] + "_2"
+            elif op == "add_line":
+                a, b = _polygon(draw)[:2]
+                lines.append({"name": f"l{len(lines)}x", "was": None, "a": a, "b": b,
+                              "direction": draw(st.sampled_from(["both", "left_to_right", "right_to_left"]))})
+            elif op == "drop_line" and lines:
+                lines.pop()
+            elif op == "mask":
+                masks = masks + [_polygon(draw)]
+            elif op == "motion":
+                motion = motion + [_polygon(draw)]
+            elif op == "drop_mask" and masks:
+                masks = masks[1:]
+        return text, cid, {"version": "0" * 64, "zones": zones, "lines": lines, "masks": masks, "motion_masks": motion}
+
+    @settings(max_examples=60, deadline=None, derandomize=True, database=None)
+    @given(case())
+    def check(c: tuple[str, str, dict[str, Any]]) -> None:
+        text, cid, geo = c
+        out = edit_camera(text, cid, GeometryIn.model_validate(geo))
+        before, after = yaml.safe_load(text), yaml.safe_load(out)
+        got = geometry(after["cameras"][cid])
+        assert [(z["name"], z["polygon"]) for z in got["zones"]] == [(z["name"], z["polygon"]) for z in geo["zones"]]
+        assert [(ln["name"], ln["a"], ln["b"], ln["direction"]) for ln in got["lines"]] == [
+            (ln["name"], ln["a"], ln["b"], ln["direction"]) for ln in geo["lines"]]
+        assert got["masks"] == geo["masks"] and got["motion_masks"] == geo["motion_masks"]
+        assert {k: v for k, v in after.items() if k != "cameras"} == {k: v for k, v in before.items() if k != "cameras"}
+        for other in before["cameras"]:
+            if other != cid:
+                assert after["cameras"][other] == before["cameras"][other]
+        old, new = text.splitlines(True), out.splitlines(True)
+        ends = [i for i, ln in enumerate(old) if re.match(r"  [\w-]+:", ln)] + [len(old)]
+        start = next(i for i, ln in enumerate(old) if ln.rstrip() == f"  {cid}:")
+        stop = ends[ends.index(start) + 1]
+        tail = len(old) - stop
+        assert new[:start] == old[:start] and new[len(new) - tail:] == old[stop:]
+        assert out.count("\r\n") == out.count("\n") or "\r\n" not in text
+
+    check()
+
+
+def test_zones_shared_through_a_yaml_anchor_are_not_edited() -> None:
+    """An alias shares one object: moving a corner for one camera would move it for the other as well."""
+    from dashboard.routes.zones import GeometryIn, edit_camera
+
+    gate_zones = "    zones:\n      path:\n        polygon:\n" + "".join(
+        f"          - {p}\n" for p in ("[0.0, 0.0]", "[0.5, 0.0]", "[0.5, 0.5]"))
+    text = config_text().replace("    zones:\n      floor:", "    zones: &shared\n      floor:", 1).replace(
+        gate_zones, "    zones: *shared\n", 1)
+    assert "*shared" in text
+    geo = GeometryIn(version="0" * 64, zones=[{"name": "floor", "polygon": [[0.1, 0.5], [0.9, 0.5], [0.5, 0.9]]}])
+    with pytest.raises(ValueError, match="anchor"):
+        edit_camera(text, "gate", geo)
+
+
 # ------------------------------------------------------------------------------------------ a running worker
 
 def test_a_running_worker_applies_the_saved_zone_within_seconds(tmp_path: Path, redis_url: str) -> None:

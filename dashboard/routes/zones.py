@@ -329,6 +329,18 @@ def _polygon_list(parent: Any, key: str, polys: Sequence[Sequence[Sequence[float
     _put(parent, key, seq)
 
 
+def _anchored(node: Any) -> bool:
+    """Whether anything in ``node`` carries an anchor: aliases elsewhere share it (the same object)."""
+    anchor = getattr(node, "anchor", None)
+    if anchor is not None and getattr(anchor, "value", None):
+        return True
+    if isinstance(node, dict):
+        return any(_anchored(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_anchored(v) for v in node)
+    return False
+
+
 def edit_camera(text: str, camera_id: str, geo: GeometryIn) -> str:
     """The config text with the camera's zones, lines and masks replaced, everything else as it was.
 
@@ -349,6 +361,12 @@ def edit_camera(text: str, camera_id: str, geo: GeometryIn) -> str:
     cam = cams.get(camera_id) if isinstance(cams, CommentedMap) else None
     if not isinstance(cam, CommentedMap):
         raise ValueError(f"cameras.{camera_id} is not a mapping in the file")
+    motion0 = cam.get("motion")
+    for node in (cam.get("zones"), cam.get("lines"), cam.get("masks"),
+                 motion0.get("masks") if isinstance(motion0, CommentedMap) else None):
+        if _anchored(node):
+            raise ValueError(f"cameras.{camera_id}: its zones, lines or masks use a YAML anchor (&name) or alias "
+                             "(*name) shared with other places; the editor would change those too: edit the file")
     _named(cam, "zones", geo.zones)
     _named(cam, "lines", geo.lines)
     _polygon_list(cam, "masks", geo.masks)
