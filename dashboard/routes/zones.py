@@ -78,14 +78,17 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+NAME = r"^[^\x00-\x1f\x7f]+$"  # a YAML key the loader reads back: no control characters
+
+
 class ZoneIn(_Body):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=NAME)
     was: str | None = Field(None, max_length=100, description="The zone's name when loaded (a rename).")
     polygon: list[Pt] = Field(max_length=500)
 
 
 class LineIn(_Body):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=NAME)
     was: str | None = Field(None, max_length=100)
     a: Pt
     b: Pt
