@@ -23,7 +23,7 @@ from dashboard.security import LoginLimiter
 from dashboard.workflow import action_message
 
 log = logging.getLogger("sharpeye.dashboard")
-ACTIONS_MAXLEN = 10_000
+ACTIONS_MAXLEN = 1_000  # only for pushing to open pages (they reload their list after a gap): keep it small
 # Every read of the bus gives up after this long: a frozen Redis (SIGSTOP, a hung host) turns into an
 # error the page sees (503, or a stream that stops beating) instead of a request that never ends.  The
 # live stream's blocking XREAD waits 1 s, well inside it.

@@ -125,8 +125,9 @@ def test_two_operators_handle_an_alert_and_see_each_other_within_a_second(room: 
                               ("feedback", "feedback")):
             delays[action] = step(action, f"() => !!document.querySelector('#alerts li[data-alert-id=\"r1\"] "
                                           f".mini-lights i[data-step=\"{light}\"][data-on=\"true\"]')")
-        lights = wang.locator('#d-lights .light[data-on="true"]')
-        assert lights.count() == 4
+        # the four dispatch lights of the handling view (it redraws after the list: wait, don't race it)
+        wang.wait_for_function("() => document.querySelectorAll('#d-lights .light[data-on=\"true\"]').length === 4",
+                               timeout=5000)
         wang.screenshot(path=str(out / "handling-dispatched.png"), full_page=True)
         # closing needs a classification and a comment
         wang.click("#d-close-alert")

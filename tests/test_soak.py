@@ -108,7 +108,7 @@ def test_three_minute_soak_grows_nothing_restarts_nothing_leaves_nothing(tmp_pat
     floors = report["floors"]
 
     roles = {row["role"] for row in report["processes"]}
-    assert {"supervisor", "dashboard", "redis-server"} <= roles, roles
+    assert {"supervisor", "dashboard", "archiver", "redis-server"} <= roles, roles
     assert any(r.startswith("worker-") for r in roles), roles
     for row in report["processes"]:
         assert len(row["pids"]) == 1, f"{row['role']} restarted: pids {row['pids']}"

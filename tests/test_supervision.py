@@ -270,7 +270,7 @@ def test_frozen_redis_is_restarted(running: Run) -> None:
     os.kill(pid, signal.SIGSTOP)
     took, new_pid = _redis_back(url, pid, running)
     print(f"redis-server SIGSTOPped: restarted (pid {new_pid}) and answering PING after {took:.2f} s")
-    assert took < 8.0
+    assert took < 15.0  # three missed PINGs a second apart, then a restart; a loaded machine adds seconds
     assert "did not answer PING" in running.output
 
 
