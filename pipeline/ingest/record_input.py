@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import av
 
-from pipeline.ingest.reader import Backoff, Reader, ReaderStats, StateCallback, input_options
+from pipeline.ingest.reader import Backoff, Reader, ReaderStats, StateCallback
 from pipeline.record.packets import PacketCapture, StoredPacket
 from pipeline.record.ring import PacketRing
 from pipeline.record.segments import SegmentWriter
@@ -22,11 +22,6 @@ from pipeline.record.segments import SegmentWriter
 class RecordStats(ReaderStats):
     bytes: int = 0
     last_packet_wall: float = 0.0
-
-
-def record_options(rtsp_transport: str = "tcp", timeout_s: float = 5.0) -> dict[str, str]:
-    """Open options for a record input: TCP, a socket timeout (else a stall blocks forever), fast probe."""
-    return input_options(rtsp_transport, timeout_s)
 
 
 class RecordInput(Reader):

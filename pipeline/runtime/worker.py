@@ -43,7 +43,8 @@ from pipeline.analyse.detect import Detections, Detector
 from pipeline.analyse.tamper import TamperDetector, TamperEvent
 from pipeline.config import Config, load_config, reload_config
 from pipeline.config.secrets import install_log_scrubber
-from pipeline.ingest.record_input import RecordInput, record_options
+from pipeline.ingest.reader import input_options
+from pipeline.ingest.record_input import RecordInput
 from pipeline.ingest.source import Backoff, CameraSource, SampledFrame, State
 from pipeline.live.server import LiveService
 from pipeline.publish import bus
@@ -190,7 +191,7 @@ class Worker:
             ring = PacketRing(rec.pre_event_s) if rec.pre_event_s > 0 else None
             if cam.record_source:
                 url = cam.resolved(self.cfg.base_dir(), cam.record_source)
-                opts = (record_options(cam.rtsp_transport, cam.watchdog.stall_s)
+                opts = (input_options(cam.rtsp_transport, cam.watchdog.stall_s)
                         if not cam.is_file_source(cam.record_source) else {})
                 record_input = RecordInput(cid, url, opts, writer, ring,
                                            backoff=Backoff(cam.watchdog.backoff_initial_s, cam.watchdog.backoff_max_s),
