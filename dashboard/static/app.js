@@ -18,9 +18,14 @@ function snapUrl(path) { return "/" + path.split("/").map(encodeURIComponent).jo
 
 function kindText(kind) { return SE.messages[`kind.${kind}`] ? SE.t(`kind.${kind}`) : kind; }
 
+// the page may already hold a newer detection than a stored row (the end pushed live while the archiver has
+// not stored it yet): an alert that ended stays ended
 function merge(old, fresh) {
   const a = Object.assign({}, old || {}, fresh);
   if (old && old.snapshot && !fresh.snapshot) a.snapshot = old.snapshot;
+  if (old && old.phase === "end" && fresh.phase && fresh.phase !== "end") {
+    for (const k of ["phase", "end_time", "end_reason", "orphaned_since"]) a[k] = old[k];
+  }
   return a;
 }
 
