@@ -695,6 +695,54 @@ class SupervisorConfig(Strict):
                                    "default 60 s.")
 
 
+class ClusterConfig(Strict):
+    """Many workers on many machines share the cameras through leases in Redis (pipeline/cluster).
+
+    Off by default: one machine runs its cameras by the stable shard hash, exactly as without it."""
+
+    enabled: bool = Field(False, description="Own cameras by lease: each worker runs only the cameras whose "
+                          "lease it holds in the bus's Redis, so workers on several machines share one config "
+                          "and a dead machine's cameras move to the living (default false: one machine).")
+    worker_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$",
+                                  description="This worker's name in leases, fencing stamps and the owner "
+                                  "history; default <hostname>-<pid> (a restarted worker is a new owner).")
+    lease_ttl_s: float = Field(8.0, ge=2.0, le=120.0, description="Lifetime of a camera lease: a worker that "
+                               "stops renewing (dead, frozen, cut off) loses its cameras after this long and "
+                               "another worker takes them (2-120 s, default 8 s).")
+    renew_s: float = Field(1.0, ge=0.1, le=30.0, description="Period of the coordinator's round: heartbeat, "
+                           "renew every held lease in one round trip, take free cameras (default 1 s; must be "
+                           "under a third of lease_ttl_s).")
+    safety_margin_s: float | None = Field(None, ge=0.0, le=60.0, description="A worker stops a camera whose "
+                                          "lease it has not renewed for lease_ttl_s minus this, measured from "
+                                          "when the last good renewal was sent, so it is quiet before the lease "
+                                          "can expire elsewhere; default max(1 s, 2 x renew_s).")
+    capacity: float = Field(1.0, gt=0.0, le=1000.0, description="This worker's weight in the rendezvous hash: "
+                            "a worker of capacity 2 is preferred for about twice the cameras of one of "
+                            "capacity 1 (default 1).")
+    max_cameras: int | None = Field(None, ge=1, le=100_000, description="Most cameras this worker runs at once; "
+                                    "cameras beyond go to the next preferred worker (default no cap).")
+    moves_per_s: float = Field(5.0, gt=0.0, le=10_000.0, description="Most cameras this worker hands over or "
+                               "takes from a living owner per second, so a worker joining or coming back does not "
+                               "restart many streams at once; a dead owner's cameras are taken at once "
+                               "(default 5).")
+    history_maxlen: int = Field(10_000, ge=100, le=10_000_000, description="Approximate cap of the stream of "
+                                "camera moves (P:cluster:moves) the dashboard reads the owner history from.")
+
+    @model_validator(mode="after")
+    def _periods(self) -> "ClusterConfig":
+        if self.renew_s * 3 > self.lease_ttl_s:
+            raise ValueError(f"renew_s ({self.renew_s:g}) must be at most a third of lease_ttl_s "
+                             f"({self.lease_ttl_s:g}), so a lease survives a lost round or two")
+        if self.margin_s() >= self.lease_ttl_s - self.renew_s:
+            raise ValueError(f"safety_margin_s ({self.margin_s():g}) leaves no time to renew within "
+                             f"lease_ttl_s ({self.lease_ttl_s:g})")
+        return self
+
+    def margin_s(self) -> float:
+        """How long before the lease's expiry a worker stops a camera it could not renew."""
+        return self.safety_margin_s if self.safety_margin_s is not None else max(1.0, 2 * self.renew_s)
+
+
 class Config(Strict):
     """Root of streams.yaml."""
 
@@ -714,6 +762,8 @@ class Config(Strict):
     bus: BusConfig = Field(default_factory=BusConfig, description="Redis Streams naming and caps.")
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig, description="How `sharpeye run` "
                                          "watches its workers.")
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Camera ownership by lease "
+                                   "across machines (off by default).")
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert lifecycle defaults.")
     recordings: RecordingsConfig = Field(default_factory=RecordingsConfig, description="Continuous "
                                          "recording and retention.")

@@ -26,6 +26,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("dashboard.escalation.acknowledge_s and .sign_for_s", C.SeverityTimes),
     ("bus", C.BusConfig),
     ("supervisor", C.SupervisorConfig),
+    ("cluster", C.ClusterConfig),
     ("alerts (and cameras.<id>.alerts)", C.AlertsConfig),
     ("grid_cells.<id>", C.GridCell),
     ("grid_cells.<id>.officer", C.Officer),
