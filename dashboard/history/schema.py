@@ -15,6 +15,9 @@ happens in storage; the page shows them in the config's zone.
 - ``users`` and ``sessions``: log-ins with argon2id hashes and server-side sessions.
 - ``dispatch_links``: the one-time links a dispatched officer opens on a phone to report the
   dispatch steps (signed for, on scene, feedback) without an account (migration 0003).
+- ``export_jobs`` and ``cases``: exports started from the page (who, which cameras and range, their
+  progress, files and manifest hash, release) and the cases grouping them (name, description,
+  linked alerts) (migration 0004).  The files themselves live under ``<data_dir>/exports``.
 """
 
 from __future__ import annotations
@@ -175,6 +178,52 @@ dispatch_links = Table(
     Column("created_by", String(64), nullable=False),
     Column("expires_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True, doc="set when a newer link replaces it or the dispatch is done"),
+)
+
+EXPORT_STATES = ("queued", "running", "done", "failed", "released")
+
+export_jobs = Table(
+    "export_jobs", metadata,
+    Column("id", String(64), primary_key=True, doc="the page's job id (random); the export's own id is export_id"),
+    Column("export_id", String(128), nullable=True, unique=True, doc="pipeline.export's id, set once it is written"),
+    Column("user_id", Integer, nullable=True, doc="no foreign key: the record outlives users"),
+    Column("username", String(64), nullable=False),
+    Column("cameras", Text, nullable=False, doc="JSON list of camera ids"),
+    Column("grid_cells", Text, nullable=False, doc="JSON list of the cameras' grid cells: who may see the export"),
+    Column("start", Float, nullable=False),
+    Column("end", Float, nullable=False),
+    Column("alert_id", String(128), nullable=True),
+    Column("case_name", String(80), nullable=True),
+    Column("precise", Boolean, nullable=False, server_default="0"),
+    Column("state", String(16), nullable=False, server_default="queued"),
+    Column("stage", String(32), nullable=True, doc="cut, manifest, zip: what a running export is doing"),
+    Column("progress", Float, nullable=False, server_default="0", doc="0..1 of the recordings read"),
+    Column("bytes_total", Integer, nullable=True),
+    Column("path", String(1000), nullable=True, doc="the ZIP, or the export's folder inside its case"),
+    Column("files", Text, nullable=True, doc="JSON list of {name, bytes, sha256}"),
+    Column("manifest_sha256", String(64), nullable=True),
+    Column("size_bytes", Integer, nullable=True),
+    Column("warnings", Text, nullable=True, doc="JSON list of sentences (gaps, skipped segments)"),
+    Column("error", Text, nullable=True),
+    Column("runner", String(200), nullable=True, doc="host:pid of the dashboard process running it"),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("released_at", Float, nullable=True),
+    Column("released_by", String(64), nullable=True),
+    Index(None, "created_at"),
+    Index(None, "state"),
+    Index(None, "case_name"),
+)
+
+cases = Table(
+    "cases", metadata,
+    Column("name", String(80), primary_key=True, doc="also the case's folder name (pipeline.export.paths checks it)"),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("alerts", Text, nullable=False, server_default="[]", doc="JSON list of linked alert ids"),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("updated_at", Float, nullable=False),
 )
 
 APPEND_ONLY_TABLES = ("actions",)
