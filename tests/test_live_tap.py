@@ -15,6 +15,7 @@ from typing import Any
 
 import av
 import numpy as np
+import pytest
 
 from pipeline.config import parse_config
 from pipeline.ingest.source import CameraSource, SampledFrame
@@ -250,3 +251,62 @@ def test_viewer_thread_ends_when_the_dashboard_disconnects(tmp_path: Path) -> No
         assert threading.active_count() < 50
     finally:
         svc.stop()
+
+
+def test_finish_op_ends_the_open_segment_at_the_next_keyframe_without_losing_a_frame(tmp_path: Path) -> None:
+    """The clip of an open alert: the seam's ``finish`` op makes the recorder finish its open segment at
+    the next keyframe, so the recording on disk reaches about now; no packet is lost and no gap written."""
+    from pipeline.record.catalog import Recordings
+    from pipeline.record.segments import SegmentWriter
+
+    src = numbered_clip(tmp_path / "n.mp4", frames=200, fps=25, gop=25)  # a keyframe every second
+    rec_dir = tmp_path / "rec"
+    writer = SegmentWriter("cam", rec_dir, segment_s=600)  # the length rule alone would not cut for 10 min
+    svc = LiveService(tmp_path / "data")
+    svc.start()
+    cam = svc.camera("cam", has_main=False)
+    cam.recorder = writer.finish_soon
+    svc.camera("other", has_main=False)  # registered, not recorded
+    fed: list[float] = []
+    t0 = time.time()
+
+    def feed() -> None:  # real time: 25 fps
+        with av.open(str(src)) as c:
+            s = c.streams.video[0]
+            for i, p in enumerate(c.demux(s)):
+                if p.dts is None:
+                    continue
+                time.sleep(max(0.0, t0 + i / 25 - time.time()))
+                writer.feed(p, s, t0 + i / 25)
+                fed.append(t0 + i / 25)
+
+    th = threading.Thread(target=feed)
+    th.start()
+    try:
+        wait_for(lambda: len(fed) >= 60, 10, "2.4 s of packets")
+        assert not Recordings(rec_dir).segments("cam", t0 - 10, t0 + 100)  # all in the open segment
+        asked = time.time()
+        end = protocol.finish_recording(tmp_path / "data", "cam", wait_s=3.0)
+        took = time.time() - asked
+        assert end is not None and asked - 0.1 <= end <= time.time() + 0.05, (end, asked)
+        assert took <= 1.2  # within one keyframe interval (1 s)
+        (seg,) = Recordings(rec_dir).segments("cam", t0 - 10, t0 + 100)
+        assert seg.start == pytest.approx(t0, abs=0.002) and seg.end == pytest.approx(end, abs=0.002)
+        with pytest.raises(protocol.LiveError) as e:
+            protocol.finish_recording(tmp_path / "data", "other")
+        assert e.value.code == "not_recording"
+        with pytest.raises(protocol.LiveError) as e:
+            protocol.finish_recording(tmp_path / "data", "nobody")
+        assert e.value.code == "not_running"
+    finally:
+        th.join()
+        writer.close()
+        svc.stop()
+    segs = Recordings(rec_dir).segments("cam", t0 - 10, t0 + 100)
+    assert len(segs) == 2 and segs[1].start == pytest.approx(segs[0].end)  # back to back: no gap
+    assert not Recordings(rec_dir).recorded_gaps("cam", t0 - 10, t0 + 100)
+    frames = 0
+    for seg in segs:
+        with av.open(str(seg.path)) as c:
+            frames += sum(1 for _ in c.decode(c.streams.video[0]))
+    assert frames == len(fed) == 200  # every packet recorded

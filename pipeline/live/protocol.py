@@ -7,7 +7,9 @@ never the worker's code.  The full description, with an example session, is in d
   (mode 0600, folder 0700): ``{"host", "port", "token", "pid", "shard"}``.  Whoever can read the
   file may watch; a connection without the token is refused.
 * A request is one JSON line: ``{"token": ..., "op": "stream", "camera": ID, "stream": "sub"|"main",
-  "format": "fmp4"|"jpeg"}`` or ``{"token": ..., "op": "stats"}``.
+  "format": "fmp4"|"jpeg"}``, ``{"token": ..., "op": "stats"}`` or ``{"token": ..., "op": "finish",
+  "camera": ID, "wait_s": 2.0}`` (finish the camera's open recording segment at its next keyframe, so
+  the clip of an open alert reaches about now; answered ``A {"recorded_to": epoch s | null}``).
 * Every answer is a sequence of messages ``KIND (1 byte) | LENGTH (4 bytes, big endian) | PAYLOAD``.
   Kinds: ``A`` accepted (JSON), ``H`` hello (JSON: codec, size, stream; again whenever a new
   timeline starts), ``I`` init segment, ``F`` fragment (moof+mdat, one frame), ``O`` overlay (JSON:
@@ -143,6 +145,32 @@ def stats(data_dir: str | Path, timeout: float = 3.0) -> dict[str, Any]:
         if kind == STATS:
             out.update(json.loads(payload)["cameras"])
     return out
+
+
+def finish_recording(data_dir: str | Path, camera: str, wait_s: float = 2.0) -> float | None:
+    """Ask the worker that runs ``camera`` to finish its open segment; returns where the recording now ends.
+
+    Blocking (the dashboard calls it from a worker thread, before cutting an open alert's clip).
+    Raises :class:`LiveError` (``not_running``, ``not_recording``, ...) when no worker can.
+    """
+    last = LiveError("unavailable", "no worker offers live video (is `sharpeye run` running?)")
+    for ep in endpoints(data_dir):
+        try:
+            with socket.create_connection((ep.host, ep.port), timeout=3.0) as s:
+                s.settimeout(wait_s + 3.0)
+                s.sendall(request_line(ep, op="finish", camera=camera, wait_s=wait_s))
+                kind, payload = read_message(s)
+        except (OSError, LiveError):
+            continue  # a stale endpoint file
+        d = json.loads(payload)
+        if kind == ERROR:
+            if d.get("code") == "not_here":
+                last = LiveError("not_running", f"no worker runs camera {camera}")
+                continue
+            raise LiveError(str(d.get("code", "error")), str(d.get("detail", "")))
+        end = d.get("recorded_to")
+        return float(end) if end is not None else None
+    raise last
 
 
 # ------------------------------------------------------------------------------ asyncio client (the dashboard)

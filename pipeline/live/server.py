@@ -30,6 +30,8 @@ from pipeline.live.tap import LINGER_S, LiveCamera
 log = logging.getLogger(__name__)
 HOUSEKEEPING_S = 0.5
 SEND_TIMEOUT_S = 10.0
+FINISH_WAIT_S = 2.0  # a keyframe interval of most cameras; the clip is cut with what is finished by then
+FINISH_WAIT_MAX_S = 5.0
 
 
 class _Server(socketserver.ThreadingTCPServer):
@@ -58,6 +60,9 @@ class _Viewer(socketserver.BaseRequestHandler):
         op = req.get("op", "stream")
         if op == "stats":
             sock.sendall(protocol.pack_json(protocol.STATS, {"shard": svc.shard, "cameras": svc.stats()}))
+            return
+        if op == "finish":
+            _finish(sock, svc, req)
             return
         if op != "stream":
             _send_error(sock, "bad_request", f"unknown op {op!r}")
@@ -102,6 +107,26 @@ class _Viewer(socketserver.BaseRequestHandler):
         finally:
             account()
             tap.unsubscribe(sub)
+
+
+def _finish(sock: socket.socket, svc: LiveService, req: dict[str, Any]) -> None:
+    """Finish a camera's open recording segment at its next keyframe; answers where the recording ends."""
+    cam = svc.cameras.get(str(req.get("camera")))
+    if cam is None:
+        _send_error(sock, "not_here")
+        return
+    if cam.recorder is None:
+        _send_error(sock, "not_recording")
+        return
+    try:
+        wait = min(max(float(req.get("wait_s", FINISH_WAIT_S)), 0.0), FINISH_WAIT_MAX_S)
+    except (TypeError, ValueError):
+        _send_error(sock, "bad_request", "wait_s must be a number")
+        return
+    t0 = time.monotonic()
+    end = cam.recorder(wait)
+    sock.sendall(protocol.pack_json(protocol.ACCEPTED, {"camera": cam.camera_id, "recorded_to": end,
+                                                        "waited_s": round(time.monotonic() - t0, 3)}))
 
 
 def _read_line(sock: socket.socket) -> bytes:

@@ -413,6 +413,9 @@ class LiveCamera:
         self.sub = LiveTap(camera_id, "sub", linger_s)
         self.main = LiveTap(camera_id, "main", linger_s) if has_main else None
         self.errors = 0
+        # the recorder's ``finish_soon`` (None: the camera is not recorded): lets the clip of an open
+        # alert reach about now (the ``finish`` op of the seam)
+        self.recorder: Callable[[float], float | None] | None = None
 
     def tap(self, stream: str) -> LiveTap:
         """The asked stream; a camera without a separate main stream offers its one stream for both."""

@@ -97,6 +97,9 @@ class SegmentWriter:
         self._last_key_dts: int | None = None
         self._key_interval: float | None = None  # seconds between the last two keyframes
         self._lock = threading.RLock()
+        self._closed = threading.Condition(self._lock)  # a segment was finished (``finish_soon`` waits on it)
+        self._closes = 0
+        self._finish_wanted = False
         recover_partials(self.dir, camera)
 
     # ------------------------------------------------------------------ input
@@ -129,7 +132,8 @@ class SegmentWriter:
                 elif silent > self._gap_threshold():
                     self._close(out.end_dts())
                     self._pending_gap = f"no packets for {silent:.1f} s"
-                elif sp.keyframe and out.seconds(sp.dts) >= self.segment_s:
+                elif sp.keyframe and (out.seconds(sp.dts) >= self.segment_s
+                                      or (self._finish_wanted and out.packets > 0)):
                     self._close(sp.dts)
             if sp.keyframe:
                 self._learn_key_interval(sp)
@@ -175,6 +179,24 @@ class SegmentWriter:
     def close(self) -> None:
         """End of life: finish the open segment so it becomes visible."""
         self.close_segment()
+
+    def finish_soon(self, timeout: float) -> float | None:
+        """Finish the open segment at its next keyframe, so readers of finished segments see up to about now.
+
+        Why: the clip of an alert that is still open is cut from finished segments only, and the
+        open segment holds the last ``segment_s`` seconds (a plain MP4 is unreadable until closed).
+        Cutting at the next keyframe, as the length rule does, loses no packet and leaves no gap;
+        it only makes that one segment shorter.  Waits at most ``timeout`` seconds (one keyframe
+        interval normally) and returns where the finished recording ends now (None: nothing yet).
+        """
+        with self._closed:
+            if self._out is not None:
+                seen = self._closes
+                self._finish_wanted = True
+                self._closed.wait_for(lambda: self._closes != seen or self._out is None, timeout)
+                if self._closes == seen:
+                    self._finish_wanted = False  # nobody waits any more: the length rule alone cuts
+            return self._last_end
 
     @property
     def pending_gap(self) -> str | None:
@@ -227,6 +249,14 @@ class SegmentWriter:
         out, self._out = self._out, None
         if out is None:
             return None
+        try:
+            return self._finish(out, end_dts)
+        finally:
+            self._closes += 1
+            self._finish_wanted = False
+            self._closed.notify_all()
+
+    def _finish(self, out: OutputFile, end_dts: int) -> SegmentInfo | None:
         duration = out.seconds(end_dts)
         start = self._start
         try:

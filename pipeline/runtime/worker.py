@@ -199,6 +199,7 @@ class Worker:
                                            loop=cam.loop)
 
         live = self.live.camera(cid, has_main=record_input is not None)
+        live.recorder = writer.finish_soon if writer is not None else None  # an open alert's clip reaches now
         if record_input is not None:
             record_input.on_stored = live.record_packets  # the main stream, for an enlarged live tile
 
