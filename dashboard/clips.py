@@ -5,8 +5,11 @@ starts at the keyframe at or before the window); here it is only aimed at an ale
 cached, so opening an alert twice cuts once.  A clip of an alert that is still open covers what
 is recorded so far and is cut again when more is recorded (the cache key holds the covered end).
 
-Only finished segments are read: the last ``recordings.segment_s`` seconds before now are still in
-the worker's open segment (and its pre-event ring) and join the clip when that segment closes.
+Only finished segments are read (a plain MP4 is unreadable while it is written).  For an open
+alert the dashboard first asks the worker that runs the camera, through the live seam's ``finish``
+op, to finish its open segment at the next keyframe (no packet lost, no gap: that segment is only
+shorter), so the clip reaches within about one keyframe interval of now.  When no worker answers
+(the camera is not running) the clip covers what is finished.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -25,6 +29,8 @@ from pipeline.export.cut import cut_camera
 from pipeline.record.catalog import Recordings
 
 CACHE_KEEP_S = 24 * 3600.0
+SAME_ALERT_KEEP = 3  # versions of one alert's clip kept (an open alert's clip grows at each opening)
+VERSION = re.compile(r"[0-9]{1,16}-[0-9]{1,16}")
 
 
 class ClipError(Exception):
@@ -83,15 +89,40 @@ def cut_clip(recordings_dir: Path, cache_dir: Path, camera: str, alert_id: str, 
     return Clip(final, meta["start"], meta["end"], meta["duration"], gaps, False, version)
 
 
+def cached_clip(cache_dir: Path, camera: str, alert_id: str, version: str) -> Path | None:
+    """The file of one cut version, when still cached: a page plays the version its info named.
+
+    An open alert's clip is cut again on every opening (it grows); a player that is seeking in an
+    earlier version must keep getting the same bytes, not a longer file under the same URL.
+    """
+    if not VERSION.fullmatch(version):
+        return None
+    path = cache_dir / f"{_key(camera, alert_id)}-{version}.mp4"
+    return path if path.is_file() else None
+
+
 def _prune(cache_dir: Path, keep: Path, same_alert: str) -> None:
-    """Older cuts of the same alert go at once, any cut after a day (the recordings are the original)."""
+    """Cuts of the same alert beyond the newest few go (a page may still be playing one), any cut after a day.
+
+    The recordings are the original; a cut is only a cache.
+    """
     now = time.time()
+    mine: list[tuple[float, Path]] = []
     for p in cache_dir.glob("*.mp4"):
         if p == keep:
             continue
         try:
-            if p.name.startswith(same_alert + "-") or now - p.stat().st_mtime > CACHE_KEEP_S:
-                p.unlink(missing_ok=True)
-                p.with_suffix(".json").unlink(missing_ok=True)
+            mtime = p.stat().st_mtime
+            if now - mtime > CACHE_KEEP_S:
+                _drop(p)
+            elif p.name.startswith(same_alert + "-"):
+                mine.append((mtime, p))
         except OSError:
             continue
+    for _mtime, p in sorted(mine, reverse=True)[SAME_ALERT_KEEP - 1:]:
+        _drop(p)
+
+
+def _drop(p: Path) -> None:
+    p.unlink(missing_ok=True)
+    p.with_suffix(".json").unlink(missing_ok=True)

@@ -123,7 +123,8 @@ def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Room]:
                        "alert_labels": ["car"], "detect_fps": 0.5},
             "yard": {"name": "Yard", "source": sim2.url("yard"), "alert_labels": ["car"], "detect_fps": 0.5,
                      "record": False},
-        }, data_dir="data", recordings={"segment_s": 2, "pre_event_s": 4},
+        }, data_dir="data", recordings={"segment_s": 20, "pre_event_s": 4},  # long: an open alert's tail is
+        # in the open segment until the clip asks the worker to finish it
             alerts={"pre_roll_s": 3, "post_roll_s": 1},
             grid_cells={"G1": {"name": "Xinhua Street", "officer": {"name": "Wang Wei", "phone": "13800000000"}},
                         "G2": {"name": "Station Square", "officer": {"name": "Li Na", "phone": "13800000002"}}})
@@ -382,6 +383,52 @@ def test_alert_clip_starts_before_the_alert_and_plays(room: Room, browser: Any) 
     print(f"\nCLIP {info['duration']:.1f} s from {alert['start_time'] - info['clip_start']:.1f} s before the alert: "
           f"API {open_s * 1000:.0f} ms (cut {info['cut_ms']} ms), playable {ready:.2f} s after the page opened "
           f"({time.monotonic() - t0:.1f} s for the whole check)")
+
+
+def test_open_alert_clip_reaches_about_now(room: Room, browser: Any) -> None:
+    """An alert still open: its clip starts before the alert and reaches within a few seconds of now, although
+    segments are 20 s long (the worker finishes its open segment at the next keyframe when the clip is cut)."""
+    op1 = room.login("op1")
+
+    def open_alert() -> dict[str, Any] | None:
+        for a in op1.get("/api/alerts").json()["alerts"]:
+            if a["camera"]["id"] == "lobby" and a.get("end_time") is None and a["start_time"] < time.time() - 3:
+                return a
+        return None
+
+    wait_for(open_alert, 90, "an open alert on the lobby camera, 3 s old")
+    alert = open_alert()
+    assert alert is not None
+    segs0 = sorted(room.data.glob("recordings/lobby/*/*/*.mp4"))
+    asked = time.time()
+    r = op1.get(f"/api/clips/{alert['alert_id']}")
+    open_s = time.time() - asked
+    assert r.status_code == 200, r.text
+    info = r.json()
+    assert info["recorded_to"] is not None, info  # the worker finished its open segment
+    assert info["clip_start"] <= alert["start_time"] - 2.0, info  # pre-roll 3 s, from a keyframe before
+    end_wanted = asked if info["open"] else min(asked, info["alert_end"] + 1.0)  # post-roll 1 s
+    assert info["clip_end"] >= end_wanted - 3.0, (info["clip_end"] - asked, info)
+    assert info["duration"] == pytest.approx(info["clip_end"] - info["clip_start"], abs=0.5)
+    assert open_s < 2.5, open_s
+    assert len(sorted(room.data.glob("recordings/lobby/*/*/*.mp4"))) > len(segs0)
+    # the version the page was given stays the same bytes, even after another opening cut a longer one
+    first = op1.get(info["url"]).content
+    time.sleep(1.5)
+    again = op1.get(f"/api/clips/{alert['alert_id']}").json()
+    assert op1.get(info["url"]).content == first
+    assert again["clip_end"] >= info["clip_end"]
+    page = logged_in_page(browser, room, "op1")
+    page.goto(room.base + f"/clip/{alert['alert_id']}")
+    page.wait_for_function("() => window.__clip && window.__clip.readyMs !== null", timeout=10_000)
+    ready = page.evaluate("() => window.__clip.readyMs") / 1000
+    dur = page.evaluate("() => document.getElementById('c-video').duration")
+    page.context.close()
+    print(f"\nCLIP of an open alert: {info['duration']:.1f} s, from {alert['start_time'] - info['clip_start']:.1f} s "
+          f"before the alert to {info['clip_end'] - asked:+.1f} s from the request; API {open_s * 1000:.0f} ms "
+          f"(finishing the open segment {info['finish_ms']} ms, cut {info['cut_ms']} ms); playable {ready:.2f} s "
+          f"after the page opened ({dur:.1f} s in the player)")
+    assert ready < 3.0
 
 
 def test_killed_camera_turns_its_tile_red(room: Room, browser: Any) -> None:

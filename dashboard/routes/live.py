@@ -11,7 +11,8 @@ Messages to the page: text frames are JSON (``hello``, ``overlay``, ``accepted``
 frames are one type byte (``I`` init segment, ``F`` fragment, ``J`` JPEG) and the payload.
 
 The alert clip is cut from the recordings by stream copy (never re-encoded) into one MP4 that
-starts ``recordings.pre_event_s`` before the alert and ends at its end, cached under
+starts ``recordings.pre_event_s`` before the alert and ends at its end (an open alert's: about now,
+after the worker finished its open segment through the seam's ``finish`` op), cached under
 ``<data_dir>/cache/clips`` and served with byte ranges, so it is seekable.
 """
 
@@ -32,7 +33,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from dashboard.audit import record
-from dashboard.clips import ClipError, cut_clip
+from dashboard.clips import ClipError, cached_clip, cut_clip
 from dashboard.context import Dashboard, ctx
 from dashboard.deps import current_user, refuse, remote_addr
 from dashboard.history.schema import alert_messages, alerts
@@ -42,10 +43,13 @@ from dashboard.security import COOKIE, lookup_session
 from dashboard.users import User
 from pipeline.live import protocol
 from pipeline.live.protocol import LiveError
+from pipeline.record.catalog import Recordings
 
 log = logging.getLogger("sharpeye.dashboard.live")
 router = APIRouter()
 TEXT_NAMES = {protocol.ACCEPTED: "accepted", protocol.HELLO: "hello", protocol.OVERLAY: "overlay"}
+RECENT_S = 900.0  # a window ending longer ago than this (longest segment + margin) is not in an open segment
+FINISH_WAIT_S = 1.5  # longest wait for the keyframe that ends an open alert's segment (clip ready in 2 s)
 CLOSE_CODES = {"no_session": 4401, "forbidden": 4403, "not_found": 4404, "bad_request": 4400}
 
 
@@ -179,6 +183,27 @@ def _alert_row(d: Dashboard, alert_id: str, user: User) -> Any:
     return row
 
 
+def _finish_open_segment(d: Dashboard, camera: str) -> float | None:
+    """Ask the camera's worker (live seam ``finish``) to finish its open segment; None when it cannot.
+
+    Blocking, at most one keyframe interval (``FINISH_WAIT_S``).  A camera that is not running or
+    not recorded is no error: the clip then covers what is already finished.
+    """
+    try:
+        return protocol.finish_recording(d.data_dir, camera, wait_s=FINISH_WAIT_S)
+    except LiveError as e:
+        log.info("camera %s: open segment not finished for a clip: %s", camera, e)
+        return None
+
+
+def _needs_finish(rec_dir: Path, camera: str, start: float, end: float) -> bool:
+    """Whether the window's end is recent and past the finished recording (so it is in the open segment)."""
+    if end < time.time() - RECENT_S:
+        return False  # an old window the recording does not reach has a gap there, not an open segment
+    segs = Recordings(rec_dir).segments(camera, start, end)
+    return not segs or segs[-1].end < end - 0.05
+
+
 def _window(d: Dashboard, row: Any) -> tuple[float, float, bool]:
     """(start, end, open): the message's clip range (pre-roll before the alert, post-roll after its end).
 
@@ -200,8 +225,15 @@ async def clip_info(alert_id: str, request: Request, user: User = Depends(curren
     row = await run_in_threadpool(_alert_row, d, alert_id, user)
     if row is None:
         raise refuse(404, "not_found")
-    start, end, is_open = _window(d, row)
     t0 = time.perf_counter()
+    recorded_to = None
+    start, end, is_open = _window(d, row)
+    rec_dir = d.data_dir / d.config().recordings.dir
+    if await run_in_threadpool(_needs_finish, rec_dir, row.camera_id, start, end):
+        # open, or ended a moment ago: the worker finishes its open segment first, so the clip reaches now
+        recorded_to = await run_in_threadpool(_finish_open_segment, d, row.camera_id)
+        start, end, is_open = _window(d, row)
+    finish_ms = round((time.perf_counter() - t0) * 1000, 1)
     try:
         clip = await run_in_threadpool(cut_clip, d.data_dir / d.config().recordings.dir, d.data_dir / "cache" / "clips",
                                        row.camera_id, alert_id, start, end, is_open)
@@ -232,18 +264,23 @@ async def clip_info(alert_id: str, request: Request, user: User = Depends(curren
             "alert_start": row.start_time, "alert_end": row.end_time, "window": [start, end],
             "clip_start": clip.start, "clip_end": clip.end, "duration": clip.duration,
             "alert_offset": row.start_time - clip.start, "gaps": clip.gaps, "cached": clip.cached,
-            "cut_ms": round((time.perf_counter() - t0) * 1000, 1),
+            "open": is_open, "recorded_to": recorded_to, "finish_ms": finish_ms,
+            "cut_ms": round((time.perf_counter() - t0) * 1000 - finish_ms, 1),
             "url": f"/api/clips/{alert_id}/video.mp4?v={clip.version}",
             "snapshot": message.get("snapshot"), "track": await run_in_threadpool(_track)}
 
 
 @router.get("/api/clips/{alert_id}/video.mp4")
 async def clip_file(alert_id: str, request: Request, user: User = Depends(current_user)) -> FileResponse:
-    """The clip file itself; byte ranges make it seekable in a ``<video>``."""
+    """The clip file itself, the version the info named (``v``); byte ranges make it seekable in a ``<video>``."""
     d = ctx(request)
     row = await run_in_threadpool(_alert_row, d, alert_id, user)
     if row is None:
         raise refuse(404, "not_found")
+    cache = d.data_dir / "cache" / "clips"
+    found = cached_clip(cache, row.camera_id, alert_id, request.query_params.get("v", ""))
+    if found is not None:
+        return FileResponse(found, media_type="video/mp4", headers={"Cache-Control": "private, no-cache"})
     start, end, is_open = _window(d, row)
     try:
         clip = await run_in_threadpool(cut_clip, d.data_dir / d.config().recordings.dir, d.data_dir / "cache" / "clips",
