@@ -75,8 +75,7 @@ class Dashboard:
             # one quick retry for a connection Redis closed (it restarted); a timeout is not retried, so a
             # frozen Redis costs one REDIS_TIMEOUT_S (redis-py's default would retry it three times)
             retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 1, supported_errors=(RedisConnectionError,))
-            self._redis = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=REDIS_TIMEOUT_S,
-                                                  socket_timeout=REDIS_TIMEOUT_S, retry=retry)
+            self._redis = bus.connect_async(self.redis_url, REDIS_TIMEOUT_S, retry)  # plain or Sentinel URL
             self._redis_loop = loop
         return self._redis
 

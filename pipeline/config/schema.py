@@ -70,6 +70,15 @@ def check_redis_url(url: str) -> None:
         parts = urlsplit(url)
     except ValueError as e:
         raise ValueError(f"{redact_url(url)!r} is not a URL ({e})") from None
+    if parts.scheme == "redis+sentinel" and url.startswith("redis+sentinel://"):  # docs/ha.md
+        hosts, _, path = url[len("redis+sentinel://"):].partition("/")
+        for hp in hosts.rpartition("@")[2].split(","):
+            check_host_port(f"redis://{hp.strip()}", "redis+sentinel://host:port[,host:port...]/service_name")
+        seg = [x for x in path.partition("?")[0].split("/") if x]
+        if not seg or len(seg) > 2 or (len(seg) == 2 and not seg[1].isdigit()):
+            raise ValueError(f"{redact_url(url)!r}: name the Sentinel service: "
+                             "redis+sentinel://host:port[,host:port...]/service_name[/db]")
+        return
     if parts.scheme not in ("redis", "rediss", "unix") or not url.startswith(parts.scheme + "://"):
         raise ValueError(f"{redact_url(url)!r}: the scheme must be redis://, rediss:// (TLS) or unix://")
     from urllib.parse import parse_qs
@@ -684,6 +693,15 @@ class BusConfig(Strict):
     outbox_max_messages: int = Field(100_000, ge=100, le=10_000_000, description="Messages each worker keeps "
                                      "on disk (data_dir/outbox) while Redis is unreachable; when full, the "
                                      "oldest alert updates go first, alert starts and ends last.")
+    wait_replicas: int = Field(0, ge=0, le=16, description="With replicas (Redis Sentinel, docs/ha.md): the "
+                               "outbox keeps each alarm-class message (an alert's start or end, a camera "
+                               "going offline or online) until `WAIT` reports this many replicas hold it, "
+                               "and sends it again if the primary changes first, so a failover loses none. "
+                               "0 (default, one machine): no replica is waited for.")
+    wait_timeout_ms: int = Field(1000, ge=10, le=2500, description="How long one `WAIT` for replicas may "
+                                 "block the outbox's delivery; when it runs out the messages stay in the "
+                                 "outbox and are confirmed (or sent again) later. Below the client's "
+                                 "socket timeout (3 s with Sentinel).")
 
 
 class SupervisorConfig(Strict):
@@ -750,7 +768,9 @@ class Config(Strict):
     data_dir: str = Field("data", description="Where snapshots, recordings and the embedded Redis live; "
                           "relative paths are taken from the config file's folder.")
     redis_url: str | None = Field(None, description="The bus: redis://[[user]:password@]host[:port][/db], "
-                                  "rediss://... (TLS) or unix:///path/to/socket; when absent, `sharpeye run` "
+                                  "rediss://... (TLS), unix:///path/to/socket or, for a primary with replicas "
+                                  "watched by Redis Sentinel, redis+sentinel://[[user]:password@]host:port[,host:port...]/"
+                                  "service_name[/db] (docs/ha.md); when absent, `sharpeye run` "
                                   "starts a private redis-server under data_dir.")
     timezone: str | None = Field(None, description="IANA time zone for schedules, e.g. Asia/Shanghai; "
                                  "default: the machine's local time.")

@@ -11,6 +11,16 @@ Keys (``P`` is ``bus.prefix``, default ``sharpeye``), documented in docs/bus.md:
   same transaction as the stream entry (a restarted worker ends what its predecessor left open).
 
 Nothing else crosses between processes except files under the data directory.
+
+The bus address is a plain URL for one machine (``redis://``, ``rediss://``, ``unix://``), or, for a
+Redis primary with replicas watched by Redis Sentinel (docs/ha.md), a Sentinel URL::
+
+    redis+sentinel://[[user]:password@]host:port[,host:port...]/service_name[/db][?sentinel_password=...]
+
+listing the sentinels (not the data nodes); the client asks them for the current primary on every new
+connection, so after a failover the next attempt reaches the new one.  :func:`connect` (workers,
+archiver, CLI) and :func:`connect_async` (dashboard) are the only places that turn an address into a
+client.
 """
 
 from __future__ import annotations
@@ -18,14 +28,100 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from pipeline.publish.status import CameraStatus
 
 SCHEMA_VERSION = "sharpeye.event/1"
 STALE_S = 10.0
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+SENTINEL_SCHEME = "redis+sentinel"
+# Sentinel mode is for many machines, where the primary can die, freeze or be cut off and Sentinel
+# promotes a replica within a few seconds.  A client must then give up on the old primary quickly
+# and ask the sentinels again, instead of waiting on a dead socket:
+HA_SOCKET_TIMEOUT_S = 3.0  # a frozen or cut-off primary: a command fails after this (longer than any BLOCK we use)
+HA_CONNECT_TIMEOUT_S = 1.0  # a host that does not answer SYN (link cut)
+SENTINEL_TIMEOUT_S = 0.5  # asking one sentinel; a dead one is skipped for the next in the list
+HA_RETRIES = 3  # reconnects per command (each asks the sentinels again), 0.1, 0.2, 0.4 s apart
+
+
+@dataclass(frozen=True)
+class SentinelAddress:
+    """A parsed ``redis+sentinel://`` URL."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_password: str | None = None
+
+
+def is_sentinel_url(url: str) -> bool:
+    return url.strip().lower().startswith(SENTINEL_SCHEME + "://")
+
+
+def parse_sentinel_url(url: str) -> SentinelAddress:
+    """``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]``; the password is the data
+    nodes' (``requirepass``), ``?sentinel_password=`` the sentinels' when they have their own."""
+    url = url.strip()
+    if not is_sentinel_url(url):
+        raise ValueError(f"not a {SENTINEL_SCHEME}:// URL")
+    rest = url[len(SENTINEL_SCHEME) + 3:]
+    netloc, _, tail = rest.partition("/")
+    path, _, query = tail.partition("?")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at:
+        userinfo, hosts = "", netloc
+    user, sep, pw = userinfo.partition(":")
+    username = unquote(user) if user else None
+    password = unquote(pw) if sep and pw else None
+    sentinels: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        parts = urlsplit(f"redis://{item}")
+        if not parts.hostname:
+            raise ValueError(f"sentinel {item!r} has no host")
+        sentinels.append((parts.hostname, parts.port or 26379))
+    if not sentinels:
+        raise ValueError("no sentinel host:port listed")
+    segments = [x for x in path.split("/") if x]
+    if not segments:
+        raise ValueError("no service name: use redis+sentinel://host:port,.../service_name")
+    if len(segments) > 2 or (len(segments) == 2 and not segments[1].isdigit()):
+        raise ValueError(f"path {path!r}: use /service_name or /service_name/db")
+    q = parse_qs(query)
+    sentinel_pw = q.get("sentinel_password", [None])[0]
+    return SentinelAddress(tuple(sentinels), unquote(segments[0]), int(segments[1]) if len(segments) == 2 else 0,
+                           username, password, sentinel_pw)
+
+
+def _ha_retry() -> Retry:
+    # only connection errors are retried (each reconnect asks the sentinels for the primary); a timeout
+    # (frozen primary) is not, so it costs one HA_SOCKET_TIMEOUT_S, not four
+    return Retry(ExponentialBackoff(cap=1.0, base=0.1), HA_RETRIES, supported_errors=(redis.ConnectionError,))
+
+
+def _sentinel_kwargs(addr: SentinelAddress) -> dict[str, Any]:
+    kw: dict[str, Any] = {"socket_timeout": SENTINEL_TIMEOUT_S, "socket_connect_timeout": SENTINEL_TIMEOUT_S}
+    if addr.sentinel_password:
+        kw["password"] = addr.sentinel_password
+    return kw
+
+
+def _node_kwargs(addr: SentinelAddress) -> dict[str, Any]:
+    return {"db": addr.db, "username": addr.username, "password": addr.password,
+            "socket_timeout": HA_SOCKET_TIMEOUT_S, "socket_connect_timeout": HA_CONNECT_TIMEOUT_S,
+            "socket_keepalive": True, "health_check_interval": 5}
 
 
 @dataclass(frozen=True)
@@ -49,13 +145,44 @@ class BusKeys:
 
 
 def connect(url: str) -> "redis.Redis[bytes]":
-    """A client with short timeouts so a dead Redis is noticed, not waited on forever."""
+    """A client with short timeouts so a dead Redis is noticed, not waited on forever.
+
+    A ``redis+sentinel://`` URL gives a client of the current primary (see the module docstring) with
+    the shorter HA timeouts; any other URL a plain client, as it always was."""
+    if is_sentinel_url(url):
+        from redis.sentinel import Sentinel
+
+        addr = parse_sentinel_url(url)
+        sentinel = Sentinel(list(addr.sentinels), sentinel_kwargs=_sentinel_kwargs(addr))
+        return sentinel.master_for(addr.service, retry=_ha_retry(), **_node_kwargs(addr))
     return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
 
 
-def add_event(r: Any, keys: BusKeys, message: dict[str, Any], maxlen: int) -> Any:
+def connect_async(url: str, timeout_s: float, retry: Any) -> "aioredis.Redis":
+    """The dashboard's client (redis.asyncio): plain URL as before (its own ``timeout_s`` and ``retry``), a
+    Sentinel URL through ``redis.asyncio.sentinel`` with the HA timeouts capped by ``timeout_s``."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    if not is_sentinel_url(url):
+        return aioredis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, retry=retry)
+    from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+
+    addr = parse_sentinel_url(url)
+    sentinel = AsyncSentinel(list(addr.sentinels), sentinel_kwargs=_sentinel_kwargs(addr))
+    kw = _node_kwargs(addr)
+    kw["socket_timeout"] = max(timeout_s, kw["socket_timeout"])  # above the dashboard's 1 s blocking reads
+    kw["socket_connect_timeout"] = min(timeout_s, kw["socket_connect_timeout"])
+    ha_retry = AsyncRetry(ExponentialBackoff(cap=1.0, base=0.1), HA_RETRIES, supported_errors=(redis.ConnectionError,))
+    return sentinel.master_for(addr.service, retry=ha_retry, **kw)
+
+
+def add_event(r: Any, keys: BusKeys, message: dict[str, Any], maxlen: int, index_open: bool = True) -> Any:
     """Queue one message on ``r`` (a client or a pipeline): XADD to the events stream, and keep
-    ``P:open`` (alert id → last message of every open alert) in step with it."""
+    ``P:open`` (alert id → last message of every open alert) in step with it.
+
+    ``index_open=False`` for a message sent again after a newer one of its alert (the outbox after a
+    failover): it goes on the stream (consumers de-duplicate) but must not reopen the alert in ``P:open``."""
     body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
     fields: dict[str, str] = {"type": message["type"], "json": body}
     if "id" in message:
@@ -65,7 +192,7 @@ def add_event(r: Any, keys: BusKeys, message: dict[str, Any], maxlen: int) -> An
     if "camera" in message:
         fields["camera"] = message["camera"]["id"]
     sid = r.xadd(keys.events, fields, maxlen=maxlen, approximate=True)
-    if message["type"] == "alert":
+    if message["type"] == "alert" and index_open:
         if message.get("phase") == "end":
             r.hdel(keys.open_alerts, message["alert_id"])
         else:
@@ -115,7 +242,7 @@ def latest_events(r: "redis.Redis[bytes]", keys: BusKeys, count: int) -> list[tu
 
 
 def follow_events(r: "redis.Redis[bytes]", keys: BusKeys, last_id: str = "$",
-                  block_ms: int = 5000) -> Iterator[tuple[str, dict[str, Any]]]:
+                  block_ms: int = 2000) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield messages as they arrive, forever."""
     if last_id == "$":
         newest = r.xrevrange(keys.events, count=1)

@@ -21,6 +21,18 @@ kept, marked delivered with the Redis server's ``run_id``, for ``CONFIRM_S`` aft
 delivery thread finds a different ``run_id`` (Redis restarted) it sends the unconfirmed ones again.
 Only then are they dropped: a command room loses no alarm to a Redis crash either.
 
+With replicas and Redis Sentinel (docs/ha.md) a primary can also fail over: Sentinel promotes a
+replica, which holds only what replication had sent it (asynchronous).  With ``bus.wait_replicas``
+N > 0 an alarm row is kept after delivery until ``WAIT N timeout`` reports that N replicas hold it;
+only then is it dropped (at once: a replica has it, the ``CONFIRM_S`` rule is not used).  If ``WAIT``
+reports fewer (a replica down or lagging, the primary cut off), the rows stay and later rounds ask
+again (at most every ``WAIT_RETRY_S``: later batches are not held up meanwhile); the replication
+stream is ordered, so one later confirmation covers every earlier row.  If the primary changes first
+(the client reaches a server with another ``run_id``: the promoted replica) every unconfirmed row is
+sent again, so the new primary confirms them; consumers de-duplicate on the message ``id``.  Alert
+updates are not waited for (the next update or the end supersedes them); messages held in memory
+while the disk refuses the outbox are delivered without ``WAIT``.
+
 A disk that refuses the row (full, failing) does not lose the message either: it waits in a bounded
 queue in memory, delivered after the rows on disk, and later messages queue behind it until it is
 empty, so the order holds.  Only a worker that dies while the disk is full loses what is in memory.
@@ -55,7 +67,9 @@ BATCH = 200  # rows per delivery round trip (one MULTI/EXEC pipeline)
 SPILL_MAX = 10_000  # messages held in memory while the disk refuses the outbox file
 CONFIRM_S = 3.0  # delivered alarm rows are kept this long: longer than Redis's everysec AOF fsync
 RETRY_INITIAL_S = 0.2
-RETRY_MAX_S = 5.0
+RETRY_MAX_S = 1.0  # a failover is over in seconds: retry at least this often (one connect attempt a second)
+ALERT_SEQ_MAX = 50_000  # alerts whose last delivered seq is remembered (resend order, see deliver_once)
+WAIT_RETRY_S = 1.0  # after a WAIT that found too few replicas, ask again no sooner than this
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -92,6 +106,8 @@ class OutboxStats:
     orphans_ended: int = 0
     disk_errors: int = 0  # messages the outbox file refused (held in memory instead)
     delivery_errors: int = 0
+    replica_confirmed: int = 0  # alarm messages WAIT confirmed on bus.wait_replicas replicas
+    replica_waits_short: int = 0  # WAITs that found too few replicas (the rows stayed)
     last_error: str = ""
     connected: bool = False
 
@@ -100,7 +116,8 @@ class Outbox:
     """On-disk queue in front of the events stream; ``send`` is the publisher's sink."""
 
     def __init__(self, path: Path, redis: Any, keys: bus.BusKeys, maxlen: int, max_messages: int = 100_000,
-                 cameras: Callable[[], Iterable[str]] | None = None):
+                 cameras: Callable[[], Iterable[str]] | None = None, wait_replicas: int = 0,
+                 wait_timeout_ms: int = 1000):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.redis = redis
@@ -108,6 +125,10 @@ class Outbox:
         self.maxlen = maxlen
         self.max_messages = max_messages
         self.cameras = cameras  # the cameras this worker owns (for ending a predecessor's open alerts)
+        self.wait_replicas = wait_replicas  # bus.wait_replicas: alarm rows stay until this many replicas hold them
+        self.wait_timeout_ms = wait_timeout_ms
+        self._next_wait = 0.0  # monotonic time before which no WAIT is tried again (the last one came short)
+        self._last_wait_log = -1e9
         self.stats = OutboxStats()
         # one process per outbox file: two delivering the same rows would duplicate every message
         self._lockfile = open(self.path.with_suffix(".lock"), "a+")
@@ -132,6 +153,9 @@ class Outbox:
         self._last_drop_log = -1e9
         self._spill: collections.deque[tuple[str, bool, float, str, str]] = collections.deque()
         self._own_alerts: set[str] = set()  # alert ids this process opened: never orphans
+        # alert id -> highest seq delivered: a row sent again after a failover behind a newer message of its
+        # alert (the new primary took the newer one first) must not reopen the alert in P:open
+        self._alert_seq: collections.OrderedDict[str, int] = collections.OrderedDict()
         # rows delivered to a Redis that may have lost them before its AOF was on disk: send again
         self._db.execute("UPDATE outbox SET delivered = NULL, run_id = NULL WHERE delivered IS NOT NULL")
         self._run_id: str | None = None
@@ -203,6 +227,12 @@ class Outbox:
             b.age_s = max(b.age_s, round(now - created, 2))
         return out
 
+    def unconfirmed(self) -> int:
+        """Alarm messages Redis took that are still kept: not yet confirmed on replicas (or, without
+        ``wait_replicas``, not yet ``CONFIRM_S`` old)."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox WHERE delivered IS NOT NULL").fetchone()[0])
+
     def depth(self) -> int:
         """Messages Redis has not taken yet."""
         with self._lock:
@@ -257,6 +287,7 @@ class Outbox:
                     self._wake.clear()
             except Exception as e:  # Redis down, frozen (socket timeout) or restarting: retry, keep the rows
                 self._run_id = None  # it may come back as a new server: check before the next delivery
+                self._drop_idle_connections()
                 if self.stats.connected or not self.stats.last_error:
                     log.warning("outbox: delivery failed (%s); retrying, messages stay on disk", e)
                 self.stats.connected = False
@@ -265,6 +296,14 @@ class Outbox:
                 if self._stop.wait(delay):
                     return
                 delay = min(RETRY_MAX_S, delay * 2)
+
+    def _drop_idle_connections(self) -> None:
+        """After a failure, idle connections may still lead to an old primary (one that refuses writes,
+        NOREPLICAS, without being down): close them, so the next one asks Sentinel where the primary is."""
+        try:
+            self.redis.connection_pool.disconnect(inuse_connections=False)
+        except Exception as e:  # never let clean-up stop the retry loop
+            log.debug("outbox: closing idle connections failed: %s", e)
 
     def _predecessor_done(self) -> bool:
         with self._lock:
@@ -277,25 +316,87 @@ class Outbox:
             self._check_server()
         now = time.time()
         with self._lock:
-            self._db.execute("DELETE FROM outbox WHERE delivered IS NOT NULL AND delivered < ? AND run_id = ?",
-                             (now - CONFIRM_S, self._run_id))  # confirmed: on the server's disk by now
+            if not self.wait_replicas:
+                self._db.execute("DELETE FROM outbox WHERE delivered IS NOT NULL AND delivered < ? AND run_id = ?",
+                                 (now - CONFIRM_S, self._run_id))  # confirmed: on the server's disk by now
             rows = self._db.execute("SELECT seq, alarm, body FROM outbox WHERE delivered IS NULL ORDER BY seq "
                                     "LIMIT ?", (BATCH,)).fetchall()
         if not rows:
-            return self._deliver_spill()
+            moved = self._deliver_spill()
+            if self.wait_replicas and not moved:
+                self._confirm_on_replicas()
+            return moved
         pipe = self.redis.pipeline(transaction=True)
-        for _, _, body in rows:
-            bus.add_event(pipe, self.keys, json.loads(body), self.maxlen)
-        pipe.execute()  # raises on any failure: the rows stay and are sent again
+        delivered_seq: dict[str, int] = {}
+        for seq, _, body in rows:
+            msg = json.loads(body)
+            aid = msg.get("alert_id") if msg.get("type") == "alert" else None
+            newer = self._alert_seq.get(aid, -1) if aid else -1
+            bus.add_event(pipe, self.keys, msg, self.maxlen, index_open=seq >= newer)
+            if aid:
+                delivered_seq[aid] = max(seq, delivered_seq.get(aid, -1))
+        # which server took the batch, in the same transaction: the client reconnects by itself (a restarted
+        # Redis, a new primary after a failover), so the server of the last round may not be this one
+        pipe.info("server")
+        run_id = self._observe(pipe.execute()[-1])  # raises on any failure: the rows stay and are sent again
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq, alarm, _ in rows if not alarm])
             self._db.executemany("UPDATE outbox SET delivered = ?, run_id = ? WHERE seq = ?",
-                                 [(now, self._run_id, seq) for seq, alarm, _ in rows if alarm])
+                                 [(now, run_id, seq) for seq, alarm, _ in rows if alarm])
             self._db.execute("COMMIT")
+        for aid, seq in delivered_seq.items():
+            self._alert_seq[aid] = max(seq, self._alert_seq.get(aid, -1))
+            self._alert_seq.move_to_end(aid)
+        while len(self._alert_seq) > ALERT_SEQ_MAX:
+            self._alert_seq.popitem(last=False)
         self.stats.delivered += len(rows)
+        if self.wait_replicas and any(alarm for _, alarm, _ in rows):
+            self._confirm_on_replicas()
         return len(rows)
+
+    def _confirm_on_replicas(self) -> None:
+        """Drop the delivered alarm rows once ``WAIT`` says ``wait_replicas`` replicas hold them.
+
+        WAIT counts the replicas that acknowledged the *calling connection's* last write, and a pooled
+        client may hand it another connection than the one that delivered: so a tiny write precedes it on
+        the same connection (a non-transactional pipeline), and since that write comes after the rows
+        in the one replication stream, its acknowledgement covers them all.
+        """
+        if time.monotonic() < self._next_wait:
+            return
+        with self._lock:
+            (waiting,) = self._db.execute("SELECT COUNT(*) FROM outbox WHERE delivered IS NOT NULL").fetchone()
+        if not waiting:
+            return
+        pipe = self.redis.pipeline(transaction=False)  # one connection, in this order
+        pipe.info("server")  # rows delivered to another server (run_id) are not covered: they are sent again
+        pipe.set(self.keys.prefix_key("outbox:wait"), str(time.time()), px=60_000)
+        pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+        info, _, acked = pipe.execute()
+        run_id = self._observe(info)
+        acked = int(acked)
+        with self._lock:
+            row = self._db.execute("SELECT MAX(seq), COUNT(*) FROM outbox WHERE delivered IS NOT NULL AND run_id = ?",
+                                   (run_id,)).fetchone()
+        if not row[1]:
+            return
+        upto, waiting = int(row[0]), int(row[1])
+        if acked < self.wait_replicas:
+            self._next_wait = time.monotonic() + WAIT_RETRY_S
+            self.stats.replica_waits_short += 1
+            now = time.monotonic()
+            if now - self._last_wait_log >= 10.0:
+                self._last_wait_log = now
+                log.warning("outbox: %d of %d replicas confirmed within %d ms; %d alarm messages stay in the "
+                            "outbox until they do (or are sent again to a new primary)", acked,
+                            self.wait_replicas, self.wait_timeout_ms, waiting)
+            return
+        with self._lock:
+            cur = self._db.execute("DELETE FROM outbox WHERE delivered IS NOT NULL AND run_id = ? AND seq <= ?",
+                                   (run_id, upto))
+        self.stats.replica_confirmed += max(cur.rowcount, 0)
 
     def _deliver_spill(self) -> int:
         """Deliver what waits in memory (only once the rows on disk are all delivered: order)."""
@@ -318,15 +419,24 @@ class Outbox:
 
     def _check_server(self) -> None:
         """Learn which Redis server this is; after a restart, resend what it may not have kept."""
-        run_id = str(self.redis.info("server").get("run_id", ""))
+        self._observe(self.redis.info("server"))
+
+    def _observe(self, info: dict[str, Any]) -> str:
+        """``INFO server`` of the server just talked to; if it is another one than before (a restart, a new
+        primary after a failover), the alarm rows the old one took and did not confirm are sent again."""
+        run_id = str(info.get("run_id", ""))
+        if run_id == self._run_id:
+            return run_id
         with self._lock:
             cur = self._db.execute("UPDATE outbox SET delivered = NULL, run_id = NULL "
                                    "WHERE delivered IS NOT NULL AND run_id != ?", (run_id,))
             resent = cur.rowcount
         if resent > 0:
             self.stats.resent_after_redis_restart += resent
-            log.warning("outbox: Redis restarted; sending again the %d alarm messages it may have lost", resent)
+            log.warning("outbox: Redis restarted or failed over; sending again the %d alarm messages it may "
+                        "have lost", resent)
         self._run_id = run_id
+        return run_id
 
     def _end_orphans(self) -> None:
         """End the open alerts of this worker's cameras that a dead predecessor left behind."""
