@@ -32,6 +32,7 @@ from dashboard.pages import PUBLIC_STATIC, page, static_file
 from dashboard.routes import alerts, auth, cameras, health, history, officer, reports, users
 from dashboard.routes import live
 from dashboard.routes import zones
+from dashboard.routes import exports
 from dashboard.security import SecurityHeaders
 from pipeline.config import Config
 
@@ -93,4 +94,5 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
         app.include_router(r)
     app.include_router(live.router)  # live wall and alert clips (docs/live.md)
     app.include_router(zones.router)  # zone and line editor (engineers)
+    app.include_router(exports.router)  # exports, cases, camera timeline (issue 12)
     return SecurityHeaders(app, tls=tls)

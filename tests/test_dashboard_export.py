@@ -1,0 +1,237 @@
+"""Exports from the dashboard's API (issue 12 items 3-5): real recordings (segments written by the
+SegmentWriter from a generated H.264 clip), a real Redis bus, SQLite history, the app in a TestClient.
+
+Checks the scopes (a G2 operator can neither export nor download nor see a G1 camera's export, no
+session gets 401), the alert export with its clip range and release, cases, a range with nothing
+recorded (clear 422), names that would leave the export folder (400 / 404), the timeline and the
+protected-storage figure.  Every ZIP that comes back is checked with ``pipeline.export.verify``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from dashboard.app import create_app
+from dashboard.history import open_database
+from dashboard.history.schema import actions
+from dashboard.users import add_user
+from pipeline.config import load_config
+from pipeline.export import holds
+from pipeline.export.verify import verify
+from pipeline.publish import bus
+from pipeline.record.segments import SegmentWriter
+from tests.conftest import wait_for
+from tests.dashboard_support import alert_msg, write_config
+from tests.record_support import T0, feed_file, make_clip
+
+PW = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def clip30(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip30.mp4", 30)
+
+
+def record(recordings: Path, camera: str, clip: Path) -> None:
+    """30 s of ``clip`` as three 10 s segments of ``camera``, from T0 on (simulated clock)."""
+    writer = SegmentWriter(camera, recordings, segment_s=10)
+    feed_file(writer, clip)
+    writer.close()
+
+
+class Op:
+    """A logged-in user's client with the CSRF token at hand."""
+
+    def __init__(self, app: object, name: str):
+        self.c = TestClient(app)  # type: ignore[arg-type]
+        r = self.c.post("/api/login", json={"username": name, "password": PW})
+        assert r.status_code == 200, r.text
+        self.h = {"X-CSRF-Token": r.json()["csrf"]}
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self.c.post(path, json=body or {}, headers=self.h)
+
+    def export(self, **body: Any) -> dict[str, Any]:
+        r = self.post("/api/exports", body)
+        assert r.status_code == 202, r.text
+        job = r.json()
+        assert job["state"] == "queued" and job["progress"] == 0
+        url = f"/api/exports/{job['id']}"
+        wait_for(lambda: self.c.get(url).json()["state"] in ("done", "failed"), 60,
+                 lambda: f"export {url}: {self.c.get(url).json()}")
+        done = self.c.get(url).json()
+        assert done["state"] == "done", done
+        return done  # type: ignore[no-any-return]
+
+    def code(self, r: Any) -> str:
+        return r.json()["detail"]["code"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def env(tmp_path: Path, redis_url: str, clip30: Path) -> Iterator[dict[str, Any]]:
+    prefix = f"ex{time.monotonic_ns()}"
+    cfg = load_config(write_config(tmp_path, f"bus: {{prefix: {prefix}}}"))
+    rec = cfg.data_path() / cfg.recordings.dir
+    record(rec, "lobby", clip30)  # G1
+    record(rec, "square", clip30)  # G2
+    engine = open_database(cfg)
+    add_user(engine, "wang", PW, "operator", ["G1"], "Wang Wei")
+    add_user(engine, "li", PW, "operator", ["G2"], "Li Na")
+    add_user(engine, "boss", PW, "admin", ["*"], "Chief Chen")
+    app = create_app(cfg, redis_url, engine)
+    r = bus.connect(redis_url)
+    keys = bus.BusKeys(prefix)
+    yield {"app": app, "cfg": cfg, "engine": engine, "data": cfg.data_path(),
+           "publish": lambda m: bus.publish_event(r, keys, m, 10_000), "tmp": tmp_path}
+    engine.dispose()
+
+
+def audit_actions(engine: Any) -> list[tuple[str, str | None, dict[str, Any] | None]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(actions.c.action, actions.c.username, actions.c.data).order_by(actions.c.id))
+        return [(a, u, json.loads(d) if d else None) for a, u, d in rows if a.startswith(("export", "case"))]
+
+
+def test_range_export_downloads_a_verified_zip_within_the_users_cells_only(env: dict[str, Any]) -> None:
+    wang, li, boss = Op(env["app"], "wang"), Op(env["app"], "li"), Op(env["app"], "boss")
+    anon = TestClient(env["app"])
+    assert anon.post("/api/exports", json={"cameras": ["lobby"], "start": T0, "end": T0 + 10}).status_code == 401
+    # a G2 operator cannot export a G1 camera (answered as if it did not exist)
+    r = li.post("/api/exports", {"cameras": ["lobby"], "start": T0 + 5, "end": T0 + 25})
+    assert r.status_code == 404 and li.code(r) == "not_found"
+    r = wang.post("/api/exports", {"cameras": ["lobby", "square"], "start": T0 + 5, "end": T0 + 25})
+    assert r.status_code == 404, "one camera of another cell refuses the whole export"
+
+    job = wang.export(cameras=["lobby"], start=T0 + 5, end=T0 + 25)
+    assert job["progress"] == 1.0 and job["bytes_total"] > 0 and job["size_bytes"] > 0
+    assert {f["name"] for f in job["files"]} == {"lobby.mp4", "manifest.txt", "manifest.json", "manifest.sig"}
+    z = wang.c.get(job["download"])
+    assert z.status_code == 200 and z.headers["content-type"] == "application/zip"
+    out = env["tmp"] / "download.zip"
+    out.write_bytes(z.content)
+    report = verify(out)
+    assert report.ok, report.problems
+    with zipfile.ZipFile(out) as zf:
+        manifest = json.loads(zf.read(f"{job['export_id']}/manifest.json"))
+        video = zf.read(f"{job['export_id']}/lobby.mp4")
+    assert manifest["exported_by"]["user"] == "Wang Wei (wang)" and manifest["exported_by"]["via"] == "dashboard"
+    mp4 = wang.c.get(job["file_urls"]["lobby.mp4"])
+    assert mp4.status_code == 200 and mp4.content == video and mp4.headers["content-type"] == "video/mp4"
+    assert job["manifest_sha256"] == hashlib.sha256(
+        zipfile.ZipFile(out).read(f"{job['export_id']}/manifest.json")).hexdigest()
+
+    # the other cell sees nothing of it; no session gets 401
+    for path in (f"/api/exports/{job['id']}", job["download"], job["file_urls"]["lobby.mp4"]):
+        assert li.c.get(path).status_code == 404, path
+        assert anon.get(path).status_code == 401, path
+    assert [j["id"] for j in li.c.get("/api/exports").json()["exports"]] == []
+    assert [j["id"] for j in wang.c.get("/api/exports").json()["exports"]] == [job["id"]]
+    assert [j["id"] for j in boss.c.get("/api/exports").json()["exports"]] == [job["id"]]
+    # names outside the export's own list are never served, however they are spelled
+    for bad in ("..%2Fholds.json", "%2E%2E%2F%2E%2E%2Fstreams.yaml", "lobby.mp4%00", "x.mp4"):
+        assert wang.c.get(f"/api/exports/{job['id']}/files/{bad}").status_code == 404, bad
+    assert li.post(f"/api/exports/{job['id']}/release").status_code == 404
+
+    done = [(a, u) for a, u, _ in audit_actions(env["engine"])]
+    assert ("export_start", "wang") in done and ("export_done", "wang") in done
+    assert done.count(("export_download", "wang")) == 2
+
+
+def test_alert_export_keeps_its_recordings_until_released(env: dict[str, Any]) -> None:
+    msg = alert_msg("al-1", phase="end", t=T0 + 12, camera="lobby", start=T0 + 8)
+    msg["clip"] = {"start": T0 + 3.0, "end": T0 + 17.0}
+    env["publish"](msg)
+    wang, li = Op(env["app"], "wang"), Op(env["app"], "li")
+    assert li.post("/api/exports", {"alert_id": "al-1"}).status_code == 404
+    before = wang.c.get("/api/exports-storage").json()
+    assert before["exports_bytes"] == 0
+    job = wang.export(alert_id="al-1")
+    assert job["alert_id"] == "al-1" and job["cameras"] == ["lobby"]
+    assert job["start"] == pytest.approx(T0 + 3.0) and job["end"] == pytest.approx(T0 + 17.0)
+    manifest = json.loads(wang.c.get(job["file_urls"]["manifest.json"]).content)
+    assert manifest["alert"]["alert_id"] == "al-1"
+    assert job["export_id"] in holds.all_holds(env["data"])
+    held = wang.c.get("/api/exports-storage").json()
+    assert held["exports_bytes"] > 0 and held["total_bytes"] >= held["exports_bytes"]
+    assert held["export_files_bytes"] == job["size_bytes"]
+    assert li.c.get("/api/exports-storage").json()["exports_bytes"] == 0, "G2 does not count G1's footage"
+    tl = wang.c.get("/api/timeline", params={"camera": "lobby", "start": T0 - 30, "end": T0 + 60}).json()
+    (cam,) = tl["cameras"]
+    assert cam["ranges"] == [[pytest.approx(T0, abs=0.1), pytest.approx(T0 + 30, abs=0.1)]]
+    assert cam["held"] and [a["alert_id"] for a in tl["alerts"]] == ["al-1"]
+    assert any(g["start"] == pytest.approx(T0 + 30, abs=0.1) for g in cam["gaps"]), cam["gaps"]
+    assert li.c.get("/api/timeline", params={"camera": "lobby", "start": T0, "end": T0 + 60}).status_code == 404
+
+    r = wang.post(f"/api/exports/{job['id']}/release")
+    assert r.status_code == 200 and r.json()["state"] == "released" and r.json()["released_by"] == "wang"
+    assert job["export_id"] not in holds.all_holds(env["data"])
+    assert wang.c.get("/api/exports-storage").json()["exports_bytes"] == 0
+    assert wang.post(f"/api/exports/{job['id']}/release").status_code == 409
+    assert wang.c.get(job["download"]).status_code == 200, "released: unprotected, the files stay"
+    log = audit_actions(env["engine"])
+    assert ("export_release", "wang") in [(a, u) for a, u, _ in log]
+    assert [d for a, _, d in log if a == "export_release"][0]["held"] is True
+
+
+def test_nothing_recorded_bad_times_and_names_are_refused_clearly(env: dict[str, Any]) -> None:
+    wang = Op(env["app"], "wang")
+    r = wang.post("/api/exports", {"cameras": ["lobby", "gate"], "start": T0 + 1000, "end": T0 + 1100})
+    assert r.status_code == 422 and wang.code(r) == "no_recording"
+    msg = r.json()["detail"]["message"]
+    assert msg.startswith("nothing is recorded between") and "lobby" in msg and "gate" in msg
+    assert "+08:00" in msg, "times in the config's zone"
+    for cams in (["../square"], ["lobby/../square"], ["/etc"], ["lobby\x00"], [".."]):
+        r = wang.post("/api/exports", {"cameras": cams, "start": T0, "end": T0 + 10})
+        assert r.status_code == 400 and wang.code(r) == "bad_name", (cams, r.text)
+    for case in ("../../etc", "..", "a/b", " lead", ".hidden"):
+        r = wang.post("/api/exports", {"cameras": ["lobby"], "start": T0, "end": T0 + 10, "case": case})
+        assert r.status_code == 400 and wang.code(r) == "bad_name", (case, r.text)
+        assert wang.post("/api/cases", {"name": case}).status_code == 400
+    assert wang.c.get("/api/cases/..%2F..%2Fholds/download").status_code in (400, 404)
+    for start, end, code in ((T0 + 20, T0 + 10, "bad_range"), ("yesterday", T0, "bad_time"),
+                             (1e300, 1e301, "bad_time"), (T0, T0 + 30 * 86400, "range_too_long")):
+        r = wang.post("/api/exports", {"cameras": ["lobby"], "start": start, "end": end})
+        assert r.status_code == 400 and wang.code(r) == code, (start, end, r.text)
+    # an ISO time without an offset is the config's zone (Asia/Shanghai), as on the command line
+    iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(T0 + 8 * 3600 + 5))
+    job = wang.export(cameras=["lobby"], start=iso, end=T0 + 9)
+    assert job["start"] == pytest.approx(T0 + 5)
+    assert not (env["data"] / "exports" / "etc").exists() and not (env["tmp"] / "etc").exists()
+
+
+def test_cases_group_exports_and_download_as_one_verified_zip(env: dict[str, Any]) -> None:
+    env["publish"](alert_msg("al-2", phase="end", t=T0 + 20, camera="lobby", start=T0 + 15))
+    wang, li = Op(env["app"], "wang"), Op(env["app"], "li")
+    case = "Case 7 新华街"
+    r = wang.post("/api/cases", {"name": case, "description": "fence climbed", "alerts": ["al-2"]})
+    assert r.status_code == 200 and r.json()["alerts"] == ["al-2"] and r.json()["download"] is None
+    assert li.post("/api/cases", {"name": "x", "alerts": ["al-2"]}).status_code == 404, "an alert of another cell"
+    a = wang.export(cameras=["lobby"], start=T0 + 2, end=T0 + 8, case=case)
+    b = wang.export(cameras=["lobby", "gate"], start=T0 + 20, end=T0 + 28, case=case)
+    assert b["warnings"], "gate has no recording: the export says so"
+    (listed,) = wang.c.get("/api/cases").json()
+    assert listed["name"] == case and sorted(listed["exports"]) == sorted([a["export_id"], b["export_id"]])
+    assert listed["description"] == "fence climbed" and listed["alerts"] == ["al-2"]
+    z = wang.c.get(listed["download"])
+    assert z.status_code == 200
+    out = env["tmp"] / "case.zip"
+    out.write_bytes(z.content)
+    report = verify(out)
+    assert report.ok and {a["export_id"], b["export_id"]} <= set(report.exports), (report.problems, report.exports)
+    single = wang.c.get(a["download"])  # one export of the case on its own, also verifiable
+    (env["tmp"] / "one.zip").write_bytes(single.content)
+    assert verify(env["tmp"] / "one.zip").ok
+    assert li.c.get("/api/cases").json() == [] and li.c.get(listed["download"]).status_code == 404
+    with zipfile.ZipFile(io.BytesIO(z.content)) as zf:
+        assert any(n.endswith("/case.json") for n in zf.namelist())
+    assert ("case_create", "wang") in [(x, u) for x, u, _ in audit_actions(env["engine"])]
