@@ -431,6 +431,41 @@ def test_open_alert_clip_reaches_about_now(room: Room, browser: Any) -> None:
     assert ready < 3.0
 
 
+def test_frozen_dashboard_wall_says_stale_and_recovers(room: Room, browser: Any) -> None:
+    """The wall's event stream is honest: the dashboard frozen (SIGSTOP), the banner shows and no tile claims its
+    camera is online; resumed, the stream is made again (backoff 1 s doubling to 8 s) and the banner goes."""
+    page = logged_in_page(browser, room, "op1")
+    page.goto(room.base + "/wall#layout=4&cams=lobby,yard")
+    page.locator('#wall .tile[data-camera="lobby"][data-online="true"]').wait_for(timeout=15_000)
+    page.wait_for_function("() => window.__wall.feed.lastBeat > 0 && !window.__wall.feed.stale", timeout=10_000)
+    assert page.locator("#stale-banner").is_hidden()
+    connects = page.evaluate("() => window.__wall.feed.connects")
+    dash = room.pids()["dashboard"]
+    os.kill(dash, signal.SIGSTOP)
+    t0 = time.monotonic()
+    try:
+        page.locator("#stale-banner").wait_for(state="visible", timeout=15_000)
+        shown = time.monotonic() - t0
+        assert "Connection lost" in page.locator("#stale-banner").inner_text()
+        online = page.evaluate("() => [...document.querySelectorAll('#wall .tile[data-camera]')]"
+                               ".map(t => t.dataset.online)")
+        assert online == ["unknown", "unknown"], online  # nothing claims to be live
+        assert page.locator('#wall .tile[data-camera="lobby"] .badge').inner_text().startswith("status unknown")
+        page.screenshot(path=str(room.data.parent / "wall-stale.png"))
+    finally:
+        os.kill(dash, signal.SIGCONT)
+    t1 = time.monotonic()
+    page.locator("#stale-banner").wait_for(state="hidden", timeout=20_000)
+    gone = time.monotonic() - t1
+    page.locator('#wall .tile[data-camera="lobby"][data-online="true"]').wait_for(timeout=10_000)
+    assert page.evaluate("() => window.__wall.feed.connects") > connects  # the silent stream was made again
+    # the tile's video comes back too (the player reconnects on its own)
+    page.wait_for_function(f"() => ({PLAYER})(0).tile.el.dataset.state === 'playing'", timeout=15_000)
+    page.context.close()
+    print(f"\nWALL dashboard frozen: banner after {shown:.1f} s; resumed: banner gone after {gone:.1f} s")
+    assert shown <= 13.0
+
+
 def test_killed_camera_turns_its_tile_red(room: Room, browser: Any) -> None:
     """Runs last: it stops the yard camera's simulator for good."""
     assert room.sim2 is not None

@@ -98,6 +98,13 @@ function paintHealth(tile) {
   const cam = tile.camera && W.cams[tile.camera];
   const el = tile.el;
   if (!cam) { el.dataset.online = ""; return; }
+  if (feed.stale) { // the page hears nothing: what it last knew is no claim about now
+    el.dataset.online = "unknown";
+    el.querySelector(".badge").textContent = SE.t("wall.unknown");
+    el.querySelector(".fps").textContent = "";
+    el.querySelector(".skipped").textContent = "";
+    return;
+  }
   el.dataset.online = String(Boolean(cam.online));
   el.querySelector(".badge").textContent = cam.online ? SE.t("wall.online") : `${SE.t("wall.offline")} · ${cam.state}`;
   el.querySelector(".fps").textContent = cam.fps !== null && cam.fps !== undefined ? SE.t("wall.fps", { fps: cam.fps.toFixed(1) }) : "";
@@ -107,8 +114,13 @@ function paintHealth(tile) {
 
 function paintAll() { W.tiles.forEach(paintHealth); }
 
+let refreshing = false; // a frozen server must not pile up polls
+
 async function refresh(first) {
-  const data = await SE.api("/api/live/cameras");
+  if (refreshing && !first) return;
+  refreshing = true;
+  let data;
+  try { data = await SE.api("/api/live/cameras"); } finally { refreshing = false; }
   const known = new Set(W.order);
   W.cams = {};
   W.order = [];
@@ -122,21 +134,72 @@ async function refresh(first) {
   if (first || changed) render(); else paintAll();
 }
 
-// camera events arrive at once over the page's event stream: a camera that goes offline turns red now
-function follow() {
-  const es = new EventSource("/api/stream");
-  es.addEventListener("message", ev => {
-    const m = JSON.parse(ev.data);
-    if (m.type !== "camera" || !W.cams[m.camera.id]) return;
-    Object.assign(W.cams[m.camera.id], { online: m.phase === "online", state: m.state });
-    paintAll();
-  });
-  es.addEventListener("cameras", ev => {
-    for (const c of JSON.parse(ev.data)) {
-      if (W.cams[c.id]) Object.assign(W.cams[c.id], { online: c.online, state: c.state });
+// The page's event stream, honest about itself (the room page's pattern): the server beats every few
+// seconds while it hears from the bus.  No beat for STALE_MS and the page says so (banner, tiles dimmed,
+// health badges "status unknown" instead of a green "online" nobody can vouch for) and the stream is made
+// again with backoff (1 s doubling to 8 s); once beats come again the health is reloaded.  Camera events
+// arrive at once over it: a camera that goes offline turns red now.
+const STALE_MS = 10000;
+const feed = {
+  es: null, lastBeat: Date.now(), lastTry: Date.now(), backoff: 1000, timer: null, stale: false, connects: 0,
+
+  connect() {
+    feed.lastTry = Date.now();
+    feed.connects += 1;
+    const es = new EventSource("/api/stream");
+    feed.es = es;
+    const on = (name, fn) => es.addEventListener(name, ev => { if (feed.es === es) fn(ev); });
+    on("heartbeat", () => feed.beat());
+    on("message", ev => {
+      const m = JSON.parse(ev.data);
+      if (m.type !== "camera" || !W.cams[m.camera.id]) return;
+      Object.assign(W.cams[m.camera.id], { online: m.phase === "online", state: m.state });
+      paintAll();
+    });
+    on("cameras", ev => {
+      for (const c of JSON.parse(ev.data)) {
+        if (W.cams[c.id]) Object.assign(W.cams[c.id], { online: c.online, state: c.state });
+      }
+      paintAll();
+    });
+    on("unavailable", () => feed.retry());
+    es.addEventListener("error", () => { if (feed.es === es) feed.retry(); });
+  },
+
+  retry() {
+    if (feed.es) { feed.es.close(); feed.es = null; }
+    if (feed.timer) return;
+    const wait = feed.backoff * (0.8 + 0.4 * Math.random());
+    feed.backoff = Math.min(feed.backoff * 2, 8000);
+    feed.timer = setTimeout(() => { feed.timer = null; feed.connect(); }, wait);
+  },
+
+  beat() {
+    feed.lastBeat = Date.now();
+    feed.backoff = 1000;
+    if (feed.stale) {
+      setStale(false);
+      refresh(false).catch(console.error); // what changed while the page could not hear
     }
-    paintAll();
-  });
+  },
+
+  // once a second: stale after STALE_MS without a beat; a stream silent that long (a frozen server, a cut
+  // network that never errors) is dropped and made again
+  watch() {
+    const now = Date.now();
+    if (now - feed.lastBeat > STALE_MS && !feed.stale) setStale(true);
+    if (now - Math.max(feed.lastBeat, feed.lastTry) > STALE_MS && !feed.timer) feed.retry();
+  },
+};
+W.feed = feed;
+
+function setStale(on) {
+  feed.stale = on;
+  const b = document.getElementById("stale-banner");
+  if (on) b.textContent = SE.t("conn.stale", { since: SE.fmt(feed.lastBeat / 1000, false) });
+  b.hidden = !on;
+  document.body.dataset.stale = String(on);
+  paintAll();
 }
 
 SE.start().then(async () => {
@@ -156,7 +219,8 @@ SE.start().then(async () => {
   });
   document.getElementById("w-back").addEventListener("click", () => { W.enlarged = null; writeHash(); render(); });
   await refresh(true);
-  follow();
+  feed.connect();
+  setInterval(feed.watch, 1000);
   setInterval(() => refresh(false).catch(console.error), 2000);
   window.addEventListener("pagehide", () => W.tiles.forEach(t => t.player && t.player.close()));
 }).catch(console.error);
