@@ -5,8 +5,9 @@ scripts/commands): the heartbeat (which returns the live workers), the renewal o
 (compare-and-extend), and a read of every camera's holder.  Then, from the rendezvous hash over the
 live workers (``rendezvous.assign``):
 
-- a free camera whose preferred owner is this worker is acquired at once (a dead worker's cameras
-  move within its lease TTL plus one round).  A camera nobody takes (its preferred owner lacks it in
+- a free camera whose preferred owner is this worker is acquired at once (a dead worker's cameras move
+  within its lease TTL plus one round), from the second round on: the first only announces the worker,
+  so workers started together do not all start on the first one.  A camera nobody takes (its preferred owner lacks it in
   its config, or is full) is taken by its second choice after two rounds, its third after four ...;
 - a held camera whose preferred owner is another LIVE worker is handed over, sticky: this worker
   stops it, releases the lease (compare-and-delete), and the preferred owner acquires it in its next
@@ -232,7 +233,10 @@ class Coordinator:
                 self._stale.clear()
             except Exception as e:
                 log.warning("cluster %s: releasing %d leases failed (they expire): %s", self.id, len(self._stale), e)
-        # acquire: free cameras we are preferred for (or, after a while, next in line for)
+        # acquire: free cameras we are preferred for (or, after a while, next in line for).  Not in the first
+        # round: workers started together first see each other, instead of the first one taking everything
+        if self.rounds == 0:
+            return
         room = (self.cfg.max_cameras - len(self.held)) if self.cfg.max_cameras is not None else len(cams)
         want: list[str] = []
         for cam in cams:
