@@ -100,6 +100,7 @@ class SegmentWriter:
         self._closed = threading.Condition(self._lock)  # a segment was finished (``finish_soon`` waits on it)
         self._closes = 0
         self._finish_wanted = False
+        self.index_extra: dict[str, object] = {}  # added to every segment's index row (the cluster's fence)
         recover_partials(self.dir, camera)
 
     # ------------------------------------------------------------------ input
@@ -280,7 +281,7 @@ class SegmentWriter:
         info = SegmentInfo(self.camera, start, start + duration, final, out.bytes)
         try:
             info = dataclasses.replace(info, bytes=final.stat().st_size)
-            write_segment(self.dir, info, packets=out.packets)
+            write_segment(self.dir, info, packets=out.packets, **self.index_extra)
         except OSError as e:  # the file is complete and valid and readers find it by its name: keep it
             self._error(f"segment {final} stored but not indexed: {e}")
             if is_disk_full(e):

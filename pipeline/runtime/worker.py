@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import logging
 import signal
@@ -41,6 +42,7 @@ from pipeline.analyse.alerts import AlertUpdate
 from pipeline.analyse.camera import CameraAnalytics
 from pipeline.analyse.detect import Detections, Detector
 from pipeline.analyse.tamper import TamperDetector, TamperEvent
+from pipeline.cluster.coordinator import Coordinator
 from pipeline.config import Config, load_config, reload_config
 from pipeline.config.secrets import install_log_scrubber
 from pipeline.ingest.reader import input_options
@@ -48,6 +50,8 @@ from pipeline.ingest.record_input import RecordInput
 from pipeline.ingest.source import Backoff, CameraSource, SampledFrame, State
 from pipeline.live.server import LiveService
 from pipeline.publish import bus
+from pipeline.publish.events import orphan_end_message
+from pipeline.publish.fencing import FencedSink
 from pipeline.publish.outbox import CameraBacklog, Outbox
 from pipeline.publish.publisher import PublishStats, Publisher
 from pipeline.publish.status import CameraStatus
@@ -155,7 +159,15 @@ class Worker:
         # every message goes through the on-disk outbox: a slow or dead Redis never blocks a camera
         self.outbox = Outbox(self.data_dir / "outbox" / f"shard{shard[0]}.db", self.redis, self.keys,
                              cfg.bus.events_maxlen, cfg.bus.outbox_max_messages, cameras=lambda: list(self.cameras))
-        self.publisher = Publisher(cfg, self.outbox, self.data_dir)
+        # cluster.enabled: cameras run only while this worker holds their lease (pipeline/cluster); every
+        # message is stamped with the lease's fencing token, and refused once the lease is lost or fenced
+        self.coordinator: Coordinator | None = None
+        self._lease_lock = threading.RLock()  # the coordinator's apply thread vs config reloads
+        if cfg.cluster.enabled:
+            self.coordinator = Coordinator(self.redis, cfg.bus.prefix, cfg.cluster, lambda: self._mine(self.cfg),
+                                           on_acquire=self._lease_acquired, on_release=self._lease_lost)
+        sink = FencedSink(self.outbox, self.coordinator.fence) if self.coordinator else self.outbox
+        self.publisher = Publisher(cfg, sink, self.data_dir)
         self._backlog: dict[str, CameraBacklog] = {}
         self._status_failing = False
         self.stop_event = threading.Event()
@@ -171,14 +183,15 @@ class Worker:
         # restarts the worker (a dead, deadlocked or stopped detect thread is caught, not hidden)
         self.on_heartbeat: Callable[[], None] | None = None
         self.live = LiveService(self.data_dir, shard[0])  # live view of the cameras' own packets (docs/live.md)
-        for cid in self._mine(cfg):
+        for cid in self._mine(cfg) if self.coordinator is None else ():  # leased cameras start when acquired
             self._add_camera(cid)
         self._threads: list[threading.Thread] = []
 
     def _mine(self, cfg: Config) -> list[str]:
         index, count = self.shard
         return [cid for cid in cfg.enabled_cameras()
-                if (self.only is None or cid in self.only) and shard_of(cid, count) == index]
+                if (self.only is None or cid in self.only)
+                and (self.coordinator is not None or shard_of(cid, count) == index)]  # leases replace shards
 
     def _add_camera(self, cid: str) -> CameraRuntime:
         cam = self.cfg.cameras[cid]
@@ -236,11 +249,13 @@ class Worker:
         if rt.writer:
             rt.writer.close()
 
-    def _remove_camera(self, cid: str, forget: bool) -> None:
+    def _remove_camera(self, cid: str, forget: bool, lost: bool = False) -> None:
         with self.wake:
             rt = self.cameras.pop(cid)
         self._stop_camera(rt)
         self.live.drop(cid)
+        if lost:  # its lease is gone: nothing more may be published; the next owner ends its open alerts
+            return
         # its open alerts end on the detect thread, which owns every alert lifecycle
         self._post(lambda: self._end_alerts(rt, rt.analytics.flush(time.time())))
         if rt.tamper is not None:  # the source thread has stopped: nothing else touches it now
@@ -270,6 +285,8 @@ class Worker:
             log.warning("bus or data_dir changed: they apply after a restart")
             new = new.model_copy(update={"bus": old.bus, "data_dir": old.data_dir})
         wanted = set(self._mine(new))
+        if self.coordinator is not None:  # only leased cameras run; the coordinator releases removed ones
+            wanted &= set(self.coordinator.owned())
         running = set(self.cameras)
 
         def changed(cid: str) -> bool:
@@ -300,7 +317,8 @@ class Worker:
         for line in problems:
             log.error("config reload: %s", line)
         if new is not self.cfg:
-            self.apply_config(new)
+            with self._lease_lock:
+                self.apply_config(new)
         try:
             self.redis.hset(self.keys.prefix_key("config"), f"shard{self.shard[0]}",
                             json.dumps({"time": time.time(), "problems": problems}))
@@ -382,6 +400,8 @@ class Worker:
                          self._backlog.get(rt.camera_id) or CameraBacklog())
 
     def _publish_status(self, rt: CameraRuntime) -> None:
+        if self.coordinator is not None and self.coordinator.fence(rt.camera_id) is None:
+            return  # not (or no longer) this worker's camera: its owner publishes its status
         try:
             bus.set_camera_status(self.redis, self.keys, self.status_of(rt))
             if self._status_failing:
@@ -503,6 +523,39 @@ class Worker:
         if frame is not None:
             rt.latency_s.append(time.time() - frame.capture_time)
 
+    # ---------------------------------------------------------------- camera leases (cluster.enabled)
+    def _lease_acquired(self, cid: str, token: int) -> None:
+        """This worker now owns ``cid``: end what a previous owner left open, then start its pipeline."""
+        with self._lease_lock:
+            if cid in self.cameras or cid not in self.cfg.cameras or self.stop_event.is_set():
+                return
+            try:
+                left = [m for m in bus.open_alerts(self.redis, self.keys).values()
+                        if (m.get("camera") or {}).get("id") == cid]
+            except Exception as e:
+                left = []
+                log.warning("camera %s: open alerts of its previous owner not read: %s", cid, e)
+            for last in left:  # stamped with the new token: consumers take it over the old owner's late messages
+                self._post(functools.partial(self._send_orphan_end, cid, last))
+            rt = self._add_camera(cid)
+            if rt.writer is not None and self.coordinator is not None:
+                rt.writer.index_extra = {"fence": self.coordinator.fence(cid)}
+            log.info("camera %s: started under lease token %d", cid, token)
+
+    def _send_orphan_end(self, cid: str, last: dict[str, Any]) -> None:
+        try:
+            self.publisher.sink.send(orphan_end_message(last, "camera moved"))
+        except Exception as e:
+            log.warning("camera %s: end of alert %s left open by its previous owner not published: %s",
+                        cid, last.get("alert_id"), e)
+
+    def _lease_lost(self, cid: str, reason: str) -> None:
+        """``cid``'s lease is gone (handed over, lost, self-fenced): stop its pipeline, publish nothing more."""
+        with self._lease_lock:
+            if cid in self.cameras:
+                self._remove_camera(cid, forget=False, lost=True)
+                log.info("camera %s: stopped (%s)", cid, reason)
+
     # ---------------------------------------------------------------- lifecycle
     def start(self, watch_config: bool = False) -> None:
         self.started = True
@@ -510,6 +563,8 @@ class Worker:
         self.live.start()
         for rt in list(self.cameras.values()):
             self._start_camera(rt)
+        if self.coordinator is not None:
+            self.coordinator.start()
         loops = [(self._detect_loop, "detect"), (self._status_loop, "status")]
         if watch_config and self.cfg.path is not None:
             loops.append((self._watch_config, "config"))
@@ -542,6 +597,9 @@ class Worker:
                 self._publish_status(rt)
             except Exception as e:
                 log.warning("camera %s: final messages not published: %s", rt.camera_id, e)
+        if self.coordinator is not None:  # after the final messages (stamped while the leases were held)
+            self.coordinator.on_release = None
+            self.coordinator.stop(release=True)
         self.outbox.stop()
 
     def run_forever(self) -> None:
@@ -565,11 +623,15 @@ def main(argv: list[str] | None = None) -> int:
                     "restarts a worker whose stamp goes stale")
     ap.add_argument("--camera", action="append", help="only these camera ids (repeatable)")
     ap.add_argument("--shard", default="0/1", help="I/N: run the cameras whose id hashes to I of N (default 0/1)")
+    ap.add_argument("--worker-id", help="with cluster.enabled: this worker's id in leases and fences "
+                    "(default cluster.worker_id, else <hostname>-<pid>)")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
     index, count = (int(x) for x in args.shard.split("/"))
     cfg = load_config(args.config)
+    if args.worker_id:
+        cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"worker_id": args.worker_id})})
     install_log_scrubber(cfg)  # logs and tracebacks of this process never show a secret
     if args.redis_url_file:
         from pipeline.runtime.redis_server import read_url_file
