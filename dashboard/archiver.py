@@ -31,6 +31,7 @@ from dashboard.history.schema import alert_messages, alerts, camera_events
 from pipeline.config import load_config
 from pipeline.config.secrets import install_log_scrubber
 from pipeline.publish import bus
+from pipeline.publish.fencing import FenceFilter
 
 log = logging.getLogger("sharpeye.archiver")
 GROUP = "archiver"
@@ -117,6 +118,7 @@ class Archiver:
         self.pending_first = True  # start with our own unacknowledged entries
         self.stored = 0
         self.duplicates = 0
+        self.fences = FenceFilter()  # cluster: a message of a camera's former owner (lower token) is stale
 
     def ensure_group(self) -> None:
         """Create the group at the stream's start: a first start archives what the stream still holds."""
@@ -135,6 +137,10 @@ class Archiver:
         live = [e for e in entries if e[1]]  # a trimmed entry comes back with no fields: just ack it
         with self.engine.begin() as conn:
             for sid, msg in bus.decode_entries(live):
+                if not self.fences.accept(msg):
+                    log.info("dropped stale message %s (fence %s: the camera has a newer owner)", sid,
+                             msg.get("fence"))
+                    continue
                 if store(conn, sid, msg):
                     self.stored += 1
                 else:

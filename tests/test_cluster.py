@@ -250,3 +250,53 @@ def test_a_round_failing_drops_the_cameras_by_the_deadline_even_without_another_
     at, pttl = closed[0]
     assert at - sent <= cfg.lease_ttl_s - cfg.margin_s() + 0.3, "the fence stayed open past its deadline"
     assert pttl > 0, "the fence closed only after the lease expired"
+
+
+# ------------------------------------------------------------------------------------ consumers
+
+
+def test_fenced_sink_stamps_and_refuses_and_the_filter_drops_lower_tokens() -> None:
+    from pipeline.publish.fencing import Fenced, FencedSink, FenceFilter
+    from pipeline.publish.publisher import ListSink
+
+    fences = {"a": {"owner": "w1", "token": 3}}
+    out = ListSink()
+    sink = FencedSink(out, fences.get)
+    sink.send({"type": "camera", "camera": {"id": "a"}, "id": "m1"})
+    assert out.messages[0]["fence"] == {"owner": "w1", "token": 3}
+    with pytest.raises(Fenced):
+        sink.send({"type": "camera", "camera": {"id": "b"}, "id": "m2"})
+    assert sink.refused == 1 and len(out.messages) == 1
+    f = FenceFilter()
+    msg = lambda cam, tok: {"camera": {"id": cam}, "fence": {"owner": "x", "token": tok}}  # noqa: E731
+    assert [f.accept(m) for m in (msg("a", 3), msg("a", 4), msg("a", 3), msg("a", 4), msg("b", 1),
+                                  {"camera": {"id": "a"}})] == [True, True, False, True, True, True]
+    assert f.dropped == 1
+
+
+def test_the_archiver_drops_a_former_owners_late_message(tmp_path, redis_url: str) -> None:
+    from sqlalchemy import select
+
+    from dashboard.archiver import Archiver
+    from dashboard.history import open_database
+    from dashboard.history.schema import alerts
+    from tests.dashboard_support import alert_msg
+
+    r = bus.connect(redis_url)
+    keys = bus.BusKeys(f"fence{time.monotonic_ns()}")
+    t0 = time.time()
+    new_owner = dict(alert_msg("b1", "new", t0), fence={"owner": "w2", "token": 5})
+    late_old = dict(alert_msg("a1", "new", t0 - 1), fence={"owner": "w1", "token": 4})
+    for m in (new_owner, late_old):
+        bus.publish_event(r, keys, m, 1000)
+    engine = open_database(url=f"sqlite:///{tmp_path / 'h.sqlite'}")
+    arch = Archiver(engine, r, keys, consumer="t")
+    arch.ensure_group()
+    arch.step()
+    while arch.step(block_ms=10):
+        pass
+    with engine.connect() as conn:
+        assert [row.id for row in conn.execute(select(alerts))] == ["b1"]
+    assert arch.fences.dropped == 1
+    assert r.xpending(keys.events, "archiver")["pending"] == 0, "the stale message was not acknowledged"
+    engine.dispose()

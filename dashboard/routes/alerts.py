@@ -44,6 +44,7 @@ from dashboard.users import User
 from dashboard.workflow import Request as ActionRequest
 from dashboard.workflow import WorkflowError, alert_view, apply, create_link
 from pipeline.publish import bus
+from pipeline.publish.fencing import FenceFilter
 
 log = logging.getLogger("sharpeye.dashboard")
 router = APIRouter(dependencies=[Depends(current_user)])
@@ -328,6 +329,7 @@ async def stream(request: Request, user: User = Depends(current_user), cursor: s
             yield _sse("heartbeat", {"time": round(time.time(), 3)}, f"{ev_id}|{act_id}")
             next_push = time.monotonic() + CAMERA_PUSH_PERIOD_S
             next_beat = time.monotonic() + HEARTBEAT_S
+            fences = FenceFilter()
             while not await request.is_disconnected():
                 res = await r.xread({d.keys.events: ev_id, akey: act_id}, count=200, block=1000)
                 for key, entries in res or []:
@@ -342,7 +344,7 @@ async def stream(request: Request, user: User = Depends(current_user), cursor: s
                         else:
                             ev_id = sid
                             for _, msg in bus.decode_entries([(sid, fields)]):
-                                if _visible(user, msg):
+                                if fences.accept(msg) and _visible(user, msg):  # stale owner: dropped
                                     yield _sse("message", msg, f"{ev_id}|{act_id}")
                 if time.monotonic() >= next_push:
                     next_push = time.monotonic() + CAMERA_PUSH_PERIOD_S
