@@ -97,7 +97,8 @@ const SE = {
     const nav = document.getElementById("nav");
     if (!nav) return;
     const links = [["/", "nav.room"], ["/wall", "nav.wall"], ["/map", "nav.map"], ["/history", "nav.history"],
-                   ["/reports", "nav.reports"], ["/supervisor", "nav.supervisor"]];
+                   ["/reports", "nav.reports"], ["/supervisor", "nav.supervisor"],
+                   ["/timeline", "nav.timeline"], ["/exports", "nav.exports"]];
     if (SE.me.can.engineer) links.push(["/engineer", "nav.engineer"], ["/zones", "nav.zones"]);
     if (SE.me.can.admin) links.push(["/users", "nav.users"]);
     const lang = SE.el("select", { id: "lang", "aria-label": "language" },
