@@ -5,7 +5,7 @@ Run it with Debian's ``/usr/bin/python3`` (it needs ``gi`` and GStreamer's RTSP 
 packages ``gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-{base,good,bad} python3-gi``)::
 
     /usr/bin/python3 scripts/camsim.py [--host 127.0.0.1] [--port 8554] [--shared] \\
-        MOUNT=FILE [MOUNT=FILE ...]
+        [--start MOUNT=SECONDS ...] [--delay MOUNT=SECONDS ...] MOUNT=FILE [MOUNT=FILE ...]
 
     /usr/bin/python3 scripts/camsim.py lobby/main=/x/a.mp4 lobby/sub=/x/a_sub.mp4
 
@@ -15,6 +15,12 @@ only the first video track is served, audio tracks are ignored. Once the server 
 prints ``READY rtsp://HOST:PORT``, then ``MOUNT rtsp://HOST:PORT/<mount>`` for each mount, on
 stdout. SIGTERM / SIGINT stop it cleanly. A missing or unsupported file exits with status 2,
 a port already in use with status 1.
+
+Independent cameras (what a benchmark of many cameras needs: real cameras are not in step):
+``--start MOUNT=S`` starts the mount's first loop at S seconds into the file (snapped back to
+the keyframe at or before S: a client must begin with one), later loops from 0;
+``--delay MOUNT=D`` holds the mount's first frame back D seconds after PLAY (a running-time
+offset), which moves its keyframes, and so its decode bursts, off those of the other mounts.
 
 By default every client gets its own pipeline (unshared factory), so each client sees its own
 timeline starting at 0. With ``--shared`` all clients of a mount share one pipeline; the
@@ -62,12 +68,15 @@ class LoopingMedia(GstRtspServer.RTSPMedia):
     """An RTSP media that plays its file in a loop with ever-growing timestamps."""
 
     rewound = None  # threading.Event once the first seek is under way
+    start_s = 0.0  # first loop starts here (set per mount by the factory's media-constructed handler)
+    delay_s = 0.0  # first frame held back this long (a running-time offset on the demuxer's pads)
+    own_seek = False  # the loop's own seek to 0 is under way (the probe must not move it to start_s)
 
-    def _seek(self, flags):
+    def _seek(self, flags, position=0):
         # Through the payloader: the event goes up the video branch to the demuxer. (A seek
         # on the whole pipeline also goes up the RTCP branch, and does not loop.)
         pay = self.get_element().get_by_name("pay0")
-        return pay.seek(1.0, Gst.Format.TIME, flags, Gst.SeekType.SET, 0, Gst.SeekType.NONE, -1)
+        return pay.seek(1.0, Gst.Format.TIME, flags, Gst.SeekType.SET, position, Gst.SeekType.NONE, -1)
 
     def start_looping(self):
         """The first, flushing, segment seek. Runs in the client's thread before its PLAY is
@@ -78,17 +87,29 @@ class LoopingMedia(GstRtspServer.RTSPMedia):
             self.rewound = threading.Event()
             pay_src = self.get_element().get_by_name("pay0").get_static_pad("src")
             pay_src.add_probe(Gst.PadProbeType.EVENT_UPSTREAM, self._keep_segment_flag)
-            if self._seek(Gst.SeekFlags.FLUSH | Gst.SeekFlags.SEGMENT):
+            flags = Gst.SeekFlags.FLUSH | Gst.SeekFlags.SEGMENT
+            if self.start_s > 0:  # a client must begin with a keyframe: the one at or before start_s
+                flags |= Gst.SeekFlags.KEY_UNIT | Gst.SeekFlags.SNAP_BEFORE
+            if self.delay_s > 0:  # set before the flush: the first buffer after it already carries it
+                for pad in self.get_element().get_by_name("d").srcpads:
+                    pad.set_offset(pad.get_offset() + int(self.delay_s * Gst.SECOND))
+            if self._seek(flags, int(self.start_s * Gst.SECOND)):
                 self.rewound.wait(5)
 
     def _keep_segment_flag(self, pad, info):
         # The server seeks on its own when a PLAY asks for a Range away from the current
         # position (on a shared media, every new client asks for npt=0-). Without the
         # segment flag the file would then end with EOS: add the flag.
+        # With a start offset, the client's PLAY (npt=0-) finds the stream away from 0 and the server
+        # seeks back to 0: that seek goes to start_s instead (the mount's "0").
         event = info.get_event()
         if event.type == Gst.EventType.SEEK:
             rate, fmt, flags, start_type, start, stop_type, stop = event.parse_seek()
-            if not flags & Gst.SeekFlags.SEGMENT:
+            to_start = not self.own_seek and self.start_s > 0 and fmt == Gst.Format.TIME and start_type == Gst.SeekType.SET and start == 0
+            if not flags & Gst.SeekFlags.SEGMENT or to_start:
+                if to_start:
+                    start = int(self.start_s * Gst.SECOND)
+                    flags |= Gst.SeekFlags.KEY_UNIT | Gst.SeekFlags.SNAP_BEFORE
                 pad.get_parent_element().seek(rate, fmt, flags | Gst.SeekFlags.SEGMENT,
                                               start_type, start, stop_type, stop)
                 return Gst.PadProbeReturn.DROP
@@ -109,7 +130,11 @@ class LoopingMedia(GstRtspServer.RTSPMedia):
                 for pad in demux.srcpads:
                     pad.set_offset(pad.get_offset() + end - position)
             # Not flushing: the running time, hence the RTP timestamps, keep growing.
-            self._seek(Gst.SeekFlags.SEGMENT)
+            self.own_seek = True  # events go upstream synchronously: the probe sees this seek now
+            try:
+                self._seek(Gst.SeekFlags.SEGMENT)
+            finally:
+                self.own_seek = False
             return True
         return GstRtspServer.RTSPMedia.do_handle_message(self, message)
 
@@ -118,6 +143,11 @@ def on_pre_play(client, ctx):
     if isinstance(ctx.media, LoopingMedia):
         ctx.media.start_looping()
     return GstRtsp.RTSPStatusCode.OK
+
+
+def _set_offsets(_factory, media, start_s, delay_s):
+    media.start_s = start_s
+    media.delay_s = delay_s
 
 
 def launch_line(path):
@@ -141,16 +171,38 @@ def parse_mounts(specs):
     return mounts
 
 
+def parse_seconds(specs, mounts, option):
+    """``MOUNT=SECONDS`` options for mounts that exist; SECONDS >= 0."""
+    out = {}
+    for spec in specs or []:
+        mount, sep, value = spec.partition("=")
+        mount = mount.strip("/")
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = -1.0
+        if not sep or mount not in mounts or not seconds >= 0:
+            raise ValueError("bad %s %r, expected MOUNT=SECONDS for a served mount" % (option, spec))
+        out[mount] = seconds
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Serve video files as looping RTSP cameras.")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8554, help="0 picks a free port")
     ap.add_argument("--shared", action="store_true", help="one pipeline shared by all clients of a mount")
+    ap.add_argument("--start", action="append", metavar="MOUNT=SECONDS",
+                    help="first loop of MOUNT starts this far into the file (at the keyframe before it)")
+    ap.add_argument("--delay", action="append", metavar="MOUNT=SECONDS",
+                    help="hold MOUNT's first frame back this long after PLAY (shifts its keyframes)")
     ap.add_argument("mounts", nargs="+", metavar="MOUNT=FILE")
     args = ap.parse_args(argv)
 
     try:
         mounts = parse_mounts(args.mounts)
+        starts = parse_seconds(args.start, mounts, "--start")
+        delays = parse_seconds(args.delay, mounts, "--delay")
     except ValueError as exc:
         print("camsim: %s" % exc, file=sys.stderr)
         return 2
@@ -172,6 +224,8 @@ def main(argv=None):
         factory.set_launch(launch_line(path))
         factory.set_shared(args.shared)
         factory.set_media_gtype(LoopingMedia)
+        if mount in starts or mount in delays:
+            factory.connect("media-constructed", _set_offsets, starts.get(mount, 0.0), delays.get(mount, 0.0))
         table.add_factory("/" + mount, factory)
 
     if server.attach(None) == 0:

@@ -7,6 +7,9 @@
         sim.stop()      # readers get EOF, then connection refused
         sim.start()     # back on the same port (test reconnects)
 
+    # independent cameras: lobby starts 12 s into its file, its first frame 0.7 s after PLAY
+    RtspSimulator({"lobby": "/x/a.mp4"}, starts={"lobby": 12.0}, delays={"lobby": 0.7})
+
 camsim.py needs Debian's ``/usr/bin/python3`` with ``gi`` and GStreamer's RTSP server;
 ``camsim_unavailable()`` says why it cannot run (or None), for ``pytest.skip``.
 Only stdlib imports here: benchmark code imports this module too.
@@ -61,10 +64,17 @@ class RtspSimulator:
 
     host = "127.0.0.1"
 
-    def __init__(self, mounts: dict[str, str | Path], port: int | None = None, shared: bool = False):
+    def __init__(self, mounts: dict[str, str | Path], port: int | None = None, shared: bool = False,
+                 starts: dict[str, float] | None = None, delays: dict[str, float] | None = None):
         if not mounts:
             raise ValueError("RtspSimulator needs at least one mount")
         self.mounts = {m.strip("/"): str(p) for m, p in mounts.items()}
+        # per mount: where its first loop starts in the file, and how long its first frame is held back
+        self.starts = {m.strip("/"): float(s) for m, s in (starts or {}).items() if s}
+        self.delays = {m.strip("/"): float(d) for m, d in (delays or {}).items() if d}
+        unknown = (set(self.starts) | set(self.delays)) - set(self.mounts)
+        if unknown:
+            raise ValueError(f"start or delay for unknown mount(s) {sorted(unknown)}")
         self.port = port or free_port(self.host)
         self.shared = shared
         self.proc: subprocess.Popen | None = None
@@ -79,6 +89,10 @@ class RtspSimulator:
         cmd = [SYSTEM_PYTHON, str(CAMSIM), "--host", self.host, "--port", str(self.port)]
         if self.shared:
             cmd.append("--shared")
+        for m, v in self.starts.items():
+            cmd += ["--start", f"{m}={v:.3f}"]
+        for m, v in self.delays.items():
+            cmd += ["--delay", f"{m}={v:.3f}"]
         cmd += [f"{m}={p}" for m, p in self.mounts.items()]
         self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: nobody drains it
         t0 = time.monotonic()

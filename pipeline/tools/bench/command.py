@@ -1,7 +1,8 @@
 """``sharpeye bench``: how many cameras this machine carries, and what each one costs.
 
     sharpeye bench [--cameras N] [--resolution 720p|1080p] [--substream] [--content busy|idle|mixed]
-                   [--detect-fps F] [--seconds T] [--capacity] [--baseline naive] [--json]
+                   [--detect-fps F] [--seconds T] [--capacity | --counts N [N ...]] [--baseline naive]
+                   [--in-step] [--results-dir DIR] [--json]
 
 A run serves N generated cameras over RTSP (the camera simulator, no re-encoding), runs the real
 worker on them for T seconds after a warm-up, and reports per camera and in total: input, decoded
@@ -9,7 +10,12 @@ and detected fps, skipped frames, CPU seconds per camera-second and resident mem
 pipeline's processes (worker + Redis; the simulator is reported but not counted), detector ms
 p50/p99, alert latency p50/p99, and the floor (decode alone + detector alone for the same frames)
 with the pipeline's cost as a ratio of it.  ``--baseline naive`` runs the same cameras through a
-naive loop (see :mod:`pipeline.tools.bench.procs`); ``--capacity`` raises N until a camera falls behind.
+naive loop (see :mod:`pipeline.tools.bench.procs`); ``--capacity`` raises N until a camera falls behind;
+``--counts 4 8`` runs each kind at each of those N (a series: the CPU cost per camera, hence an
+estimate of capacity, without a wall-clock search, which a shared machine makes noisy).  Cameras are
+independent (own start offset and keyframe phase, mirrored variants) unless ``--in-step``.  With
+``--capacity``, ``--counts`` or ``--results-dir``, every run's JSON is written to a results
+directory as soon as it is measured, and the whole document at the end.
 
 Modules: :mod:`pipeline.tools.bench.content` makes the clips, :mod:`pipeline.tools.bench.run` runs and measures
 one configuration, :mod:`pipeline.tools.bench.procs` holds the two measured child processes,
@@ -31,6 +37,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.tools.bench.floor import Floor
 from pipeline.tools.bench.run import FALL_BEHIND_RATE, FALL_BEHIND_SKIPPED, Kind, Plan, Run, layout
 
@@ -40,10 +48,39 @@ SCHEMA = "sharpeye.bench/1"
 MAX_CAMERAS = 64
 
 
-def measure(plan: Plan, kind: Kind, floor: Floor) -> dict[str, Any]:
+class Results:
+    """Writes every run's JSON to a directory as soon as it is measured (None: keeps nothing)."""
+
+    def __init__(self, directory: Path | None):
+        self.dir = directory
+        self.n = 0
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def keep(self, run: dict[str, Any]) -> None:
+        if self.dir is None:
+            return
+        self.n += 1
+        name = f"{self.n:02d}-{run['kind']}-{run['cameras']}cam-{'held' if run['held'] else 'behind'}.json"
+        (self.dir / name).write_text(json.dumps(run, indent=1, ensure_ascii=False))
+
+    def finish(self, doc: dict[str, Any]) -> None:
+        if self.dir is not None:
+            (self.dir / "bench.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False))
+
+
+def default_results_dir(plan: Plan, cache_dir: Path) -> Path:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    name = f"{stamp}-{plan.resolution}{'-sub' if plan.substream else ''}-{plan.content}"
+    return cache_dir / "results" / name
+
+
+def measure(plan: Plan, kind: Kind, floor: Floor, results: Results | None = None) -> dict[str, Any]:
     log.info("bench: %s, %d camera(s), %s%s, %s content, %g s", kind, plan.cameras, plan.resolution,
              " + sub-stream" if plan.substream else "", plan.content, plan.seconds)
     result = Run(plan, kind, floor).measure()
+    if results is not None:
+        results.keep(result)
     why = "; ".join(f"{p['id']}: {', '.join(p['reasons'])}" for p in result["per_camera"] if p["reasons"])
     log.info("bench: %s %d cameras: %s, %.3f cores/camera, detected %.1f fps%s", kind, plan.cameras,
              "held" if result["held"] else "FELL BEHIND", result["total"]["cpu_s_per_camera_s"] or 0,
@@ -52,7 +89,7 @@ def measure(plan: Plan, kind: Kind, floor: Floor) -> dict[str, Any]:
 
 
 def capacity(plan: Plan, kind: Kind, floor: Floor, runs: list[dict[str, Any]], confirm: bool = True,
-             max_cameras: int = MAX_CAMERAS) -> dict[str, Any]:
+             max_cameras: int = MAX_CAMERAS, results: Results | None = None) -> dict[str, Any]:
     """Largest N at which every camera held, by projection from measured CPU then bisection.
 
     From a run that held, the next N is what the measured cores per camera project onto the
@@ -67,7 +104,7 @@ def capacity(plan: Plan, kind: Kind, floor: Floor, runs: list[dict[str, Any]], c
     best: dict[str, Any] | None = None
     while 1 <= n <= max_cameras:
         for attempt in (1, 2) if confirm else (1,):
-            r = measure(plan.with_cameras(n), kind, floor)
+            r = measure(plan.with_cameras(n), kind, floor, results)
             runs.append(r)
             steps.append({"cameras": n, "attempt": attempt, "held": r["held"], "cpu_cores": r["total"]["cpu_cores"],
                           "other_cores": r["machine"]["other_cores"],
@@ -92,8 +129,10 @@ def capacity(plan: Plan, kind: Kind, floor: Floor, runs: list[dict[str, Any]], c
 
 
 def run_bench(plan: Plan, do_capacity: bool, baseline: str | None, confirm: bool = True,
-              max_cameras: int = MAX_CAMERAS) -> dict[str, Any]:
+              max_cameras: int = MAX_CAMERAS, counts: list[int] | None = None,
+              results_dir: Path | None = None) -> dict[str, Any]:
     floor = Floor()
+    results = Results(results_dir)
     kinds: list[Kind] = ["pipeline"] + (["naive"] if baseline == "naive" else [])
     content = {c.detect_clip.path.name: c.detect_clip.describe() for c in layout(plan.with_cameras(2))}
     for c in layout(plan.with_cameras(2)):
@@ -108,27 +147,93 @@ def run_bench(plan: Plan, do_capacity: bool, baseline: str | None, confirm: bool
                      "warmup_s": plan.warmup, "model": "yolox_nano", "model_threads": plan.threads,
                      "workers": plan.workers, "motion": plan.motion, "idle": plan.idle,
                      "capacity": do_capacity, "confirm_failures": confirm, "max_cameras": max_cameras,
-                     "baseline": baseline,
+                     "baseline": baseline, "counts": counts or None,
+                     "independent": plan.independent, "variants": plan.variants, "seed": plan.seed,
+                     "results_dir": str(results_dir) if results_dir else None,
                      "criteria": {"detected_fps_min_share": FALL_BEHIND_RATE,
                                   "skipped_max_share": FALL_BEHIND_SKIPPED}},
         "content": list(content.values()),
         "runs": [],
-        "pipeline": None, "naive": None, "capacity": None, "comparison": None,
+        "pipeline": None, "naive": None, "capacity": None, "comparison": None, "estimate": None,
+        "cameras": [{"id": c.camera_id, "content": c.kind, "file": c.detect_clip.path.name,
+                     "start_s": c.start_s, "delay_s": c.delay_s}
+                    for c in layout(plan.with_cameras(max([plan.cameras, *(counts or [])])))],
     }
     runs: list[dict[str, Any]] = doc["runs"]
     if do_capacity:
         doc["capacity"] = {}
         for kind in kinds:
-            cap = capacity(plan, kind, floor, runs, confirm, max_cameras)
+            cap = capacity(plan, kind, floor, runs, confirm, max_cameras, results)
             doc[kind] = cap.pop("run")
             doc["capacity"][kind] = cap
+    elif counts:
+        for n in counts:  # pipeline and naive side by side at each N: the load drifts less between them
+            for kind in kinds:
+                r = measure(plan.with_cameras(n), kind, floor, results)
+                runs.append(r)
+                doc[kind] = r
     else:
         for kind in kinds:
-            doc[kind] = measure(plan, kind, floor)
+            doc[kind] = measure(plan, kind, floor, results)
             runs.append(doc[kind])
     doc["comparison"] = compare(doc)
+    doc["estimate"] = estimate(runs, plan.workers)
     doc["host"]["loadavg_end"] = list(os.getloadavg())
+    results.finish(doc)
     return doc
+
+
+def estimate(runs: list[dict[str, Any]], workers: int) -> dict[str, Any]:
+    """Capacity per kind from CPU cost, fitted over every run of that kind: cores = fixed + per camera × N.
+
+    Process CPU seconds barely depend on what else runs on the machine, so this holds where a
+    wall-clock search is noise.  Bounds: ``cpu`` (cores ÷ cost, the fixed part taken off),
+    ``cpu_with_simulator`` (when the simulator shares the cores), ``serial`` (each process's serial
+    loop, on one core at most: the worker processes, or the naive loop's one).  With runs at a
+    single N the fixed part cannot be separated and is counted per camera (pessimistic).
+    """
+    out: dict[str, Any] = {}
+    for kind in ("pipeline", "naive"):
+        rs = [r for r in runs if r["kind"] == kind and r["seconds"] > 0]
+        if not rs:
+            continue
+        cpus = rs[0]["cost"]["cpus"]
+        ns = [r["cameras"] for r in rs]
+
+        def fit(values: list[float]) -> tuple[float, float]:
+            if len(set(ns)) < 2:
+                per = float(np.mean([v / n for v, n in zip(values, ns)]))
+                return 0.0, per
+            slope, fixed = np.polyfit(np.asarray(ns, float), np.asarray(values, float), 1)
+            return max(0.0, float(fixed)), float(slope)
+
+        def bound(limit: float, fixed: float, per: float) -> int | None:
+            return int((limit - fixed) / per) if per > 0 and limit > fixed else None
+
+        cores = [r["total"]["cpu_cores"] for r in rs]
+        sim = [r["processes"].get("simulator", {}).get("cpu_cores", 0.0) for r in rs]
+        fixed, per = fit(cores)
+        s_fixed, s_per = fit(sim)
+        loops = [r for r in rs if r.get("detect_loop")]
+        serial_per = (float(np.mean([r["detect_loop"]["on_cpu_s"] / r["detect_loop"]["wall_s"] / r["cameras"]
+                                     for r in loops])) if loops else None)
+        processes = workers if kind == "pipeline" else 1
+        b_cpu = bound(cpus, fixed, per)
+        b_serial = int(processes / serial_per) if serial_per else None
+        est = {"cameras_measured": ns, "held": [r["held"] for r in rs],
+               "fixed_cores": round(fixed, 3), "cpu_s_per_camera_s": round(per, 4),
+               "simulator_fixed_cores": round(s_fixed, 3), "simulator_cpu_s_per_camera_s": round(s_per, 4),
+               "serial_loop_cpu_s_per_camera_s": round(serial_per, 4) if serial_per else None,
+               "processes": processes, "cpus": cpus,
+               "capacity_cpu": b_cpu,
+               "capacity_cpu_with_simulator": bound(cpus, fixed + s_fixed, per + s_per),
+               "capacity_serial": b_serial}
+        bounds = [b for b in (b_cpu, b_serial) if b is not None]
+        est["capacity"] = min(bounds) if bounds else None
+        out[kind] = est
+    if "pipeline" in out and "naive" in out and out["pipeline"]["capacity"] and out["naive"]["capacity"]:
+        out["ratio"] = round(out["pipeline"]["capacity"] / out["naive"]["capacity"], 2)
+    return out
 
 
 def compare(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -203,8 +308,25 @@ def format_run(r: dict[str, Any]) -> list[str]:
         f"  floor {f['cores']:.3f} cores (decode {f['decode_cores']:.3f} + inference {f['inference_cores']:.3f}); "
         f"cost / floor = {f['ratio']}",
         f"  machine: {r['machine']['busy_cores']} cores busy, {r['machine']['other_cores']} by other processes; "
-        f"simulator {r['processes'].get('simulator', {}).get('cpu_cores')} cores (not counted)",
+        f"simulator {r['processes'].get('simulator', {}).get('cpu_cores')} cores (not counted); "
+        f"load {r['machine']['loadavg'][0]}",
     ]
+    c = r.get("cost") or {}
+    if c:
+        lines.append(f"  cost per camera-second: {c['cpu_s_per_camera_s']} CPU s (simulator "
+                     f"{c['simulator_cpu_s_per_camera_s']}, serial loop {c['serial_loop_cpu_s_per_camera_s']}); "
+                     f"capacity estimate {c['capacity_estimate']} (cpu {c['capacity_cpu']}, "
+                     f"with simulator {c['capacity_cpu_with_simulator']}, serial {c['capacity_serial']})")
+    loop = r.get("detect_loop")
+    if loop:
+        lines.append(f"  serial loop(s): waiting for work {loop['idle_share']:.0%}, "
+                     f"on a core {loop['on_cpu_share']:.0%}, queued for a core {loop['queued_share']:.0%}, "
+                     f"blocked {loop['blocked_share']:.0%}; "
+                     f"all threads queued {loop['all_threads_queued_cores']} cores")
+    if r.get("stages"):
+        per = r["stages"]["s_per_camera_s"]
+        lines.append("  stage s per camera-s: " + ", ".join(f"{k} {v:.4f}" for k, v in
+                                                           sorted(per.items(), key=lambda kv: -kv[1]) if v))
     if r.get("recording") is not None:
         lines.append(f"  recording: {r['recording']['segments']} file(s), {r['recording']['bytes']} bytes")
     for p in r["per_camera"]:
@@ -227,6 +349,16 @@ def format_report(doc: dict[str, Any]) -> str:
     for kind in ("pipeline", "naive"):
         if doc.get(kind):
             out += format_run(doc[kind])
+    for kind, e in (doc.get("estimate") or {}).items():
+        if kind == "ratio":
+            out.append(f"estimated capacity pipeline ÷ naive: {e}×")
+            continue
+        out.append(f"estimate {kind}: {e['capacity']} cameras on {e['cpus']} cores (fixed {e['fixed_cores']} + "
+                   f"{e['cpu_s_per_camera_s']} per camera; cpu bound {e['capacity_cpu']}, with simulator "
+                   f"{e['capacity_cpu_with_simulator']}, serial bound {e['capacity_serial']}); measured at "
+                   + ", ".join(f"{n}{'✓' if h else '✗'}" for n, h in zip(e["cameras_measured"], e["held"])))
+    if doc.get("settings", {}).get("results_dir"):
+        out.append(f"every run's JSON: {doc['settings']['results_dir']}")
     if doc["comparison"]:
         c = doc["comparison"]
         out.append(f"naive ÷ pipeline: CPU per camera {c['cpu_per_camera']}×, memory {c['rss']}×"
@@ -245,8 +377,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 substream=args.substream, content=args.content, detect_fps=args.detect_fps,
                 seconds=args.seconds, warmup=args.warmup, threads=args.threads, workers=args.workers,
                 clip_seconds=args.clip_seconds, cache_dir=Path(args.cache_dir),
-                motion=args.motion == "on", idle=None if args.idle == "default" else args.idle == "on")
-    doc = run_bench(plan, args.capacity, args.baseline, confirm=not args.no_confirm, max_cameras=args.max_cameras)
+                motion=args.motion == "on", idle=None if args.idle == "default" else args.idle == "on",
+                independent=not args.in_step, variants=args.variants, seed=args.seed)
+    if args.capacity and args.counts:
+        print("--capacity and --counts exclude each other", file=sys.stderr)
+        return 2
+    results_dir = Path(args.results_dir) if args.results_dir else None
+    if results_dir is None and (args.capacity or args.counts):
+        results_dir = default_results_dir(plan, plan.cache_dir)
+    doc = run_bench(plan, args.capacity, args.baseline, confirm=not args.no_confirm, max_cameras=args.max_cameras,
+                    counts=args.counts, results_dir=results_dir)
     if args.json:
         print(json.dumps(doc, indent=1, ensure_ascii=False))
     else:
@@ -288,6 +428,18 @@ def add_parser(sub: Any) -> None:
                    help="motion gating (off: the detector on every sampled frame; default on)")
     p.add_argument("--idle", choices=("on", "off", "default"), default="default",
                    help="idle mode: keyframes only while still (default: on with --substream)")
+    p.add_argument("--counts", type=int, nargs="+", default=None, metavar="N",
+                   help="run each kind at each of these camera counts (CPU cost per camera and a capacity "
+                   "estimate without a wall-clock search)")
+    p.add_argument("--in-step", action="store_true",
+                   help="every camera starts its clip at 0 together (default: own start offset, keyframe "
+                   "phase and, for busy content, mirrored variants, as independent cameras are)")
+    p.add_argument("--variants", type=int, default=2, help="busy content variants cycled over cameras "
+                   "(1: the clip only, 2: and its mirror image; default 2)")
+    p.add_argument("--seed", type=int, default=13, help="seed of the per-camera offsets (default 13)")
+    p.add_argument("--results-dir", default=None,
+                   help="write every run's JSON here as it is measured, and bench.json at the end (default with "
+                   "--capacity or --counts: <cache-dir>/results/<UTC time>-<resolution>-<content>)")
     p.add_argument("--cache-dir", default=str(Plan().cache_dir), help="where generated clips are cached")
     p.add_argument("--json", action="store_true", help="print one JSON document (docs/schemas/bench.schema.json)")
     p.set_defaults(func=cmd_bench)

@@ -67,23 +67,28 @@ class ClipSpec:
     bitrate: int = 2_000_000
     noise_sigma: float = 2.0
     preset: str = "veryfast"
+    mirror: bool = False  # a content variant: the picture flipped left-right (other people's paths, same cost)
 
     @classmethod
-    def make(cls, kind: Kind, resolution: str, seconds: float | None = None) -> ClipSpec:
+    def make(cls, kind: Kind, resolution: str, seconds: float | None = None, mirror: bool = False) -> ClipSpec:
         w, h = RESOLUTIONS[resolution]
         # idle content is noise over a still picture: a 20 s loop is as good as a long one and cheaper to encode
         secs = seconds if seconds is not None else (60.0 if kind == "busy" else 20.0)
-        return cls(kind=kind, width=w, height=h, seconds=secs, bitrate=BITRATES[(w, h)])
+        return cls(kind=kind, width=w, height=h, seconds=secs, bitrate=BITRATES[(w, h)], mirror=mirror)
 
     def key(self, source: Path) -> str:
         st = source.stat()
-        raw = json.dumps({**asdict(self), "v": GENERATOR_VERSION, "src": [source.name, st.st_size],
+        fields = asdict(self)
+        if not self.mirror:  # clips made before variants existed keep their cache key
+            del fields["mirror"]
+        raw = json.dumps({**fields, "v": GENERATOR_VERSION, "src": [source.name, st.st_size],
                           "segment": BUSY_SEGMENT_START_S if self.kind == "busy" else EMPTY_ROOM_AT_S},
                          sort_keys=True)
         return hashlib.sha256(raw.encode()).hexdigest()[:10]
 
     def filename(self, source: Path) -> str:
-        return f"{self.kind}-{self.width}x{self.height}-{self.fps}fps-{self.seconds:g}s-{self.key(source)}.mp4"
+        variant = "-mirror" if self.mirror else ""
+        return f"{self.kind}{variant}-{self.width}x{self.height}-{self.fps}fps-{self.seconds:g}s-{self.key(source)}.mp4"
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,8 @@ class Clip:
     keyframe_interval: float  # seconds between keyframes, measured
 
     def describe(self) -> dict[str, object]:
-        return {"kind": self.spec.kind, "width": self.spec.width, "height": self.spec.height,
+        return {"kind": self.spec.kind, "mirror": self.spec.mirror, "width": self.spec.width,
+                "height": self.spec.height,
                 "fps": self.spec.fps, "seconds": self.spec.seconds, "frames": self.frames,
                 "bitrate_kbps": round(self.bitrate / 1000), "keyframe_interval_s": self.keyframe_interval,
                 "file": self.path.name}
@@ -213,6 +219,8 @@ def _encode(spec: ClipSpec, source: Path, dest: Path) -> None:
             "x264-params": f"keyint={spec.gop}:min-keyint={spec.gop}:scenecut=0:bframes=0",
         }
         for img in frames:
+            if spec.mirror:
+                img = np.ascontiguousarray(img[:, ::-1])
             frame = av.VideoFrame.from_ndarray(img, format="bgr24")
             frame.pict_type = 0  # NONE: let the encoder choose; a decoded frame's type would force keyframes
             for pkt in vs.encode(frame):

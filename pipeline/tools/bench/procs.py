@@ -16,6 +16,12 @@
     start-up is not measured, and opening 16 RTSP streams one after another takes half a minute),
     and a failed ``grab()`` reopens the stream after a short sleep instead of spinning.
 
+Both also report their serial loop (the worker's detect thread, the naive main loop): its native
+thread id, so the bench can read that thread's own CPU and run-queue time from
+``/proc/<pid>/task/<tid>/schedstat``, and the seconds it spent waiting for work (the worker in
+``Worker._take_work``, the naive loop sleeping until every stream has a frame).  Busy time that is
+neither on a core nor in the run queue is the loop blocked (GIL, a lock, I/O) while frames wait.
+
 Both write a probe file (JSON, replaced atomically every ``PROBE_PERIOD_S``) with their counters
 and timestamped samples; the bench reads it at the start and the end of its window.
 """
@@ -50,6 +56,9 @@ class Probe:
         self.latency_s: collections.deque[tuple[float, float]] = collections.deque(maxlen=MAX_SAMPLES)
         # (end time, wall ms, frames) per detector call: the gaps between calls show a loop that stalls
         self.batches: collections.deque[tuple[float, float, int]] = collections.deque(maxlen=MAX_SAMPLES)
+        self.loop_tid: int | None = None  # native id of the serial loop's thread
+        self.loop_idle_s = 0.0  # seconds that loop waited for work (nothing to detect)
+        self.loop_rounds = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bench-probe", daemon=True)
 
@@ -58,6 +67,11 @@ class Probe:
             for _ in range(frames):
                 self.detector_ms.append((t, ms_per_frame))
             self.batches.append((t, ms_per_frame * frames, frames))
+
+    def add_idle(self, seconds: float) -> None:
+        with self.lock:
+            self.loop_idle_s += seconds
+            self.loop_rounds += 1
 
     def add_latency(self, t: float, seconds: float) -> None:
         with self.lock:
@@ -79,7 +93,8 @@ class Probe:
         with self.lock:
             doc = {"time": time.time(), "pid": os.getpid(), "counters": self.counters(),
                    "detector_ms": list(self.detector_ms), "latency_s": list(self.latency_s),
-                   "batches": list(self.batches)}
+                   "batches": list(self.batches),
+                   "loop": {"tid": self.loop_tid, "idle_s": round(self.loop_idle_s, 6), "rounds": self.loop_rounds}}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc))
         os.replace(tmp, self.path)
@@ -121,6 +136,21 @@ def run_worker(probe_path: Path, worker_argv: list[str]) -> int:
     probe = Probe(probe_path)
     original = Detector.from_config
     Detector.from_config = lambda cfg: TimedDetector(original(cfg), probe)  # type: ignore[assignment,method-assign]
+    loop, take = worker.Worker._detect_loop, worker.Worker._take_work
+
+    def timed_loop(self: Any) -> None:
+        probe.loop_tid = threading.get_native_id()
+        loop(self)
+
+    def timed_take(self: Any, timeout: float) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return take(self, timeout)
+        finally:  # waiting on the condition for frames (or the lock it takes): the loop has nothing to do
+            probe.add_idle(time.perf_counter() - t0)
+
+    worker.Worker._detect_loop = timed_loop  # type: ignore[method-assign]
+    worker.Worker._take_work = timed_take  # type: ignore[method-assign]
     probe.start()
     try:
         return worker.main(worker_argv)
@@ -202,6 +232,7 @@ def run_naive(probe_path: Path, config_path: str, source_fps: float) -> int:
                 for s in streams}
 
     probe = Probe(probe_path, counters)
+    probe.loop_tid = threading.get_native_id()  # the main loop: waits, then runs the detector
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     for s in streams:
@@ -213,9 +244,11 @@ def run_naive(probe_path: Path, config_path: str, source_fps: float) -> int:
             batch: list[tuple[NaiveStream, np.ndarray, float]] = []
             for s in streams:  # wait for every stream, in order, as LoadStreams.__next__ does
                 item = s.take()
+                t_wait = time.perf_counter()
                 while item is None and not stop.is_set():
                     time.sleep(wait_s)
                     item = s.take()
+                probe.add_idle(time.perf_counter() - t_wait)
                 if item is not None:
                     batch.append((s, *item))
             if not batch:

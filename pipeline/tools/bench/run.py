@@ -7,6 +7,17 @@ timestamps, not the bench's clock, so a stale status does not skew them), alert 
 the events stream (Redis stream id in ms − the message's ``frame_time``), detector time from
 the probe file the child writes (see :mod:`pipeline.tools.bench.procs`).
 
+Cameras are independent by default, as no two real cameras are in step: each starts its clip at
+its own offset (seeded, so a run can be repeated) and sends its first frame after its own delay
+(under one keyframe interval), so keyframes (decode bursts) and people (detector bursts) do not
+arrive together; busy cameras alternate between the clip and its mirror image.
+
+CPU cost is reported as well as the verdict, because on a shared machine a wall-clock capacity
+search is noisy and process CPU seconds are not (much): per camera-second of video, of the counted
+processes, per stage (the worker's ``stage_s``), of the simulator (separately), and of the serial
+loop's thread (one per process, it can use one core at most).  From them, capacity estimates:
+cores ÷ cost per camera, and processes ÷ serial-loop cost per camera.
+
 The floor (:mod:`pipeline.tools.bench.floor`) is measured after the run, so it does not compete with it,
 and priced with the frames the run decoded and detected.
 """
@@ -18,6 +29,7 @@ import json
 import logging
 import math
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -30,6 +42,7 @@ import numpy as np
 import redis
 import yaml
 
+from pipeline.publish.status import STAGE_PER
 from pipeline.runtime.redis_server import RedisServer
 from pipeline.tools.bench.content import DEFAULT_CACHE, Clip, ClipSpec, ensure_clip
 from pipeline.tools.bench.floor import Floor
@@ -69,6 +82,9 @@ class Plan:
     cache_dir: Path = DEFAULT_CACHE
     motion: bool = True  # motion gating (False: detect every sampled frame)
     idle: bool | None = None  # idle mode (None: the schema's default, on with a sub-stream)
+    independent: bool = True  # per-camera start offsets and first-frame delays (False: all cameras in step)
+    variants: int = 2  # busy cameras cycle through this many content variants (1: the clip, 2: + its mirror)
+    seed: int = 13  # of the offsets: the same seed gives the same cameras
 
     @property
     def worker_processes(self) -> int:
@@ -84,12 +100,17 @@ class Plan:
             return ["busy" if i % 2 == 0 else "idle" for i in range(self.cameras)]
         return [self.content] * self.cameras  # type: ignore[list-item]
 
-    def clips(self, kind: Literal["busy", "idle"]) -> tuple[Clip, Clip | None]:
-        """(the clip decoded for detection, the recorded main-stream clip or None)."""
-        main = ensure_clip(ClipSpec.make(kind, self.resolution, self.clip_seconds), self.cache_dir)
+    def clips(self, kind: Literal["busy", "idle"], variant: int = 0) -> tuple[Clip, Clip | None]:
+        """(the clip decoded for detection, the recorded main-stream clip or None).
+
+        Variant 1 of busy content is the mirror image (idle content is noise: variants would not differ).
+        Only the detected stream is mirrored: the recorded main stream is demuxed, never looked at.
+        """
+        mirror = kind == "busy" and variant % 2 == 1
         if not self.substream:
-            return main, None
-        sub = ensure_clip(ClipSpec.make(kind, "360p", self.clip_seconds), self.cache_dir)
+            return ensure_clip(ClipSpec.make(kind, self.resolution, self.clip_seconds, mirror), self.cache_dir), None
+        main = ensure_clip(ClipSpec.make(kind, self.resolution, self.clip_seconds), self.cache_dir)
+        sub = ensure_clip(ClipSpec.make(kind, "360p", self.clip_seconds, mirror), self.cache_dir)
         return sub, main
 
 
@@ -99,13 +120,26 @@ class CameraSetup:
     kind: Literal["busy", "idle"]
     detect_clip: Clip
     record_clip: Clip | None
+    start_s: float = 0.0  # where in its clip the camera starts (the simulator snaps back to a keyframe)
+    delay_s: float = 0.0  # its first frame this long after PLAY: its keyframes fall between the others'
 
 
 def layout(plan: Plan) -> list[CameraSetup]:
+    """The cameras: content, clips and, when independent, each one's start offset and delay.
+
+    Offsets come from a seeded generator per camera index, so camera 5 is the same camera in a run
+    of 8 and in a run of 16, and two invocations with the same seed see the same cameras.
+    """
     out = []
     for i, kind in enumerate(plan.camera_kinds()):
-        det, rec = plan.clips(kind)
-        out.append(CameraSetup(f"cam{i + 1:02d}", kind, det, rec))
+        variant = i % max(1, plan.variants) if plan.independent else 0
+        det, rec = plan.clips(kind, variant)
+        cam = CameraSetup(f"cam{i + 1:02d}", kind, det, rec)
+        if plan.independent:
+            rng = random.Random(f"{plan.seed}/{i}")
+            cam.start_s = round(rng.uniform(0.0, det.spec.seconds), 2)
+            cam.delay_s = round(rng.uniform(0.0, det.keyframe_interval), 2)
+        out.append(cam)
     return out
 
 
@@ -142,6 +176,22 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(fields[i]) for i in (11, 12, 13, 14)) / CLK_TCK  # fields 14-17 of proc(5)
 
 
+def schedstat(pid: int, tid: int | None = None) -> tuple[float, float]:
+    """(seconds on a core, seconds runnable but waiting for a core) of one thread, or summed over all the
+    live threads of a process (threads that ended are not counted).  From ``/proc/.../schedstat``."""
+    tids = [tid] if tid is not None else [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    run = wait = 0
+    for t in tids:
+        try:
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                a, b, _ = f.read().split()
+        except (OSError, ValueError):
+            continue
+        run += int(a)
+        wait += int(b)
+    return run / 1e9, wait / 1e9
+
+
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -175,6 +225,8 @@ class Snapshot:
     cpu: dict[str, float]  # per role (worker, redis, naive, simulator, bench), summed over its processes
     machine: tuple[float, float]
     counters: dict[str, dict[str, Any]]  # per camera, with "t": when the counters were taken
+    loops: dict[int, dict[str, Any]] = field(default_factory=dict)  # per measured pid: its serial loop
+    queued: dict[str, float] = field(default_factory=dict)  # per role: run-queue seconds of its live threads
 
 
 class Run:
@@ -197,13 +249,18 @@ class Run:
 
     def measure(self) -> dict[str, Any]:
         mounts: dict[str, Path] = {}
+        starts: dict[str, float] = {}
+        delays: dict[str, float] = {}
         for c in self.cams:
+            names = [c.camera_id] + ([f"{c.camera_id}/main"] if c.record_clip is not None else [])
+            for name in names:  # a sub-stream and its main stream start together, as one camera's do
+                starts[name], delays[name] = c.start_s, c.delay_s
             mounts[c.camera_id] = c.detect_clip.path
             if c.record_clip is not None:
                 mounts[f"{c.camera_id}/main"] = c.record_clip.path
         with tempfile.TemporaryDirectory(prefix="sharpeye-bench-") as tmp_s, contextlib.ExitStack() as stack:
             tmp = Path(tmp_s)
-            sim = simulator_class()(mounts)
+            sim = simulator_class()(mounts, starts=starts, delays=delays)
             sim.start()
             stack.callback(sim.stop, kill=True)  # callbacks run last-in first-out: children, Redis, simulator
             self.procs["simulator"] = [sim.proc.pid]
@@ -337,7 +394,23 @@ class Run:
                     total = math.nan
             cpu[role] = total
         cpu["bench"] = time.process_time()  # this process: the bench's own share of the machine
-        return Snapshot(time.time(), cpu, busy_cores_counter(), self._counters(r))
+        loops: dict[int, dict[str, Any]] = {}
+        for pid, probe in zip(self.procs.get("worker" if self.kind == "pipeline" else "naive", []), self.probes):
+            loop = (read_probe(probe) or {}).get("loop") or {}
+            if loop.get("tid"):
+                on_cpu, queued = schedstat(pid, int(loop["tid"]))
+                loops[pid] = {"tid": loop["tid"], "idle_s": float(loop.get("idle_s", 0.0)), "on_cpu_s": on_cpu,
+                              "queued_s": queued}
+        queued_by_role = {}
+        for role in self.counted:
+            q = 0.0
+            for pid in self.procs.get(role, []):
+                try:
+                    q += schedstat(pid)[1]
+                except OSError:
+                    pass
+            queued_by_role[role] = q
+        return Snapshot(time.time(), cpu, busy_cores_counter(), self._counters(r), loops, queued_by_role)
 
     @staticmethod
     def _events(r: redis.Redis, t0: float, t1: float) -> list[tuple[float, dict[str, Any]]]:
@@ -435,6 +508,9 @@ class Run:
             latency = {"kind": "alert", **percentiles(lat_all, 1000)}
         else:
             latency = {"kind": "detection", **percentiles(in_window(samples["latency_s"]), 1000)}
+        stages = self._stages(start, end) if self.kind == "pipeline" else None
+        loop = self._loop(start, end, wall)
+        sim_cores = cpu.get("simulator", 0.0) / wall
         return {
             "kind": self.kind, "cameras": n, "seconds": round(wall, 2),
             "processes_started": len(self.children),
@@ -448,8 +524,89 @@ class Run:
             "latency_ms": latency,
             "floor": self._floor(per_cam, pipeline_cores),
             "recording": recording,
+            "cost": self._cost(n, pipeline_cores, sim_cores, cpu, wall, stages, loop),
+            "stages": stages,
+            "detect_loop": loop,
             "per_camera": per_cam,
         }
+
+    def _stages(self, start: Snapshot, end: Snapshot) -> dict[str, Any]:
+        """Seconds per stage (the worker's cumulative ``stage_s``) over the window, all cameras.
+
+        ``s_per_camera_s``: stage seconds per camera-second (wall time in the stage, so a thread that
+        waits for a core inside a stage counts that wait); ``ms_per_frame``: per frame the stage sees
+        (decoded, sampled, detected frames or events, as ``sharpeye status --stages`` divides).
+        """
+        secs: dict[str, float] = {}
+        frames: dict[str, int] = {}
+        cam_s = 0.0
+        for c in self.cams:
+            a, b = start.counters.get(c.camera_id, {}), end.counters.get(c.camera_id, {})
+            cam_s += max(0.0, float(b.get("t", 0)) - float(a.get("t", 0)))
+            sa, sb = a.get("stage_s") or {}, b.get("stage_s") or {}
+            for k in sb:
+                secs[k] = secs.get(k, 0.0) + max(0.0, float(sb[k]) - float(sa.get(k, 0.0)))
+            for k in set(STAGE_PER.values()):
+                frames[k] = frames.get(k, 0) + int(b.get(k) or 0) - int(a.get(k) or 0)
+        per_frame = {k: round(v * 1000 / frames[STAGE_PER[k]], 3) for k, v in secs.items()
+                     if k in STAGE_PER and frames.get(STAGE_PER[k])}
+        return {"seconds": {k: round(v, 3) for k, v in secs.items()},
+                "s_per_camera_s": {k: round(v / cam_s, 5) for k, v in secs.items()} if cam_s else {},
+                "ms_per_frame": per_frame, "frames": frames}
+
+    def _loop(self, start: Snapshot, end: Snapshot, wall: float) -> dict[str, Any] | None:
+        """Where the serial loops' wall time went: waiting for work, on a core, queued for a core, blocked.
+
+        Blocked = busy (not waiting for work) yet neither running nor runnable: the GIL, a lock, I/O.
+        A stall is frames waiting (``queued_s``/``blocked_s`` while busy) with a core free.
+        """
+        per = []
+        for pid, b in end.loops.items():
+            a = start.loops.get(pid)
+            if a is None or a["tid"] != b["tid"]:
+                continue
+            idle = max(0.0, b["idle_s"] - a["idle_s"])
+            on_cpu, queued = b["on_cpu_s"] - a["on_cpu_s"], b["queued_s"] - a["queued_s"]
+            blocked = max(0.0, wall - idle - on_cpu - queued)
+            per.append({"pid": pid, "idle_s": round(idle, 3), "on_cpu_s": round(on_cpu, 3),
+                        "queued_s": round(queued, 3), "blocked_s": round(blocked, 3)})
+        if not per:
+            return None
+        tot = {k: round(sum(p[k] for p in per), 3) for k in ("idle_s", "on_cpu_s", "queued_s", "blocked_s")}
+        share = {k.replace("_s", "_share"): round(v / (wall * len(per)), 3) for k, v in tot.items()}
+        queued_all = sum(end.queued.get(r, 0.0) - start.queued.get(r, 0.0) for r in self.counted)
+        return {"processes": len(per), "wall_s": round(wall, 2), **tot, **share, "per_process": per,
+                "all_threads_queued_cores": round(queued_all / wall, 3)}
+
+    def _cost(self, n: int, pipeline_cores: float, sim_cores: float, cpu: dict[str, float], wall: float,
+              stages: dict[str, Any] | None, loop: dict[str, Any] | None) -> dict[str, Any]:
+        """CPU per camera-second and what it projects onto this machine's cores.
+
+        ``capacity_cpu``: cores ÷ cost per camera (the fixed cost of Redis and the processes spread
+        over these n cameras, so it is pessimistic at small n); ``capacity_cpu_with_simulator``: the
+        same with the simulator's cost added, when it shares the machine; ``capacity_serial``:
+        processes ÷ the serial loop's on-core seconds per camera-second (each loop runs on one core
+        at most).  The estimate is the least of them; the verdict (``held``) is what was seen.
+        """
+        cpus = os.cpu_count() or 1
+        per_cam = pipeline_cores / n
+        sim_per_cam = sim_cores / n
+        serial = (loop["on_cpu_s"] / wall / n) if loop else None
+        processes = loop["processes"] if loop else None
+        out: dict[str, Any] = {
+            "cpus": cpus,
+            "cpu_s_per_camera_s": round(per_cam, 4),
+            "worker_cpu_s_per_camera_s": round(cpu.get("worker" if self.kind == "pipeline" else "naive", 0.0)
+                                               / wall / n, 4),
+            "simulator_cpu_s_per_camera_s": round(sim_per_cam, 4),
+            "serial_loop_cpu_s_per_camera_s": round(serial, 4) if serial is not None else None,
+            "capacity_cpu": int(cpus / per_cam) if per_cam > 0 else None,
+            "capacity_cpu_with_simulator": int(cpus / (per_cam + sim_per_cam)) if per_cam + sim_per_cam > 0 else None,
+            "capacity_serial": int(processes / serial) if serial and processes else None,
+        }
+        bounds = [v for v in (out["capacity_cpu"], out["capacity_serial"]) if v is not None]
+        out["capacity_estimate"] = min(bounds) if bounds else None
+        return out
 
     def _floor(self, per_cam: list[dict[str, Any]], pipeline_cores: float) -> dict[str, Any]:
         """Decode alone for the frames decoded + the detector alone for the frames detected."""
