@@ -235,3 +235,24 @@ def test_cases_group_exports_and_download_as_one_verified_zip(env: dict[str, Any
     with zipfile.ZipFile(io.BytesIO(z.content)) as zf:
         assert any(n.endswith("/case.json") for n in zf.namelist())
     assert ("case_create", "wang") in [(x, u) for x, u, _ in audit_actions(env["engine"])]
+    # a case linking an alert of G2 is not shown to G1, even without exports
+    env["publish"](alert_msg("al-3", phase="end", t=T0 + 20, camera="square", start=T0 + 15))
+    assert li.post("/api/cases", {"name": "Square fight", "alerts": ["al-3"]}).status_code == 200
+    assert [c["name"] for c in li.c.get("/api/cases").json()] == ["Square fight"]
+    assert [c["name"] for c in wang.c.get("/api/cases").json()] == [case]
+    assert wang.post("/api/cases", {"name": "Square fight", "description": "mine now"}).status_code == 404
+
+
+def test_a_job_left_running_by_a_dead_dashboard_process_is_marked_failed(env: dict[str, Any]) -> None:
+    import socket
+
+    from dashboard.history.schema import export_jobs
+    with env["engine"].begin() as conn:
+        conn.execute(export_jobs.insert().values(
+            id="orphan", username="wang", cameras='["lobby"]', grid_cells='["G1"]', start=T0, end=T0 + 5,
+            state="running", progress=0.4, created_at=time.time() - 60, runner=f"{socket.gethostname()}:999999999"))
+    wang = Op(env["app"], "wang")
+    assert wang.c.get("/api/exports/orphan").json()["state"] == "running"
+    wang.export(cameras=["lobby"], start=T0 + 1, end=T0 + 4)  # the first export of this process looks around
+    orphan = wang.c.get("/api/exports/orphan").json()
+    assert orphan["state"] == "failed" and "stopped before it finished" in orphan["error"]

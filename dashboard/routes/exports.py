@@ -241,8 +241,8 @@ def _fail_orphans(engine: Engine) -> None:
                             .where(export_jobs.c.state.in_(("queued", "running")))).all()
         for row in rows:
             h, _, pid = (row.runner or "").rpartition(":")
-            if h != host or not pid.isdigit() or _alive(int(pid)) and int(pid) != os.getpid():
-                continue
+            if h != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+                continue  # another host's (it cannot be told from here), ours, or a live process's
             conn.execute(update(export_jobs).where(export_jobs.c.id == row.id).values(
                 state="failed", finished_at=time.time(),
                 error="the dashboard process running this export stopped before it finished; start it again"))
@@ -372,6 +372,7 @@ def _nothing_recorded(cfg: Config, rec: Recordings, cams: list[str], start: floa
 async def start_export(body: ExportBody, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
     """Start an export of an alert's clip (``alert_id``) or of ``cameras`` from ``start`` to ``end``."""
     d = ctx(request)
+    pool = runner(request)  # made (and stale jobs of dead processes failed) before this job's row exists
     if body.alert_id:
         from dashboard.routes.alerts import _ensure_alert  # the alert may be on the bus but not stored yet
         await _ensure_alert(d, body.alert_id)
@@ -423,7 +424,7 @@ async def start_export(body: ExportBody, request: Request, user: User = Depends(
         return {"row": row, "req": req}
 
     prepared = await run_in_threadpool(_prepare)
-    runner(request).submit(d, prepared["row"].id, prepared["req"], user, remote)
+    pool.submit(d, prepared["row"].id, prepared["req"], user, remote)
     return job_view(prepared["row"], user)
 
 
@@ -593,13 +594,18 @@ def _case_doc(d: Dashboard, name: str) -> dict[str, Any]:
 
 
 def _case_view(d: Dashboard, row: Any, user: User) -> dict[str, Any] | None:
-    """A case for the list, or None when one of its exports has a camera of a cell the user may not see."""
+    """A case for the list, or None when one of its exports has a camera, or one of its linked alerts is of a
+    cell the user may not see."""
     cfg = d.config()
     doc = _case_doc(d, row.name)
     cams = sorted({c for e in doc.get("exports", []) for c in e.get("cameras", [])})
-    if not _sees_all(user, _camera_cells(cfg, cams)):
-        return None
     linked = sorted({*_loads(row.alerts, []), *doc.get("alerts", [])})
+    cells = set(_camera_cells(cfg, cams))
+    if linked:
+        with d.engine.connect() as conn:
+            cells |= set(conn.execute(select(alerts.c.grid_cell_id).where(alerts.c.id.in_(linked[:500]))).scalars())
+    if not _sees_all(user, sorted(cells)):
+        return None
     return {"name": row.name, "description": row.description, "alerts": linked, "created_at": row.created_at,
             "created_by": row.created_by, "updated_at": row.updated_at, "cameras": cams,
             "exports": [e.get("id") for e in doc.get("exports", [])],
