@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
+import numpy as np
 import pytest
 
 from pipeline.live import protocol
@@ -118,7 +119,10 @@ def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Room]:
             "lobby": {"name": "Lobby camera", "source": sim.url("lobby/sub"), "record_source": sim.url("lobby"),
                       "alert_labels": ["person"], "detect_fps": 3,
                       "zones": {"door": {"polygon": [[0.05, 0.3], [0.4, 0.3], [0.4, 0.95], [0.05, 0.95]]}},
-                      "lines": {"hall": {"a": [0.5, 0.1], "b": [0.5, 0.9], "direction": "left_to_right"}}},
+                      "lines": {"hall": {"a": [0.5, 0.1], "b": [0.5, 0.9], "direction": "left_to_right"}},
+                      "rules": {"presence": {"kind": "presence", "labels": ["person"]},  # what alert_labels gave
+                                "at_door": {"kind": "intrusion", "zone": "door", "min_score": 0.6},
+                                "crossing": {"kind": "line_crossing", "line": "hall"}}},
             "square": {"name": "Station square", "source": sim.url("square"), "grid_cell": "G2",
                        "alert_labels": ["car"], "detect_fps": 0.5},
             "yard": {"name": "Yard", "source": sim2.url("yard"), "alert_labels": ["car"], "detect_fps": 0.5,
@@ -128,9 +132,9 @@ def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Room]:
             alerts={"pre_roll_s": 3, "post_roll_s": 1},
             grid_cells={"G1": {"name": "Xinhua Street", "officer": {"name": "Wang Wei", "phone": "13800000000"}},
                         "G2": {"name": "Station Square", "officer": {"name": "Li Na", "phone": "13800000002"}}})
-        for user, cells in (("op1", "G1"), ("op2", "G2")):
+        for user, cells, role in (("op1", "G1", "operator"), ("op2", "G2", "operator"), ("eng1", "G1", "engineer")):
             add = subprocess.run([sys.executable, "-m", "pipeline.cli", "users", "add", user, "--config", str(cfg),
-                                  "--role", "operator", "--cells", cells, "--locale", "en", "--password-stdin"],
+                                  "--role", role, "--cells", cells, "--locale", "en", "--password-stdin"],
                                  input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
             assert add.returncode == 0, add.stderr
         log = open(tmp / "run.log", "w")
@@ -429,6 +433,66 @@ def test_open_alert_clip_reaches_about_now(room: Room, browser: Any) -> None:
           f"(finishing the open segment {info['finish_ms']} ms, cut {info['cut_ms']} ms); playable {ready:.2f} s "
           f"after the page opened ({dur:.1f} s in the player)")
     assert ready < 3.0
+
+
+def test_zone_editor_previews_what_each_rule_matches_now(room: Room, browser: Any) -> None:
+    """The editor tests each rule against the worker's current detections (live seam overlay) with the shapes as
+    drawn; the page's answer is checked against pipeline.analyse.rules' own geometry on the same detections."""
+    from pipeline.analyse.rules import Polygon, Tripwire, anchor
+    from pipeline.config.schema import LineConfig
+
+    assert room.login("op1").get("/api/zones/lobby/detections").status_code == 403  # engineers only
+    page = logged_in_page(browser, room, "eng1")
+    page.goto(room.base + "/zones#camera=lobby")
+    page.locator('#z-canvas[data-ready="true"]').wait_for(timeout=15_000)
+    t0 = time.monotonic()
+    page.click("#z-preview")
+    page.wait_for_function("() => { const p = window.__zones.preview; return p && p.source === 'live' "
+                           "&& p.objects.some(o => o.label === 'person' && o.score >= 0.6); }", timeout=40_000)
+    first = time.monotonic() - t0
+    got = page.evaluate("""() => { const p = window.__zones.preview, m = matchRules(p);
+        const shape = n => window.__zones.shapes.find(s => s.name === n).points;
+        return {objects: p.objects, rules: p.rules, hits: Object.fromEntries(m.rules.map(r => [r.id, r.hits])),
+                door: shape('door'), hall: shape('hall'),
+                shown: Object.fromEntries([...document.querySelectorAll('#z-matches li')]
+                    .map(li => [li.dataset.rule, Number(li.dataset.hits)]))}; }""")
+    assert {r["id"]: r["min_score"] for r in got["rules"]} == {"presence": 0.5, "at_door": 0.6, "crossing": 0.5}
+    door, wire = Polygon(got["door"]), Tripwire(LineConfig(a=got["hall"][0], b=got["hall"][1]))
+
+    def expected(door_poly: Polygon) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {"presence": [], "at_door": [], "crossing": []}
+        for o in got["objects"]:
+            if o["label"] != "person" or o["score"] < 0.5:
+                continue
+            a = anchor(tuple(o["box"]), (1, 1))
+            out["presence"].append(o["id"])
+            if o["score"] >= 0.6 and door_poly.contains_point(*a):
+                out["at_door"].append(o["id"])
+            u = wire.along(np.asarray(a))
+            if wire.within_segment(u):
+                out["crossing"].append(o["id"])
+        return out
+
+    assert got["hits"] == expected(door), got
+    # the list may be from the next poll already: it shows a count for every rule
+    assert set(got["shown"]) == {"presence", "at_door", "crossing"}
+    # the door redrawn over the whole picture, not saved: the preview follows the drawing
+    whole = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+    after = page.evaluate("""(whole) => { const z = window.__zones;
+        z.shapes.find(s => s.name === 'door').points = whole; changed(true);
+        return {hits: Object.fromEntries(matchRules(z.preview).rules.map(r => [r.id, r.hits])),
+        objects: z.preview.objects, shown: Number(document.querySelector('#z-matches li[data-rule="at_door"]')
+        .dataset.hits)}; }""", whole)
+    got["objects"] = after["objects"]
+    want = expected(Polygon(whole))
+    assert after["hits"] == want and after["shown"] == len(want["at_door"]), (after, want)
+    assert want["at_door"] == [o["id"] for o in got["objects"] if o["label"] == "person" and o["score"] >= 0.6]
+    page.screenshot(path=str(room.data.parent / "zones-preview.png"))
+    polls = page.evaluate("() => window.__zones.previewCount")
+    page.evaluate("() => { window.__zones.dirty = false; }")  # leave without the unsaved-changes prompt
+    page.context.close()
+    print(f"\nZONES preview: first detections {first:.2f} s after the click, {len(got['objects'])} objects, "
+          f"hits {got['hits']}, {polls} polls")
 
 
 def test_frozen_dashboard_wall_says_stale_and_recovers(room: Room, browser: Any) -> None:

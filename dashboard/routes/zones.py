@@ -25,6 +25,13 @@ Why it is built this way:
 The picture under the drawing is one JPEG from the worker's live seam (docs/live.md, the
 ``jpeg`` format: the camera is never dialled a second time), else the camera's newest alert
 snapshot, else none (the page draws on a grey 16:9 field).
+
+**Preview.**  ``/api/zones/<camera>/detections`` gives the worker's newest detections (the live
+seam's overlay channel, with a JPEG of the same moment) and the camera's rules with their
+defaults resolved; the page tests each rule against them with the shapes as drawn, saved or not
+(zones.js ``matchRules``: the per-object tests of ``pipeline.analyse.rules`` redone in the page,
+since the dashboard imports no analysis code).  Timing (inertia, dwell, for_s) and schedules are
+not judged from one frame; the page says so.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import contextlib
 import difflib
 import hashlib
 import io
+import json
 import logging
 import os
 import re
@@ -57,6 +65,7 @@ from dashboard.deps import refuse, remote_addr, require_role
 from dashboard.pages import page
 from dashboard.users import User
 from pipeline.config import ConfigError
+from pipeline.config.schema import CameraConfig
 from pipeline.live import protocol
 from pipeline.live.protocol import LiveError
 
@@ -66,6 +75,8 @@ engineer = require_role("engineer")
 
 DIGITS = 4  # relative coordinates: 1e-4 of the picture is a fifth of a pixel at 1920 px
 FRAME_TIMEOUT_S = 5.0
+PREVIEW_AUDIT_S = 60.0
+DETECTIONS_TIMEOUT_S = 3.0  # an overlay comes with every analysed frame (detect_fps); idle cameras send none
 MAX_DIFF_CHARS = 20_000  # the audit row keeps the diff; a whole-file rewrite is cut here
 _save_lock = threading.Lock()  # one save at a time in this process; the version check covers other writers
 
@@ -645,6 +656,47 @@ def _newest_snapshot(d: Dashboard, camera_id: str) -> Path | None:
     return None
 
 
+async def _live_overlay(d: Dashboard, camera_id: str, timeout: float) -> dict[str, Any] | None:
+    """The next detection overlay of the worker that runs the camera (objects with relative boxes), or None.
+
+    The overlay channel of the live seam carries the tracked objects of every analysed frame while
+    somebody watches; subscribing here makes the worker mux the stream for a moment (a few ms of a
+    core), the video bytes are dropped.
+    """
+    try:
+        stream = await protocol.open_stream(d.data_dir, camera_id, "sub", "fmp4")
+    except LiveError:
+        return None
+    try:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            kind, payload = await asyncio.wait_for(stream.read(), left)
+            if kind == protocol.OVERLAY:
+                return dict(json.loads(payload))
+        return None
+    except (LiveError, asyncio.TimeoutError, OSError, ValueError):
+        return None
+    finally:
+        await stream.close()
+
+
+def rule_params(cam: CameraConfig) -> list[dict[str, Any]]:
+    """The rules that run on the camera, with every default resolved: what the page's preview tests.
+
+    Only the per-object tests of ``pipeline.analyse.rules`` (labels, score, box size, zone by
+    the anchor, the side of a line); timing (inertia, dwell, for_s) and schedules are not judged
+    from one frame, the page says so.
+    """
+    out = []
+    for rid, r in cam.effective_rules().items():
+        d = r.model_dump()
+        out.append({"id": rid, "kind": d["kind"], "labels": list(d["labels"]),
+                    "min_score": d["min_score"] if d["min_score"] is not None else cam.min_score,
+                    "min_box": list(d["min_box"]), "zone": d.get("zone"), "line": d.get("line"),
+                    "max_count": d.get("max_count"), "debounce": d.get("debounce"), "scheduled": bool(d["schedule"])})
+    return out
+
+
 # ------------------------------------------------------------------------------------------ routes
 
 @router.get("/zones", include_in_schema=False)
@@ -703,6 +755,56 @@ async def camera_frame(camera_id: str, request: Request, user: User = Depends(en
                    data={"camera": camera_id, "format": "jpeg", "purpose": "zone_editor"}, remote=remote_addr(request))
     await run_in_threadpool(_audit)
     return {"source": source, "time": taken, "image": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()}
+
+
+@router.get("/api/zones/{camera_id}/detections")
+async def camera_detections(camera_id: str, request: Request, picture: bool = False,
+                            user: User = Depends(engineer)) -> dict[str, Any]:
+    """The worker's newest detections on the camera (live seam overlay) and its rules with defaults resolved:
+    the page tests each rule against them with the geometry being drawn (not yet saved).
+
+    ``picture``: also a live JPEG taken at the same moment (both asked of the worker at once, a
+    fraction of a second apart), so the boxes are drawn on the picture they belong to.
+    """
+    d = ctx(request)
+    _raw, data = await run_in_threadpool(_read, _config_path(d))
+    entry = _camera_entry(data, camera_id, user)  # 404 outside the engineer's cells
+    cam = d.config().cameras.get(camera_id)
+    overlay = jpeg = None
+    if cam is not None and cam.enabled:
+        if picture:
+            overlay, jpeg = await asyncio.gather(_live_overlay(d, camera_id, DETECTIONS_TIMEOUT_S),
+                                                 _live_jpeg(d, camera_id))
+        else:
+            overlay = await _live_overlay(d, camera_id, DETECTIONS_TIMEOUT_S)
+    if jpeg is not None and _audit_due(user.id, camera_id):
+        def _audit() -> None:  # footage seen is logged, once a minute per camera while the preview runs
+            with d.engine.begin() as conn:
+                record(conn, "view_live", user_id=user.id, username=user.username,
+                       grid_cell_id=str(entry.get("grid_cell")),
+                       data={"camera": camera_id, "format": "jpeg", "purpose": "zone_preview"},
+                       remote=remote_addr(request))
+        await run_in_threadpool(_audit)
+    objects = [{"id": o.get("id"), "label": o.get("label"), "score": o.get("score"), "box": o.get("box")}
+               for o in (overlay or {}).get("objects", []) if isinstance(o, dict)]
+    return {"source": "live" if overlay is not None else "none", "time": time.time(),
+            "received": (overlay or {}).get("received"), "objects": objects,
+            "image": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode() if jpeg is not None else None,
+            "rules": rule_params(cam) if cam is not None else [], "min_score": cam.min_score if cam else None}
+
+
+_audited: dict[tuple[int, str], float] = {}
+
+
+def _audit_due(user_id: int, camera_id: str) -> bool:
+    """One audit row a minute per engineer and camera while the preview polls (not one every 1.5 s)."""
+    now = time.monotonic()
+    if now - _audited.get((user_id, camera_id), -PREVIEW_AUDIT_S) < PREVIEW_AUDIT_S:
+        return False
+    _audited[(user_id, camera_id)] = now
+    if len(_audited) > 10_000:
+        _audited.clear()
+    return True
 
 
 @router.post("/api/zones/{camera_id}")

@@ -11,6 +11,7 @@ const HIT_PX = 9;
 const Z = {
   cams: [], camera: null, version: null, file: "", rules: [], loaded: null,
   shapes: [], sel: -1, vsel: -1, drawing: null, drag: null, img: null, dirty: false, errors: [],
+  previewOn: false, preview: null, matches: null, previewTimer: null, previewCount: 0,
 };
 window.__zones = Z; // the browser test reads the state from here
 
@@ -180,6 +181,7 @@ function draw() {
       }
     }
   });
+  drawPreview(g, W, H, dpr);
 }
 
 function midpoints(s) {
@@ -187,6 +189,149 @@ function midpoints(s) {
     const q = s.points[(i + 1) % s.points.length];
     return [(p[0] + q[0]) / 2, (p[1] + q[1]) / 2];
   });
+}
+
+// ------------------------------------------------------------------------------------------ preview
+// Which of the worker's current detections each rule would match, with the shapes as drawn now (saved or
+// not). The per-object tests of pipeline/analyse/rules.py, redone here on relative coordinates: object
+// masks drop a detection by its anchor (bottom-centre of the box, where a person stands); a rule keeps its
+// labels at its min_score (the camera's by default) and min_box; zone rules keep anchors inside the zone
+// (even-odd ray casting, as rules.Polygon); a line rule watches anchors beside its segment and says on
+// which side they are (a crossing needs two frames). Timing (inertia, dwell, for_s) and schedules cannot be
+// judged on one frame: the list says so.
+const PREVIEW_MS = 1500;
+const SEGMENT_TOLERANCE = 0.02; // rules.py: a crossing point this far past A or B still counts
+
+function anchorOf(box) { return [(box[0] + box[2]) / 2, box[3]]; }
+
+// > 0: right of someone at A looking at B (image coordinates), as rules.Tripwire.signed_distance
+function signedDistance(a, b, p) {
+  const abx = b[0] - a[0], aby = b[1] - a[1], len = Math.hypot(abx, aby) || 1e-12;
+  return (abx * (p[1] - a[1]) - aby * (p[0] - a[0])) / len;
+}
+function along(a, b, p) {
+  const abx = b[0] - a[0], aby = b[1] - a[1], len2 = abx * abx + aby * aby || 1e-12;
+  return ((p[0] - a[0]) * abx + (p[1] - a[1]) * aby) / len2;
+}
+
+// {rules: [{id, kind, hits: [track ids], notes: [...]}], masked: Set of ids, matched: Set of ids}
+function matchRules(preview) {
+  const masks = Z.shapes.filter(s => s.kind === "mask" && s.points.length >= 3).map(s => s.points);
+  const zones = new Map(Z.shapes.filter(s => s.kind === "zone").map(s => [s.name.trim(), s.points]));
+  const lines = new Map(Z.shapes.filter(s => s.kind === "line").map(s => [s.name.trim(), s.points]));
+  const masked = new Set(), matched = new Set();
+  const objs = [];
+  for (const o of preview.objects) {
+    const a = anchorOf(o.box);
+    if (masks.some(m => inside(m, a))) masked.add(o.id);
+    else objs.push({ o, a, w: o.box[2] - o.box[0], h: o.box[3] - o.box[1] });
+  }
+  const rules = preview.rules.map(r => {
+    const cands = objs.filter(c => r.labels.includes(c.o.label) && c.o.score >= r.min_score
+      && c.w >= r.min_box[0] && c.h >= r.min_box[1]);
+    let hits = cands;
+    const notes = [];
+    if (r.zone) {
+      const poly = zones.get(r.zone);
+      hits = poly && poly.length >= 3 ? cands.filter(c => inside(poly, c.a)) : [];
+      if (!poly) notes.push(SE.t("zones.preview.no_shape", { name: r.zone }));
+    }
+    if (r.line) {
+      const ln = lines.get(r.line);
+      if (!ln) { hits = []; notes.push(SE.t("zones.preview.no_shape", { name: r.line })); }
+      else {
+        const [a, b] = ln, tol = SEGMENT_TOLERANCE / (Math.hypot(b[0] - a[0], b[1] - a[1]) || 1e-12);
+        hits = cands.filter(c => { const u = along(a, b, c.a); return u >= -tol && u <= 1 + tol; });
+        for (const c of hits) {
+          const d = signedDistance(a, b, c.a);
+          const side = Math.abs(d) < (r.debounce || 0) ? "on" : d > 0 ? "right" : "left";
+          notes.push(SE.t(`zones.preview.side.${side}`, { id: c.o.id }));
+        }
+      }
+    }
+    if (r.kind === "crowding") notes.push(SE.t("zones.preview.count", { n: hits.length, max: r.max_count }));
+    if (r.kind === "intrusion" || r.kind === "loitering" || r.kind === "crowding") notes.push(SE.t(`zones.preview.timing.${r.kind}`));
+    if (r.scheduled) notes.push(SE.t("zones.preview.scheduled"));
+    for (const c of hits) matched.add(c.o.id);
+    return { id: r.id, kind: r.kind, hits: hits.map(c => c.o.id), notes };
+  });
+  return { rules, masked, matched };
+}
+
+function renderPreview() {
+  const box = document.getElementById("z-preview-box");
+  box.hidden = !Z.previewOn;
+  if (!Z.previewOn) return;
+  const p = Z.preview;
+  const note = document.getElementById("z-preview-note");
+  if (!p) { note.textContent = SE.t("zones.preview.loading"); return; }
+  Z.matches = matchRules(p);
+  note.textContent = p.source === "live"
+    ? SE.t("zones.preview.seen", { n: p.objects.length, time: SE.fmt((p.received || p.time), false) })
+    : SE.t("zones.preview.none");
+  document.getElementById("z-matches").replaceChildren(...Z.matches.rules.map(r => {
+    const li = SE.el("li", { "data-rule": r.id, "data-hits": String(r.hits.length) },
+      SE.el("b", { text: `${r.id}` }), SE.el("span", { class: "dim", text: ` (${r.kind}) ` }),
+      SE.el("span", { class: "hits", text: SE.t("zones.preview.hits", { n: r.hits.length,
+        ids: r.hits.map(id => `#${id}`).join(" ") }) }));
+    for (const n of r.notes) li.append(SE.el("div", { class: "meta", text: n }));
+    return li;
+  }));
+}
+
+function drawPreview(g, W, H, dpr) {
+  if (!Z.previewOn || !Z.preview) return;
+  const m = Z.matches || { matched: new Set(), masked: new Set() };
+  g.font = `${12 * dpr}px system-ui`;
+  for (const o of Z.preview.objects) {
+    const [x1, y1, x2, y2] = o.box, hit = m.matched.has(o.id), hidden = m.masked.has(o.id);
+    const col = hit ? "#3fb950" : hidden ? "#f85149" : "#8b949e";
+    g.strokeStyle = col; g.fillStyle = col; g.lineWidth = (hit ? 2.5 : 1.5) * dpr;
+    g.setLineDash(hit ? [] : [5 * dpr, 4 * dpr]);
+    g.strokeRect(x1 * W, y1 * H, (x2 - x1) * W, (y2 - y1) * H);
+    g.setLineDash([]);
+    const a = anchorOf(o.box);
+    g.beginPath(); g.arc(a[0] * W, a[1] * H, 4 * dpr, 0, 2 * Math.PI); g.fill();
+    g.fillText(`#${o.id} ${o.label} ${Number(o.score).toFixed(2)}`, x1 * W + 3 * dpr, Math.max(12 * dpr, y1 * H - 4 * dpr));
+  }
+}
+
+async function pollPreview() {
+  Z.previewTimer = null;
+  if (!Z.previewOn) return;
+  const id = Z.camera;
+  try {
+    // the picture of the same moment comes along, so the boxes sit on the picture they were found on
+    const p = await SE.api(`/api/zones/${encodeURIComponent(id)}/detections?picture=true`);
+    if (p.image) {
+      const img = new Image();
+      await new Promise(resolve => { img.onload = img.onerror = resolve; img.src = p.image; });
+      if (id === Z.camera && Z.previewOn && img.naturalWidth) {
+        const resized = !Z.img || Z.img.naturalWidth !== img.naturalWidth || Z.img.naturalHeight !== img.naturalHeight;
+        Z.img = img;
+        canvas().dataset.picture = "live";
+        document.getElementById("z-source").textContent = SE.t("zones.source.live", { time: SE.fmt(p.time) });
+        if (resized) fitCanvas();
+      }
+    }
+    if (id === Z.camera && Z.previewOn) { Z.preview = p; Z.previewCount = (Z.previewCount || 0) + 1; }
+  } catch (err) {
+    document.getElementById("z-preview-note").textContent = SE.errorText(err);
+  }
+  if (!Z.previewOn) return;
+  renderPreview(); draw();
+  Z.previewTimer = setTimeout(pollPreview, PREVIEW_MS);
+}
+
+function togglePreview() {
+  Z.previewOn = !Z.previewOn;
+  Z.preview = null; Z.matches = null;
+  const b = document.getElementById("z-preview");
+  b.setAttribute("aria-pressed", String(Z.previewOn));
+  b.classList.toggle("here", Z.previewOn);
+  if (Z.previewTimer) { clearTimeout(Z.previewTimer); Z.previewTimer = null; }
+  renderPreview(); draw();
+  if (Z.previewOn) pollPreview();
 }
 
 // ------------------------------------------------------------------------------------------ the list
@@ -256,6 +401,7 @@ function changed(list) {
       for (const e of Z.errors[i] || []) li.append(SE.el("span", { class: "err", text: e }));
     });
   }
+  renderPreview(); // the preview follows the shapes as drawn
   draw();
 }
 
@@ -521,6 +667,11 @@ async function pick(id) {
 
 async function init() {
   await SE.start();
+  try { // the preview's strings live with the live-view strings
+    Object.assign(SE.messages, await (await fetch(`/static/i18n/live.${SE.locale}.json`)).json());
+  } catch (err) { console.error(err); }
+  document.getElementById("z-preview").textContent = SE.t("zones.preview.button");
+  document.getElementById("z-preview-title").textContent = SE.t("zones.preview.title");
   const r = await SE.api("/api/zones");
   Z.cams = r.cameras;
   const sel = document.getElementById("z-camera");
@@ -531,6 +682,7 @@ async function init() {
     canvas().dataset.ready = "false";
     loadPicture().then(() => { canvas().dataset.ready = "true"; });
   });
+  document.getElementById("z-preview").addEventListener("click", togglePreview);
   document.getElementById("z-save").addEventListener("click", () => save());
   document.getElementById("z-revert").addEventListener("click", revert);
   document.getElementById("z-delete-point").addEventListener("click", deleteVertex);
