@@ -105,6 +105,22 @@ def parse_sentinel_url(url: str) -> SentinelAddress:
                            username, password, sentinel_pw)
 
 
+def _ha_connection_class() -> type:
+    """redis-py's sync ``SentinelManagedConnection.read_response`` defaults ``disconnect_on_error`` to False
+    (the plain and the asyncio connections to True): after a socket timeout on a frozen or cut-off primary
+    the connection went back to the pool still open to it, with the late reply pending, and every later
+    command on it timed out again (measured: writes never resumed after a cut).  This one closes it, so
+    the next command reconnects and asks the sentinels where the primary is now."""
+    from redis.sentinel import SentinelManagedConnection
+
+    class HAConnection(SentinelManagedConnection):
+        def read_response(self, *args: Any, **kwargs: Any) -> Any:
+            kwargs["disconnect_on_error"] = True
+            return super().read_response(*args, **kwargs)
+
+    return HAConnection
+
+
 def _ha_retry() -> Retry:
     # only connection errors are retried (each reconnect asks the sentinels for the primary); a timeout
     # (frozen primary) is not, so it costs one HA_SOCKET_TIMEOUT_S, not four
@@ -154,7 +170,8 @@ def connect(url: str) -> "redis.Redis[bytes]":
 
         addr = parse_sentinel_url(url)
         sentinel = Sentinel(list(addr.sentinels), sentinel_kwargs=_sentinel_kwargs(addr))
-        return sentinel.master_for(addr.service, retry=_ha_retry(), **_node_kwargs(addr))
+        return sentinel.master_for(addr.service, retry=_ha_retry(), connection_class=_ha_connection_class(),
+                                   **_node_kwargs(addr))
     return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
 
 
