@@ -203,13 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     bus_arg.add_argument("--redis", help="URL of the bus (shown by ps: use --redis-url-file if it holds a password)")
     bus_arg.add_argument("--redis-url-file", help="a file holding the bus URL (sharpeye run writes one, mode 0600)")
     ap.add_argument("--consumer", help="consumer name in the group (default archiver@HOSTNAME)")
+    ap.add_argument("--claim-idle-ms", type=int, default=CLAIM_IDLE_MS,
+                    help="take over entries another consumer has held unacknowledged this long (it crashed); "
+                         f"default {CLAIM_IDLE_MS}")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s archiver %(levelname)s: %(message)s")
     cfg = load_config(args.config)
     install_log_scrubber(cfg)
     url = args.redis or Path(args.redis_url_file).read_text().strip()
     engine = open_database(cfg)
-    arch = Archiver(engine, bus.connect(url), bus.BusKeys(cfg.bus.prefix), args.consumer)
+    arch = Archiver(engine, bus.connect(url), bus.BusKeys(cfg.bus.prefix), args.consumer, args.claim_idle_ms)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
