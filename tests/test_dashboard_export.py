@@ -141,6 +141,11 @@ def test_range_export_downloads_a_verified_zip_within_the_users_cells_only(env: 
     for bad in ("..%2Fholds.json", "%2E%2E%2F%2E%2E%2Fstreams.yaml", "lobby.mp4%00", "x.mp4"):
         assert wang.c.get(f"/api/exports/{job['id']}/files/{bad}").status_code == 404, bad
     assert li.post(f"/api/exports/{job['id']}/release").status_code == 404
+    # the pushed twin of the poll: server-sent progress events, ending once the job is done
+    with wang.c.stream("GET", f"/api/exports/{job['id']}/events") as events:
+        lines = [ln for ln in events.iter_lines() if ln.startswith("data: ")]
+    assert [json.loads(ln[6:])["state"] for ln in lines] == ["done"]
+    assert li.c.get(f"/api/exports/{job['id']}/events").status_code == 404
 
     done = [(a, u) for a, u, _ in audit_actions(env["engine"])]
     assert ("export_start", "wang") in done and ("export_done", "wang") in done
