@@ -300,3 +300,21 @@ def test_the_archiver_drops_a_former_owners_late_message(tmp_path, redis_url: st
     assert arch.fences.dropped == 1
     assert r.xpending(keys.events, "archiver")["pending"] == 0, "the stale message was not acknowledged"
     engine.dispose()
+
+
+def test_coordination_of_2000_cameras_takes_under_250_ms_a_round(redis_url: str) -> None:
+    """The issue's bound, and the Redis CPU it costs (pipeline/tools/bench/cluster.py; docs figures)."""
+    from pipeline.tools.bench.cluster import measure
+
+    r = bus.connect(redis_url)
+    try:
+        for n in (500, 2000):
+            res = measure(r, n, workers=4, rounds=8)
+            print(f"\n{n} cameras over 4 workers: every worker's round {res['all_workers_round_ms']['p50']:.1f} ms "
+                  f"(max {res['all_workers_round_ms']['max']:.1f}), Redis CPU {res['redis_cpu_ms_per_period']:.1f} ms "
+                  f"a period ({res['redis_cpu_percent']:.2f} % of a core at 1 round/s), worker CPU "
+                  f"{res['worker_cpu_ms_per_round']:.1f} ms a round")
+            assert sum(res["held_per_worker"]) == n
+            assert res["all_workers_round_ms"]["p50"] < 250, res
+    finally:
+        r.close()
