@@ -182,6 +182,11 @@ def test_alert_export_keeps_its_recordings_until_released(env: dict[str, Any]) -
     assert job["export_id"] not in holds.all_holds(env["data"])
     assert wang.c.get("/api/exports-storage").json()["exports_bytes"] == 0
     assert wang.post(f"/api/exports/{job['id']}/release").status_code == 409
+    # an open alert keeps its clip range (from its pre-roll on, to now) from retention too
+    env["publish"](alert_msg("al-open", phase="new", t=T0 + 25, camera="lobby", start=T0 + 25))
+    st = wang.c.get("/api/exports-storage").json()
+    assert st["open_alerts"] == 1 and st["segments"] == 1 and st["alerts_bytes"] == st["total_bytes"] > 0
+    assert li.c.get("/api/exports-storage").json()["open_alerts"] == 0
     assert wang.c.get(job["download"]).status_code == 200, "released: unprotected, the files stay"
     log = audit_actions(env["engine"])
     assert ("export_release", "wang") in [(a, u) for a, u, _ in log]

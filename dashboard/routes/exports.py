@@ -744,7 +744,8 @@ def protected_storage(d: Dashboard, user: User, open_alerts: list[dict[str, Any]
 @router.get("/api/exports-storage")
 async def storage(request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
     d = ctx(request)
-    open_now = list(parse_open(await d.redis().hgetall(d.keys.open_alerts)).values())
+    open_now = [m for m in parse_open(await d.redis().hgetall(d.keys.open_alerts)).values()
+                if user.sees_cell((m.get("grid_cell") or {}).get("id"))]
     return await run_in_threadpool(protected_storage, d, user, open_now)
 
 
