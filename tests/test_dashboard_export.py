@@ -176,6 +176,11 @@ def test_alert_export_keeps_its_recordings_until_released(env: dict[str, Any]) -
     assert cam["held"] and [a["alert_id"] for a in tl["alerts"]] == ["al-1"]
     assert any(g["start"] == pytest.approx(T0 + 30, abs=0.1) for g in cam["gaps"]), cam["gaps"]
     assert li.c.get("/api/timeline", params={"camera": "lobby", "start": T0, "end": T0 + 60}).status_code == 404
+    every = wang.c.get("/api/timeline", params={"start": T0, "end": T0 + 60}).json()
+    assert [c["id"] for c in every["cameras"]] == ["lobby", "gate"], "no camera named: all of the user's cells"
+    assert every["cameras"][1]["ranges"] == [] and every["cameras"][1]["gaps"][0]["reason"] == "not recorded"
+    for start, end in ((T0 + 60, T0), (T0, T0 + 8 * 86400), ("noon", T0)):
+        assert wang.c.get("/api/timeline", params={"start": start, "end": end}).status_code == 400
 
     r = wang.post(f"/api/exports/{job['id']}/release")
     assert r.status_code == 200 and r.json()["state"] == "released" and r.json()["released_by"] == "wang"
