@@ -329,11 +329,13 @@ def publish(args: argparse.Namespace) -> int:
                 wait_timeout_ms=args.wait_timeout_ms)
     ob.start()
     sent = open(args.sent, "a", buffering=1)
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))  # stop sending, then drain
     t0 = time.monotonic()
     n = 0
     phases = ("new", "update", "end")
     try:
-        while time.monotonic() - t0 < args.seconds:
+        while time.monotonic() - t0 < args.seconds and not stopping:
             alert = f"a{n // 3:06d}"
             msg = alert_message(f"cam{n % 4}", alert, phases[n % 3], n)
             ob.send(msg)  # acknowledged: on disk in the outbox
