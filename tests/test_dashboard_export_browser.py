@@ -147,6 +147,8 @@ def test_export_an_alert_and_a_timeline_range_from_the_page_and_verify_the_zips(
         page.screenshot(path=str(out / "exports-page.png"), full_page=True)
 
         zh = login(browser, base, "zhao")
+        zh.locator('#conn[data-state="live"]').wait_for(timeout=10_000)
+        assert zh.locator("#d-export").text_content() == "导出片段"
         zh.goto(base + "/exports")
         zh.locator("#x-exports tbody tr").nth(1).wait_for(timeout=10_000)
         assert zh.locator("h2").first.inner_text() == "受保护存储"
