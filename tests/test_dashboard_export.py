@@ -271,3 +271,18 @@ def test_a_job_left_running_by_a_dead_dashboard_process_is_marked_failed(env: di
     wang.export(cameras=["lobby"], start=T0 + 1, end=T0 + 4)  # the first export of this process looks around
     orphan = wang.c.get("/api/exports/orphan").json()
     assert orphan["state"] == "failed" and "stopped before it finished" in orphan["error"]
+
+
+def test_an_export_that_fails_on_its_thread_says_why_and_the_dashboard_goes_on(env: dict[str, Any]) -> None:
+    wang = Op(env["app"], "wang")
+    (env["data"] / "exports").write_text("a file where the exports folder should be")
+    r = wang.post("/api/exports", {"cameras": ["lobby"], "start": T0 + 1, "end": T0 + 4})
+    assert r.status_code == 202
+    url = f"/api/exports/{r.json()['id']}"
+    wait_for(lambda: wang.c.get(url).json()["state"] == "failed", 30, lambda: str(wang.c.get(url).json()))
+    job = wang.c.get(url).json()
+    assert "exports" in job["error"] and job["download"] is None and job["files"] == []
+    assert wang.c.get(url + "/download").status_code == 404
+    assert ("export_failed", "wang") in [(a, u) for a, u, _ in audit_actions(env["engine"])]
+    (env["data"] / "exports").unlink()
+    assert wang.export(cameras=["lobby"], start=T0 + 1, end=T0 + 4)["state"] == "done"
