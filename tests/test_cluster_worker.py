@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import redis
@@ -46,7 +46,8 @@ def sim(person_clip: Path) -> Iterator[RtspSimulator]:
 class Lab:
     """Worker processes sharing one bus prefix; each ``host`` has its own folder and config."""
 
-    def __init__(self, tmp: Path, redis_url: str, sim: RtspSimulator):
+    def __init__(self, tmp: Path, redis_url: str, sim: RtspSimulator,
+                 wrap: Callable[[str, list[str]], list[str]] | None = None):
         self.tmp = tmp
         self.prefix = f"clw{time.monotonic_ns()}"
         self.keys = bus.BusKeys(self.prefix)
@@ -56,6 +57,7 @@ class Lab:
         self.url_file.chmod(0o600)
         self.sim = sim
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.wrap = wrap  # how a host runs a command (tests/netlab.py: inside its network namespace)
 
     def start(self, name: str) -> subprocess.Popen[bytes]:
         host = self.tmp / name
@@ -69,8 +71,9 @@ class Lab:
                                    cluster={"enabled": True, "lease_ttl_s": TTL_S, "renew_s": RENEW_S,
                                             "moves_per_s": 2.0}))
         log = open(host / "worker.log", "wb")
-        p = subprocess.Popen([sys.executable, "-m", "pipeline.runtime.worker", "--config", str(cfg),
-                              "--redis-url-file", str(self.url_file), "--worker-id", name],
+        argv = [sys.executable, "-m", "pipeline.runtime.worker", "--config", str(cfg),
+                "--redis-url-file", str(self.url_file), "--worker-id", name]
+        p = subprocess.Popen(self.wrap(name, argv) if self.wrap else argv,
                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = p
         return p
@@ -128,6 +131,16 @@ def lab(tmp_path: Path, redis_url: str, sim: RtspSimulator) -> Iterator[Lab]:
 
 def _events(r: "redis.Redis[bytes]", keys: bus.BusKeys) -> list[tuple[str, dict[str, Any]]]:
     return bus.decode_entries(r.xrange(keys.events))
+
+
+def acquisitions(lab: Lab) -> dict[str, list[tuple[int, float]]]:
+    """camera → [(token, Redis time of its acquisition)], checking that tokens only rose."""
+    acquired: dict[str, list[tuple[int, float]]] = {}
+    for m in read_moves(lab.r, lab.prefix, count=100_000):
+        acquired.setdefault(m["camera"], []).append((m["token"], m["time"]))
+    for cam, toks in acquired.items():
+        assert [t for t, _ in toks] == sorted({t for t, _ in toks}), f"tokens of {cam} did not only rise: {toks}"
+    return acquired
 
 
 def _no_stale_on_the_bus(lab: Lab) -> int:

@@ -335,8 +335,18 @@ class Coordinator:
                 soonest = min(self.deadline.values(), default=next_round)
             self._stop.wait(max(0.0, min(next_round, soonest) - self.clock()))
 
+    def _fence_loop(self) -> None:
+        """Drop cameras at their deadlines even while a round hangs on a cut-off Redis (socket timeouts are
+        longer than the margin): their pipelines stop, so they record nothing more either."""
+        while not self._stop.is_set():
+            self.check_deadlines()
+            with self._lock:
+                soonest = min(self.deadline.values(), default=self.clock() + 0.5)
+            self._stop.wait(min(0.5, max(0.01, soonest - self.clock())))
+
     def start(self) -> None:
-        for target, name in ((self._loop, "cluster"), (self._apply_loop, "cluster-apply")):
+        for target, name in ((self._loop, "cluster"), (self._apply_loop, "cluster-apply"),
+                             (self._fence_loop, "cluster-fence")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
