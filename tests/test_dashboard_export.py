@@ -1,5 +1,6 @@
 """Exports from the dashboard's API (issue 12 items 3-5): real recordings (segments written by the
-SegmentWriter from a generated H.264 clip), a real Redis bus, SQLite history, the app in a TestClient.
+SegmentWriter from a generated H.264 clip), a real Redis bus, SQLite and PostgreSQL history, the app in a
+TestClient.
 
 Checks the scopes (a G2 operator can neither export nor download nor see a G1 camera's export, no
 session gets 401), the alert export with its clip range and release, cases, a range with nothing
@@ -31,7 +32,12 @@ from pipeline.export.verify import verify
 from pipeline.publish import bus
 from pipeline.record.segments import SegmentWriter
 from tests.conftest import wait_for
-from tests.dashboard_support import alert_msg, write_config
+from tests.dashboard_support import (
+    alert_msg,
+    fresh_pg_database,
+    postgres_url,  # noqa: F401  (fixture)
+    write_config,
+)
 from tests.record_support import T0, feed_file, make_clip
 
 PW = "correct horse battery"
@@ -77,10 +83,14 @@ class Op:
         return r.json()["detail"]["code"]  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def env(tmp_path: Path, redis_url: str, clip30: Path) -> Iterator[dict[str, Any]]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def env(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str, clip30: Path) -> Iterator[dict[str, Any]]:
     prefix = f"ex{time.monotonic_ns()}"
-    cfg = load_config(write_config(tmp_path, f"bus: {{prefix: {prefix}}}"))
+    extra = f"bus: {{prefix: {prefix}}}"
+    if request.param == "postgresql":
+        db = fresh_pg_database(request.getfixturevalue("postgres_url"), f"ex{time.monotonic_ns() % 10**9}")
+        extra += f"\ndashboard: {{database_url: '{db}'}}"
+    cfg = load_config(write_config(tmp_path, extra))
     rec = cfg.data_path() / cfg.recordings.dir
     record(rec, "lobby", clip30)  # G1
     record(rec, "square", clip30)  # G2
