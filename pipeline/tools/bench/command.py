@@ -149,7 +149,7 @@ def run_bench(plan: Plan, do_capacity: bool, baseline: str | None, confirm: bool
                      "capacity": do_capacity, "confirm_failures": confirm, "max_cameras": max_cameras,
                      "baseline": baseline, "counts": counts or None,
                      "independent": plan.independent, "variants": plan.variants, "seed": plan.seed,
-                     "results_dir": str(results_dir) if results_dir else None,
+                     "results_dir": str(results_dir) if results_dir else None, "reader_nice": plan.reader_nice,
                      "criteria": {"detected_fps_min_share": FALL_BEHIND_RATE,
                                   "skipped_max_share": FALL_BEHIND_SKIPPED}},
         "content": list(content.values()),
@@ -378,7 +378,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 seconds=args.seconds, warmup=args.warmup, threads=args.threads, workers=args.workers,
                 clip_seconds=args.clip_seconds, cache_dir=Path(args.cache_dir),
                 motion=args.motion == "on", idle=None if args.idle == "default" else args.idle == "on",
-                independent=not args.in_step, variants=args.variants, seed=args.seed)
+                independent=not args.in_step, variants=args.variants, seed=args.seed, reader_nice=args.reader_nice)
     if args.capacity and args.counts:
         print("--capacity and --counts exclude each other", file=sys.stderr)
         return 2
@@ -436,6 +436,9 @@ def add_parser(sub: Any) -> None:
                    "phase and, for busy content, mirrored variants, as independent cameras are)")
     p.add_argument("--variants", type=int, default=2, help="busy content variants cycled over cameras "
                    "(1: the clip only, 2: and its mirror image; default 2)")
+    p.add_argument("--reader-nice", type=int, default=0,
+                   help="experiment: run the worker's reader (decode) threads at this nice value, the detect "
+                   "thread at the default (see docs/benchmarks.md, stall hunt)")
     p.add_argument("--seed", type=int, default=13, help="seed of the per-camera offsets (default 13)")
     p.add_argument("--results-dir", default=None,
                    help="write every run's JSON here as it is measured, and bench.json at the end (default with "

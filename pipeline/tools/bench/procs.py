@@ -129,9 +129,28 @@ class TimedDetector:
         return getattr(self._inner, name)
 
 
-def run_worker(probe_path: Path, worker_argv: list[str]) -> int:
+def nice_readers(nice: int) -> None:
+    """Experiment (``sharpeye bench --reader-nice N``): every reader thread (RTSP demux and decode of a
+    camera, and a record input) lowers its own priority by ``nice`` as it starts; FFmpeg's decoder
+    threads, created by that thread, inherit it.  The detect thread keeps the default, so in a burst
+    of decoding it is not one runnable thread among dozens of equal ones.  Needs no privilege."""
+    from pipeline.ingest.reader import Reader
+
+    run = Reader._run
+
+    def niced_run(self: Any) -> None:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)  # this thread only (Linux)
+        run(self)
+
+    Reader._run = niced_run  # type: ignore[method-assign]
+
+
+def run_worker(probe_path: Path, worker_argv: list[str], reader_nice: int = 0) -> int:
     from pipeline.analyse.detect import Detector
     from pipeline.runtime import worker
+
+    if reader_nice:
+        nice_readers(reader_nice)
 
     probe = Probe(probe_path)
     original = Detector.from_config
@@ -279,9 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe", required=True, type=Path, help="probe file the bench reads")
     ap.add_argument("--config", help="naive: the bench's generated config")
     ap.add_argument("--source-fps", type=float, default=25.0, help="naive: camera frame rate, for k")
+    ap.add_argument("--reader-nice", type=int, default=0, help="worker: nice value of reader threads (experiment)")
     args = ap.parse_args(argv)
     if args.kind == "worker":
-        return run_worker(args.probe, worker_argv)
+        return run_worker(args.probe, worker_argv, args.reader_nice)
     if not args.config:
         ap.error("naive needs --config")
     return run_naive(args.probe, args.config, args.source_fps)

@@ -85,6 +85,7 @@ class Plan:
     independent: bool = True  # per-camera start offsets and first-frame delays (False: all cameras in step)
     variants: int = 2  # busy cameras cycle through this many content variants (1: the clip, 2: + its mirror)
     seed: int = 13  # of the offsets: the same seed gives the same cameras
+    reader_nice: int = 0  # experiment: reader (decoder) threads of the worker at this nice value
 
     @property
     def worker_processes(self) -> int:
@@ -299,7 +300,8 @@ class Run:
         py = [sys.executable, "-m", "pipeline.tools.bench.procs"]
         if self.kind == "pipeline":
             n = self.plan.worker_processes
-            cmds = [py + ["worker", "--probe", str(tmp / f"probe{i}.json"), "--", "--config", str(cfg),
+            cmds = [py + ["worker", "--probe", str(tmp / f"probe{i}.json"), "--reader-nice", str(self.plan.reader_nice),
+                          "--", "--config", str(cfg),
                           "--redis", str(url), "--shard", f"{i}/{n}", "--log-level", "WARNING"] for i in range(n)]
             self.probes = [tmp / f"probe{i}.json" for i in range(n)]
         else:
