@@ -600,6 +600,9 @@ def test_volumes_secrets_and_configmaps_exist() -> None:
                     assert ref["key"] in secrets[ref["name"]]["stringData"], f"{ref}"
         for v in volumes.values():
             sources = v.get("projected", {}).get("sources", [])
+            if any("tls/tls.key" in {i["path"] for i in src.get("secret", {}).get("items", [])} for src in sources):
+                assert v["projected"].get("defaultMode") == 0o440, "the TLS key readable by the pod's group only"
+                assert spec["securityContext"].get("fsGroup") == spec["securityContext"]["runAsUser"]
             for src in sources + [v]:
                 if "configMap" in src:
                     cm = src["configMap"]
