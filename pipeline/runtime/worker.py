@@ -630,8 +630,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
     index, count = (int(x) for x in args.shard.split("/"))
     cfg = load_config(args.config)
-    if args.worker_id:
-        cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"worker_id": args.worker_id})})
+    worker_id = args.worker_id or cfg.cluster.worker_id
+    if worker_id and not args.worker_id and count > 1:
+        worker_id = f"{worker_id}-{index}"  # several worker processes of one machine: one id each
+    if worker_id:
+        cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"worker_id": worker_id})})
     install_log_scrubber(cfg)  # logs and tracebacks of this process never show a secret
     if args.redis_url_file:
         from pipeline.runtime.redis_server import read_url_file
