@@ -349,6 +349,11 @@ def test_enlarged_tile_plays_the_main_stream(room: Room, browser: Any) -> None:
     s = player_stats(page)
     assert s["hello"]["stream"] == "main" and s["hello"]["width"] == 768, s["hello"]
     assert room.stats()["lobby"]["main"]["viewers"] == 1
+    # boxes on the main stream, matched by media time (each stream's timeline on the receive clock)
+    page.wait_for_function(f"() => ({PLAYER})(0).overlays.some(o => o.match === 'media')", timeout=30_000)
+    main = room.stats()["lobby"]["main"]
+    media, received = main.get("overlays_media", 0), main.get("overlays_received", 0)
+    assert media >= 1 and media >= received, main  # receive time only until the clock has 10 packets
     page.context.close()
 
 

@@ -43,6 +43,7 @@ GOP_MAX_BYTES = 32 * 2**20
 TIMES_KEPT = 600  # packets remembered for matching an analysed frame to its media time
 MATCH_S = 1e-4  # same formula on both sides: the stream times of frame and packet agree to rounding
 JPEG_FPS = 2.0
+HOLD_OVERLAY_S = 1.0  # main-stream boxes wait this long at most for the frame they belong to
 JPEG_QUALITY = 75
 
 Message = tuple[bytes, bytes]
@@ -94,6 +95,45 @@ class Subscriber:
             self._cond.notify_all()
 
 
+class MediaClock:
+    """A stream's media time mapped onto the receive clock by the lower envelope of (receive - media) time.
+
+    Why: the sub-stream and the main stream of a camera are two RTSP sessions with unrelated
+    timestamps, so a detection on a sub-stream frame can only be put on the main stream through a
+    common clock.  The receive time of single packets is a poor one: a big main-stream frame,
+    network bursts and the demuxer's buffering delay some packets by tens or hundreds of ms.  The
+    camera stamps each frame when it captures it, so ``receive - media time`` is a constant plus
+    each packet's delay; its minimum over the last packets (the least delayed ones) is that
+    constant.  ``media time + offset`` is then the capture time in receive-clock terms, the same
+    for both streams whatever jitter either had (only the two streams' smallest delays differ,
+    normally well under a frame).  A jump of the offset by more than ``JUMP_S`` (the recorder's
+    timeline re-anchored after a reconnect) starts the window again.
+    """
+
+    WINDOW = 250  # packets (10 s at 25 fps): slow drift between the camera's clock and ours is followed
+    JUMP_S = 1.0
+    MIN_SAMPLES = 10  # fewer: no estimate yet (the receive time is used instead)
+
+    def __init__(self) -> None:
+        self._offsets: collections.deque[float] = collections.deque(maxlen=self.WINDOW)
+        self.offset: float | None = None
+
+    def add(self, media_s: float, wall: float) -> None:
+        d = wall - media_s
+        if self.offset is not None and abs(d - self.offset) > self.JUMP_S:
+            # the timeline was re-anchored (or one packet came very late): start again; a late packet's
+            # offset is replaced by the next punctual one's, the minimum
+            self._offsets.clear()
+        self._offsets.append(d)
+        self.offset = min(self._offsets)
+
+    def capture_time(self, media_s: float) -> float | None:
+        """When a packet of this media time was captured, on the receive clock (None: not enough packets yet)."""
+        if self.offset is None or len(self._offsets) < self.MIN_SAMPLES:
+            return None
+        return media_s + self.offset
+
+
 class LiveTap:
     """One stream (``sub`` or ``main``) of one camera, offered to any number of viewers."""
 
@@ -114,7 +154,10 @@ class LiveTap:
         self._decoder: Any = None  # av VideoCodecContext while JPEG viewers watch
         self._picture: av.VideoFrame | None = None
         self._idle_since: float | None = None
-        self._times: collections.deque[tuple[float | None, int, float]] = collections.deque(maxlen=TIMES_KEPT)
+        # (decoder key, pts, receive time, media seconds) of the newest packets, for matching overlays
+        self._times: collections.deque[tuple[float | None, int, float, float]] = collections.deque(maxlen=TIMES_KEPT)
+        self.clock_media = MediaClock()  # this stream's media time on the receive clock (main-stream overlays)
+        self._held: collections.deque[tuple[dict[str, Any], float, float]] = collections.deque(maxlen=64)
         self.counts: collections.Counter[str] = collections.Counter()
 
     # ------------------------------------------------------------------------- packets in (input thread)
@@ -127,7 +170,9 @@ class LiveTap:
     def feed(self, sp: StoredPacket, key_s: float | None = None) -> None:
         """One stored packet; ``key_s``: the decoder's stream time of this packet (exact overlays)."""
         with self._lock:
-            self._times.append((key_s, sp.pts, sp.wall))
+            media_s = float(sp.pts * sp.template.time_base)
+            self._times.append((key_s, sp.pts, sp.wall, media_s))
+            self.clock_media.add(media_s, sp.wall)
             if self._gop and not self._gop[-1].template.compatible(sp.template):
                 self._new_timeline("codec parameters changed")
             if sp.keyframe:
@@ -139,6 +184,8 @@ class LiveTap:
                     self._gop, self._gop_bytes = [], 0
             if self._subs:
                 self._produce(sp)
+                if self._held:
+                    self._release_held()
             else:
                 self._stop_if_idle()
 
@@ -361,40 +408,88 @@ class LiveTap:
     def watched(self) -> bool:
         return bool(self._subs) and self._muxer is not None
 
-    def overlay(self, payload: dict[str, Any], key_s: float | None = None,
-                wall: float | None = None) -> float | None:
+    def frame_times(self, key_s: float) -> tuple[float, float | None] | None:
+        """(receive time, capture time on the media clock) of the packet the decoder saw at stream time ``key_s``."""
+        with self._lock:
+            for k, _pts, w, media_s in reversed(self._times):
+                if k is not None and abs(k - key_s) <= MATCH_S:
+                    return w, self.clock_media.capture_time(media_s)
+        return None
+
+    def overlay(self, payload: dict[str, Any], key_s: float | None = None, wall: float | None = None,
+                captured: float | None = None) -> float | None:
         """Send boxes keyed by the media time of the frame they were found on; returns that packet's wall time.
 
         ``key_s`` (the decoder's stream time of the frame) finds the very packet the detector saw:
-        exact.  Without it (the main stream, whose packets the detector never saw) the packet
-        received closest to ``wall`` is used: approximate, and marked so.
+        exact.  Without it (the main stream, whose packets the detector never saw), ``captured``
+        (the sub-stream frame's capture time on its media clock) finds the packet of this stream
+        captured closest to it on this stream's media clock (``match: media``); when that packet
+        has not arrived yet (the main stream's bigger frames come later) the boxes wait for it, up
+        to ``HOLD_OVERLAY_S``.  With no media clock yet, the packet received closest to ``wall``
+        (``match: received``).  Both approximate, and marked so.
         """
         with self._lock:
             m = self._muxer
             if m is None or not any(s.fmt == "fmp4" and s.started for s in self._subs):
                 return None
-            found: tuple[int, float] | None = None
-            exact = False
             if key_s is not None:
-                for k, pts, w in reversed(self._times):
+                for k, pts, w, _m in reversed(self._times):
                     if k is not None and abs(k - key_s) <= MATCH_S:
-                        found, exact = (pts, w), True
-                        break
-            elif wall is not None and self._times:
-                _k, pts, w = min(self._times, key=lambda e: abs(e[2] - wall))
-                found = (pts, w)
-            if found is None or found[0] < m.first_dts:
+                        return self._send_overlay(payload, pts, w, True, "key")
+            elif self._times:
+                newest = self.clock_media.capture_time(self._times[-1][3])
+                if captured is not None and newest is not None:
+                    if captured > newest + self._half_frame():
+                        self._held.append((payload, captured, self.clock()))  # its frame is still on the way
+                        return None
+                    return self._send_media_overlay(payload, captured)
+                if wall is not None:
+                    _k, pts, w, _m = min(self._times, key=lambda e: abs(e[2] - wall))
+                    return self._send_overlay(payload, pts, w, False, "received")
+            self.counts["overlays_unmatched"] += 1
+            return None
+
+    def _half_frame(self) -> float:
+        if len(self._times) < 2:
+            return 0.02
+        return max(0.001, (self._times[-1][3] - self._times[0][3]) / (len(self._times) - 1) / 2)
+
+    def _send_media_overlay(self, payload: dict[str, Any], captured: float) -> float | None:
+        off = self.clock_media.offset or 0.0
+        _k, pts, w, _m = min(self._times, key=lambda e: abs(e[3] + off - captured))
+        return self._send_overlay(payload, pts, w, False, "media")
+
+    def _release_held(self) -> None:
+        """Held boxes whose frame has now arrived go out (called with the lock held, after each packet)."""
+        newest = self.clock_media.capture_time(self._times[-1][3]) if self._times else None
+        now = self.clock()
+        while self._held:
+            payload, captured, since = self._held[0]
+            if newest is not None and captured <= newest + self._half_frame():
+                self._held.popleft()
+                if self._muxer is not None:
+                    self._send_media_overlay(payload, captured)
+            elif now - since > HOLD_OVERLAY_S:
+                self._held.popleft()
                 self.counts["overlays_unmatched"] += 1
-                return None
-            t = m.media_time(found[0])
-            msg = json.dumps({**payload, "t": round(t, 6), "exact": exact, "timeline": self.counts["timelines"],
-                              "received": round(found[1], 3)},  # when the worker got the packet: latency figures
-                             separators=(",", ":")).encode()
-            self.counts["overlays"] += 1
-            for s in self._subs:
-                if s.fmt == "fmp4" and s.started:
-                    self._send(s, protocol.OVERLAY, msg)
-            return found[1]
+            else:
+                break
+
+    def _send_overlay(self, payload: dict[str, Any], pts: int, received: float, exact: bool, how: str) -> float | None:
+        m = self._muxer
+        if m is None or pts < m.first_dts:
+            self.counts["overlays_unmatched"] += 1
+            return None
+        msg = json.dumps({**payload, "t": round(m.media_time(pts), 6), "exact": exact, "match": how,
+                          "timeline": self.counts["timelines"],
+                          "received": round(received, 3)},  # when the worker got the packet: latency figures
+                         separators=(",", ":")).encode()
+        self.counts["overlays"] += 1
+        self.counts[f"overlays_{how}"] += 1
+        for s in self._subs:
+            if s.fmt == "fmp4" and s.started:
+                self._send(s, protocol.OVERLAY, msg)
+        return received
 
     # ------------------------------------------------------------------------- health
     def stats(self) -> dict[str, Any]:
@@ -462,8 +557,10 @@ class LiveCamera:
                                 "box": [round(o.box[0] / w, 5), round(o.box[1] / h, 5),
                                         round(o.box[2] / w, 5), round(o.box[3] / h, 5)]} for o in objects]}
         seen_wall = self.sub.overlay(payload, key_s=pts_s)
-        if self.main is not None:
-            self.main.overlay(payload, wall=seen_wall if seen_wall is not None else wall)
+        if self.main is not None and self.main.watched:
+            times = self.sub.frame_times(pts_s)  # the sub frame's capture time: the common clock of both streams
+            self.main.overlay(payload, wall=seen_wall if seen_wall is not None else (times[0] if times else wall),
+                              captured=times[1] if times else None)
 
     def tick(self) -> None:
         self.sub.tick()
