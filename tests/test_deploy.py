@@ -535,6 +535,10 @@ def test_kustomizations_list_existing_files() -> None:
         for gen in kust.get("configMapGenerator", []):
             for f in gen["files"]:
                 assert (K8S / folder / f).is_file(), f
+    # hashed ConfigMap names: a changed config must roll the pods (a worker does not follow a ConfigMap
+    # volume's symlink swap, docs/deploy.md)
+    assert not load_docs(K8S / "base" / "kustomization.yaml")[0].get("generatorOptions", {}).get(
+        "disableNameSuffixHash")
     names = {p.name for p in (K8S / "base").glob("*.yaml")} - {"kustomization.yaml", "secrets.example.yaml",
                                                                 "streams.yaml"}
     listed = set(load_docs(K8S / "base" / "kustomization.yaml")[0]["resources"])
