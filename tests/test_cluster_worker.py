@@ -224,20 +224,22 @@ def test_a_frozen_worker_fences_itself_and_publishes_nothing_stale_when_resumed(
         wait_for(lambda: all((h := lab.holders()[c]) is not None and h.owner == "w2" for c in a_cams), 30,
                  lambda: f"w2 to take {a_cams}: {lab.holders()}")
         took = time.time() - frozen_at
+
+        def from_w2() -> bool:  # the new owner publishes the cameras it took (alerts come and go in the clip)
+            return any(int(sid.split("-")[0]) / 1000 > frozen_at + took and m["camera"]["id"] in a_cams
+                       and m["fence"]["owner"] == "w2" for sid, m in _events(lab.r, lab.keys))
+        wait_for(from_w2, 60, "a message from w2 for a camera it took")
         time.sleep(max(0.0, TTL_S + 3.0 - (time.time() - frozen_at)))  # frozen well past its TTL
     finally:
         os.killpg(lab.procs["w1"].pid, signal.SIGCONT)
     resumed_at = time.time()
     for c in a_cams:
         assert lab.holders()[c].token > old_tokens[c]  # type: ignore[union-attr]
-    # a comes back: it must not publish under its old tokens; it may get cameras back (new tokens), slowly
+    # w1 comes back: it must not publish under its old tokens; it may get cameras back (new tokens), slowly
     wait_for(lambda: "fenced" in lab.log("w1") or "was lost" in lab.log("w1"), 15,
-             lambda: f"a to notice it lost its cameras: {lab.log('w1')}")
+             lambda: f"w1 to notice it lost its cameras: {lab.log('w1')}")
     time.sleep(4.0)
     n = _no_stale_on_the_bus(lab)
     assert lab.procs["w1"].poll() is None, "the resumed worker died"
-    after = [m for sid, m in _events(lab.r, lab.keys) if int(sid.split("-")[0]) / 1000 > frozen_at + took
-             and m["camera"]["id"] in a_cams]
-    assert any(m["fence"]["owner"] == "w2" for m in after), "w2 published nothing for the cameras it took"
     print(f"\nfrozen w1's cameras {a_cams} taken by w2 {took:.2f} s after SIGSTOP; w1 resumed after "
           f"{resumed_at - frozen_at:.1f} s; {n} fenced messages on the bus, none stale")
