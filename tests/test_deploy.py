@@ -398,7 +398,7 @@ def check_bus(password: str, primary: int, replica: int, sentinel: int, logs: Pa
     s = redis.Redis(port=sentinel, socket_timeout=2)
     wait_for(lambda: _pings(s), 10, lambda: (logs / "sentinel.log").read_text()[-2000:])
     assert s.execute_command("SENTINEL", "get-master-addr-by-name", "sharpeye") == [b"127.0.0.1", str(primary).encode()]
-    wait_for(lambda: len(s.execute_command("SENTINEL", "replicas", "sharpeye")) == 1, 20,
+    wait_for(lambda: len(s.execute_command("SENTINEL", "replicas", "sharpeye")) == 1, 30,
              "the Sentinel to find the replica")
     client = bus.connect(f"redis+sentinel://:{password}@127.0.0.1:{sentinel}/sharpeye")
     client.xadd("sharpeye:deploy-test", {"m": "1"})
