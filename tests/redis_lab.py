@@ -84,7 +84,7 @@ class RedisLab:
     """``replicas`` replicas of one primary, watched by ``sentinels`` sentinels (quorum: a majority)."""
 
     def __init__(self, root: Path, replicas: int = 2, sentinels: int = 3, down_after_ms: int = 1000,
-                 failover_timeout_ms: int = 5000, min_replicas_to_write: int = 1, min_replicas_max_lag: int = 2,
+                 failover_timeout_ms: int = 3000, min_replicas_to_write: int = 1, min_replicas_max_lag: int = 2,
                  netns: bool = False):
         self.root = Path(root)
         self.down_after_ms = down_after_ms
@@ -177,8 +177,10 @@ class RedisLab:
                                f"{st.get('num-other-sentinels')} replicas {st.get('num-slaves')}"
                         break
                 info = primary.client(0.5).info("replication")
-                if info.get("connected_slaves", 0) < len(live):
-                    ok, last = False, f"{info.get('connected_slaves')} of {len(live)} replicas connected"
+                online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
+                          and v.get("state") == "online"]
+                if len(online) < len(live):  # connected_slaves also counts a replica still waiting for its sync
+                    ok, last = False, f"{len(online)} of {len(live)} replicas in sync"
                 if ok:
                     primary.client(0.5).set("lab:settled", "1")  # NOREPLICAS until the replicas' acks are fresh
                     return
@@ -271,7 +273,10 @@ class RedisLab:
                  "appendonly yes", "appendfsync everysec", 'save ""', "daemonize no",
                  f"min-replicas-to-write {self.min_replicas_to_write}",
                  f"min-replicas-max-lag {self.min_replicas_max_lag}",
-                 "repl-ping-replica-period 1", "repl-timeout 5"]
+                 "repl-ping-replica-period 1", "repl-timeout 5",
+                 # a full resync (an old primary rejoining) starts at once, not after the default 5 s wait for
+                 # more replicas: with min-replicas-to-write a primary whose replicas all resync refuses writes
+                 "repl-diskless-sync-delay 0"]
         if primary is not None:
             lines.append(f"replicaof {primary.host} {primary.port}")
         node.conf.write_text("\n".join(lines) + "\n")

@@ -155,9 +155,12 @@ def _failover_under_load(tmp_path: Path, fault: str, rounds: int) -> None:
                 "--rate", "40", "--seconds", "600", "--drain-s", "30", "--wait-replicas", "1"]
         pub = subprocess.Popen(argv, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
         wait_for(lambda: lab.primary().client().xlen(keys.events) > 40, 30, "the publisher under way")
+        t_fault = 0.0
         for _ in range(rounds):
             old = lab.primary()
             time.sleep(2.0)  # steady traffic before the fault
+            # a sentinel does not fail the same service over again within 2 x failover-timeout of the last time
+            time.sleep(max(0.0, t_fault + 2 * lab.failover_timeout_ms / 1000 + 0.5 - time.time()))
             t_fault = time.time()
             {"kill": lab.kill, "freeze": lab.freeze, "cut": lab.cut}[fault](old)
 
