@@ -321,3 +321,29 @@ def test_keys_that_are_lists_and_merge_keys_are_problems(tmp_path: Path) -> None
     msgs = problems(tmp_path, GOOD + "? [a, b]\n: 1\nbase: &b {name: x}\n<<: *b\n")
     assert any(":10: (top level): a key must be a plain name or number" in m for m in msgs)
     assert any(":13: (top level): YAML merge keys (<<) are not supported" in m for m in msgs)
+
+
+def test_a_config_mounted_like_a_kubernetes_configmap_reloads_after_the_symlink_swap(tmp_path: Path) -> None:
+    """A ConfigMap volume is ``streams.yaml -> ..data/streams.yaml``, ``..data -> ..<timestamp>/``; an update
+    swaps ``..data`` and deletes the old folder.  The config keeps the path it was given (not the resolved
+    one), so the worker's reload reads the new file instead of failing on a deleted one."""
+    import os
+    import shutil
+
+    from pipeline.config.load import reload_config
+
+    def version(name: str, text: str) -> None:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "streams.yaml").write_text(text)
+
+    version("..v1", GOOD)
+    os.symlink("..v1", tmp_path / "..data")
+    os.symlink("..data/streams.yaml", tmp_path / "streams.yaml")
+    cfg = load_config(tmp_path / "streams.yaml")
+    assert cfg.path == tmp_path / "streams.yaml"
+    version("..v2", GOOD.replace("name: Lobby", "name: Front lobby"))
+    os.symlink("..v2", tmp_path / "..data.tmp")
+    os.replace(tmp_path / "..data.tmp", tmp_path / "..data")  # atomic, as the kubelet does
+    shutil.rmtree(tmp_path / "..v1")
+    new, refused = reload_config(cfg.path, cfg)
+    assert refused == [] and new.cameras["lobby"].name == "Front lobby"

@@ -124,7 +124,7 @@ def _config_path(d: Dashboard) -> Path:
     path = d.config().path
     if path is None:
         raise refuse(409, "no_config_file")
-    return Path(path)
+    return Path(path).resolve()  # the file itself: replacing a symlink to it would cut the link
 
 
 def _read(path: Path) -> tuple[bytes, dict[str, Any]]:

@@ -442,7 +442,7 @@ def load_config(path: str | Path, classes: Classes = None) -> Config:
     except OSError as e:
         raise ConfigError([f"{p}:0: (file): cannot read: {e.strerror or e}"]) from None
     cfg = _check(_decode(raw, str(p)), str(p), p.resolve().parent, classes)
-    return cfg.model_copy(update={"path": p.resolve()})
+    return cfg.model_copy(update={"path": p.absolute()})
 
 
 def reload_config(path: str | Path, previous: Config, classes: Classes = None) -> tuple[Config, list[str]]:
@@ -481,4 +481,4 @@ def reload_config(path: str | Path, previous: Config, classes: Classes = None) -
     assert cfg is not None
     register_config(cfg)
     refused = [f"{line} (camera refused; it keeps its previous config)" for line in problems]
-    return cfg.model_copy(update={"path": p.resolve()}), refused
+    return cfg.model_copy(update={"path": p.absolute()}), refused
