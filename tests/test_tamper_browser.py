@@ -117,6 +117,9 @@ def room(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterato
         log.close()
 
 
+CHECK_TEXT = {"dark": "too dark / blinded", "covered": "covered", "blur": "out of focus", "moved": "turned away"}
+
+
 def test_each_tamper_kind_shows_in_the_room_list(room: dict[str, Any]) -> None:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Debian chromium not installed at {CHROMIUM} (scripts/setup installs it)")
@@ -137,7 +140,8 @@ def test_each_tamper_kind_shows_in_the_room_list(room: dict[str, Any]) -> None:
         while time.monotonic() < deadline and len(seen) < len(TAMPERING):
             for cid in TAMPERING:
                 li = page.locator(f'#alerts li[data-camera="{cid}"]')
-                if cid not in seen and li.count() and li.first.locator(".rule").inner_text() == "camera tamper":
+                want = f"camera tamper · {CHECK_TEXT[TAMPERING[cid][0]]}"  # which check fired, in words
+                if cid not in seen and li.count() and li.first.locator(".rule").inner_text() == want:
                     seen[cid] = time.time() - room["started"]
             page.wait_for_timeout(500)
         assert set(seen) == set(TAMPERING), f"alerts in the list for {sorted(seen)} only"

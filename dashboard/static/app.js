@@ -17,6 +17,13 @@ let beepTimer = null;
 function snapUrl(path) { return "/" + path.split("/").map(encodeURIComponent).join("/"); }
 
 function kindText(kind) { return SE.messages[`kind.${kind}`] ? SE.t(`kind.${kind}`) : kind; }
+// the rule's kind, and for a camera tamper alert which check fired (rule id "tamper:<check>")
+function ruleText(rule) {
+  const check = rule.kind === "tamper" && typeof rule.id === "string" && rule.id.startsWith("tamper:")
+    ? rule.id.slice(7) : null;
+  const name = check && SE.messages[`tamper.${check}`] ? SE.t(`tamper.${check}`) : check;
+  return name ? `${kindText(rule.kind)} · ${name}` : kindText(rule.kind);
+}
 
 // the page may already hold a newer detection than a stored row (the end pushed live while the archiver has
 // not stored it yet): an alert that ended stays ended
@@ -77,7 +84,7 @@ function render(a) {
   li.classList.toggle("selected", selected === a.alert_id);
   li.querySelector(".sev").textContent = SE.t(`severity.${a.rule.severity}`);
   li.querySelector(".label").textContent = a.labels.map(l => SE.messages[`label.${l}`] ? SE.t(`label.${l}`) : l).join(", ");
-  li.querySelector(".rule").textContent = kindText(a.rule.kind);
+  li.querySelector(".rule").textContent = ruleText(a.rule);
   li.querySelector(".state-badge").textContent = SE.t(`state.${a.state}`);
   li.querySelector(".state-badge").dataset.state = a.state;
   li.querySelector(".phase").textContent = phaseText(a);
@@ -201,12 +208,12 @@ document.addEventListener("click", () => { if (audio && audio.state === "suspend
 
 function notifyEscalated(a) {
   if (!document.hidden || !("Notification" in window) || Notification.permission !== "granted") return;
-  new Notification(SE.t("notify.escalated", { kind: kindText(a.rule.kind), camera: a.camera.name }));
+  new Notification(SE.t("notify.escalated", { kind: ruleText(a.rule), camera: a.camera.name }));
 }
 
 function notifyNew(a) {
   if (!document.hidden || !("Notification" in window) || Notification.permission !== "granted") return;
-  new Notification(SE.t("notify.new_alert", { kind: kindText(a.rule.kind), camera: a.camera.name }));
+  new Notification(SE.t("notify.new_alert", { kind: ruleText(a.rule), camera: a.camera.name }));
 }
 
 // ------------------------------------------------------------------ handling view
@@ -238,7 +245,7 @@ function showDetail(a) {
   panel.dataset.state = a.state;
   document.getElementById("d-print").href = `/alerts/${encodeURIComponent(a.alert_id)}/print`;
   document.getElementById("d-clip").href = `/clip/${encodeURIComponent(a.alert_id)}`;
-  document.getElementById("d-title").textContent = `${kindText(a.rule.kind)} · ${a.camera.name}`;
+  document.getElementById("d-title").textContent = `${ruleText(a.rule)} · ${a.camera.name}`;
   const img = document.getElementById("d-snap");
   if (a.snapshot && a.snapshot.path) { img.src = snapUrl(a.snapshot.path); img.hidden = false; } else img.hidden = true;
   const st = document.getElementById("d-state");
