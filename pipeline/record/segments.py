@@ -18,6 +18,7 @@ import errno
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -101,6 +102,8 @@ class SegmentWriter:
         self._closes = 0
         self._finish_wanted = False
         self.index_extra: dict[str, object] = {}  # added to every segment's index row (the cluster's fence)
+        # told of every stored segment with index_extra (pipeline/record/announce.py: the cluster's catalogue)
+        self.on_segment: Callable[[SegmentInfo, dict[str, object]], None] | None = None
         recover_partials(self.dir, camera)
 
     # ------------------------------------------------------------------ input
@@ -286,6 +289,11 @@ class SegmentWriter:
             self._error(f"segment {final} stored but not indexed: {e}")
             if is_disk_full(e):
                 self._back_off(out.last_wall)
+        if self.on_segment is not None:
+            try:
+                self.on_segment(info, self.index_extra)
+            except Exception as e:  # announcing must never stop recording
+                self._error(f"segment {final} not announced: {e}")
         return info
 
     def _discard(self, out: OutputFile, start: float, msg: str, e: BaseException) -> None:

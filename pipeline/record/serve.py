@@ -1,0 +1,247 @@
+"""A worker's finished segments, read-only over HTTP, for the machines that export or cut clips (issue 14 item 4).
+
+When a camera moves between machines its recording is split: each worker keeps the segments it
+wrote.  The dashboard (clips, page exports) and ``sharpeye export`` find the missing pieces in the
+catalogue (``pipeline/record/announce.py``) and fetch them here:
+
+    GET /segment/<camera>/<segment name>?exp=<epoch s>&sig=<hex>     → 200 the file, or 4xx
+
+Why HTTP on its own port rather than an op of the live seam: the seam listens on loopback only
+(its token is in a file of the worker's data directory, read by the dashboard of the same
+machine); a segment must reach other machines, and an HTTP GET is what any tool (``curl``) can
+check.  Why signed requests rather than a bearer token: the site key never crosses the network,
+a captured URL fetches only that one file and only for ``SIGN_TTL_S`` seconds.
+
+The fence against reading anything else: the camera id and the name must match their patterns
+(``<start>-<duration>.mp4`` of a finished segment; never a ``.part`` file, never a folder), the path
+is built from them (``<camera>/<UTC date>/<UTC hour>/<name>``, as the writer names it), resolved,
+and must lie under the recordings folder; only regular files are served.  Standard library only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import shutil
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from pipeline.config.schema import CAMERA_ID
+from pipeline.record.layout import SEGMENT_RE, hour_dir, parse_segment_name
+
+log = logging.getLogger(__name__)
+
+KEY_ENV = "SHARPEYE_SEGMENT_KEY_FILE"  # the site key's file, when not <data_dir>/cluster/segment.key
+LISTEN_ENV = "SHARPEYE_SEGMENT_LISTEN"  # host:port the worker's segment server binds (default 127.0.0.1:0)
+ADVERTISE_ENV = "SHARPEYE_SEGMENT_ADVERTISE"  # host[:port] others reach it at (default: the bound address)
+KEY_NAME = Path("cluster") / "segment.key"
+SIGN_TTL_S = 300.0  # a signed URL is good this long (clocks of a site are NTP-synchronised within seconds)
+CHUNK = 1 << 20
+_CAMERA = re.compile(CAMERA_ID.rstrip("$").lstrip("^"))
+
+
+class SegmentRefused(ValueError):
+    """A request that names no finished segment of this worker (bad name, outside the folder, not there)."""
+
+
+def key_path(data_dir: str | Path) -> Path:
+    env = os.environ.get(KEY_ENV)
+    return Path(env) if env else Path(data_dir) / KEY_NAME
+
+
+def load_or_create_key(data_dir: str | Path) -> bytes:
+    """The site's segment key (32 random bytes, base64 in a 0600 file), made on first use.
+
+    Every machine of a site needs the same file (copy it, as the Redis password is copied); a
+    machine with another key is refused (403) and says so in its log.
+    """
+    path = key_path(data_dir)
+    try:
+        return base64.b64decode(path.read_text().strip(), validate=True)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    try:
+        os.link(tmp, path)  # never replaces a key another process made meanwhile
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return base64.b64decode(path.read_text().strip(), validate=True)
+
+
+def _message(camera: str, name: str, exp: int) -> bytes:
+    return f"GET\n{camera}\n{name}\n{exp}".encode()
+
+
+def signed_path(key: bytes, camera: str, name: str, now: float | None = None) -> str:
+    """The request path (with its expiry and signature) that fetches one segment."""
+    exp = int((time.time() if now is None else now) + SIGN_TTL_S)
+    sig = hmac.new(key, _message(camera, name, exp), hashlib.sha256).hexdigest()
+    return f"/segment/{quote(camera, safe='')}/{quote(name, safe='')}?exp={exp}&sig={sig}"
+
+
+def check_signature(key: bytes, camera: str, name: str, exp: str, sig: str, now: float | None = None) -> str | None:
+    """None when the signature holds and has not expired, else why not."""
+    try:
+        e = int(exp)
+    except ValueError:
+        return "bad expiry"
+    t = time.time() if now is None else now
+    if e < t:
+        return "expired"
+    if e > t + SIGN_TTL_S + 60:
+        return "expiry too far ahead"
+    want = hmac.new(key, _message(camera, name, e), hashlib.sha256).hexdigest()
+    return None if hmac.compare_digest(want, sig) else "bad signature"
+
+
+def segment_file(recordings_dir: Path, camera: str, name: str) -> Path:
+    """The finished segment ``name`` of ``camera`` under ``recordings_dir``; SegmentRefused for anything else."""
+    if not _CAMERA.fullmatch(camera):
+        raise SegmentRefused(f"camera id {camera!r} is not valid")
+    parsed = parse_segment_name(name) if SEGMENT_RE.fullmatch(name) else None
+    if parsed is None:
+        raise SegmentRefused(f"{name!r} is not the name of a finished segment")
+    base = Path(recordings_dir).resolve()
+    path = (hour_dir(base, camera, parsed[0]) / name).resolve()
+    if not path.is_relative_to(base) or path == base:
+        raise SegmentRefused(f"{camera}/{name} would leave the recordings folder")
+    if not path.is_file():
+        raise SegmentRefused(f"no segment {camera}/{name} here")
+    return path
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "_HTTPServer"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
+        log.debug("segment server: " + format, *args)
+
+    def _refuse(self, code: int, why: str) -> None:
+        body = (why + "\n").encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
+        self.do_GET()
+
+    def do_GET(self) -> None:  # noqa: N802
+        srv = self.server.owner
+        url = urlsplit(self.path)
+        parts = url.path.split("/")
+        if len(parts) != 4 or parts[0] != "" or parts[1] != "segment":
+            self._refuse(404, "not found")
+            return
+        camera, name = unquote(parts[2]), unquote(parts[3])
+        q = parse_qs(url.query)
+        exp, sig = (q.get("exp") or [""])[0], (q.get("sig") or [""])[0]
+        if not sig:
+            srv.refused += 1
+            self._refuse(401, "a signed request is needed (exp, sig)")
+            return
+        why = check_signature(srv.key, camera, name, exp, sig)
+        if why is not None:
+            srv.refused += 1
+            log.warning("segment server: refused %s/%s from %s: %s (is the site key %s the same on every "
+                        "machine?)", camera[:64], name[:64], self.client_address[0], why, srv.key_file)
+            self._refuse(403, why)
+            return
+        try:
+            path = segment_file(srv.recordings_dir, camera, name)
+            f = open(path, "rb")
+        except SegmentRefused as e:
+            self._refuse(404, str(e))
+            return
+        except OSError as e:  # deleted by retention between the check and the open
+            self._refuse(404, f"cannot read {camera}/{name}: {e.strerror}")
+            return
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            try:
+                shutil.copyfileobj(f, self.wfile, CHUNK)
+            except OSError:
+                return  # the fetcher left; it verifies the size anyway
+        srv.served += 1
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    owner: "SegmentServer"
+
+
+def _split_hostport(text: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or "]" in port:
+        return text.strip("[]"), default_port
+    return host.strip("[]"), int(port)
+
+
+class SegmentServer:
+    """Serves this worker's finished segments to holders of the site key; ``address`` is what it announces."""
+
+    def __init__(self, data_dir: str | Path, recordings_dir: str | Path, listen: str | None = None,
+                 advertise: str | None = None):
+        self.data_dir = Path(data_dir)
+        self.recordings_dir = Path(recordings_dir)
+        self.listen = listen or os.environ.get(LISTEN_ENV) or "127.0.0.1:0"
+        self.advertise = advertise or os.environ.get(ADVERTISE_ENV)
+        self.key_file = key_path(self.data_dir)
+        self.key = b""
+        self.address = ""
+        self.served = 0
+        self.refused = 0
+        self._http: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> str:
+        """Listen; returns the announced ``http://host:port``.  Raises OSError when the port cannot be bound."""
+        self.key = load_or_create_key(self.data_dir)
+        host, port = _split_hostport(self.listen, 0)
+        http = _HTTPServer((host, port), _Handler)
+        http.owner = self
+        self._http = http
+        bound = http.server_address[1]
+        if self.advertise:
+            a_host, a_port = _split_hostport(self.advertise, bound)
+        else:
+            a_host, a_port = (socket.gethostname() if host in ("", "0.0.0.0", "::") else host), bound
+        self.address = f"http://{'[' + a_host + ']' if ':' in a_host else a_host}:{a_port}"
+        self._thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.5},
+                                        name="segment-server", daemon=True)
+        self._thread.start()
+        log.info("segment server: %s on %s:%d serves %s", self.address, host, bound, self.recordings_dir)
+        return self.address
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+        if self._thread is not None:
+            self._thread.join(2)
+            self._thread = None
