@@ -55,8 +55,12 @@ from pipeline.publish.fencing import FencedSink
 from pipeline.publish.outbox import CameraBacklog, Outbox
 from pipeline.publish.publisher import PublishStats, Publisher
 from pipeline.publish.status import CameraStatus
+from pipeline.record.announce import STREAM_MAXLEN as ANNOUNCE_MAXLEN
+from pipeline.record.announce import SegmentAnnouncer
+from pipeline.record.announce import stream_key as announce_stream
 from pipeline.record.ring import PacketRing
 from pipeline.record.segments import SegmentWriter
+from pipeline.record.serve import SegmentServer
 
 log = logging.getLogger(__name__)
 STATUS_PERIOD_S = 2.0
@@ -183,6 +187,13 @@ class Worker:
         # restarts the worker (a dead, deadlocked or stopped detect thread is caught, not hidden)
         self.on_heartbeat: Callable[[], None] | None = None
         self.live = LiveService(self.data_dir, shard[0])  # live view of the cameras' own packets (docs/live.md)
+        self.segment_server: SegmentServer | None = None  # cluster: finished segments for other machines
+        self.announcer: SegmentAnnouncer | None = None  # cluster: the catalogue (docs/recording-cluster.md)
+        if self.coordinator is not None and cfg.recordings.enabled:
+            self.segment_server = SegmentServer(self.data_dir, self.data_dir / cfg.recordings.dir)
+            key = announce_stream(cfg.bus.prefix)
+            self.announcer = SegmentAnnouncer(
+                lambda f: self.redis.xadd(key, f, maxlen=ANNOUNCE_MAXLEN, approximate=True), self.coordinator.id, "")
         for cid in self._mine(cfg) if self.coordinator is None else ():  # leased cameras start when acquired
             self._add_camera(cid)
         self._threads: list[threading.Thread] = []
@@ -540,6 +551,7 @@ class Worker:
             rt = self._add_camera(cid)
             if rt.writer is not None and self.coordinator is not None:
                 rt.writer.index_extra = {"fence": self.coordinator.fence(cid)}
+                rt.writer.on_segment = self.announcer.announce if self.announcer is not None else None
             log.info("camera %s: started under lease token %d", cid, token)
 
     def _send_orphan_end(self, cid: str, last: dict[str, Any]) -> None:
@@ -561,6 +573,12 @@ class Worker:
         self.started = True
         self.outbox.start()
         self.live.start()
+        if self.segment_server is not None and self.announcer is not None:
+            try:
+                self.announcer.address = self.segment_server.start()
+            except OSError as e:  # other machines cannot fetch this one's segments; recording goes on
+                log.error("segment server not started: %s", e)
+            self.announcer.start()
         for rt in list(self.cameras.values()):
             self._start_camera(rt)
         if self.coordinator is not None:
@@ -597,6 +615,10 @@ class Worker:
                 self._publish_status(rt)
             except Exception as e:
                 log.warning("camera %s: final messages not published: %s", rt.camera_id, e)
+        if self.announcer is not None:  # the writers are closed: their last segments are queued
+            self.announcer.stop()
+        if self.segment_server is not None:
+            self.segment_server.stop()
         if self.coordinator is not None:  # after the final messages (stamped while the leases were held)
             self.coordinator.on_release = None
             self.coordinator.stop(release=True)
