@@ -18,11 +18,16 @@ happens in storage; the page shows them in the config's zone.
 - ``export_jobs`` and ``cases``: exports started from the page (who, which cameras and range, their
   progress, files and manifest hash, release) and the cases grouping them (name, description,
   linked alerts) (migration 0004).  The files themselves live under ``<data_dir>/exports``.
+- ``segment_catalog``: which worker holds which recorded segment (camera, start, end, bytes, sha256,
+  fencing token, the worker's segment server), announced by the workers on ``P:segments`` and
+  stored by the archiver, so export and the alert clip find recordings across machines
+  (migration 0005, docs/recording-cluster.md).
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -224,6 +229,24 @@ cases = Table(
     Column("created_at", Float, nullable=False),
     Column("created_by", String(64), nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+segment_catalog = Table(
+    "segment_catalog", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dedupe_key", String(300), nullable=False, unique=True, doc="worker|camera|name: one row per stored file"),
+    Column("camera_id", String(64), nullable=False),
+    Column("start", Float, nullable=False),
+    Column("end", Float, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("name", String(64), nullable=False, doc="<start>-<duration>.mp4: the file's name on its worker"),
+    Column("sha256", String(64), nullable=True),
+    Column("worker", String(128), nullable=False, doc="the worker holding the file (its cluster id)"),
+    Column("token", Integer, nullable=True, doc="the fencing token the segment was recorded under"),
+    Column("address", String(300), nullable=False, doc="http://host:port of the worker's segment server"),
+    Column("announced_at", Float, nullable=False),
+    Column("stream_id", String(64), nullable=True),
+    Index(None, "camera_id", "start"),
 )
 
 APPEND_ONLY_TABLES = ("actions",)
