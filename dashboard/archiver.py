@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, select, update
 
 from dashboard.history.db import insert_ignore, open_database
 from dashboard.history.schema import alert_messages, alerts, camera_events
+from dashboard.segment_catalog import CatalogArchiver
 from pipeline.config import load_config
 from pipeline.config.secrets import install_log_scrubber
 from pipeline.publish import bus
@@ -218,7 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nothing in the config changes what is archived
     log.info("archiving %s into %s", arch.keys.events, engine.url.render_as_string(hide_password=True))
+    # the recording catalogue (P:segments, its own stream: the events' consumers never see it)
+    catalog = CatalogArchiver(engine, arch.r, cfg.bus.prefix, args.consumer, args.claim_idle_ms)
+    catalog_thread = threading.Thread(target=catalog.run, args=(stop,), name="segment-catalog", daemon=True)
+    catalog_thread.start()
     arch.run(stop)
+    catalog_thread.join(5)
     log.info("stopped: %d messages stored, %d duplicates skipped", arch.stored, arch.duplicates)
     return 0
 

@@ -39,6 +39,7 @@ from pipeline.config import Config
 from pipeline.config.secrets import scrub
 from pipeline.export import cases, holds, signing
 from pipeline.export.cut import CameraCut, cut_camera
+from pipeline.export.fetch import SegmentFetcher, relative_name
 from pipeline.export.manifest import SCHEMA, hash_path, render_text, signing_block, write_signed
 from pipeline.export.paths import UnsafeName, check_camera_id, exports_root, inside
 from pipeline.export.times import both, compact_utc, iso_local, iso_utc, zone_name
@@ -129,8 +130,12 @@ def os_user() -> str:
 
 
 def run_export(cfg: Config, req: ExportRequest, user: str, via: str = "command line",
-               progress: ProgressSink | None = None, now: Callable[[], float] = time.time) -> ExportResult:
-    """Make one export (see the module docstring); raises ExportError with a sentence and an exit code."""
+               progress: ProgressSink | None = None, now: Callable[[], float] = time.time,
+               fetcher: SegmentFetcher | None = None) -> ExportResult:
+    """Make one export (see the module docstring); raises ExportError with a sentence and an exit code.
+
+    ``fetcher`` (cluster): segments of the range that other machines hold are fetched into a local
+    cache first (pipeline/export/fetch.py); the cut reads local files either way."""
     t_start = time.monotonic()
     progress = progress or NoProgress()
     tz = cfg.tzinfo()
@@ -139,6 +144,8 @@ def run_export(cfg: Config, req: ExportRequest, user: str, via: str = "command l
     cams = _check_request(cfg, req, rec_dir)
     catalog = Recordings(rec_dir)
     plan = {c: catalog.segments(c, req.start, req.end) for c in cams}
+    if fetcher is not None:
+        plan = {c: fetcher.complete(c, req.start, req.end, plan[c]) for c in cams}
     if not any(plan.values()):
         gaps = {c: catalog.gaps(c, req.start, req.end) for c in cams}
         why = "; ".join(f"{c}: " + (", ".join(sorted({g.reason for g in gaps[c]})) or "not recorded") for c in cams)
@@ -160,7 +167,9 @@ def run_export(cfg: Config, req: ExportRequest, user: str, via: str = "command l
     try:
         cuts, hashes = _cut_all(cfg, req, cams, plan, rec_dir, folder, progress)
         progress.stage("manifest")
-        doc = _manifest(cfg, req, export_id, created, user, via, cuts, catalog, key)
+        for cut in cuts:
+            cut.notes += fetcher.notes.get(cut.camera, []) if fetcher is not None else []
+        doc = _manifest(cfg, req, export_id, created, user, via, cuts, catalog, key, fetcher)
         doc = write_signed(folder, "manifest", doc, render_text(doc), key, hashes)
         holds.put(data, export_id, [holds.HeldRange(c.camera, c.used[0].start, c.used[-1].end)
                                     for c in cuts if c.used],
@@ -262,13 +271,16 @@ def _cut_all(cfg: Config, req: ExportRequest, cams: list[str], plan: dict[str, l
 
 
 def _manifest(cfg: Config, req: ExportRequest, export_id: str, created: float, user: str, via: str,
-              cuts: list[CameraCut], catalog: Recordings, key: Any) -> dict[str, Any]:
+              cuts: list[CameraCut], catalog: Recordings, key: Any,
+              fetcher: SegmentFetcher | None = None) -> dict[str, Any]:
     tz = cfg.tzinfo()
     rec_dir = catalog.dir
+    roots = [rec_dir] + ([fetcher.cache] if fetcher is not None else [])
+    origin = fetcher.origin if fetcher is not None else {}
     cameras = []
     for cut in cuts:
         cam_cfg = cfg.cameras.get(cut.camera)
-        gaps = _gaps(cut, catalog, req.start, req.end)
+        gaps = _gaps(cut, catalog, req.start, req.end, bool(origin))
         cameras.append({
             "id": cut.camera,
             "name": cam_cfg.name if cam_cfg else f"{cut.camera} (no longer in the config)",
@@ -284,9 +296,10 @@ def _manifest(cfg: Config, req: ExportRequest, export_id: str, created: float, u
                        "reencoded_frames": f.reencoded_frames} for f in cut.files],
             "gaps": [{"start": both(g.start, tz), "end": both(g.end, tz), "seconds": round(g.end - g.start, 3),
                       "reason": g.reason} for g in gaps],
-            "segments": [{"path": s.path.relative_to(rec_dir).as_posix(), "start": round(s.start, 3),
-                          "end": round(s.end, 3), "bytes": s.bytes} for s in cut.used],
-            "skipped_segments": [{"path": s.path.relative_to(rec_dir).as_posix(), "start": round(s.start, 3),
+            "segments": [{"path": relative_name(s.path, roots), "start": round(s.start, 3),
+                          "end": round(s.end, 3), "bytes": s.bytes,
+                          **({"held_by": origin[s.path].worker} if s.path in origin else {})} for s in cut.used],
+            "skipped_segments": [{"path": relative_name(s.path, roots), "start": round(s.start, 3),
                                   "end": round(s.end, 3), "reason": s.reason} for s in cut.skipped],
             "notes": cut.notes,
         })
@@ -310,9 +323,11 @@ def _manifest(cfg: Config, req: ExportRequest, export_id: str, created: float, u
     }
 
 
-def _gaps(cut: CameraCut, catalog: Recordings, start: float, end: float) -> list[Gap]:
+def _gaps(cut: CameraCut, catalog: Recordings, start: float, end: float, fetched: bool = False) -> list[Gap]:
     """The holes of the range: recorded gaps with their reasons, skipped corrupt segments, unrecorded time."""
     out = list(catalog.gaps(cut.camera, start, end, GAP_JOIN_S))
+    if fetched:  # this machine's "not recorded" holes may be time another machine recorded: computed below
+        out = [g for g in out if g.reason != "not recorded"]
     out += [Gap(max(s.start, start), min(s.end, end), f"corrupt segment skipped ({s.reason})") for s in cut.skipped]
     covered = sorted([(max(s.start, start), min(s.end, end)) for s in cut.used] + [(g.start, g.end) for g in out])
     t = start

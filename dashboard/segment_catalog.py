@@ -1,0 +1,163 @@
+"""The recording catalogue: which worker holds which segment, stored from ``P:segments`` and looked up for exports.
+
+Workers announce every finished segment on the capped stream ``P:segments``
+(``pipeline/record/announce.py``).  :class:`CatalogArchiver` stores them in ``segment_catalog``
+as the archiver stores alerts: a member of the consumer group ``archiver`` of that stream, a batch
+per transaction, acknowledged after the commit, its own pending entries first at start and a dead
+consumer's entries claimed; a row is keyed by ``worker|camera|name``, so a redelivered entry is
+stored once.  The alert stream and its consumers are untouched.
+
+No fencing filter here, unlike alerts: a segment a former owner finished under its (lower) token
+before it lost the camera is good recording, and may be announced after the new owner's first
+one.  A worker that lost its lease stops recording before the lease can expire elsewhere, so two
+owners never record the same time; should they (a clock jump), the fetcher prefers the higher
+token where rows overlap.
+
+:func:`fetcher` builds the export library's :class:`~pipeline.export.fetch.SegmentFetcher` on this
+table: the dashboard's clips and exports and ``sharpeye export`` use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy import Connection, Engine, and_, select
+
+from dashboard.history.db import insert_ignore
+from dashboard.history.schema import segment_catalog
+from pipeline.export.fetch import RemoteSegment, SegmentFetcher
+from pipeline.record.announce import stream_key
+
+log = logging.getLogger("sharpeye.catalog")
+GROUP = "archiver"
+BATCH = 500
+CLAIM_IDLE_MS = 30_000
+LOOKBACK_S = 3600.0  # the longest a segment lasts (recordings.segment_s is at most 600 s)
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def store_segment(conn: Connection, sid: str | None, fields: dict[Any, Any]) -> bool:
+    """One announcement into ``segment_catalog``; False for a duplicate (or a malformed entry, logged)."""
+    f = {_text(k): _text(v) for k, v in fields.items()}
+    try:
+        row = {"camera_id": f["camera"], "start": float(f["start"]), "end": float(f["end"]),
+               "bytes": int(f["bytes"]), "name": f["name"], "sha256": f.get("sha256") or None,
+               "worker": f["worker"], "token": int(f["token"]) if f.get("token") else None,
+               "address": f.get("address", ""), "announced_at": float(f.get("time") or time.time()),
+               "stream_id": sid}
+    except (KeyError, ValueError) as e:
+        log.warning("skipping malformed segment announcement %s: %s", sid, e)
+        return False
+    row["dedupe_key"] = f"{row['worker']}|{row['camera_id']}|{row['name']}"
+    return insert_ignore(conn, segment_catalog, row)
+
+
+class CatalogArchiver:
+    """One consumer of the ``archiver`` group on ``P:segments``; ``step()`` stores one batch."""
+
+    def __init__(self, engine: Engine, r: "redis.Redis[bytes]", prefix: str, consumer: str | None = None,
+                 claim_idle_ms: int = CLAIM_IDLE_MS):
+        self.engine = engine
+        self.r = r
+        self.stream = stream_key(prefix)
+        self.consumer = consumer or f"archiver@{socket.gethostname()}"
+        self.claim_idle_ms = claim_idle_ms
+        self.pending_first = True
+        self.stored = 0
+        self.duplicates = 0
+
+    def ensure_group(self) -> None:
+        try:
+            self.r.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+
+    def _handle(self, entries: list[Any]) -> int:
+        if not entries:
+            return 0
+        with self.engine.begin() as conn:
+            for sid, fields in entries:
+                if not fields:
+                    continue  # trimmed before it was read
+                if store_segment(conn, _text(sid), fields):
+                    self.stored += 1
+                else:
+                    self.duplicates += 1
+        self.r.xack(self.stream, GROUP, *[e[0] for e in entries])
+        return len(entries)
+
+    def claim(self) -> int:
+        n, start = 0, "0-0"
+        while True:
+            nxt, claimed = self.r.xautoclaim(self.stream, GROUP, self.consumer, self.claim_idle_ms,
+                                             start_id=start, count=BATCH)[:2]
+            n += self._handle(claimed)
+            if _text(nxt) == "0-0":
+                return n
+            start = nxt
+
+    def step(self, block_ms: int = 1000) -> int:
+        if self.pending_first:
+            res = self.r.xreadgroup(GROUP, self.consumer, {self.stream: "0"}, count=BATCH)
+            entries = res[0][1] if res else []
+            if not entries:
+                self.pending_first = False
+                return 0
+            return self._handle(entries)
+        res = self.r.xreadgroup(GROUP, self.consumer, {self.stream: ">"}, count=BATCH, block=block_ms)
+        return self._handle(res[0][1] if res else [])
+
+    def run(self, stop: threading.Event, claim_every_s: float = 10.0) -> None:
+        next_claim = 0.0
+        while not stop.is_set():
+            try:
+                if next_claim == 0.0:
+                    self.ensure_group()
+                if time.monotonic() >= next_claim:
+                    self.claim()
+                    next_claim = time.monotonic() + claim_every_s
+                self.step()
+            except redis.ResponseError as e:
+                if "NOGROUP" in str(e):
+                    next_claim = 0.0
+                    continue
+                log.warning("segment catalogue: %s; retrying in 1 s", e)
+                stop.wait(1.0)
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                log.warning("bus unavailable (%s); retrying in 1 s", e)
+                stop.wait(1.0)
+            except Exception:
+                log.exception("storing segment announcements failed; they stay pending, retried in 2 s")
+                self.pending_first = True
+                stop.wait(2.0)
+
+
+def lookup(engine: Engine, camera: str, start: float, end: float) -> list[RemoteSegment]:
+    """Catalogue rows of ``camera`` overlapping [start, end], oldest first."""
+    c = segment_catalog.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(segment_catalog).where(and_(
+            c.camera_id == camera, c.start >= start - LOOKBACK_S, c.start < end, c.end > start))
+            .order_by(c.start)).all()
+    return [RemoteSegment(r.camera_id, r.start, r.end, r.name, int(r.bytes), r.worker, r.address, r.sha256, r.token)
+            for r in rows]
+
+
+def recorded_anywhere(engine: Engine, cameras: list[str], start: float, end: float) -> bool:
+    """Whether the catalogue knows any segment of these cameras in the range (a request is not empty)."""
+    return any(lookup(engine, c, start, end) for c in cameras)
+
+
+def fetcher(data_dir: str | Path, engine: Engine) -> SegmentFetcher:
+    """The export library's fetcher over this database's catalogue."""
+    return SegmentFetcher(data_dir, lambda cam, s, e: lookup(engine, cam, s, e))
