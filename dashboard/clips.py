@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.export.cut import cut_camera
+from pipeline.export.fetch import SegmentFetcher
 from pipeline.record.catalog import Recordings
+from pipeline.record.layout import Gap, SegmentInfo
 
 CACHE_KEEP_S = 24 * 3600.0
 SAME_ALERT_KEEP = 3  # versions of one alert's clip kept (an open alert's clip grows at each opening)
@@ -57,10 +59,15 @@ def _key(camera: str, alert_id: str) -> str:
 
 
 def cut_clip(recordings_dir: Path, cache_dir: Path, camera: str, alert_id: str, start: float, end: float,
-             is_open: bool = False) -> Clip:
-    """The clip of [start, end] for one alert, from the cache when what it covers has not changed."""
+             is_open: bool = False, fetcher: SegmentFetcher | None = None) -> Clip:
+    """The clip of [start, end] for one alert, from the cache when what it covers has not changed.
+
+    ``fetcher`` (cluster): the parts of the window another machine recorded (the camera moved) are
+    fetched from it first (pipeline/export/fetch.py), so the clip spans the move."""
     rec = Recordings(recordings_dir)
     segs = rec.segments(camera, start, end)
+    if fetcher is not None:
+        segs = fetcher.complete(camera, start, end, segs)
     if not segs:
         raise ClipError("no_recording", f"nothing of camera {camera} is recorded between {start:.0f} and {end:.0f}")
     covered = min(end, segs[-1].end)
@@ -68,7 +75,10 @@ def cut_clip(recordings_dir: Path, cache_dir: Path, camera: str, alert_id: str, 
     version = f"{round(start * 1000)}-{round(covered * 1000)}"
     final = cache_dir / f"{key}-{version}.mp4"
     meta_path = final.with_suffix(".json")
-    gaps = [{"start": g.start, "end": g.end, "reason": g.reason} for g in rec.gaps(camera, start, covered)]
+    holes = rec.gaps(camera, start, covered)
+    if fetcher is not None and any(s.path in fetcher.origin for s in segs):
+        holes = _holes(holes, segs, start, covered)
+    gaps = [{"start": g.start, "end": g.end, "reason": g.reason} for g in holes]
     if final.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         return Clip(final, meta["start"], meta["end"], meta["duration"], gaps, True, version)
@@ -87,6 +97,23 @@ def cut_clip(recordings_dir: Path, cache_dir: Path, camera: str, alert_id: str, 
         shutil.rmtree(work, ignore_errors=True)
     _prune(cache_dir, keep=final, same_alert=key)
     return Clip(final, meta["start"], meta["end"], meta["duration"], gaps, False, version)
+
+
+def _holes(local: list[Gap], segs: list[SegmentInfo], start: float, end: float) -> list[Gap]:
+    """The window's holes when some segments came from other machines: this machine's recorded gaps
+    (with reasons) where no fetched segment covers them, and "not recorded" where nothing does."""
+    spans = sorted((s.start, s.end) for s in segs)
+
+    def covered(t0: float, t1: float) -> bool:
+        return any(a <= t0 + 1.0 and b >= t1 - 1.0 for a, b in spans)
+
+    out = [g for g in local if g.reason != "not recorded" and not covered(g.start, g.end)]
+    t = start
+    for a, b in spans + [(end, end)]:
+        if a - t > 1.0 and not any(g.start <= t + 1.0 and g.end >= a - 1.0 for g in out):
+            out.append(Gap(t, min(a, end), "not recorded"))
+        t = max(t, b)
+    return sorted(out, key=lambda g: g.start)
 
 
 def cached_clip(cache_dir: Path, camera: str, alert_id: str, version: str) -> Path | None:

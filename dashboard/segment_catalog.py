@@ -161,3 +161,8 @@ def recorded_anywhere(engine: Engine, cameras: list[str], start: float, end: flo
 def fetcher(data_dir: str | Path, engine: Engine) -> SegmentFetcher:
     """The export library's fetcher over this database's catalogue."""
     return SegmentFetcher(data_dir, lambda cam, s, e: lookup(engine, cam, s, e))
+
+
+def dashboard_fetcher(d: Any) -> SegmentFetcher | None:
+    """The fetcher of a dashboard (its data directory and database) when the cluster is on, else None."""
+    return fetcher(d.data_dir, d.engine) if d.config().cluster.enabled else None

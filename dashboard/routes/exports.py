@@ -48,6 +48,7 @@ from dashboard.deps import current_user, refuse, remote_addr
 from dashboard.history.schema import alerts, cases, export_jobs
 from dashboard.orphans import parse_open
 from dashboard.pages import page
+from dashboard.segment_catalog import dashboard_fetcher, recorded_anywhere
 from dashboard.users import User
 from pipeline.config import Config
 from pipeline.export import cases as export_cases
@@ -289,7 +290,8 @@ def _run_job(d: Dashboard, job_id: str, req: ExportRequest, user: User, remote: 
     engine = d.engine
     try:
         _update(engine, job_id, state="running", started_at=time.time(), runner=_runner_id())
-        res = run_export(d.config(), req, user=_who(user), via="dashboard", progress=_RowProgress(engine, job_id))
+        res = run_export(d.config(), req, user=_who(user), via="dashboard", progress=_RowProgress(engine, job_id),
+                         fetcher=dashboard_fetcher(d))  # cluster: segments other machines hold
         files, manifest_sha, size = _result_files(res)
         path = res.zip_path or res.folder
         with engine.begin() as conn:
@@ -393,7 +395,8 @@ async def start_export(body: ExportBody, request: Request, user: User = Depends(
             raise refuse(400, "range_too_long", days=round(MAX_RANGE_S / 86400))
         case = _check_case(body.case)
         rec = Recordings(rec_dir)
-        if not any(rec.segments(c, start, end) for c in cams):
+        if not any(rec.segments(c, start, end) for c in cams) and not (
+                cfg.cluster.enabled and recorded_anywhere(d.engine, cams, start, end)):
             raise refuse(422, "no_recording", message=_nothing_recorded(cfg, rec, cams, start, end))
         job_id = secrets.token_urlsafe(12)
         cells = _camera_cells(cfg, cams)

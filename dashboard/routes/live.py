@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboard.audit import record
 from dashboard.clips import ClipError, cached_clip, cut_clip
+from dashboard.segment_catalog import dashboard_fetcher
 from dashboard.context import Dashboard, ctx
 from dashboard.deps import current_user, refuse, remote_addr
 from dashboard.history.schema import alert_messages, alerts
@@ -236,7 +237,7 @@ async def clip_info(alert_id: str, request: Request, user: User = Depends(curren
     finish_ms = round((time.perf_counter() - t0) * 1000, 1)
     try:
         clip = await run_in_threadpool(cut_clip, d.data_dir / d.config().recordings.dir, d.data_dir / "cache" / "clips",
-                                       row.camera_id, alert_id, start, end, is_open)
+                                       row.camera_id, alert_id, start, end, is_open, dashboard_fetcher(d))
     except ClipError as e:
         raise refuse(404, e.code, detail=str(e)) from None
 
@@ -284,7 +285,7 @@ async def clip_file(alert_id: str, request: Request, user: User = Depends(curren
     start, end, is_open = _window(d, row)
     try:
         clip = await run_in_threadpool(cut_clip, d.data_dir / d.config().recordings.dir, d.data_dir / "cache" / "clips",
-                                       row.camera_id, alert_id, start, end, is_open)
+                                       row.camera_id, alert_id, start, end, is_open, dashboard_fetcher(d))
     except ClipError as e:
         raise refuse(404, e.code, detail=str(e)) from None
     return FileResponse(Path(clip.path), media_type="video/mp4", headers={"Cache-Control": "private, no-cache"})

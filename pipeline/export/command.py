@@ -147,7 +147,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                         args.case, args.description, alert)
     bar = _Bar()
     try:
-        result = run_export(cfg, req, user=args.user or os_user(), via="command line", progress=bar)
+        result = run_export(cfg, req, user=args.user or os_user(), via="command line", progress=bar,
+                            fetcher=_fetcher(cfg))
     except ExportError as e:
         bar.stop()
         print(scrub(f"sharpeye export: {e}"), file=sys.stderr)
@@ -175,6 +176,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"  {result.seconds:.2f} s ({span / max(result.seconds, 1e-6):.0f}x real time); held from retention "
           f"until `sharpeye export release {result.id}`; signed by {m['signature']['fingerprint']}")
     return 0
+
+
+def _fetcher(cfg: Config) -> Any:
+    """With cluster.enabled: segments other machines hold, from the history database's catalogue
+    (docs/recording-cluster.md); None (this machine's recordings only) without a cluster or a database."""
+    if not cfg.cluster.enabled:
+        return None
+    try:
+        from dashboard.history.db import open_database
+        from dashboard.segment_catalog import fetcher
+
+        return fetcher(cfg.data_path(), open_database(cfg))
+    except Exception as e:
+        print(scrub(f"sharpeye export: the recording catalogue cannot be read ({e}); only this machine's "
+                    "recordings are exported"), file=sys.stderr)
+        return None
 
 
 def _alert_clip(cfg: Config, args: argparse.Namespace) -> Any:
