@@ -26,13 +26,14 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboard.context import Dashboard
 from dashboard.deps import refuse, session_required
-from dashboard.escalation import CHECK_EVERY_S, escalate_due
+from dashboard.escalation import CHECK_EVERY_S, EscalationTurn, escalate_due
 from dashboard.history import open_database
 from dashboard.pages import PUBLIC_STATIC, page, static_file
 from dashboard.routes import alerts, auth, cameras, health, history, officer, reports, users
 from dashboard.routes import live
 from dashboard.routes import zones
 from dashboard.routes import exports
+from dashboard.routes import workers
 from dashboard.security import SecurityHeaders
 from pipeline.config import Config
 
@@ -45,11 +46,15 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
     engine = engine or open_database(cfg)
     dash = Dashboard(cfg, engine, redis_url, tls=tls)
 
+    turn = EscalationTurn(dash.keys.prefix_key("escalation:lease"))
+
     async def escalations() -> None:
-        """Every second: escalate what is overdue, and push it to the pages."""
+        """Every second: escalate what is overdue, and push it to the pages (one dashboard of several)."""
         while True:
             await asyncio.sleep(CHECK_EVERY_S)
             try:
+                if not await turn.mine(dash.redis()):
+                    continue  # another dashboard process checks
                 for alert, act in await run_in_threadpool(escalate_due, dash.engine, dash.config()):
                     await dash.push_action(alert, act)
             except Exception:
@@ -60,6 +65,7 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
         task = asyncio.create_task(escalations())
         yield
         task.cancel()
+        await turn.release(dash.redis())
         await dash.close()
 
     app = FastAPI(title="Sharp Eyes dashboard", version="0.2", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -95,4 +101,5 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
     app.include_router(live.router)  # live wall and alert clips (docs/live.md)
     app.include_router(zones.router)  # zone and line editor (engineers)
     app.include_router(exports.router)  # exports, cases, camera timeline (issue 12)
+    app.include_router(workers.router)  # workers and camera owners of the cluster (issue 14)
     return SecurityHeaders(app, tls=tls)

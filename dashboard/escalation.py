@@ -10,13 +10,22 @@ page then moves it up, colours it, sounds again and marks it overdue, and the su
 lists it.  Each stage escalates again after each further period (level 2 after twice the time, ...),
 so an alert left alone keeps climbing.  The check runs in the dashboard every second; the
 guard on the row's state and level makes it safe if two dashboards run it at once.
+
+Several dashboard processes (behind a load balancer, one database): only the one holding the
+escalation lease in Redis (:class:`EscalationTurn`) runs the check, so N dashboards do not query
+the database N times a second.  The lease is an economy, not the safety: with the bus down every
+dashboard checks (an alert must escalate even then) and the row guard still escalates each once.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 import time
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import Engine, and_, or_, select, update
 
 from dashboard.audit import record
@@ -25,6 +34,23 @@ from dashboard.workflow import alert_view
 from pipeline.config import Config
 
 CHECK_EVERY_S = 1.0
+TURN_TTL_S = 3.0  # a dead lease holder's checks move to another dashboard within this (plus one check)
+
+# take the lease when free, extend it when ours: one round trip a check
+_TAKE_OR_RENEW = """
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if v then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 def _limit(times: Any, severity: str) -> float:
@@ -79,3 +105,28 @@ def escalate_due(engine: Engine, cfg: Config, now: float | None = None) -> list[
             fresh = conn.execute(select(alerts).where(alerts.c.id == row.id)).one()
             out.append((alert_view(fresh), act))
     return out
+
+
+class EscalationTurn:
+    """Whether this dashboard process runs the escalation check now: it holds ``key`` in Redis.
+
+    ``key`` is ``P:escalation:lease`` (docs/events.md), its value the holder's ``<host>:<pid>:<random>``."""
+
+    def __init__(self, key: str, me: str | None = None, ttl_s: float = TURN_TTL_S):
+        self.key = key
+        self.me = me or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.ttl_ms = max(1, int(ttl_s * 1000))
+
+    async def mine(self, redis: Any) -> bool:
+        """True when this process holds (or just took) the lease, or when the bus does not answer."""
+        try:
+            return bool(await redis.eval(_TAKE_OR_RENEW, 1, self.key, self.me, self.ttl_ms))
+        except (RedisError, OSError):
+            return True  # the row guard keeps each escalation single; escalating matters more than economy
+
+    async def release(self, redis: Any) -> None:
+        """A dashboard stopping hands the check over at once instead of after the TTL."""
+        try:
+            await redis.eval(_RELEASE, 1, self.key, self.me)
+        except (RedisError, OSError):
+            pass

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from dashboard.context import Dashboard, ctx
 from dashboard.deps import current_user, refuse, require_role
 from dashboard.pages import page
+from dashboard.routes.workers import attach_owners
 from dashboard.users import User
 from pipeline.config import Config, redact_url
 from pipeline.publish import bus
@@ -62,8 +63,9 @@ async def camera(camera_id: str, request: Request, user: User = Depends(current_
     cam = cfg.cameras.get(camera_id)
     if cam is None or not user.sees_cell(cam.grid_cell):
         raise refuse(404, "not_found")
-    return [c for c in camera_list(cfg, await camera_statuses(d), user, detail=user.has_role("engineer"))
+    item = [c for c in camera_list(cfg, await camera_statuses(d), user, detail=user.has_role("engineer"))
             if c["id"] == camera_id][0]
+    return (await attach_owners(d, [item]))[0]  # which worker runs it now (docs/events.md, cluster keys)
 
 
 @router.get("/engineer", include_in_schema=False)
@@ -73,9 +75,9 @@ async def engineer_page(_user: User = Depends(require_role("engineer"))) -> HTML
 
 @router.get("/api/health")
 async def health(request: Request, user: User = Depends(require_role("engineer"))) -> list[dict[str, Any]]:
-    """Every visible camera with its configuration and counters (the engineer page)."""
+    """Every visible camera with its configuration, counters and owner worker (the engineer page)."""
     d = ctx(request)
-    return camera_list(d.config(), await camera_statuses(d), user, detail=True)
+    return await attach_owners(d, camera_list(d.config(), await camera_statuses(d), user, detail=True))
 
 
 @router.get("/map", include_in_schema=False)

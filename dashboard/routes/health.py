@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboard.context import ctx
 from dashboard.deps import refuse
+from dashboard.routes import workers
 from dashboard.routes.cameras import camera_statuses, visible_cameras
 from dashboard.security import COOKIE, lookup_session
 from pipeline.publish.status import metrics_text
@@ -39,10 +40,13 @@ async def metrics(request: Request) -> Response:
     auth = request.headers.get("authorization", "")
     statuses = await camera_statuses(d)
     if token and auth.startswith("Bearer ") and secrets.compare_digest(auth[7:].strip(), token):
-        return Response(metrics_text(statuses), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(metrics_text(statuses) + await workers.metrics_text(d),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
     sess = await run_in_threadpool(lookup_session, d.engine, request.cookies.get(COOKIE))
     if sess is None:
         raise refuse(401, "no_session")
     mine = set(visible_cameras(d.config(), sess.user))
     statuses = {cid: st for cid, st in statuses.items() if cid in mine}
-    return Response(metrics_text(statuses), media_type="text/plain; version=0.0.4; charset=utf-8")
+    # the workers' metrics (cameras held, moves) are site-wide: engineers of every cell and the token only
+    extra = await workers.metrics_text(d) if sess.user.has_role("engineer") and sess.user.all_cells() else b""
+    return Response(metrics_text(statuses) + extra, media_type="text/plain; version=0.0.4; charset=utf-8")
