@@ -58,6 +58,44 @@ def test_sentinel_url_is_parsed_and_checked() -> None:
     assert not bus.is_sentinel_url("redis://h:1/0")  # a plain URL stays a plain client
 
 
+def test_the_dashboard_client_follows_a_failover(tmp_path: Path) -> None:
+    """``connect_async`` (the dashboard's client) with a Sentinel URL: reads and writes the primary, and after
+    the primary's ``kill -9`` reaches the promoted replica within the bound, with no restart of the client."""
+    import asyncio
+
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.backoff import NoBackoff
+
+    lab = RedisLab(tmp_path / "lab", replicas=2, down_after_ms=DOWN_AFTER_MS)
+    lab.start()
+
+    async def scenario() -> float:
+        r = bus.connect_async(lab.url, 5.0, AsyncRetry(NoBackoff(), 0))
+        try:
+            await r.xadd("ha:async", {"n": "0"})
+            old = lab.primary()
+            lab.kill(old)
+            t0 = time.monotonic()
+            while True:
+                try:
+                    await r.xadd("ha:async", {"n": "1"})
+                    return time.monotonic() - t0
+                except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+                    assert time.monotonic() - t0 < 30, "no write on a new primary within 30 s"
+                    await asyncio.sleep(0.1)
+        finally:
+            await r.aclose()
+
+    try:
+        took = asyncio.run(scenario())
+        new = lab.primary()
+        assert new is not lab.nodes[0] and new.client().xlen("ha:async") == 2
+        print(f"\ndashboard client: writing to the new primary {took:.2f} s after the kill")
+        assert took <= RESUME_BOUND_S
+    finally:
+        lab.close()
+
+
 # --------------------------------------------------------------------------- helpers
 
 
