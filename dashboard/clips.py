@@ -77,7 +77,7 @@ def cut_clip(recordings_dir: Path, cache_dir: Path, camera: str, alert_id: str, 
     meta_path = final.with_suffix(".json")
     holes = rec.gaps(camera, start, covered)
     if fetcher is not None and any(s.path in fetcher.origin for s in segs):
-        holes = _holes(holes, segs, start, covered)
+        holes = _holes(holes, [g for g in fetcher.moves.get(camera, []) if g.start < covered], segs, start, covered)
     gaps = [{"start": g.start, "end": g.end, "reason": g.reason} for g in holes]
     if final.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
@@ -99,15 +99,16 @@ def cut_clip(recordings_dir: Path, cache_dir: Path, camera: str, alert_id: str, 
     return Clip(final, meta["start"], meta["end"], meta["duration"], gaps, False, version)
 
 
-def _holes(local: list[Gap], segs: list[SegmentInfo], start: float, end: float) -> list[Gap]:
+def _holes(local: list[Gap], moves: list[Gap], segs: list[SegmentInfo], start: float, end: float) -> list[Gap]:
     """The window's holes when some segments came from other machines: this machine's recorded gaps
-    (with reasons) where no fetched segment covers them, and "not recorded" where nothing does."""
+    (with reasons) where no fetched segment covers them, the moves between machines, and "not
+    recorded" where nothing does."""
     spans = sorted((s.start, s.end) for s in segs)
 
     def covered(t0: float, t1: float) -> bool:
         return any(a <= t0 + 1.0 and b >= t1 - 1.0 for a, b in spans)
 
-    out = [g for g in local if g.reason != "not recorded" and not covered(g.start, g.end)]
+    out = [g for g in local if g.reason != "not recorded" and not covered(g.start, g.end)] + moves
     t = start
     for a, b in spans + [(end, end)]:
         if a - t > 1.0 and not any(g.start <= t + 1.0 and g.end >= a - 1.0 for g in out):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pipeline.record.layout import SegmentInfo
+from pipeline.record.layout import Gap, SegmentInfo
 from pipeline.record.serve import SegmentRefused, load_or_create_key, segment_relpath, signed_path
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class SegmentFetcher:
         self.timeout_s = timeout_s
         self.origin: dict[Path, RemoteSegment] = {}  # cached copy → where it came from
         self.notes: dict[str, list[str]] = {}  # camera → sentences for the manifest
+        self.moves: dict[str, list[Gap]] = {}  # camera → the holes where its recording passed between machines
         self.fetched = 0
         self.fetched_bytes = 0
         self.reused = 0
@@ -114,10 +115,14 @@ class SegmentFetcher:
 
     def _hand_overs(self, camera: str, segs: Sequence[SegmentInfo]) -> None:
         """Where the recording passes from one machine to another, say so (the hole there is the move's)."""
+        self.moves[camera] = []
         for a, b in zip(segs, segs[1:]):
             if self.holder(a) != self.holder(b):
                 self._note(camera, f"recorded by {self.holder(a)} up to {a.end:.3f}, by {self.holder(b)} from "
                                    f"{b.start:.3f} (the camera moved; {max(0.0, b.start - a.end):.3f} s between)")
+                if b.start - a.end > OVERLAP_S:  # listed however short: the file's clock jumps there
+                    self.moves[camera].append(Gap(a.end, b.start, f"camera moved from {self.holder(a)} to "
+                                                                  f"{self.holder(b)}: not recorded meanwhile"))
 
     def _note(self, camera: str, text: str) -> None:
         self.notes.setdefault(camera, []).append(text)

@@ -280,7 +280,8 @@ def _manifest(cfg: Config, req: ExportRequest, export_id: str, created: float, u
     cameras = []
     for cut in cuts:
         cam_cfg = cfg.cameras.get(cut.camera)
-        gaps = _gaps(cut, catalog, req.start, req.end, bool(origin))
+        gaps = _gaps(cut, catalog, req.start, req.end, bool(origin),
+                     fetcher.moves.get(cut.camera, []) if fetcher is not None else [])
         cameras.append({
             "id": cut.camera,
             "name": cam_cfg.name if cam_cfg else f"{cut.camera} (no longer in the config)",
@@ -323,11 +324,14 @@ def _manifest(cfg: Config, req: ExportRequest, export_id: str, created: float, u
     }
 
 
-def _gaps(cut: CameraCut, catalog: Recordings, start: float, end: float, fetched: bool = False) -> list[Gap]:
-    """The holes of the range: recorded gaps with their reasons, skipped corrupt segments, unrecorded time."""
+def _gaps(cut: CameraCut, catalog: Recordings, start: float, end: float, fetched: bool = False,
+          moves: list[Gap] | None = None) -> list[Gap]:
+    """The holes of the range: recorded gaps with their reasons, skipped corrupt segments, unrecorded time,
+    and (cluster) where the camera moved between machines."""
     out = list(catalog.gaps(cut.camera, start, end, GAP_JOIN_S))
     if fetched:  # this machine's "not recorded" holes may be time another machine recorded: computed below
         out = [g for g in out if g.reason != "not recorded"]
+    out += [Gap(max(g.start, start), min(g.end, end), g.reason) for g in moves or [] if g.start < end and g.end > start]
     out += [Gap(max(s.start, start), min(s.end, end), f"corrupt segment skipped ({s.reason})") for s in cut.skipped]
     covered = sorted([(max(s.start, start), min(s.end, end)) for s in cut.used] + [(g.start, g.end) for g in out])
     t = start
