@@ -33,8 +33,10 @@ import av
 import pytest
 from sqlalchemy import select
 
+from dashboard.clips import cut_clip
 from dashboard.history.db import open_database
 from dashboard.history.schema import segment_catalog
+from dashboard.segment_catalog import fetcher as catalog_fetcher
 from pipeline.cluster.leases import Lease, LeaseKeys
 from pipeline.cluster.rendezvous import Member, assign
 from pipeline.export.fetch import RemoteSegment, SegmentFetcher
@@ -297,6 +299,16 @@ def test_an_export_spanning_a_camera_move_fetches_the_old_owners_segments_and_is
     print(f"\nexport across the move: {len(used)} segments ({sum(x.bytes for x in used)} bytes) fetched from "
           f"wa ({sum(x.worker == 'wa' for x in used)}) and wb ({sum(x.worker == 'wb' for x in used)}), "
           f"{expected} frames, hole at the move {hole[1] - hole[0]:.3f} s, export {took:.2f} s")
+
+    # the alert clip of the dashboard host spans the move the same way (its own cache of segments)
+    dash_data = site.tmp / "dash" / "data"
+    clip = cut_clip(dash_data / "recordings", dash_data / "cache" / "clips", cam, "alert-1", start, end,
+                    fetcher=catalog_fetcher(dash_data, engine))
+    assert abs(clip.duration - (end - start)) < 0.1 and abs(clip.start - start) < 0.01
+    with av.open(str(clip.path)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == expected
+    assert [g["reason"] for g in clip.gaps] == (["camera moved from worker wa to worker wb: not recorded meanwhile"]
+                                                if hole[1] - hole[0] > 0.05 else [])
 
     # the live worker's endpoint refuses an unsigned request and a traversal
     addr = a_rows[0].address
