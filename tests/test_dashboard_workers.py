@@ -101,6 +101,10 @@ def test_owners_workers_and_a_move_after_a_worker_stops_renewing(env: dict[str, 
     first = c.get("/api/workers/moves").json()["moves"]
     assert {m["camera"] for m in first} == set(CAMS) and {m["reason"] for m in first} <= {"start", "handover"}
 
+    # a scrape now: the one after the move counts only the entries added since (the tally of this process)
+    before = c.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    assert 'sharpeye_worker_moves_total{direction="in",worker="wa"}' in before
+
     # wa stops renewing (as if killed: its leases stay in Redis until they expire) -> wb takes its cameras
     lost = sorted(w1.owned())
     assert lost == ["gate", "square"]

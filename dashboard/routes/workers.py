@@ -245,7 +245,7 @@ async def moves(request: Request, user: User = Depends(require_role("engineer"))
 # ------------------------------------------------------------------------------------------ metrics
 
 class _Collector:
-    def __init__(self, view: dict[str, Any], moves: list[dict[str, Any]], total: int | None):
+    def __init__(self, view: dict[str, Any], moves: dict[tuple[str, str], int], total: int | None):
         self.view, self.moves, self.total = view, moves, total
 
     def collect(self) -> Any:
@@ -262,22 +262,37 @@ class _Collector:
         yield held
         yield cap
         yield live
-        mv = CounterMetricFamily("sharpeye_worker_moves", "Camera moves to (in) and from (out) the worker, "
-                                 "counted over the retained history (cluster.history_maxlen entries)",
-                                 labels=["worker", "direction"])
-        counts: dict[tuple[str, str], int] = {}
-        for m in self.moves:
-            if m["to"]:
-                counts[(m["to"], "in")] = counts.get((m["to"], "in"), 0) + 1
-            if m["from"]:
-                counts[(m["from"], "out")] = counts.get((m["from"], "out"), 0) + 1
-        for (wid, direction), n in sorted(counts.items()):
+        mv = CounterMetricFamily("sharpeye_worker_moves", "Camera moves to (in) and from (out) the worker that "
+                                 "this dashboard process has seen in the moves stream (since it started, "
+                                 "including the history retained then)", labels=["worker", "direction"])
+        for (wid, direction), n in sorted(self.moves.items()):
             mv.add_metric([wid, direction], n)
         yield mv
         if self.total is not None:
             t = CounterMetricFamily("sharpeye_cluster_moves", "Camera lease acquisitions ever (all workers)")
             t.add_metric([], self.total)
             yield t
+
+
+@dataclass
+class _Tally:
+    """Moves per (worker, direction) counted by this dashboard process, from the stream's start as retained
+    when it first looked, then entry by entry: a scrape reads only the entries added since the last one."""
+
+    last_id: str = "-"
+    counts: dict[tuple[str, str], int] | None = None
+
+    def add(self, moves: list[dict[str, Any]]) -> None:
+        counts = self.counts if self.counts is not None else {}
+        for m in moves:
+            for wid, direction in ((m["to"], "in"), (m["from"], "out")):
+                if wid:
+                    counts[(wid, direction)] = counts.get((wid, direction), 0) + 1
+            self.last_id = m["id"]
+        self.counts = counts
+
+
+_TALLIES: dict[tuple[str, str], _Tally] = {}  # (bus URL, moves key) -> tally of this process
 
 
 async def metrics_text(d: Dashboard) -> bytes:
@@ -287,7 +302,13 @@ async def metrics_text(d: Dashboard) -> bytes:
         return b""
     key = LeaseKeys(d.config().bus.prefix).moves
     r = d.redis()
-    entries = await r.xrange(key)  # capped at cluster.history_maxlen: a scrape reads at most that many
+    tally = _TALLIES.setdefault((d.redis_url, key), _Tally())
+    while True:  # only what was added since the last scrape (the whole retained stream on the first)
+        lo = "-" if tally.last_id == "-" else "(" + tally.last_id
+        batch = await r.xrange(key, min=lo, max="+", count=SCAN_PAGE)
+        tally.add([parse_move(sid, f) for sid, f in batch])
+        if len(batch) < SCAN_PAGE:
+            break
     total = None
     try:
         xinfo = await r.xinfo_stream(key)
@@ -296,5 +317,5 @@ async def metrics_text(d: Dashboard) -> bytes:
     except ResponseError:  # no stream yet
         total = None
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(_Collector(view, [parse_move(s, f) for s, f in entries], total))  # type: ignore[arg-type]
+    reg.register(_Collector(view, dict(tally.counts or {}), total))  # type: ignore[arg-type]
     return generate_latest(reg)
