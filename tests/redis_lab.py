@@ -36,9 +36,17 @@ SERVICE = "mymaster"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port below the kernel's ephemeral range (32768+), free now: an outgoing connection cannot take it
+    between this check and redis-server's bind, as it could a port the kernel handed out (seen once)."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -147,17 +155,24 @@ class RedisLab:
             self._make_network()
         primary = self.nodes[0]
         for node in self.nodes:
-            self._write_node_conf(node, None if node is primary else primary)
-            self._spawn(node)
-        for node in self.nodes:
-            self._wait_ping(node)
+            self._start_first_time(node, lambda n: self._write_node_conf(n, None if n is primary else primary))
         for s in self.sentinels:
-            self._write_sentinel_conf(s, primary)
-            self._spawn(s)
-        for s in self.sentinels:
-            self._wait_ping(s)
+            self._start_first_time(s, lambda n: self._write_sentinel_conf(n, primary))
         self.wait_settled(primary, 30)
         return self
+
+    def _start_first_time(self, node: Node, write_conf: Any) -> None:
+        """Write the config and start; on loopback, a port taken meanwhile by another process means another port."""
+        for attempt in range(5):
+            write_conf(node)
+            self._spawn(node)
+            try:
+                self._wait_ping(node)
+                return
+            except RuntimeError as e:
+                if node.netns or "Address already in use" not in str(e) or attempt == 4:
+                    raise
+                node.port = free_port()
 
     def wait_settled(self, primary: Node, timeout: float) -> None:
         """Until every sentinel names ``primary``, sees every other sentinel and every live replica is in sync."""
