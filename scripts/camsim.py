@@ -150,12 +150,17 @@ def _set_offsets(_factory, media, start_s, delay_s):
     media.delay_s = delay_s
 
 
-def launch_line(path):
-    """The gst-launch description serving the H.264 video of ``path`` as ``pay0``."""
+def launch_line(path, lean=False):
+    """The gst-launch description serving the H.264 video of ``path`` as ``pay0``.
+
+    ``lean`` leaves out the queue (a thread per client) and h264parse: the payloader takes the
+    demuxer's AVC output as it is, and the packets on the wire are the same RTP packets.
+    """
     quoted = '"%s"' % path.replace("\\", "\\\\").replace('"', '\\"')
     demux = DEMUXERS.get(os.path.splitext(path)[1].lower(), "qtdemux")
-    return ("( filesrc location=%s ! %s name=d d.video_0 ! queue ! h264parse ! "
-            "rtph264pay name=pay0 pt=96 config-interval=1 )" % (quoted, demux))
+    middle = "" if lean else "queue ! h264parse ! "
+    return ("( filesrc location=%s ! %s name=d d.video_0 ! %s"
+            "rtph264pay name=pay0 pt=96 config-interval=1 )" % (quoted, demux, middle))
 
 
 def parse_mounts(specs):
@@ -192,6 +197,8 @@ def main(argv=None):
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8554, help="0 picks a free port")
     ap.add_argument("--shared", action="store_true", help="one pipeline shared by all clients of a mount")
+    ap.add_argument("--lean", action="store_true",
+                    help="no queue thread and no h264parse per client: cheaper for many cameras, same RTP")
     ap.add_argument("--start", action="append", metavar="MOUNT=SECONDS",
                     help="first loop of MOUNT starts this far into the file (at the keyframe before it)")
     ap.add_argument("--delay", action="append", metavar="MOUNT=SECONDS",
@@ -221,7 +228,7 @@ def main(argv=None):
     table = server.get_mount_points()
     for mount, path in mounts.items():
         factory = GstRtspServer.RTSPMediaFactory()
-        factory.set_launch(launch_line(path))
+        factory.set_launch(launch_line(path, args.lean))
         factory.set_shared(args.shared)
         factory.set_media_gtype(LoopingMedia)
         if mount in starts or mount in delays:

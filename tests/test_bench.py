@@ -47,7 +47,7 @@ def test_simulated_camera_starts_at_its_offset_after_its_delay(tmp_path: Path, p
     with av.open(str(clip.path)) as c:
         ref = np.stack([f.to_ndarray(format="gray")[::16, ::16].astype(np.float32) for f in c.decode(video=0)])
     opts = {"rtsp_transport": "tcp", "timeout": "5000000", "analyzeduration": "100000", "probesize": "32768"}
-    with RtspSimulator({"a": clip.path, "b": clip.path}, starts={"b": 2.7}, delays={"b": 1.0}) as sim:
+    with RtspSimulator({"a": clip.path, "b": clip.path}, starts={"b": 2.7}, delays={"b": 1.0}, lean=True) as sim:
         first_packet_s = {}
         for mount in ("a", "b"):
             t0 = time.monotonic()

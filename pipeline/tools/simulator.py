@@ -65,7 +65,8 @@ class RtspSimulator:
     host = "127.0.0.1"
 
     def __init__(self, mounts: dict[str, str | Path], port: int | None = None, shared: bool = False,
-                 starts: dict[str, float] | None = None, delays: dict[str, float] | None = None):
+                 starts: dict[str, float] | None = None, delays: dict[str, float] | None = None,
+                 lean: bool = False):
         if not mounts:
             raise ValueError("RtspSimulator needs at least one mount")
         self.mounts = {m.strip("/"): str(p) for m, p in mounts.items()}
@@ -77,6 +78,7 @@ class RtspSimulator:
             raise ValueError(f"start or delay for unknown mount(s) {sorted(unknown)}")
         self.port = port or free_port(self.host)
         self.shared = shared
+        self.lean = lean  # camsim --lean: no queue thread or h264parse per client (same RTP, about 1/3 less CPU)
         self.proc: subprocess.Popen | None = None
         self.ready_s: float | None = None  # seconds from spawn to READY, last start
         self._stderr = None
@@ -89,6 +91,8 @@ class RtspSimulator:
         cmd = [SYSTEM_PYTHON, str(CAMSIM), "--host", self.host, "--port", str(self.port)]
         if self.shared:
             cmd.append("--shared")
+        if self.lean:
+            cmd.append("--lean")
         for m, v in self.starts.items():
             cmd += ["--start", f"{m}={v:.3f}"]
         for m, v in self.delays.items():

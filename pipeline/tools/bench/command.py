@@ -150,6 +150,7 @@ def run_bench(plan: Plan, do_capacity: bool, baseline: str | None, confirm: bool
                      "baseline": baseline, "counts": counts or None,
                      "independent": plan.independent, "variants": plan.variants, "seed": plan.seed,
                      "results_dir": str(results_dir) if results_dir else None, "reader_nice": plan.reader_nice,
+                     "slot_depth": plan.slot_depth,
                      "criteria": {"detected_fps_min_share": FALL_BEHIND_RATE,
                                   "skipped_max_share": FALL_BEHIND_SKIPPED}},
         "content": list(content.values()),
@@ -190,13 +191,16 @@ def estimate(runs: list[dict[str, Any]], workers: int) -> dict[str, Any]:
     wall-clock search is noise.  Bounds: ``cpu`` (cores ÷ cost, the fixed part taken off),
     ``cpu_with_simulator`` (when the simulator shares the cores), ``serial`` (each process's serial
     loop, on one core at most: the worker processes, or the naive loop's one).  With runs at a
-    single N the fixed part cannot be separated and is counted per camera (pessimistic).
+    single N the fixed part cannot be separated and is counted per camera (pessimistic).  Only runs
+    that held are fitted when there are any: a loop that fell behind did less work per camera (it
+    skipped frames), so its cost per camera understates what keeping up costs.
     """
     out: dict[str, Any] = {}
     for kind in ("pipeline", "naive"):
-        rs = [r for r in runs if r["kind"] == kind and r["seconds"] > 0]
-        if not rs:
+        every = [r for r in runs if r["kind"] == kind and r["seconds"] > 0]
+        if not every:
             continue
+        rs = [r for r in every if r["held"]] or every
         cpus = rs[0]["cost"]["cpus"]
         ns = [r["cameras"] for r in rs]
 
@@ -220,7 +224,8 @@ def estimate(runs: list[dict[str, Any]], workers: int) -> dict[str, Any]:
         processes = workers if kind == "pipeline" else 1
         b_cpu = bound(cpus, fixed, per)
         b_serial = int(processes / serial_per) if serial_per else None
-        est = {"cameras_measured": ns, "held": [r["held"] for r in rs],
+        est = {"cameras_measured": [r["cameras"] for r in every], "held": [r["held"] for r in every],
+               "cameras_fitted": ns,
                "fixed_cores": round(fixed, 3), "cpu_s_per_camera_s": round(per, 4),
                "simulator_fixed_cores": round(s_fixed, 3), "simulator_cpu_s_per_camera_s": round(s_per, 4),
                "serial_loop_cpu_s_per_camera_s": round(serial_per, 4) if serial_per else None,
@@ -378,7 +383,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 seconds=args.seconds, warmup=args.warmup, threads=args.threads, workers=args.workers,
                 clip_seconds=args.clip_seconds, cache_dir=Path(args.cache_dir),
                 motion=args.motion == "on", idle=None if args.idle == "default" else args.idle == "on",
-                independent=not args.in_step, variants=args.variants, seed=args.seed, reader_nice=args.reader_nice)
+                independent=not args.in_step, variants=args.variants, seed=args.seed, reader_nice=args.reader_nice,
+                slot_depth=args.slot_depth)
     if args.capacity and args.counts:
         print("--capacity and --counts exclude each other", file=sys.stderr)
         return 2
@@ -439,6 +445,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--reader-nice", type=int, default=0,
                    help="experiment: run the worker's reader (decode) threads at this nice value, the detect "
                    "thread at the default (see docs/benchmarks.md, stall hunt)")
+    p.add_argument("--slot-depth", type=int, default=0,
+                   help="experiment: sampled frames a camera may have waiting in the worker before the oldest "
+                   "is skipped (default: the worker's own, 2)")
     p.add_argument("--seed", type=int, default=13, help="seed of the per-camera offsets (default 13)")
     p.add_argument("--results-dir", default=None,
                    help="write every run's JSON here as it is measured, and bench.json at the end (default with "

@@ -145,12 +145,14 @@ def nice_readers(nice: int) -> None:
     Reader._run = niced_run  # type: ignore[method-assign]
 
 
-def run_worker(probe_path: Path, worker_argv: list[str], reader_nice: int = 0) -> int:
+def run_worker(probe_path: Path, worker_argv: list[str], reader_nice: int = 0, slot_depth: int = 0) -> int:
     from pipeline.analyse.detect import Detector
     from pipeline.runtime import worker
 
     if reader_nice:
         nice_readers(reader_nice)
+    if slot_depth:  # experiment: sampled frames a camera may have waiting before the oldest is skipped
+        worker.SLOT_DEPTH = slot_depth
 
     probe = Probe(probe_path)
     original = Detector.from_config
@@ -299,9 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", help="naive: the bench's generated config")
     ap.add_argument("--source-fps", type=float, default=25.0, help="naive: camera frame rate, for k")
     ap.add_argument("--reader-nice", type=int, default=0, help="worker: nice value of reader threads (experiment)")
+    ap.add_argument("--slot-depth", type=int, default=0, help="worker: frames waiting per camera (experiment)")
     args = ap.parse_args(argv)
     if args.kind == "worker":
-        return run_worker(args.probe, worker_argv, args.reader_nice)
+        return run_worker(args.probe, worker_argv, args.reader_nice, args.slot_depth)
     if not args.config:
         ap.error("naive needs --config")
     return run_naive(args.probe, args.config, args.source_fps)

@@ -21,6 +21,7 @@ STAGES = ("decode", "gray", "gate", "tamper", "queue_wait", "convert", "detect",
 def label(doc: dict[str, Any]) -> str:
     s = doc["settings"]
     extra = f", reader nice {s['reader_nice']}" if s.get("reader_nice") else ""
+    extra += f", slot depth {s['slot_depth']}" if s.get("slot_depth") else ""
     return f"{s['resolution']}{' + sub' if s['substream'] else ''} {s['content']}{extra}"
 
 
