@@ -26,6 +26,7 @@ from dashboard.history import open_database
 from dashboard.history.schema import alert_messages
 from pipeline.config import load_config
 from pipeline.config.schema import check_redis_url
+from pipeline.config.secrets import redact_url
 from pipeline.publish import bus
 from pipeline.publish.outbox import Outbox
 from tests.conftest import wait_for
@@ -56,6 +57,8 @@ def test_sentinel_url_is_parsed_and_checked() -> None:
         with pytest.raises(ValueError):
             bus.parse_sentinel_url(bad)
     assert not bus.is_sentinel_url("redis://h:1/0")  # a plain URL stays a plain client
+    assert redact_url("redis+sentinel://:s3cret@h1:26379,h2:26379/m?sentinel_password=zz") == \
+        "redis+sentinel://:***@h1:26379,h2:26379/m?sentinel_password=***", "both passwords masked in logs"
 
 
 def test_the_dashboard_client_follows_a_failover(tmp_path: Path) -> None:
