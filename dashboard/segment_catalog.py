@@ -52,7 +52,8 @@ def store_segment(conn: Connection, sid: str | None, fields: dict[Any, Any]) -> 
         row = {"camera_id": f["camera"], "start": float(f["start"]), "end": float(f["end"]),
                "bytes": int(f["bytes"]), "name": f["name"], "sha256": f.get("sha256") or None,
                "worker": f["worker"], "token": int(f["token"]) if f.get("token") else None,
-               "address": f.get("address", ""), "announced_at": float(f.get("time") or time.time()),
+               "address": f.get("address", ""), "sig": f.get("sig") or None,
+               "announced_at": float(f.get("time") or time.time()),
                "stream_id": sid}
     except (KeyError, ValueError) as e:
         log.warning("skipping malformed segment announcement %s: %s", sid, e)
@@ -149,8 +150,8 @@ def lookup(engine: Engine, camera: str, start: float, end: float) -> list[Remote
         rows = conn.execute(select(segment_catalog).where(and_(
             c.camera_id == camera, c.start >= start - LOOKBACK_S, c.start < end, c.end > start))
             .order_by(c.start)).all()
-    return [RemoteSegment(r.camera_id, r.start, r.end, r.name, int(r.bytes), r.worker, r.address, r.sha256, r.token)
-            for r in rows]
+    return [RemoteSegment(r.camera_id, r.start, r.end, r.name, int(r.bytes), r.worker, r.address, r.sha256, r.token,
+                          r.sig) for r in rows]
 
 
 def recorded_anywhere(engine: Engine, cameras: list[str], start: float, end: float) -> bool:

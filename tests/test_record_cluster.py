@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import signal
@@ -41,7 +42,7 @@ from pipeline.cluster.leases import Lease, LeaseKeys
 from pipeline.cluster.rendezvous import Member, assign
 from pipeline.export.fetch import RemoteSegment, SegmentFetcher
 from pipeline.record.layout import iter_index
-from pipeline.record.serve import KEY_ENV, SIGN_TTL_S, SegmentServer, signed_path
+from pipeline.record.serve import KEY_ENV, SIGN_TTL_S, SegmentServer, catalogue_signature, signed_path
 from pipeline.tools.simulator import RtspSimulator
 from tests.conftest import config_text, require_camsim, wait_for
 from tests.record_support import fake_segments
@@ -122,16 +123,25 @@ def test_segment_endpoint_refuses_every_name_outside_the_recordings_even_when_si
         assert b"not a segment" not in body
 
 
-def test_fetcher_refuses_a_copy_whose_size_or_hash_differs_from_the_catalogue(
+def _signed(row: RemoteSegment, key: bytes, **change: Any) -> RemoteSegment:
+    r = dataclasses.replace(row, **change)
+    return dataclasses.replace(r, sig=catalogue_signature(key, r.camera, r.start, r.end, r.bytes, r.name,
+                                                          r.sha256 or "", r.worker, r.token, r.address))
+
+
+def test_fetcher_refuses_a_copy_whose_size_or_hash_differs_and_a_row_not_signed_with_the_site_key(
         served: tuple[SegmentServer, Path, bytes], tmp_path: Path) -> None:
     srv, path, key = served
     start, dur = (float(x) for x in path.name[:-4].split("-"))
-    good = RemoteSegment("gate", start, start + dur, path.name, 5000, "wa", srv.address, None, 3)
-    for bad, why in [(good.__class__(**{**good.__dict__, "bytes": 4999}), "got 5000 bytes"),
-                     (good.__class__(**{**good.__dict__, "sha256": "0" * 64}), "sha256")]:
+    good = _signed(RemoteSegment("gate", start, start + dur, path.name, 5000, "wa", srv.address, None, 3), key)
+    forged = [_signed(good, b"a bus writer's own key", address="http://127.0.0.1:9"),
+              dataclasses.replace(good, sig=None), dataclasses.replace(good, worker="wz")]
+    for bad, why in [(_signed(good, key, bytes=4999), "got 5000 bytes"),
+                     (_signed(good, key, sha256="0" * 64), "sha256"),
+                     *((f, "not signed with this site's key") for f in forged)]:
         f = SegmentFetcher(tmp_path / "dash", lambda c, s, e, r=bad: [r], key=key)
         assert f.complete("gate", start, start + dur, []) == []
-        assert why in f.notes["gate"][0] and "wa" in f.notes["gate"][0]
+        assert why in f.notes["gate"][0] and bad.worker in f.notes["gate"][0]
         assert not list((tmp_path / "dash").rglob("*.mp4"))
     f = SegmentFetcher(tmp_path / "dash", lambda c, s, e: [good], key=key)
     (seg,) = f.complete("gate", start, start + dur, [])
@@ -209,11 +219,12 @@ class Site:
 
 
 @pytest.fixture()
-def site(tmp_path: Path, redis_url: str, person_clip: Path) -> Iterator[Site]:
+def site(tmp_path: Path, redis_url: str, person_clip: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     require_camsim()
     cam = _camera_preferring("wb", ["wa"])
     with RtspSimulator({cam: person_clip}) as sim:
         s = Site(tmp_path, redis_url, sim, cam)
+        monkeypatch.setenv(KEY_ENV, s.env[KEY_ENV])  # this process cuts the clip: the site's key too
         try:
             yield s
         finally:
@@ -259,7 +270,7 @@ def test_an_export_spanning_a_camera_move_fetches_the_old_owners_segments_and_is
     b_rows = [x for x in rows if x.worker == "wb"]
     assert a_rows[-1].end <= b_rows[0].start + 0.05, "the two owners recorded the same time"
     assert a_rows[-1].token < b_rows[0].token, "the new owner's token is higher"
-    assert all(x.sha256 and len(x.sha256) == 64 for x in rows)
+    assert all(x.sha256 and len(x.sha256) == 64 and x.sig and len(x.sig) == 64 for x in rows)
     assert len({x.address for x in a_rows}) == 1 and a_rows[0].address != b_rows[0].address
     # whole segments from wa's second to wb's last: the file must hold every packet of them
     start, end = a_rows[1].start, b_rows[-1].end

@@ -244,6 +244,7 @@ segment_catalog = Table(
     Column("worker", String(128), nullable=False, doc="the worker holding the file (its cluster id)"),
     Column("token", Integer, nullable=True, doc="the fencing token the segment was recorded under"),
     Column("address", String(300), nullable=False, doc="http://host:port of the worker's segment server"),
+    Column("sig", String(64), nullable=True, doc="HMAC of the row with the site key (fetchers check it)"),
     Column("announced_at", Float, nullable=False),
     Column("stream_id", String(64), nullable=True),
     Index(None, "camera_id", "start"),

@@ -17,6 +17,7 @@ hole in the export like any other, and the manifest lists it.  Copies in the cac
 from __future__ import annotations
 
 import hashlib
+import hmac
 import http.client
 import logging
 import os
@@ -29,7 +30,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pipeline.record.layout import Gap, SegmentInfo
-from pipeline.record.serve import SegmentRefused, load_or_create_key, segment_relpath, signed_path
+from pipeline.record.serve import (
+    SegmentRefused,
+    catalogue_signature,
+    load_or_create_key,
+    segment_relpath,
+    signed_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,12 @@ class RemoteSegment:
     address: str
     sha256: str | None = None
     token: int | None = None
+    sig: str | None = None  # the worker's HMAC of the row with the site key
+
+    def signed_by(self, key: bytes) -> bool:
+        want = catalogue_signature(key, self.camera, self.start, self.end, self.bytes, self.name, self.sha256 or "",
+                                   self.worker, self.token, self.address)
+        return bool(self.sig) and hmac.compare_digest(want, self.sig or "")
 
 
 Lookup = Callable[[str, float, float], Sequence[RemoteSegment]]
@@ -95,6 +108,11 @@ class SegmentFetcher:
         # the newest owner first where two claim the same time (a recording under a stale token)
         for row in sorted(rows, key=lambda r: (-(r.token or 0), r.start)):
             if row.end <= start or row.start >= end or _covered(chosen, row):
+                continue
+            if not row.signed_by(self.key):
+                self._note(camera, f"segment {row.name} ({row.start:.3f} to {row.end:.3f}) announced for worker "
+                                   f"{row.worker} is not signed with this site's key: not fetched")
+                log.warning("camera %s: %s", camera, self.notes[camera][-1])
                 continue
             try:
                 info = self._get(row)

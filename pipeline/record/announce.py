@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.record.layout import SegmentInfo
+from pipeline.record.serve import catalogue_signature
 
 log = logging.getLogger(__name__)
 
@@ -55,22 +56,27 @@ def file_sha256(path: Path) -> str:
 
 
 def announcement(info: SegmentInfo, worker: str, address: str, extra: dict[str, Any], sha256: str,
-                 now: float | None = None) -> dict[str, str]:
-    """The stream entry of one finished segment (flat strings, as Redis stores them)."""
+                 key: bytes = b"", now: float | None = None) -> dict[str, str]:
+    """The stream entry of one finished segment (flat strings, as Redis stores them), signed with the site key."""
     fence = extra.get("fence") or {}
-    return {"camera": info.camera, "start": f"{info.start:.3f}", "end": f"{info.end:.3f}",
+    token = fence.get("token")
+    start, end = round(info.start, 3), round(info.end, 3)
+    sig = catalogue_signature(key, info.camera, start, end, info.bytes, info.path.name, sha256, worker,
+                              int(token) if token is not None else None, address) if key else ""
+    return {"camera": info.camera, "start": f"{start:.3f}", "end": f"{end:.3f}",
             "bytes": str(info.bytes), "name": info.path.name, "sha256": sha256, "worker": worker,
-            "token": str(fence.get("token", "")), "address": address,
+            "token": "" if token is None else str(token), "address": address, "sig": sig,
             "time": f"{time.time() if now is None else now:.3f}"}
 
 
 class SegmentAnnouncer:
     """Queue of finished segments to announce; ``announce`` is the writer's ``on_segment`` hook."""
 
-    def __init__(self, send: Send, worker: str, address: str, queue_max: int = QUEUE_MAX):
+    def __init__(self, send: Send, worker: str, address: str, key: bytes = b"", queue_max: int = QUEUE_MAX):
         self.send = send
         self.worker = worker
         self.address = address
+        self.key = key  # the site key (pipeline/record/serve.py): fetchers take only rows signed with it
         self.sent = 0
         self.dropped = 0
         self.failures = 0
@@ -132,7 +138,7 @@ class SegmentAnnouncer:
             log.warning("camera %s: segment %s not announced: %s", info.camera, info.path.name, e)
             return
         with self._cv:
-            self._ready.append(announcement(info, self.worker, self.address, extra, digest))
+            self._ready.append(announcement(info, self.worker, self.address, extra, digest, self.key))
 
     def _flush(self) -> bool:
         """Send the hashed announcements in order; False when the bus refused (they stay queued)."""

@@ -109,15 +109,30 @@ def check_signature(key: bytes, camera: str, name: str, exp: str, sig: str, now:
     return None if hmac.compare_digest(want, sig) else "bad signature"
 
 
-def segment_file(recordings_dir: Path, camera: str, name: str) -> Path:
-    """The finished segment ``name`` of ``camera`` under ``recordings_dir``; SegmentRefused for anything else."""
+def catalogue_signature(key: bytes, camera: str, start: float, end: float, size: int, name: str, sha256: str,
+                        worker: str, token: int | None, address: str) -> str:
+    """HMAC of a catalogue row as its worker announced it: a process that can write to the bus but has
+    no site key cannot add a row that sends a fetcher elsewhere or vouches for other bytes."""
+    text = "\n".join([camera, f"{start:.3f}", f"{end:.3f}", str(size), name, sha256, worker,
+                      "" if token is None else str(token), address])
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def segment_relpath(camera: str, name: str) -> Path:
+    """``<camera>/<date>/<hour>/<name>`` of a finished segment; SegmentRefused when a name is not one of ours."""
     if not _CAMERA.fullmatch(camera):
         raise SegmentRefused(f"camera id {camera!r} is not valid")
     parsed = parse_segment_name(name) if SEGMENT_RE.fullmatch(name) else None
     if parsed is None:
         raise SegmentRefused(f"{name!r} is not the name of a finished segment")
+    return hour_dir(Path(), camera, parsed[0]) / name
+
+
+def segment_file(recordings_dir: Path, camera: str, name: str) -> Path:
+    """The finished segment ``name`` of ``camera`` under ``recordings_dir``; SegmentRefused for anything else."""
+    rel = segment_relpath(camera, name)
     base = Path(recordings_dir).resolve()
-    path = (hour_dir(base, camera, parsed[0]) / name).resolve()
+    path = (base / rel).resolve()
     if not path.is_relative_to(base) or path == base:
         raise SegmentRefused(f"{camera}/{name} would leave the recordings folder")
     if not path.is_file():

@@ -162,7 +162,8 @@ class Worker:
         self.data_dir = cfg.data_path()
         # every message goes through the on-disk outbox: a slow or dead Redis never blocks a camera
         self.outbox = Outbox(self.data_dir / "outbox" / f"shard{shard[0]}.db", self.redis, self.keys,
-                             cfg.bus.events_maxlen, cfg.bus.outbox_max_messages, cameras=lambda: list(self.cameras))
+                             cfg.bus.events_maxlen, cfg.bus.outbox_max_messages, cameras=lambda: list(self.cameras),
+                             wait_replicas=cfg.bus.wait_replicas, wait_timeout_ms=cfg.bus.wait_timeout_ms)
         # cluster.enabled: cameras run only while this worker holds their lease (pipeline/cluster); every
         # message is stamped with the lease's fencing token, and refused once the lease is lost or fenced
         self.coordinator: Coordinator | None = None
@@ -578,6 +579,7 @@ class Worker:
                 self.announcer.address = self.segment_server.start()
             except OSError as e:  # other machines cannot fetch this one's segments; recording goes on
                 log.error("segment server not started: %s", e)
+            self.announcer.key = self.segment_server.key
             self.announcer.start()
         for rt in list(self.cameras.values()):
             self._start_camera(rt)

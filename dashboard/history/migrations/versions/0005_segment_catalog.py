@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("worker", sa.String(length=128), nullable=False),
         sa.Column("token", sa.Integer(), nullable=True),
         sa.Column("address", sa.String(length=300), nullable=False),
+        sa.Column("sig", sa.String(length=64), nullable=True),
         sa.Column("announced_at", sa.Float(), nullable=False),
         sa.Column("stream_id", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_segment_catalog")),
