@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -37,11 +38,13 @@ from sqlalchemy import select
 from dashboard.clips import cut_clip
 from dashboard.history.db import open_database
 from dashboard.history.schema import segment_catalog
+from dashboard.segment_catalog import CatalogArchiver, lookup
 from dashboard.segment_catalog import fetcher as catalog_fetcher
 from pipeline.cluster.leases import Lease, LeaseKeys
 from pipeline.cluster.rendezvous import Member, assign
 from pipeline.export.fetch import RemoteSegment, SegmentFetcher
-from pipeline.record.layout import iter_index
+from pipeline.record.announce import SegmentAnnouncer, announcement
+from pipeline.record.layout import SegmentInfo, iter_index
 from pipeline.record.serve import KEY_ENV, SIGN_TTL_S, SegmentServer, catalogue_signature, signed_path
 from pipeline.tools.simulator import RtspSimulator
 from tests.conftest import config_text, require_camsim, wait_for
@@ -329,3 +332,70 @@ def test_an_export_spanning_a_camera_move_fetches_the_old_owners_segments_and_is
     assert _get(addr + signed_path(key, cam, a_rows[0].name))[0] == 200
     r.close()
     engine.dispose()
+
+
+# ------------------------------------------------------------------------------------------ the catalogue
+
+
+def test_announcements_wait_for_the_bus_and_arrive_in_order_with_hash_and_signature(tmp_path: Path) -> None:
+    rec = tmp_path / "recordings"
+    paths = fake_segments(rec, "gate", [T0 + 10 * i for i in range(5)], size=3000)
+    sent: list[dict[str, str]] = []
+    down = {"calls": 0}
+
+    def send(fields: dict[str, str]) -> None:
+        if down["calls"] < 3:
+            down["calls"] += 1
+            raise ConnectionError("bus down")
+        sent.append(fields)
+
+    key = os.urandom(32)
+    ann = SegmentAnnouncer(send, "wa", "http://10.0.0.11:8091", key)
+    ann.start()
+    try:
+        for p in paths:
+            s, d = (float(x) for x in p.name[:-4].split("-"))
+            ann.announce(SegmentInfo("gate", s, s + d, p, 3000), {"fence": {"owner": "wa", "token": 7}})
+        wait_for(lambda: len(sent) == 5, 15, lambda: f"5 announcements sent: {sent}")
+    finally:
+        ann.stop()
+    assert [f["name"] for f in sent] == [p.name for p in paths] and ann.failures == 3
+    row = RemoteSegment("gate", float(sent[0]["start"]), float(sent[0]["end"]), sent[0]["name"], 3000, "wa",
+                        sent[0]["address"], sent[0]["sha256"], int(sent[0]["token"]), sent[0]["sig"])
+    assert row.sha256 == hashlib.sha256(b"\0" * 3000).hexdigest() and row.token == 7
+    assert row.signed_by(key) and not row.signed_by(os.urandom(32))
+
+
+def test_the_archiver_stores_announcements_once_claims_a_dead_consumers_and_leaves_the_events_alone(
+        tmp_path: Path, redis_url: str) -> None:
+    from pipeline.publish import bus
+
+    prefix = f"rcat{time.monotonic_ns()}"
+    r = bus.connect(redis_url)
+    stream = f"{prefix}:segments"
+    engine = open_database(url=f"sqlite:///{tmp_path / 'history.sqlite'}")
+    try:
+        arch = CatalogArchiver(engine, r, prefix, consumer="live", claim_idle_ms=0)
+        arch.ensure_group()
+        key = os.urandom(32)
+        entries = [announcement(SegmentInfo("gate", T0 + 2 * i, T0 + 2 * i + 2, Path(f"{T0 + 2 * i:.3f}-2.000.mp4"),
+                                            1000 + i), "wa", "http://a:1", {"fence": {"token": 3}}, "ab" * 32, key)
+                   for i in range(4)]
+        for f in entries + [entries[1]]:  # one sent twice (a resend after a failover)
+            r.xadd(stream, f)
+        # a consumer that read two and died before acknowledging them
+        r.xreadgroup("archiver", "dead", {stream: ">"}, count=2)
+        assert arch.claim() == 2
+        assert arch.step(block_ms=100) == 0  # its own pending entries first: none
+        while arch.step(block_ms=100):
+            pass
+        rows = _rows(engine, "gate")
+        assert [x.name for x in rows] == [f["name"] for f in entries] and arch.duplicates == 1
+        assert r.xpending(stream, "archiver")["pending"] == 0
+        assert not r.exists(bus.BusKeys(prefix).events), "announcements never touch the alert stream"
+        got = lookup(engine, "gate", T0 + 3, T0 + 5)  # overlapping: the second and the third
+        assert [g.name for g in got] == [entries[1]["name"], entries[2]["name"]]
+        assert all(g.signed_by(key) and g.token == 3 for g in got)
+    finally:
+        engine.dispose()
+        r.close()
