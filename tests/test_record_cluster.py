@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -132,6 +133,10 @@ def _signed(row: RemoteSegment, key: bytes, **change: Any) -> RemoteSegment:
                                                           r.sha256 or "", r.worker, r.token, r.address))
 
 
+def _only(row: RemoteSegment, camera: str, start: float, end: float) -> list[RemoteSegment]:
+    return [row]
+
+
 def test_fetcher_refuses_a_copy_whose_size_or_hash_differs_and_a_row_not_signed_with_the_site_key(
         served: tuple[SegmentServer, Path, bytes], tmp_path: Path) -> None:
     srv, path, key = served
@@ -142,9 +147,9 @@ def test_fetcher_refuses_a_copy_whose_size_or_hash_differs_and_a_row_not_signed_
     for bad, why in [(_signed(good, key, bytes=4999), "got 5000 bytes"),
                      (_signed(good, key, sha256="0" * 64), "sha256"),
                      *((f, "not signed with this site's key") for f in forged)]:
-        f = SegmentFetcher(tmp_path / "dash", lambda c, s, e, r=bad: [r], key=key)
-        assert f.complete("gate", start, start + dur, []) == []
-        assert why in f.notes["gate"][0] and bad.worker in f.notes["gate"][0]
+        fetcher = SegmentFetcher(tmp_path / "dash", functools.partial(_only, bad), key=key)
+        assert fetcher.complete("gate", start, start + dur, []) == []
+        assert why in fetcher.notes["gate"][0] and bad.worker in fetcher.notes["gate"][0]
         assert not list((tmp_path / "dash").rglob("*.mp4"))
     f = SegmentFetcher(tmp_path / "dash", lambda c, s, e: [good], key=key)
     (seg,) = f.complete("gate", start, start + dur, [])

@@ -16,6 +16,7 @@ hole in the export like any other, and the manifest lists it.  Copies in the cac
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import http.client
@@ -61,7 +62,7 @@ class RemoteSegment:
     token: int | None = None
     sig: str | None = None  # the worker's HMAC of the row with the site key
 
-    def signed_by(self, key: bytes) -> bool:
+    def signed_by(self, key: builtins.bytes) -> bool:  # (``bytes`` is a field here)
         want = catalogue_signature(key, self.camera, self.start, self.end, self.bytes, self.name, self.sha256 or "",
                                    self.worker, self.token, self.address)
         return bool(self.sig) and hmac.compare_digest(want, self.sig or "")
