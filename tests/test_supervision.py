@@ -435,3 +435,17 @@ def test_heartbeat_writes_at_most_once_a_second(tmp_path: Path) -> None:
     age = beat_age(tmp_path / "w.heartbeat")
     assert age is not None and -0.01 <= age < 1.0  # the file's clock and time.time() may differ by a tick
     hb.close()
+
+
+def test_the_supervisor_names_and_pings_a_sentinel_bus(tmp_path: Path) -> None:
+    """``sharpeye run`` with an external Sentinel bus: the banner names the sentinels (no password), and the
+    ping that decides whether a dashboard 5xx is the bus's fault asks the current primary through them."""
+    from pipeline.runtime.supervisor import _pinger, bus_where
+    from tests.redis_lab import RedisLab
+
+    assert bus_where("redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26379/sharpeye") == \
+        "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/sharpeye"
+    with RedisLab(tmp_path, replicas=1, sentinels=1, min_replicas_to_write=0) as lab:
+        lab.start()
+        assert _pinger(lab.url)()
+    assert not _pinger(f"redis+sentinel://127.0.0.1:{free_port()}/sharpeye")()  # no sentinel answers

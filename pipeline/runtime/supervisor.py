@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from pipeline.config import Config
 from pipeline.config.schema import is_loopback
+from pipeline.publish import bus
 from pipeline.runtime.heartbeat import beat_age
 from pipeline.runtime.lock import DataDirBusy, RunLock
 from pipeline.runtime.procs import die_with_parent, kill_group, port_problem, wait_group_gone
@@ -300,6 +301,8 @@ def bus_where(url: str) -> str:
     """An external bus URL without user-info, password or query, for the banner and logs."""
     try:
         parts = urlsplit(url)
+        if parts.scheme == bus.SENTINEL_SCHEME:  # several host:port, no single port to read
+            return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
         if parts.scheme == "unix":
             return f"unix socket {parts.path}"
         return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
@@ -313,6 +316,9 @@ def _pinger(url: str) -> Callable[[], bool]:
 
     def ping() -> bool:
         try:
+            if bus.is_sentinel_url(url):  # the current primary, as the workers and the dashboard find it
+                with bus.connect(url) as c:
+                    return bool(c.ping())
             with redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5) as c:
                 return bool(c.ping())
         except (redis.RedisError, OSError, ValueError):
