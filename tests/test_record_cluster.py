@@ -23,6 +23,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -254,6 +255,25 @@ def _packets(data: Path, camera: str) -> dict[str, int]:
     return out
 
 
+def _page_export(cfg_path: Path, redis_url: str, engine: Any, camera: str, start: float, end: float) -> Any:
+    from fastapi.testclient import TestClient
+
+    from dashboard.app import create_app
+    from dashboard.users import add_user
+    from pipeline.config import load_config
+
+    add_user(engine, "chen", "correct horse battery", "admin", ["*"], "Chief Chen")
+    client = TestClient(create_app(load_config(cfg_path), redis_url, engine))
+    r = client.post("/api/login", json={"username": "chen", "password": "correct horse battery"})
+    assert r.status_code == 200, r.text
+    r = client.post("/api/exports", json={"cameras": [camera], "start": start, "end": end},
+                    headers={"X-CSRF-Token": r.json()["csrf"]})
+    assert r.status_code == 202, r.text
+    url = f"/api/exports/{r.json()['id']}"
+    wait_for(lambda: client.get(url).json()["state"] in ("done", "failed"), 60, lambda: f"{client.get(url).json()}")
+    return client.get(url).json()
+
+
 def test_an_export_spanning_a_camera_move_fetches_the_old_owners_segments_and_is_complete(site: Site) -> None:
     import redis
 
@@ -319,8 +339,15 @@ def test_an_export_spanning_a_camera_move_fetches_the_old_owners_segments_and_is
           f"wa ({sum(x.worker == 'wa' for x in used)}) and wb ({sum(x.worker == 'wb' for x in used)}), "
           f"{expected} frames, hole at the move {hole[1] - hole[0]:.3f} s, export {took:.2f} s")
 
-    # the alert clip of the dashboard host spans the move the same way (its own cache of segments)
+    # a page export on the dashboard host (no recording of its own: accepted through the catalogue)
     dash_data = site.tmp / "dash" / "data"
+    shutil.rmtree(dash_data / "cache" / "segments")  # fetched again, by the page's job
+    page = _page_export(dash_cfg, site.url_file.read_text().strip(), engine, cam, start, end)
+    assert page["state"] == "done", page
+    assert any("camera moved from worker wa to worker wb" in w for w in page["warnings"]) or hole[1] - hole[0] <= 0.05
+    assert len(list((dash_data / "cache" / "segments").rglob("*.mp4"))) == len(used)
+
+    # the alert clip of the dashboard host spans the move the same way (its own cache of segments)
     clip = cut_clip(dash_data / "recordings", dash_data / "cache" / "clips", cam, "alert-1", start, end,
                     fetcher=catalog_fetcher(dash_data, engine))
     assert abs(clip.duration - (end - start)) < 0.1 and abs(clip.start - start) < 0.01
