@@ -59,7 +59,7 @@ class Lab:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.wrap = wrap  # how a host runs a command (tests/netlab.py: inside its network namespace)
 
-    def start(self, name: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *extra: str) -> subprocess.Popen[bytes]:
         host = self.tmp / name
         host.mkdir()
         # alerts that start and end often, so every camera keeps publishing (messages to check the fences of)
@@ -72,7 +72,7 @@ class Lab:
                                             "moves_per_s": 2.0}))
         log = open(host / "worker.log", "wb")
         argv = [sys.executable, "-m", "pipeline.runtime.worker", "--config", str(cfg),
-                "--redis-url-file", str(self.url_file), "--worker-id", name]
+                "--redis-url-file", str(self.url_file), "--worker-id", name, *extra]
         p = subprocess.Popen(self.wrap(name, argv) if self.wrap else argv,
                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = p
@@ -243,3 +243,20 @@ def test_a_frozen_worker_fences_itself_and_publishes_nothing_stale_when_resumed(
     assert lab.procs["w1"].poll() is None, "the resumed worker died"
     print(f"\nfrozen w1's cameras {a_cams} taken by w2 {took:.2f} s after SIGSTOP; w1 resumed after "
           f"{resumed_at - frozen_at:.1f} s; {n} fenced messages on the bus, none stale")
+
+
+def test_a_hosts_capacity_overrides_the_shared_config_and_is_checked(lab: Lab) -> None:
+    """One config for every host; a GPU host says ``--capacity 4`` and is announced with it; a wrong
+    value is refused at start with the flag named, as the file's would be."""
+    import json as _json
+
+    p = lab.start("big", "--capacity", "4", "--max-cameras", "3")
+    wait_for(lambda: lab.r.hget(f"{lab.prefix}:cluster:info", "big"), 60,
+             lambda: f"worker never announced itself: {lab.log('big')}")
+    info = _json.loads(lab.r.hget(f"{lab.prefix}:cluster:info", "big"))
+    assert info["capacity"] == 4.0 and info["max_cameras"] == 3
+    bad = subprocess.run([sys.executable, "-m", "pipeline.runtime.worker", "--config",
+                          str(lab.tmp / "big" / "streams.yaml"), "--redis-url-file", str(lab.url_file),
+                          "--capacity", "-1"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--capacity" in bad.stderr and "greater than 0" in bad.stderr, bad.stderr
+    assert p.poll() is None

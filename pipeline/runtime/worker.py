@@ -649,6 +649,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shard", default="0/1", help="I/N: run the cameras whose id hashes to I of N (default 0/1)")
     ap.add_argument("--worker-id", help="with cluster.enabled: this worker's id in leases and fences "
                     "(default cluster.worker_id, else <hostname>-<pid>)")
+    ap.add_argument("--capacity", type=float, help="with cluster.enabled: this worker's weight in the rendezvous "
+                    "hash, overriding cluster.capacity of the shared config (e.g. 4 on a GPU host)")
+    ap.add_argument("--max-cameras", type=int, help="with cluster.enabled: most cameras this worker runs, "
+                    "overriding cluster.max_cameras of the shared config")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
@@ -657,8 +661,18 @@ def main(argv: list[str] | None = None) -> int:
     worker_id = args.worker_id or cfg.cluster.worker_id
     if worker_id and not args.worker_id and count > 1:
         worker_id = f"{worker_id}-{index}"  # several worker processes of one machine: one id each
-    if worker_id:
-        cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"worker_id": worker_id})})
+    host_only = {k: v for k, v in (("worker_id", worker_id), ("capacity", args.capacity),
+                                   ("max_cameras", args.max_cameras)) if v}
+    if host_only:  # per-host settings of a shared config, checked by the same schema as the file
+        from pydantic import ValidationError
+
+        from pipeline.config.schema import ClusterConfig
+        try:
+            cluster = ClusterConfig.model_validate({**cfg.cluster.model_dump(), **host_only})
+        except ValidationError as e:
+            ap.error("; ".join(f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}"
+                               for err in e.errors()))
+        cfg = cfg.model_copy(update={"cluster": cluster})
     install_log_scrubber(cfg)  # logs and tracebacks of this process never show a secret
     if args.redis_url_file:
         from pipeline.runtime.redis_server import read_url_file
