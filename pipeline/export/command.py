@@ -2,7 +2,7 @@
 
     sharpeye export --camera ID [--camera ID ...] --start T --end T [-o DIR] [--precise] [--zip] [--case NAME]
     sharpeye export --alert ALERT_ID [...]      the alert's camera, from its pre-roll to its post-roll
-    sharpeye export verify DIR|ZIP [--key B64]  exit 0 when every hash and signature holds, else 1
+    sharpeye export verify DIR|ZIP [--key B64] [--recordings]  exit 0 when every hash and signature holds, else 1
     sharpeye export key                         this installation's public signing key
     sharpeye export release ID [ID ...]         let retention delete an export's recordings again
     sharpeye export list                        held exports and cases
@@ -72,6 +72,8 @@ def add_parser(sub: Any) -> None:
     v.add_argument("path")
     v.add_argument("--key", help="the public key (base64) that must have signed it (default: this installation's, "
                                  "when the config is found)")
+    v.add_argument("--recordings", action="store_true",
+                   help="also hash the source segments still in the config's recordings and compare them")
     _config_arg(v, sub=True)
     v.set_defaults(func=cmd_verify)
 
@@ -230,7 +232,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
             local = existing_public_key(load_config(args.config).data_path())
         except (ConfigError, OSError, ValueError):
             local = None
-    report = verify(where, expected)
+    sources = None
+    if args.recordings:
+        cfg = _config(args.config)
+        from pipeline.export.fetch import CACHE_DIR
+
+        sources = [cfg.data_path() / cfg.recordings.dir, cfg.data_path() / CACHE_DIR]
+    report = verify(where, expected, sources)
+    for line in report.sources:
+        print(f"sources: {line}")
     for line in report.problems:
         print(f"DIFFERS {line}")
     fps = ", ".join(sorted(report.fingerprints)) or "none"

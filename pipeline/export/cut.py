@@ -23,13 +23,21 @@ streams start at the keyframe and the result says so.
 A segment that cannot be read (no index, truncated, not a video) is skipped and reported, never
 fatal: the time it covered is a hole like any other.  A write that fails (disk full) deletes what
 this camera wrote and raises; the caller decides about the rest of the export.
+
+Each segment file is read into memory once; its sha256 is computed from those bytes (on another
+thread, while they are demuxed) and the packets are demuxed from the same bytes, so the hash the
+manifest gives for a source segment is the hash of exactly what was exported, not of a second read.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
+import hashlib
+import io
 import logging
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -62,6 +70,16 @@ class Skipped:
     start: float
     end: float
     reason: str
+    sha256: str | None = None  # of the bytes read (None when the file could not be read at all)
+    bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class SourceHash:
+    """sha256 and size of a source segment's bytes as the export read them: the link from recording to export."""
+
+    sha256: str
+    bytes: int
 
 
 @dataclass
@@ -88,6 +106,7 @@ class CameraCut:
     used: list[SegmentInfo] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    hashes: dict[Path, SourceHash] = field(default_factory=dict)  # every segment read, by path (used and skipped)
 
     @property
     def start(self) -> float | None:
@@ -117,6 +136,7 @@ class _Segment:
     end_rel: int  # where the segment ends (after its last frame), relative, in tb
     b_frames: bool
     tb_s: float = 0.0  # float(tb): per-packet arithmetic in Fractions costs more than the copy itself
+    source: SourceHash | None = None
 
     def wall(self, rel: int) -> float:
         return self.info.start + rel * self.tb_s
@@ -140,12 +160,49 @@ class _Segment:
         return d[len(d) // 2] if d else max(1, self.end_rel)
 
 
-def read_segment(info: SegmentInfo) -> _Segment:
-    """Demux a whole segment (no decoding); CorruptSegment when it is not a complete, readable video."""
+_hash_pool: cf.ThreadPoolExecutor | None = None
+_hash_pool_lock = threading.Lock()
+
+
+def _hasher() -> cf.ThreadPoolExecutor:
+    """Threads that hash segment bytes while the cutting thread demuxes them (hashlib releases the GIL)."""
+    global _hash_pool
+    with _hash_pool_lock:
+        if _hash_pool is None:
+            _hash_pool = cf.ThreadPoolExecutor(2, thread_name_prefix="export-segment-hash")
+        return _hash_pool
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_segment(info: SegmentInfo, hashes: dict[Path, SourceHash] | None = None) -> _Segment:
+    """Demux a whole segment (no decoding); CorruptSegment when it is not a complete, readable video.
+
+    The file is read once; its sha256 (of those bytes) goes into ``hashes`` even when the segment
+    then turns out to be corrupt, so a skipped segment is identified as precisely as a used one.
+    """
+    try:
+        data = info.path.read_bytes()
+    except OSError as e:
+        raise CorruptSegment(f"unreadable: {e}") from None
+    digest = _hasher().submit(_sha256, data)
+    try:
+        seg = _demux(info, data)
+    finally:
+        source = SourceHash(digest.result(), len(data))
+        if hashes is not None:
+            hashes[info.path] = source
+    seg.source = source
+    return seg
+
+
+def _demux(info: SegmentInfo, data: bytes) -> _Segment:
     try:
         # skip_frame=all: opening must not decode a frame to learn the pixel format (8 ms of a 9 ms open
         # at 1080p); stream copy never needs it
-        with av.open(str(info.path), options={"skip_frame": "all"}) as c:
+        with av.open(io.BytesIO(data), "r", options={"skip_frame": "all"}) as c:
             if not c.streams.video:
                 raise CorruptSegment("no video stream")
             s = c.streams.video[0]
@@ -256,9 +313,11 @@ def cut_camera(recordings_dir: Path, camera: str, start: float, end: float, dest
     try:
         for info in segs:
             try:
-                seg = read_segment(info)
+                seg = read_segment(info, cut.hashes)
             except CorruptSegment as e:
-                cut.skipped.append(Skipped(info.path, info.start, info.end, str(e)))
+                h = cut.hashes.get(info.path)
+                cut.skipped.append(Skipped(info.path, info.start, info.end, str(e), h.sha256 if h else None,
+                                           h.bytes if h else None))
                 log.warning("export %s: skipping corrupt segment %s: %s", camera, info.path, e)
                 if progress:
                     progress(info.bytes)

@@ -298,10 +298,12 @@ def _manifest(cfg: Config, req: ExportRequest, export_id: str, created: float, u
             "gaps": [{"start": both(g.start, tz), "end": both(g.end, tz), "seconds": round(g.end - g.start, 3),
                       "reason": g.reason} for g in gaps],
             "segments": [{"path": relative_name(s.path, roots), "start": round(s.start, 3),
-                          "end": round(s.end, 3), "bytes": s.bytes,
+                          "end": round(s.end, 3), **_source_hash(cut, s),
                           **({"held_by": origin[s.path].worker} if s.path in origin else {})} for s in cut.used],
             "skipped_segments": [{"path": relative_name(s.path, roots), "start": round(s.start, 3),
-                                  "end": round(s.end, 3), "reason": s.reason} for s in cut.skipped],
+                                  "end": round(s.end, 3), "reason": s.reason,
+                                  **({"sha256": s.sha256, "bytes": s.bytes} if s.sha256 else {})}
+                                 for s in cut.skipped],
             "notes": cut.notes,
         })
     return {
@@ -322,6 +324,12 @@ def _manifest(cfg: Config, req: ExportRequest, export_id: str, created: float, u
                     "the same length in the file's clock",
         "signature": signing_block(key),
     }
+
+
+def _source_hash(cut: CameraCut, seg: SegmentInfo) -> dict[str, Any]:
+    """A used segment's size and sha256 as the cut read them (the catalogue's size when, oddly, none was taken)."""
+    h = cut.hashes.get(seg.path)
+    return {"bytes": h.bytes, "sha256": h.sha256} if h is not None else {"bytes": seg.bytes}
 
 
 def _gaps(cut: CameraCut, catalog: Recordings, start: float, end: float, fetched: bool = False,

@@ -123,12 +123,16 @@ def render_text(doc: dict[str, Any]) -> str:
             out.append(f"  gap           {g['start']['local']}  to  {g['end']['local']}  ({g['seconds']:.1f} s): "
                        f"{g['reason']}")
         for s in cam["skipped_segments"]:
-            out.append(f"  skipped       {s['path']}: {s['reason']}")
+            out.append(f"  skipped       {s['path']}: {s['reason']}"
+                       + (f" (sha256 {s['sha256']}, {s['bytes']} bytes)" if s.get("sha256") else ""))
         for n in cam.get("notes", []):
             out.append(f"  note          {n}")
         segs = cam["segments"]
-        out.append(f"  segments      {len(segs)} used"
-                   + (f", {segs[0]['path']} ... {segs[-1]['path']}" if segs else ""))
+        out.append(f"  segments      {len(segs)} used (sha256 and size of each recorded file as read for this "
+                   "export):" if segs else "  segments      none used")
+        for s in segs:
+            out.append(f"    {s['path']}  {s.get('bytes', '?')} bytes  sha256 {s.get('sha256', 'not recorded')}"
+                       + (f"  (held by {s['held_by']})" if s.get("held_by") else ""))
     out.append("")
     sig = doc["signature"]
     out.append(f"Signed with {sig['algorithm']} key {sig['fingerprint']}")

@@ -6,13 +6,20 @@ signature of the exact bytes of ``manifest.json`` by the public key written in i
 has that size and sha256; no file is missing and none was added.  A case adds the same checks on
 ``case.json`` and on each export inside it.  The signing key is reported by fingerprint, and compared
 with this installation's key when one is given or found.
+
+The manifest also gives the sha256 and size of every source segment the export read (manifests
+made before that was added say nothing: reported as "not recorded", not as a failure).  With
+``sources`` (the recordings folder, and the fetch cache) each source segment still on disk is
+hashed again and compared, so the chain recording → export can be checked while the recordings
+exist; a segment no longer on disk (retention deleted it after the export was released) is
+reported, not failed.
 """
 
 from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -29,6 +36,8 @@ class Report:
     checked_files: int = 0
     exports: list[str] = field(default_factory=list)
     fingerprints: set[str] = field(default_factory=set)
+    sources: list[str] = field(default_factory=list)  # per export: what is known of its source segments' hashes
+    manifests: list[dict[str, Any]] = field(default_factory=list)  # every export manifest read (valid JSON)
 
     def fail(self, msg: str) -> None:
         self.ok = False
@@ -65,8 +74,12 @@ class _Tree:
             self.zip.close()
 
 
-def verify(where: Path, expected_key: str | None = None) -> Report:
-    """Check an export or case, as a folder or a ZIP; ``expected_key`` (base64) must then have signed it."""
+def verify(where: Path, expected_key: str | None = None, sources: Sequence[Path] | None = None) -> Report:
+    """Check an export or case, as a folder or a ZIP; ``expected_key`` (base64) must then have signed it.
+
+    ``sources``: folders the manifests' segment paths are relative to (recordings, fetch cache); the
+    segments found there are hashed again and compared with the manifest.
+    """
     report = Report()
     try:
         tree = _Tree(where)
@@ -87,7 +100,52 @@ def verify(where: Path, expected_key: str | None = None) -> Report:
             report.fail(f"{where}: no manifest.json or case.json: not an export or a case")
     finally:
         tree.close()
+    for doc in report.manifests:
+        _sources(doc, report, sources)
     return report
+
+
+def _sources(doc: dict[str, Any], report: Report, roots: Sequence[Path] | None) -> None:
+    """What the manifest says of its source segments and, with ``roots``, whether those on disk still match."""
+    eid = str(doc.get("id"))
+    segs = [(str(c.get("id")), s) for c in doc.get("cameras", []) if isinstance(c, dict)
+            for s in c.get("segments", []) if isinstance(s, dict)]
+    hashed = [x for x in segs if isinstance(x[1].get("sha256"), str)]
+    if not segs:
+        report.sources.append(f"export {eid}: no source segments listed")
+        return
+    if not hashed:
+        report.sources.append(f"export {eid}: {len(segs)} source segment(s); their sha256: not recorded "
+                              "(a manifest made before source hashes were added)")
+        return
+    line = f"export {eid}: {len(hashed)} of {len(segs)} source segment(s) with sha256 recorded"
+    if len(hashed) < len(segs):
+        line += f"; {len(segs) - len(hashed)}: not recorded"
+    if roots is None:
+        report.sources.append(line)
+        return
+    matched, absent = 0, 0
+    for cam, seg in hashed:
+        rel = PurePosixPath(str(seg.get("path", "")))
+        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+            report.fail(f"export {eid}: source segment path {str(rel)!r} is not a relative recording path")
+            continue
+        found = next((Path(r) / rel for r in roots if (Path(r) / rel).is_file()), None)
+        if found is None:
+            absent += 1
+            continue
+        with open(found, "rb") as f:
+            digest, size = sha256_file(f)
+        if digest != seg["sha256"] or size != seg.get("bytes"):
+            report.fail(f"{found}: source segment of export {eid} ({cam}) differs from what was exported "
+                        f"(sha256 {digest[:16]}..., {size} bytes; manifest {seg['sha256'][:16]}..., "
+                        f"{seg.get('bytes')} bytes)")
+        else:
+            matched += 1
+    line += f"; on disk: {matched} match"
+    if absent:
+        line += f", {absent} no longer on disk (deleted by retention after release, or held on another machine)"
+    report.sources.append(line)
 
 
 def _verify_case(tree: _Tree, root: str, report: Report, expected_key: str | None) -> None:
@@ -135,6 +193,8 @@ def _verify_folder(tree: _Tree, root: str, stem: str, names: set[str], report: R
         report.fail(f"{jname}: not a valid manifest ({e}): it was changed or damaged")
         return None
     report.exports.append(str(doc.get("id") or doc.get("name") or root))
+    if stem == "manifest":
+        report.manifests.append(doc)
     if sname not in names:
         report.fail(f"{sname}: missing: the manifest cannot be authenticated")
     else:
