@@ -181,11 +181,11 @@ def test_a_session_and_an_action_cross_from_one_dashboard_to_the_others_page(sit
     now = time.time()
     with site["engine"].begin() as conn:
         store(conn, None, alert_msg("x1", camera="lobby", severity="high", t=now))
-    ca = httpx.Client(base_url=a, timeout=10)
+    ca = httpx.Client(base_url=a, timeout=30)  # argon2 log-in on a loaded machine
     r = ca.post("/api/login", json={"username": "wang", "password": PW})
     assert r.status_code == 200
     csrf = r.json()["csrf"]
-    cb = httpx.Client(base_url=b, timeout=10, cookies=ca.cookies)  # the load balancer sent the next request to b
+    cb = httpx.Client(base_url=b, timeout=30, cookies=ca.cookies)  # the load balancer sent the next request to b
     assert cb.get("/api/me").json()["user"]["username"] == "wang"
     events: list[tuple[str, Any]] = []
     ready = threading.Event()
