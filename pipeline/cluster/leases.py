@@ -105,6 +105,13 @@ class Lease:
             return None
 
 
+def token_key(prefix: str, camera: str) -> str:
+    """The name of ``camera``'s fencing-token counter.  A pure function, so the bus's delivery (which
+    refuses a message stamped with a lower token than this counter, ``pipeline/publish/bus.py``) names the
+    same key without importing the coordinator."""
+    return f"{prefix}:cluster:token:{camera}"
+
+
 @dataclass(frozen=True)
 class LeaseKeys:
     prefix: str = "sharpeye"
@@ -113,7 +120,7 @@ class LeaseKeys:
         return f"{self.prefix}:cluster:lease:{camera}"
 
     def token(self, camera: str) -> str:
-        return f"{self.prefix}:cluster:token:{camera}"
+        return token_key(self.prefix, camera)
 
     @property
     def last(self) -> str:

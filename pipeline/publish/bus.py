@@ -10,6 +10,12 @@ Keys (``P`` is ``bus.prefix``, default ``sharpeye``), documented in docs/bus.md:
 - ``P:open``     hash, alert id → JSON of the last message of every open alert, written in the
   same transaction as the stream entry (a restarted worker ends what its predecessor left open).
 
+With ``cluster.enabled`` every message carries ``fence: {owner, token}`` (``pipeline/publish/fencing.py``)
+and is written by :func:`add_events_fenced`: one Lua script compares each token with the camera's
+token counter (``P:cluster:token:<camera>``, bumped by every lease acquisition) and writes only the
+current ones, so a message a cut-off or frozen worker stamped before it fenced itself never reaches
+the stream or ``P:open`` once another worker has taken the camera, however late its outbox delivers it.
+
 Nothing else crosses between processes except files under the data directory.
 
 The bus address is a plain URL for one machine (``redis://``, ``rediss://``, ``unix://``), or, for a
@@ -35,6 +41,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from pipeline.cluster.leases import token_key
 from pipeline.publish.status import CameraStatus
 
 SCHEMA_VERSION = "sharpeye.event/1"
@@ -159,6 +166,10 @@ class BusKeys:
     def prefix_key(self, name: str) -> str:
         return f"{self.prefix}:{name}"
 
+    def fence_token(self, camera: str) -> str:
+        """``camera``'s fencing-token counter (the cluster's lease acquisitions bump it)."""
+        return token_key(self.prefix, camera)
+
 
 def connect(url: str) -> "redis.Redis[bytes]":
     """A client with short timeouts so a dead Redis is noticed, not waited on forever.
@@ -200,6 +211,18 @@ def add_event(r: Any, keys: BusKeys, message: dict[str, Any], maxlen: int, index
 
     ``index_open=False`` for a message sent again after a newer one of its alert (the outbox after a
     failover): it goes on the stream (consumers de-duplicate) but must not reopen the alert in ``P:open``."""
+    body, fields = _fields(message)
+    sid = r.xadd(keys.events, fields, maxlen=maxlen, approximate=True)
+    op = _open_op(message, index_open)
+    if op == "del":
+        r.hdel(keys.open_alerts, message["alert_id"])
+    elif op == "set":
+        r.hset(keys.open_alerts, message["alert_id"], body)
+    return sid
+
+
+def _fields(message: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The JSON body and the stream entry's fields; ``type`` then ``json`` first (:data:`FENCED_ADD` relies on it)."""
     body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
     fields: dict[str, str] = {"type": message["type"], "json": body}
     if "id" in message:
@@ -208,13 +231,91 @@ def add_event(r: Any, keys: BusKeys, message: dict[str, Any], maxlen: int, index
         fields["alert_id"] = message["alert_id"]
     if "camera" in message:
         fields["camera"] = message["camera"]["id"]
-    sid = r.xadd(keys.events, fields, maxlen=maxlen, approximate=True)
-    if message["type"] == "alert" and index_open:
-        if message.get("phase") == "end":
-            r.hdel(keys.open_alerts, message["alert_id"])
-        else:
-            r.hset(keys.open_alerts, message["alert_id"], body)
-    return sid
+    return body, fields
+
+
+def _open_op(message: dict[str, Any], index_open: bool) -> str:
+    """What the message does to ``P:open``: ``set`` (new/update), ``del`` (end) or nothing."""
+    if message["type"] != "alert" or not index_open:
+        return ""
+    return "del" if message.get("phase") == "end" else "set"
+
+
+def fence_of(message: dict[str, Any]) -> tuple[str, int] | None:
+    """(camera, token) of a fenced message (cluster.enabled), None for an unfenced one (one machine)."""
+    fence = message.get("fence")
+    cam = message.get("camera")
+    cam_id = cam.get("id") if isinstance(cam, dict) else None
+    if not isinstance(fence, dict) or not isinstance(cam_id, str):
+        return None
+    try:
+        return cam_id, int(fence["token"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+# One call writes a batch in order, each fenced message only if its token is not below its camera's
+# token counter: the check and the write are one atomic step, so no acquisition can slip in between.
+# KEYS: events stream, P:open, then the token counters.  ARGV[1]: MAXLEN; then per message
+# ``kidx token op alert_id nfields field value ...`` (kidx 0: unfenced; the second field pair is
+# ``json``, the body P:open keeps).  Returns per message the stream id, or the current token (an
+# integer) for a refused one.
+FENCED_ADD = """
+local events, open, maxlen = KEYS[1], KEYS[2], ARGV[1]
+local current, out, i, n = {}, {}, 2, 0
+while i <= #ARGV do
+  local kidx, token, op, aid, nf = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3],
+                                   tonumber(ARGV[i + 4])
+  local first = i + 5
+  i = first + nf
+  n = n + 1
+  local cur = 0
+  if kidx > 0 then
+    cur = current[kidx]
+    if cur == nil then
+      cur = tonumber(redis.call('GET', KEYS[2 + kidx]) or '0') or 0
+      current[kidx] = cur
+    end
+  end
+  if kidx > 0 and token < cur then
+    out[n] = cur
+  else
+    out[n] = redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', unpack(ARGV, first, i - 1))
+    if op == 'set' then
+      redis.call('HSET', open, aid, ARGV[first + 3])
+    elseif op == 'del' then
+      redis.call('HDEL', open, aid)
+    end
+  end
+end
+return out
+"""
+
+
+def add_events_fenced(r: Any, keys: BusKeys, items: list[tuple[dict[str, Any], bool]], maxlen: int) -> Any:
+    """Queue on ``r`` (a client or a pipeline) one atomic script that writes ``items`` ((message,
+    index_open), in order) like :func:`add_event`, except a fenced message whose token is below its
+    camera's current token: that one is refused (not on the stream, not in ``P:open``).  The reply reads
+    with :func:`fenced_replies`.  EVAL with the script's text, not EVALSHA: a promoted replica or a
+    restarted Redis has no script cache, and a NOSCRIPT inside MULTI would not undo the rest."""
+    counters: dict[str, int] = {}
+    args: list[Any] = [maxlen]
+    for message, index_open in items:
+        body, fields = _fields(message)
+        fence = fence_of(message)
+        kidx, token = 0, 0
+        if fence is not None:
+            kidx = counters.setdefault(fence[0], len(counters) + 1)
+            token = fence[1]
+        flat = [x for kv in fields.items() for x in kv]
+        args += [kidx, token, _open_op(message, index_open), message.get("alert_id", ""), len(flat), *flat]
+    script_keys = [keys.events, keys.open_alerts, *(keys.fence_token(c) for c in counters)]
+    return r.eval(FENCED_ADD, len(script_keys), *script_keys, *args)
+
+
+def fenced_replies(reply: Any) -> list[int | None]:
+    """:func:`add_events_fenced`'s reply → per message None (written) or the camera's current token (refused)."""
+    return [r if isinstance(r, int) else None for r in reply]
 
 
 def publish_event(r: "redis.Redis[bytes]", keys: BusKeys, message: dict[str, Any], maxlen: int) -> str:

@@ -33,6 +33,15 @@ sent again, so the new primary confirms them; consumers de-duplicate on the mess
 updates are not waited for (the next update or the end supersedes them); messages held in memory
 while the disk refuses the outbox are delivered without ``WAIT``.
 
+With ``cluster.enabled`` every message carries its camera's fence (``{owner, token}``: the worker held
+the camera's lease under that token when it stamped it).  A worker cut off from Redis fences itself,
+but what it stamped before that waits here and reaches Redis when the link heals, after another
+worker has taken the camera.  So a batch holding fenced messages is written by one Lua script
+(:func:`bus.add_events_fenced`) that compares each token with the camera's token counter and refuses
+the lower ones atomically with the write: those rows are dropped as ``fenced`` (counted in
+``stats.fenced``, logged once per camera, never sent again) and never reach the stream or ``P:open``.
+A batch without fences (one machine) goes out as plain XADD/HSET commands, as it always did.
+
 A disk that refuses the row (full, failing) does not lose the message either: it waits in a bounded
 queue in memory, delivered after the rows on disk, and later messages queue behind it until it is
 empty, so the order holds.  Only a worker that dies while the disk is full loses what is in memory.
@@ -108,6 +117,7 @@ class OutboxStats:
     delivery_errors: int = 0
     replica_confirmed: int = 0  # alarm messages WAIT confirmed on bus.wait_replicas replicas
     replica_waits_short: int = 0  # WAITs that found too few replicas (the rows stayed)
+    fenced: int = 0  # stamped under a token lower than the camera's current one: refused by Redis, dropped
     last_error: str = ""
     connected: bool = False
 
@@ -151,6 +161,7 @@ class Outbox:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_drop_log = -1e9
+        self._fenced_logged: set[str] = set()  # cameras whose refused messages were logged (once each)
         self._spill: collections.deque[tuple[str, bool, float, str, str]] = collections.deque()
         self._own_alerts: set[str] = set()  # alert ids this process opened: never orphans
         # alert id -> highest seq delivered: a row sent again after a failover behind a newer message of its
@@ -326,35 +337,70 @@ class Outbox:
             if self.wait_replicas and not moved:
                 self._confirm_on_replicas()
             return moved
-        pipe = self.redis.pipeline(transaction=True)
-        delivered_seq: dict[str, int] = {}
-        for seq, _, body in rows:
-            msg = json.loads(body)
+        msgs = [json.loads(body) for _, _, body in rows]
+        items = []
+        for (seq, _, _), msg in zip(rows, msgs):
             aid = msg.get("alert_id") if msg.get("type") == "alert" else None
             newer = self._alert_seq.get(aid, -1) if aid else -1
-            bus.add_event(pipe, self.keys, msg, self.maxlen, index_open=seq >= newer)
-            if aid:
-                delivered_seq[aid] = max(seq, delivered_seq.get(aid, -1))
+            items.append((msg, seq >= newer))
         # which server took the batch, in the same transaction: the client reconnects by itself (a restarted
         # Redis, a new primary after a failover), so the server of the last round may not be this one
-        pipe.info("server")
-        run_id = self._observe(pipe.execute()[-1])  # raises on any failure: the rows stay and are sent again
+        refused, info = self._transmit(items, with_info=True)  # raises on any failure: the rows stay, sent again
+        run_id = self._observe(info)
+        taken = [(row, msg) for row, msg, cur in zip(rows, msgs, refused) if cur is None]
+        gone = [row[0] for row, cur in zip(rows, refused) if cur is not None or not row[1]]
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq, alarm, _ in rows if not alarm])
+            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq in gone])
             self._db.executemany("UPDATE outbox SET delivered = ?, run_id = ? WHERE seq = ?",
-                                 [(now, run_id, seq) for seq, alarm, _ in rows if alarm])
+                                 [(now, run_id, seq) for (seq, alarm, _), _ in taken if alarm])
             self._db.execute("COMMIT")
-        for aid, seq in delivered_seq.items():
-            self._alert_seq[aid] = max(seq, self._alert_seq.get(aid, -1))
-            self._alert_seq.move_to_end(aid)
+        for (seq, _, _), msg in taken:
+            aid = msg.get("alert_id") if msg.get("type") == "alert" else None
+            if aid:
+                self._alert_seq[aid] = max(seq, self._alert_seq.get(aid, -1))
+                self._alert_seq.move_to_end(aid)
         while len(self._alert_seq) > ALERT_SEQ_MAX:
             self._alert_seq.popitem(last=False)
-        self.stats.delivered += len(rows)
-        if self.wait_replicas and any(alarm for _, alarm, _ in rows):
+        self.stats.delivered += len(taken)
+        self._count_fenced(msgs, refused)
+        if self.wait_replicas and any(alarm for (_, alarm, _), _ in taken):
             self._confirm_on_replicas()
         return len(rows)
+
+    def _transmit(self, items: list[tuple[dict[str, Any], bool]], with_info: bool) -> tuple[list[int | None], Any]:
+        """Write ``items`` ((message, index_open), in order) in one MULTI/EXEC, with ``INFO server`` after them
+        when ``with_info``: per message None (taken) or the camera's current token (refused: stamped under
+        a lower one), and the INFO reply.  A batch with no fenced message is the plain commands (no
+        script, nothing to compare); one with any goes through :func:`bus.add_events_fenced` as a whole,
+        so the order of the batch holds."""
+        pipe = self.redis.pipeline(transaction=True)
+        fenced = any(bus.fence_of(msg) is not None for msg, _ in items)
+        if fenced:
+            bus.add_events_fenced(pipe, self.keys, items, self.maxlen)
+        else:
+            for msg, index_open in items:
+                bus.add_event(pipe, self.keys, msg, self.maxlen, index_open=index_open)
+        if with_info:
+            pipe.info("server")
+        res = pipe.execute()
+        refused = bus.fenced_replies(res[0]) if fenced else [None] * len(items)
+        return refused, (res[-1] if with_info else None)
+
+    def _count_fenced(self, msgs: list[dict[str, Any]], refused: list[int | None]) -> None:
+        """Count the refused messages; log once per camera (a healed link may bring hundreds of them)."""
+        for msg, cur in zip(msgs, refused):
+            if cur is None:
+                continue
+            self.stats.fenced += 1
+            fence = bus.fence_of(msg)
+            cam = fence[0] if fence else "?"
+            if cam not in self._fenced_logged:
+                self._fenced_logged.add(cam)
+                log.warning("outbox: camera %s: message %s stamped under fence token %s dropped: the camera's token "
+                            "is now %d (another worker took it while this one was cut off or paused); later ones "
+                            "of this camera are only counted", cam, msg.get("id"), fence[1] if fence else "?", cur)
 
     def _confirm_on_replicas(self) -> None:
         """Drop the delivered alarm rows once ``WAIT`` says ``wait_replicas`` replicas hold them.
@@ -404,17 +450,16 @@ class Outbox:
             batch = list(self._spill)[:BATCH]
         if not batch:
             return 0
-        pipe = self.redis.pipeline(transaction=True)
-        for *_, body in batch:
-            bus.add_event(pipe, self.keys, json.loads(body), self.maxlen)
-        pipe.execute()
+        msgs = [json.loads(body) for *_, body in batch]
+        refused, _ = self._transmit([(msg, True) for msg in msgs], with_info=False)
         with self._lock:
             for item in batch:
                 try:
                     self._spill.remove(item)
                 except ValueError:  # dropped meanwhile by the bound
                     pass
-        self.stats.delivered += len(batch)
+        self.stats.delivered += sum(cur is None for cur in refused)
+        self._count_fenced(msgs, refused)
         return len(batch)
 
     def _check_server(self) -> None:
@@ -444,6 +489,10 @@ class Outbox:
             return
         mine = set(self.cameras())
         for alert_id, last in bus.open_alerts(self.redis, self.keys).items():
+            if bus.fence_of(last) is not None:
+                # cluster.enabled: the worker ends these when it takes the camera's lease, stamped with its
+                # own token; this copy would carry the predecessor's (lower) token and be refused as fenced
+                continue
             if last.get("camera", {}).get("id") in mine and alert_id not in self._own_alerts:
                 self.send(orphan_end_message(last, "worker restarted"))
                 self.stats.orphans_ended += 1
