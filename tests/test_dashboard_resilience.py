@@ -113,7 +113,8 @@ def test_redis_killed_every_api_route_answers_503_json_or_works_never_500(
     assert c.get("/api/alerts").status_code == 200
 
     own_redis.kill()
-    ids = {"alert_id": "k1", "camera_id": "lobby", "username": "op", "token": "x" * 43, "rel": "lobby/x.jpg"}
+    ids = {"alert_id": "k1", "camera_id": "lobby", "username": "op", "token": "x" * 43, "rel": "lobby/x.jpg",
+           "job_id": "nosuchjob", "name": "case1"}
     answers: dict[str, int] = {}
     for route in _routes(app.app.routes):  # type: ignore[attr-defined]
         if "GET" not in route.methods or route.path == "/api/stream":
