@@ -73,6 +73,7 @@ def test_the_page_shows_owners_and_a_move_after_a_worker_stops_renewing(room: di
         assert "wa (" in page.locator('#health tr[data-camera="gate"] td.owner').inner_text()
         page.screenshot(path=str(out / "engineer-owners.png"), full_page=True)
         # the workers page: both live, capacity and load
+        assert page.locator('nav a[href="/workers"]').count() == 1  # also in the header, for engineers
         page.click("#workers-link")
         page.wait_for_url(base + "/workers")
         page.locator('#workers tr[data-worker="wa"][data-live="true"][data-held="2"]').wait_for(timeout=10_000)
