@@ -40,8 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     app = create_app(cfg, url, tls=dash.tls)
     # HTTPS only when configured: the cert and key paths were checked (and made absolute) by load_config
+    # forwarded headers only from the configured balancers (uvicorn would otherwise believe 127.0.0.1's)
     uvicorn.run(app, host=host, port=args.port or dash.port, log_level="warning", timeout_graceful_shutdown=2,
-                ssl_certfile=dash.tls_cert, ssl_keyfile=dash.tls_key)
+                ssl_certfile=dash.tls_cert, ssl_keyfile=dash.tls_key, proxy_headers=bool(dash.trusted_proxies),
+                forwarded_allow_ips=",".join(dash.trusted_proxies) or None)
     return 0
 
 

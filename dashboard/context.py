@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from pipeline.config import Config, reload_config
 from pipeline.publish import bus
 
-from dashboard.security import LoginLimiter
+from dashboard.security import SharedLoginLimiter
 from dashboard.workflow import action_message
 
 log = logging.getLogger("sharpeye.dashboard")
@@ -43,7 +43,6 @@ class Dashboard:
     engine: Engine
     redis_url: str
     tls: bool = False
-    limiter: LoginLimiter = field(default_factory=LoginLimiter)
     _cfg: Config | None = None
     _mtime: float | None = None
     _redis: aioredis.Redis | None = None
@@ -54,6 +53,7 @@ class Dashboard:
         self._mtime = _mtime(self.cfg0)
         self.keys = bus.BusKeys(self.cfg0.bus.prefix)
         self.data_dir: Path = self.cfg0.data_path()
+        self.limiter = SharedLoginLimiter(self.cfg0.bus.prefix)  # log-in failures per address, site-wide
 
     def config(self) -> Config:
         """The config as on disk now (cameras added or renamed show up without a restart)."""

@@ -48,7 +48,10 @@ def token_hash(token: str) -> str:
 
 
 class LoginLimiter:
-    """Failed log-ins per client address in a sliding window (kept in memory: one dashboard process)."""
+    """Failed log-ins per client address in a sliding window, kept in memory (one dashboard process).
+
+    Several dashboards behind a load balancer share the count through the bus (:class:`SharedLoginLimiter`);
+    this one is its fallback while the bus is down."""
 
     def __init__(self, max_fails: int = IP_MAX_FAILS, window_s: float = IP_WINDOW_S):
         self.max_fails = max_fails
@@ -203,3 +206,46 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class SharedLoginLimiter:
+    """The per-address limit shared by every dashboard process of the site (a sorted set per address in the
+    bus's Redis, ``P:login:fails:<address>``), so N processes behind a load balancer give an attacker 20
+    tries, not N x 20.  While the bus is down each process counts alone (the account lock, kept in the
+    database, holds in any case)."""
+
+    def __init__(self, prefix: str, local: LoginLimiter | None = None):
+        self.prefix = prefix
+        self.local = local or LoginLimiter()
+
+    def _key(self, address: str) -> str:
+        return f"{self.prefix}:login:fails:{address}"
+
+    async def retry_after(self, r: Any, address: str, now: float | None = None) -> float:
+        """Seconds until this address may try again; 0 when it may now."""
+        from redis.exceptions import RedisError
+        now = time.time() if now is None else now
+        lim = self.local
+        try:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.zremrangebyscore(self._key(address), 0, now - lim.window_s)
+                pipe.zrange(self._key(address), 0, 0, withscores=True)
+                pipe.zcard(self._key(address))
+                _, first, count = await pipe.execute()
+        except (RedisError, OSError):
+            return lim.retry_after(address, now)
+        if count < lim.max_fails or not first:
+            return 0.0
+        return max(0.0, float(first[0][1]) + lim.window_s - now)
+
+    async def failed(self, r: Any, address: str, now: float | None = None) -> None:
+        from redis.exceptions import RedisError
+        now = time.time() if now is None else now
+        self.local.failed(address, now)
+        try:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.zadd(self._key(address), {f"{now:.6f}:{secrets.token_hex(4)}": now})
+                pipe.expire(self._key(address), int(self.local.window_s) + 1)
+                await pipe.execute()
+        except (RedisError, OSError):
+            pass  # counted locally

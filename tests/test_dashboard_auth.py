@@ -160,6 +160,21 @@ def test_account_locks_after_failures_and_address_is_rate_limited(env: dict[str,
     assert r.status_code == 429 and r.json()["detail"]["retry_after"] > 0
 
 
+def test_the_address_limit_is_shared_by_every_dashboard_on_the_bus(env: dict[str, object], tmp_path: Path) -> None:
+    """Behind a load balancer an attacker's tries spread over N dashboards: they count together (the bus
+    holds them), so the N-th process refuses as the first one would."""
+    other = create_app(env["cfg"], env["redis"], env["engine"])  # type: ignore[arg-type]
+    a, b = client(env), TestClient(other, base_url="http://testserver", follow_redirects=False)
+    for i in range(IP_MAX_FAILS):
+        assert (a if i % 2 else b).post("/api/login", json={"username": f"x{i}", "password": "x"}).status_code == 401
+    for c in (a, b):
+        r = c.post("/api/login", json={"username": "eng", "password": PW})
+        assert r.status_code == 429 and 0 < r.json()["detail"]["retry_after"] <= 301
+    r = bus.connect(env["redis"])  # type: ignore[arg-type]
+    assert r.zcard(f"{env['prefix']}:login:fails:testclient") == IP_MAX_FAILS
+    assert 0 < r.ttl(f"{env['prefix']}:login:fails:testclient") <= 301  # the key goes with the window
+
+
 def test_roles_gate_pages_and_api(env: dict[str, object]) -> None:
     op, _ = login(env, "op")
     eng, _ = login(env, "eng")
@@ -266,3 +281,30 @@ def test_users_command_adds_changes_and_disables(tmp_path: Path, redis_url: str)
                                 ).json()["detail"]["code"] == "disabled"
     assert _cli(cfg_path, "enable", "zhang").returncode == 0
     assert _cli(cfg_path, "passwd", "nobody", "--password-stdin", stdin="whatever-pass\n").returncode == 2
+
+
+@pytest.mark.parametrize("trusted", [[], ["127.0.0.0/8"]])
+def test_forwarded_addresses_are_believed_only_from_trusted_proxies(tmp_path: Path, redis_url: str,
+                                                                    trusted: list[str]) -> None:
+    """A balancer at a trusted address passes the operator's address on (the log-in limit and the audit log
+    see it); anyone else's X-Forwarded-For is ignored (uvicorn alone would believe 127.0.0.1's)."""
+    import requests
+
+    from tests.dashboard_support import spawn, stop, wait_http
+    from pipeline.tools.simulator import free_port
+
+    prefix = f"fwd{time.monotonic_ns()}"
+    cfg_path = write_config(tmp_path, f"bus: {{prefix: {prefix}}}\ndashboard: {{trusted_proxies: {trusted}}}")
+    port, log = free_port(), tmp_path / "dash.log"
+    proc = spawn("dashboard", "--config", str(cfg_path), "--redis", redis_url, "--port", str(port), log=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base + "/healthz", 30, proc, log)
+        res = requests.post(base + "/api/login", json={"username": "who", "password": "x"},
+                            headers={"Origin": base, "X-Forwarded-For": "203.0.113.9"}, timeout=30)
+        assert res.status_code == 401
+        r = bus.connect(redis_url)
+        seen = {k.decode().rsplit(":", 1)[1] for k in r.scan_iter(f"{prefix}:login:fails:*")}
+        assert seen == ({"203.0.113.9"} if trusted else {"127.0.0.1"}), seen
+    finally:
+        stop(proc)

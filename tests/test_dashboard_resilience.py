@@ -133,6 +133,11 @@ def test_redis_killed_every_api_route_answers_503_json_or_works_never_500(
         assert answers[needs_bus] == 503, (needs_bus, answers[needs_bus])
     assert answers["/api/alerts/{alert_id}"] == 200  # stored in the history: shown without the bus
 
+    # log-in works without the bus (users are in the database; the address limit counts in this process)
+    c2 = TestClient(app, base_url="http://testserver", follow_redirects=False)
+    _login(c2, "op")
+    assert c2.post("/api/login", json={"username": "op", "password": "nope"}).status_code == 401
+
     # an action is stored although it cannot be pushed to the other pages
     res = c.post("/api/alerts/k1/actions", json={"action": "acknowledge"}, headers={"X-CSRF-Token": csrf})
     assert res.status_code == 200, res.text

@@ -51,12 +51,12 @@ async def login(request: Request, body: LoginBody) -> JSONResponse:
         raise refuse(403, "csrf")
     d = ctx(request)
     remote = remote_addr(request) or "?"
-    wait = d.limiter.retry_after(remote)
+    wait = await d.limiter.retry_after(d.redis(), remote)
     if wait > 0:
         raise refuse(429, "rate_limited", retry_after=round(wait))
     res = await run_in_threadpool(check_login, d.engine, body.username, body.password, remote)
     if res.user is None:
-        d.limiter.failed(remote)
+        await d.limiter.failed(d.redis(), remote)
         status = 423 if res.problem == "locked" else 401
         raise refuse(status, res.problem or "bad_credentials", retry_after=round(res.retry_after))
     token, csrf = await run_in_threadpool(create_session, d.engine, res.user, remote,

@@ -658,9 +658,25 @@ class DashboardConfig(Strict):
                                  "Default: plain HTTP on loopback.")
     tls_key: str | None = Field(None, description="PEM private key of tls_cert (unencrypted; keep it readable by "
                                 "the service user only). Both or neither must be set.")
+    trusted_proxies: list[str] = Field(default_factory=list, description="Addresses or networks (CIDR) of "
+                                       "load balancers in front of the dashboard whose X-Forwarded-For and "
+                                       "X-Forwarded-Proto are believed, so the audit log and the log-in limit see "
+                                       "the operator's address, not the balancer's (default none: the "
+                                       "connection's own address, headers ignored).")
     orphan_alert_s: float = Field(60.0, ge=10, le=86400, description="An alert still open on the bus whose "
                                   "camera no worker has reported for this long is shown as stale (no worker "
                                   "owns it) instead of live, until a restarted worker ends it; default 60 s.")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (such as 10.0.0.5 or 10.0.0.0/24)")
+        return v
 
     @model_validator(mode="after")
     def _tls_pair(self) -> "DashboardConfig":
