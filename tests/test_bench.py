@@ -60,7 +60,9 @@ def test_simulated_camera_starts_at_its_offset_after_its_delay(tmp_path: Path, p
                         break
             index = [int(np.abs(ref - f).mean(axis=(1, 2)).argmin()) for f in frames]
             if mount == "b":
-                assert index[0] == 50 and index[49] == 99 and index[50] == 0, index  # from 2 s, then looped to 0
+                # from the keyframe at 2 s (frame 50) to the end, then looped to 0 (frames repeat 10 -> 25 fps,
+                # so a frame may match the first of its identical copies)
+                assert index[0] == 50 and index[49] >= 97 and index[50] == 0, index
             else:
                 assert index[0] == 0, index
     assert first_packet_s["b"] > first_packet_s["a"] + 0.6, first_packet_s

@@ -225,7 +225,7 @@ def estimate(runs: list[dict[str, Any]], workers: int) -> dict[str, Any]:
         b_cpu = bound(cpus, fixed, per)
         b_serial = int(processes / serial_per) if serial_per else None
         est = {"cameras_measured": [r["cameras"] for r in every], "held": [r["held"] for r in every],
-               "cameras_fitted": ns,
+               "cameras_fitted": ns, "fitted_runs_held": all(r["held"] for r in rs),
                "fixed_cores": round(fixed, 3), "cpu_s_per_camera_s": round(per, 4),
                "simulator_fixed_cores": round(s_fixed, 3), "simulator_cpu_s_per_camera_s": round(s_per, 4),
                "serial_loop_cpu_s_per_camera_s": round(serial_per, 4) if serial_per else None,

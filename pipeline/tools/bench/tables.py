@@ -53,15 +53,21 @@ def runs_table(docs: list[dict[str, Any]]) -> str:
 
 
 def estimate_table(docs: list[dict[str, Any]]) -> str:
+    """Re-fitted from the runs with the current rule (:func:`estimate`), so documents made by older
+    bench versions are fitted the same way; an estimate fitted on runs that fell behind is marked."""
+    from pipeline.tools.bench.command import estimate
+
     rows = ["| config | run | measured (held) | fixed cores | CPU s per camera-s | simulator s per camera-s "
             "| serial loop s per camera-s | cores ÷ cost | with simulator | serial bound | estimate |",
             "|" + "|".join(["---"] * 11) + "|"]
     for doc in docs:
         for kind in ("pipeline", "naive"):
-            e = (doc.get("estimate") or {}).get(kind)
+            e = estimate(doc["runs"], doc["settings"]["workers"]).get(kind)
             if not e:
                 continue
             held = ", ".join(f"{n}{'✓' if h else '✗'}" for n, h in zip(e["cameras_measured"], e["held"]))
+            if not e["fitted_runs_held"]:
+                held += " (none held: cost understated)"
             rows.append(f"| {label(doc)} | {kind} | {held} | {e['fixed_cores']:.3f} | {e['cpu_s_per_camera_s']:.4f} "
                         f"| {e['simulator_cpu_s_per_camera_s']:.4f} | {_fmt(e['serial_loop_cpu_s_per_camera_s'], 4)} "
                         f"| {_fmt(e['capacity_cpu'])} | {_fmt(e['capacity_cpu_with_simulator'])} "
