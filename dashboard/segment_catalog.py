@@ -33,6 +33,7 @@ from dashboard.history.db import insert_ignore
 from dashboard.history.schema import segment_catalog
 from pipeline.export.fetch import RemoteSegment, SegmentFetcher
 from pipeline.record.announce import stream_key
+from pipeline.record.serve import key_path
 
 log = logging.getLogger("sharpeye.catalog")
 GROUP = "archiver"
@@ -159,11 +160,13 @@ def recorded_anywhere(engine: Engine, cameras: list[str], start: float, end: flo
     return any(lookup(engine, c, start, end) for c in cameras)
 
 
-def fetcher(data_dir: str | Path, engine: Engine) -> SegmentFetcher:
-    """The export library's fetcher over this database's catalogue."""
-    return SegmentFetcher(data_dir, lambda cam, s, e: lookup(engine, cam, s, e))
+def fetcher(data_dir: str | Path, engine: Engine, key_file: str | Path) -> SegmentFetcher:
+    """The export library's fetcher over this database's catalogue; ``key_file``: the config's site key
+    (``pipeline.record.serve.key_path``)."""
+    return SegmentFetcher(data_dir, lambda cam, s, e: lookup(engine, cam, s, e), key_file=key_file)
 
 
 def dashboard_fetcher(d: Any) -> SegmentFetcher | None:
     """The fetcher of a dashboard (its data directory and database) when the cluster is on, else None."""
-    return fetcher(d.data_dir, d.engine) if d.config().cluster.enabled else None
+    cfg = d.config()
+    return fetcher(d.data_dir, d.engine, key_path(cfg)) if cfg.cluster.enabled else None

@@ -47,7 +47,16 @@ from pipeline.cluster.rendezvous import Member, assign
 from pipeline.export.fetch import RemoteSegment, SegmentFetcher
 from pipeline.record.announce import SegmentAnnouncer, announcement
 from pipeline.record.layout import SegmentInfo, iter_index
-from pipeline.record.serve import KEY_ENV, SIGN_TTL_S, SegmentServer, catalogue_signature, signed_path
+from pipeline.config import load_config
+from pipeline.record.serve import (
+    SIGN_TTL_S,
+    SegmentServer,
+    advertised_host,
+    bind_address,
+    catalogue_signature,
+    key_path,
+    signed_path,
+)
 from pipeline.tools.simulator import RtspSimulator
 from tests.conftest import config_text, require_camsim, wait_for
 from tests.record_support import fake_segments
@@ -64,12 +73,11 @@ def _get(url: str) -> tuple[int, bytes]:
 
 
 @pytest.fixture()
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SegmentServer, Path, bytes]]:
-    monkeypatch.setenv(KEY_ENV, str(tmp_path / "site.key"))
+def served(tmp_path: Path) -> Iterator[tuple[SegmentServer, Path, bytes]]:
     rec = tmp_path / "data" / "recordings"
     paths = fake_segments(rec, "gate", [T0, T0 + 10], size=5000)
     paths[0].write_bytes(os.urandom(5000))
-    srv = SegmentServer(tmp_path / "data", rec, listen="127.0.0.1:0")
+    srv = SegmentServer(rec, tmp_path / "site.key", listen="127.0.0.1:0")
     srv.start()
     try:
         yield srv, paths[0], srv.key
@@ -128,6 +136,35 @@ def test_segment_endpoint_refuses_every_name_outside_the_recordings_even_when_si
         assert b"not a segment" not in body
 
 
+def test_the_site_key_and_the_listen_address_come_from_the_cluster_section(tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    cfg_path = tmp_path / "site" / "streams.yaml"
+    cfg_path.write_text(config_text({"gate": {"source": "rtsp://127.0.0.1:9/gate"}}, data_dir="data"))
+    assert key_path(load_config(cfg_path)) == tmp_path / "site" / "data" / "cluster" / "segment.key"
+    cfg_path.write_text(config_text({"gate": {"source": "rtsp://127.0.0.1:9/gate"}}, data_dir="data",
+                                    cluster={"segment_key_file": "keys/site.key", "segment_listen": "0.0.0.0:8091",
+                                             "advertise_host": "10.0.0.11"}))
+    cfg = load_config(cfg_path)
+    assert key_path(cfg) == tmp_path / "site" / "keys" / "site.key"  # relative to the config's folder
+    assert bind_address(cfg.cluster.segment_listen, 0) == ("0.0.0.0", 8091)
+    assert bind_address(cfg.cluster.segment_listen, 2) == ("0.0.0.0", 8093)  # worker process 2 of the machine
+    assert bind_address("127.0.0.1:0", 3) == ("127.0.0.1", 0)
+    assert advertised_host("0.0.0.0", cfg.cluster.advertise_host) == "10.0.0.11"
+    assert advertised_host("127.0.0.1", None) == "127.0.0.1"
+    for bad in ("8091", "host", "::1:8091", "a:70000"):
+        cfg_path.write_text(config_text({"gate": {"source": "rtsp://127.0.0.1:9/gate"}}, data_dir="data",
+                                        cluster={"segment_listen": bad}))
+        with pytest.raises(Exception, match="segment_listen"):
+            load_config(cfg_path)
+    # the worker's --advertise-host overrides the shared config's, checked by the same schema
+    cfg_path.write_text(config_text({"gate": {"source": "rtsp://127.0.0.1:9/gate"}}, data_dir="data",
+                                    cluster={"enabled": True}))
+    res = subprocess.run([sys.executable, "-m", "pipeline.runtime.worker", "--config", str(cfg_path), "--redis",
+                          "redis://127.0.0.1:9", "--advertise-host", "bad host!"], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 2 and "--advertise-host" in res.stderr, res.stderr[-2000:]
+
+
 def _signed(row: RemoteSegment, key: bytes, **change: Any) -> RemoteSegment:
     r = dataclasses.replace(row, **change)
     return dataclasses.replace(r, sig=catalogue_signature(key, r.camera, r.start, r.end, r.bytes, r.name,
@@ -182,7 +219,8 @@ class Site:
         self.url_file = tmp / "redis.url"
         self.url_file.write_text(redis_url)
         self.url_file.chmod(0o600)
-        self.env = {**os.environ, KEY_ENV: str(tmp / "site.key")}
+        self.env = dict(os.environ)
+        self.key_file = tmp / "site.key"  # every host's config names it (cluster.segment_key_file)
         (tmp / "site.key").write_text(base64.b64encode(os.urandom(32)).decode())
         (tmp / "site.key").chmod(0o600)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -195,7 +233,7 @@ class Site:
         cfg.write_text(config_text(cams, data_dir=str(host / "data"), bus={"prefix": self.prefix},
                                    model={"threads": 1}, recordings={"segment_s": 2.0, "pre_event_s": 0},
                                    cluster={"enabled": True, "lease_ttl_s": 5.0, "renew_s": 0.5,
-                                            "moves_per_s": 2.0}))
+                                            "moves_per_s": 2.0, "segment_key_file": str(self.key_file)}))
         return cfg
 
     def spawn(self, name: str, argv: list[str]) -> None:
@@ -228,12 +266,11 @@ class Site:
 
 
 @pytest.fixture()
-def site(tmp_path: Path, redis_url: str, person_clip: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+def site(tmp_path: Path, redis_url: str, person_clip: Path) -> Iterator[Site]:
     require_camsim()
     cam = _camera_preferring("wb", ["wa"])
     with RtspSimulator({cam: person_clip}) as sim:
         s = Site(tmp_path, redis_url, sim, cam)
-        monkeypatch.setenv(KEY_ENV, s.env[KEY_ENV])  # this process cuts the clip: the site's key too
         try:
             yield s
         finally:
@@ -349,7 +386,7 @@ def test_an_export_spanning_a_camera_move_fetches_the_old_owners_segments_and_is
 
     # the alert clip of the dashboard host spans the move the same way (its own cache of segments)
     clip = cut_clip(dash_data / "recordings", dash_data / "cache" / "clips", cam, "alert-1", start, end,
-                    fetcher=catalog_fetcher(dash_data, engine))
+                    fetcher=catalog_fetcher(dash_data, engine, key_path(load_config(dash_cfg))))
     assert abs(clip.duration - (end - start)) < 0.1 and abs(clip.start - start) < 0.01
     with av.open(str(clip.path)) as container:
         assert sum(1 for _ in container.decode(video=0)) == expected

@@ -729,6 +729,16 @@ class SupervisorConfig(Strict):
                                    "default 60 s.")
 
 
+def split_hostport(text: str) -> tuple[str, int]:
+    """``host:port`` (IPv6 in brackets) as (host, port); ValueError names what is wrong."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not host:port (e.g. 127.0.0.1:0 or 0.0.0.0:8091, [::]:8091)")
+    if host.startswith("[") != host.endswith("]") or (":" in host and not host.startswith("[")):
+        raise ValueError(f"{text!r}: an IPv6 address goes in brackets, e.g. [::1]:8091")
+    return host.strip("[]"), int(port)
+
+
 class ClusterConfig(Strict):
     """Many workers on many machines share the cameras through leases in Redis (pipeline/cluster).
 
@@ -761,6 +771,33 @@ class ClusterConfig(Strict):
                                "(default 5).")
     history_maxlen: int = Field(10_000, ge=100, le=10_000_000, description="Approximate cap of the stream of "
                                 "camera moves (P:cluster:moves) the dashboard reads the owner history from.")
+    segment_key_file: str | None = Field(None, min_length=1, description="The site key's file (32 random bytes, "
+                                         "base64, mode 0600): signs segment requests, catalogue rows and live "
+                                         "requests between machines, so every machine of a site needs the same "
+                                         "file; relative paths are taken from the config file's folder; default "
+                                         "<data_dir>/cluster/segment.key, made on first use "
+                                         "(docs/recording-cluster.md).")
+    segment_listen: str = Field("127.0.0.1:0", description="host:port the worker's segment server binds (the "
+                                "recordings other machines fetch for exports and clips); port 0 takes a free "
+                                "one, a fixed port is that of worker process 0 of a machine and process I binds "
+                                "port + I; default loopback only: set 0.0.0.0:<port> where another machine "
+                                "exports or cuts clips.")
+    live_listen: str = Field("127.0.0.1:0", description="host:port the worker's live seam binds (live video and "
+                             "the finish op of open-alert clips, docs/live.md), announced in Redis "
+                             "(P:cluster:live) for the dashboards of other machines; the same port rule as "
+                             "segment_listen; default loopback: only a dashboard on the worker's own machine "
+                             "reaches it.")
+    advertise_host: str | None = Field(None, min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:_\[\]-]+$",
+                                       description="The host name or address other machines dial to reach "
+                                       "this worker's segment server and live seam (per host: the worker's "
+                                       "--advertise-host overrides it); default the listen host, or the "
+                                       "machine's hostname when listening on all interfaces.")
+
+    @field_validator("segment_listen", "live_listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        split_hostport(v)
+        return v
 
     @model_validator(mode="after")
     def _periods(self) -> "ClusterConfig":

@@ -188,8 +188,9 @@ def _fetcher(cfg: Config) -> Any:
     try:
         from dashboard.history.db import open_database
         from dashboard.segment_catalog import fetcher
+        from pipeline.record.serve import key_path
 
-        return fetcher(cfg.data_path(), open_database(cfg))
+        return fetcher(cfg.data_path(), open_database(cfg), key_path(cfg))
     except Exception as e:
         print(scrub(f"sharpeye export: the recording catalogue cannot be read ({e}); only this machine's "
                     "recordings are exported"), file=sys.stderr)

@@ -78,11 +78,17 @@ class FetchError(Exception):
 class SegmentFetcher:
     """Completes a camera's local segments for a range from the catalogue; ``origin`` says who held each copy."""
 
-    def __init__(self, data_dir: str | Path, lookup: Lookup, key: bytes | None = None, timeout_s: float = TIMEOUT_S):
+    def __init__(self, data_dir: str | Path, lookup: Lookup, key: bytes | None = None, timeout_s: float = TIMEOUT_S,
+                 key_file: str | Path | None = None):
+        """``key`` or ``key_file`` (the config's, ``pipeline.record.serve.key_path``): the site key, read on
+        first use."""
+        if key is None and key_file is None:
+            raise ValueError("a fetcher needs the site key or its file (cluster.segment_key_file)")
         self.data_dir = Path(data_dir)
         self.cache = self.data_dir / CACHE_DIR
         self.lookup = lookup
         self._key = key
+        self.key_file = Path(key_file) if key_file is not None else None
         self.timeout_s = timeout_s
         self.origin: dict[Path, RemoteSegment] = {}  # cached copy → where it came from
         self.notes: dict[str, list[str]] = {}  # camera → sentences for the manifest
@@ -94,7 +100,8 @@ class SegmentFetcher:
     @property
     def key(self) -> bytes:
         if self._key is None:
-            self._key = load_or_create_key(self.data_dir)
+            assert self.key_file is not None
+            self._key = load_or_create_key(self.key_file)
         return self._key
 
     def complete(self, camera: str, start: float, end: float, local: Sequence[SegmentInfo]) -> list[SegmentInfo]:

@@ -6,10 +6,9 @@ catalogue (``pipeline/record/announce.py``) and fetch them here:
 
     GET /segment/<camera>/<segment name>?exp=<epoch s>&sig=<hex>     → 200 the file, or 4xx
 
-Why HTTP on its own port rather than an op of the live seam: the seam listens on loopback only
-(its token is in a file of the worker's data directory, read by the dashboard of the same
-machine); a segment must reach other machines, and an HTTP GET is what any tool (``curl``) can
-check.  Why signed requests rather than a bearer token: the site key never crosses the network,
+Why HTTP on its own port rather than an op of the live seam: the seam is a framed stream protocol
+for the dashboard; a segment is a file, and an HTTP GET is what any tool (``curl``) can check.
+Why signed requests rather than a bearer token: the site key never crosses the network,
 a captured URL fetches only that one file and only for ``SIGN_TTL_S`` seconds.
 
 The fence against reading anything else: the camera id and the name must match their patterns
@@ -35,14 +34,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from pipeline.config.schema import CAMERA_ID
+from pipeline.config.schema import CAMERA_ID, Config, split_hostport
 from pipeline.record.layout import SEGMENT_RE, hour_dir, parse_segment_name
 
 log = logging.getLogger(__name__)
 
-KEY_ENV = "SHARPEYE_SEGMENT_KEY_FILE"  # the site key's file, when not <data_dir>/cluster/segment.key
-LISTEN_ENV = "SHARPEYE_SEGMENT_LISTEN"  # host:port the worker's segment server binds (default 127.0.0.1:0)
-ADVERTISE_ENV = "SHARPEYE_SEGMENT_ADVERTISE"  # host[:port] others reach it at (default: the bound address)
 KEY_NAME = Path("cluster") / "segment.key"
 SIGN_TTL_S = 300.0  # a signed URL is good this long (clocks of a site are NTP-synchronised within seconds)
 CHUNK = 1 << 20
@@ -53,18 +49,23 @@ class SegmentRefused(ValueError):
     """A request that names no finished segment of this worker (bad name, outside the folder, not there)."""
 
 
-def key_path(data_dir: str | Path) -> Path:
-    env = os.environ.get(KEY_ENV)
-    return Path(env) if env else Path(data_dir) / KEY_NAME
+def key_path(cfg: Config) -> Path:
+    """The site key's file: ``cluster.segment_key_file`` (relative to the config's folder), else
+    ``<data_dir>/cluster/segment.key``.  Every process that signs or checks reads it from here."""
+    name = cfg.cluster.segment_key_file
+    if name is None:
+        return cfg.data_path() / KEY_NAME
+    p = Path(name).expanduser()
+    return p if p.is_absolute() else (cfg.base_dir() / p).resolve()
 
 
-def load_or_create_key(data_dir: str | Path) -> bytes:
-    """The site's segment key (32 random bytes, base64 in a 0600 file), made on first use.
+def load_or_create_key(path: str | Path) -> bytes:
+    """The site's key (32 random bytes, base64 in a 0600 file ``path``), made on first use.
 
     Every machine of a site needs the same file (copy it, as the Redis password is copied); a
     machine with another key is refused (403) and says so in its log.
     """
-    path = key_path(data_dir)
+    path = Path(path)
     try:
         return base64.b64decode(path.read_text().strip(), validate=True)
     except FileNotFoundError:
@@ -209,23 +210,40 @@ class _HTTPServer(ThreadingHTTPServer):
     owner: "SegmentServer"
 
 
-def _split_hostport(text: str, default_port: int) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or "]" in port:
-        return text.strip("[]"), default_port
-    return host.strip("[]"), int(port)
+class _HTTPServer6(_HTTPServer):
+    address_family = socket.AF_INET6
+
+
+def bind_address(listen: str, index: int = 0) -> tuple[str, int]:
+    """(host, port) a server of worker process ``index`` binds for a ``host:port`` setting: port 0 stays
+    0 (a free port), a fixed port is process 0's and process I takes port + I (several worker processes
+    of one machine share the config)."""
+    host, port = split_hostport(listen)
+    return host, (port + index if port else 0)
+
+
+def advertised_host(bound_host: str, advertise_host: str | None) -> str:
+    """The host other machines dial: ``cluster.advertise_host`` (or ``--advertise-host``), else the bound
+    host, or this machine's name when bound to every interface."""
+    if advertise_host:
+        return advertise_host.strip("[]")
+    return socket.gethostname() if bound_host in ("", "0.0.0.0", "::") else bound_host
+
+
+def host_in_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 class SegmentServer:
     """Serves this worker's finished segments to holders of the site key; ``address`` is what it announces."""
 
-    def __init__(self, data_dir: str | Path, recordings_dir: str | Path, listen: str | None = None,
-                 advertise: str | None = None):
-        self.data_dir = Path(data_dir)
+    def __init__(self, recordings_dir: str | Path, key_file: str | Path, listen: str = "127.0.0.1:0",
+                 advertise_host: str | None = None, index: int = 0):
         self.recordings_dir = Path(recordings_dir)
-        self.listen = listen or os.environ.get(LISTEN_ENV) or "127.0.0.1:0"
-        self.advertise = advertise or os.environ.get(ADVERTISE_ENV)
-        self.key_file = key_path(self.data_dir)
+        self.listen = listen  # cluster.segment_listen
+        self.advertise_host = advertise_host  # cluster.advertise_host / --advertise-host
+        self.index = index  # the worker process's shard index on its machine (fixed port + index)
+        self.key_file = Path(key_file)
         self.key = b""
         self.address = ""
         self.served = 0
@@ -235,17 +253,13 @@ class SegmentServer:
 
     def start(self) -> str:
         """Listen; returns the announced ``http://host:port``.  Raises OSError when the port cannot be bound."""
-        self.key = load_or_create_key(self.data_dir)
-        host, port = _split_hostport(self.listen, 0)
-        http = _HTTPServer((host, port), _Handler)
+        self.key = load_or_create_key(self.key_file)
+        host, port = bind_address(self.listen, self.index)
+        http = (_HTTPServer6 if ":" in host else _HTTPServer)((host, port), _Handler)
         http.owner = self
         self._http = http
         bound = http.server_address[1]
-        if self.advertise:
-            a_host, a_port = _split_hostport(self.advertise, bound)
-        else:
-            a_host, a_port = (socket.gethostname() if host in ("", "0.0.0.0", "::") else host), bound
-        self.address = f"http://{'[' + a_host + ']' if ':' in a_host else a_host}:{a_port}"
+        self.address = f"http://{host_in_url(advertised_host(host, self.advertise_host))}:{bound}"
         self._thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.5},
                                         name="segment-server", daemon=True)
         self._thread.start()

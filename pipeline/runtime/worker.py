@@ -60,7 +60,7 @@ from pipeline.record.announce import SegmentAnnouncer
 from pipeline.record.announce import stream_key as announce_stream
 from pipeline.record.ring import PacketRing
 from pipeline.record.segments import SegmentWriter
-from pipeline.record.serve import SegmentServer
+from pipeline.record.serve import SegmentServer, key_path
 
 log = logging.getLogger(__name__)
 STATUS_PERIOD_S = 2.0
@@ -191,7 +191,8 @@ class Worker:
         self.segment_server: SegmentServer | None = None  # cluster: finished segments for other machines
         self.announcer: SegmentAnnouncer | None = None  # cluster: the catalogue (docs/recording-cluster.md)
         if self.coordinator is not None and cfg.recordings.enabled:
-            self.segment_server = SegmentServer(self.data_dir, self.data_dir / cfg.recordings.dir)
+            self.segment_server = SegmentServer(self.data_dir / cfg.recordings.dir, key_path(cfg),
+                                                cfg.cluster.segment_listen, cfg.cluster.advertise_host, shard[0])
             key = announce_stream(cfg.bus.prefix)
             self.announcer = SegmentAnnouncer(
                 lambda f: self.redis.xadd(key, f, maxlen=ANNOUNCE_MAXLEN, approximate=True), self.coordinator.id, "")
@@ -653,6 +654,8 @@ def main(argv: list[str] | None = None) -> int:
                     "hash, overriding cluster.capacity of the shared config (e.g. 4 on a GPU host)")
     ap.add_argument("--max-cameras", type=int, help="with cluster.enabled: most cameras this worker runs, "
                     "overriding cluster.max_cameras of the shared config")
+    ap.add_argument("--advertise-host", help="with cluster.enabled: the host name or address other machines "
+                    "dial for this worker's segment server and live seam, overriding cluster.advertise_host")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
@@ -662,7 +665,8 @@ def main(argv: list[str] | None = None) -> int:
     if worker_id and not args.worker_id and count > 1:
         worker_id = f"{worker_id}-{index}"  # several worker processes of one machine: one id each
     host_only = {k: v for k, v in (("worker_id", worker_id), ("capacity", args.capacity),
-                                   ("max_cameras", args.max_cameras)) if v}
+                                   ("max_cameras", args.max_cameras), ("advertise_host", args.advertise_host))
+                 if v}
     if host_only:  # per-host settings of a shared config, checked by the same schema as the file
         from pydantic import ValidationError
 
