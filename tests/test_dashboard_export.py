@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import json
 import time
 import zipfile
@@ -102,7 +103,7 @@ def env(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str, clip30: 
     r = bus.connect(redis_url)
     keys = bus.BusKeys(prefix)
     yield {"app": app, "cfg": cfg, "engine": engine, "data": cfg.data_path(),
-           "publish": lambda m: bus.publish_event(r, keys, m, 10_000), "tmp": tmp_path}
+           "publish": lambda m: bus.publish_event(r, keys, m, 10_000), "tmp": tmp_path, "r": r, "keys": keys}
     engine.dispose()
 
 
@@ -276,11 +277,19 @@ def test_a_job_left_running_by_a_dead_dashboard_process_is_marked_failed(env: di
         conn.execute(export_jobs.insert().values(
             id="orphan", username="wang", cameras='["lobby"]', grid_cells='["G1"]', start=T0, end=T0 + 5,
             state="running", progress=0.4, created_at=time.time() - 60, runner=f"{socket.gethostname()}:999999999"))
+        for jid, runner in (("far-alive", "otherhost:41"), ("far-dead", "otherhost:42")):  # behind a balancer
+            conn.execute(export_jobs.insert().values(
+                id=jid, username="wang", cameras='["lobby"]', grid_cells='["G1"]', start=T0, end=T0 + 5,
+                state="running", progress=0.4, created_at=time.time() - 60, runner=runner))
+    env["r"].set(env["keys"].prefix_key("exports:runner:otherhost:41"), "1", ex=60)  # that process still beats
     wang = Op(env["app"], "wang")
     assert wang.c.get("/api/exports/orphan").json()["state"] == "running"
     wang.export(cameras=["lobby"], start=T0 + 1, end=T0 + 4)  # the first export of this process looks around
     orphan = wang.c.get("/api/exports/orphan").json()
     assert orphan["state"] == "failed" and "stopped before it finished" in orphan["error"]
+    assert wang.c.get("/api/exports/far-alive").json()["state"] == "running"
+    assert wang.c.get("/api/exports/far-dead").json()["state"] == "failed"  # its host's beat is gone
+    assert env["r"].ttl(env["keys"].prefix_key(f"exports:runner:{socket.gethostname()}:{os.getpid()}")) > 0
 
 
 def test_an_export_that_fails_on_its_thread_says_why_and_the_dashboard_goes_on(env: dict[str, Any]) -> None:

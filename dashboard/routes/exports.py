@@ -17,7 +17,10 @@ everything again on its thread (the recordings may change meanwhile).
 A job runs on a thread of this dashboard process (``MAX_RUNNING`` at a time; stream copy is I/O
 bound).  Its progress (bytes of recordings read) is written to its row at most every
 ``PROGRESS_EVERY_S``, so any dashboard process can answer the page's poll.  A job left ``running``
-by a dashboard process that died is marked failed when this process starts its first export.
+by a dashboard process that died is marked failed: on this host when its pid is gone, on another host
+(several dashboards behind a load balancer) when its runner's beat in the bus (``P:exports:runner:<host:pid>``,
+refreshed every ``RUNNER_BEAT_S``) has expired; checked when a process starts its first export and when
+the list is read (at most every ``ORPHAN_CHECK_S``).
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ import math
 import os
 import secrets
 import socket
+import threading
 import time
 import zipfile
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
 from fastapi import APIRouter, Depends, Query, Request
+from redis.exceptions import RedisError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select, update
@@ -59,6 +64,7 @@ from pipeline.export.manifest import hash_path
 from pipeline.export.paths import UnsafeName, check_camera_id, check_case_name, exports_root, inside
 from pipeline.export.protect import alert_ranges
 from pipeline.export.times import iso_local, parse_time
+from pipeline.publish import bus
 from pipeline.record.catalog import Recordings
 
 log = logging.getLogger("sharpeye.dashboard.exports")
@@ -223,30 +229,72 @@ class _RowProgress:
 
 # ------------------------------------------------------------------------------------------ running a job
 
-class Runner:
-    """The export threads of one dashboard process."""
+RUNNER_BEAT_S = 10.0
+RUNNER_TTL_S = 45  # a runner not heard of for this long is gone (its host died, or was cut off)
+ORPHAN_CHECK_S = 30.0
+_last_orphan_check = 0.0
 
-    def __init__(self, engine: Engine):
+
+def _runner_key(d: Dashboard, runner_id: str) -> str:
+    return d.keys.prefix_key(f"exports:runner:{runner_id}")
+
+
+class Runner:
+    """The export threads of one dashboard process, and its beat in the bus (so other hosts can tell that
+    its running jobs are still running)."""
+
+    def __init__(self, d: Dashboard):
         self.pool = cf.ThreadPoolExecutor(MAX_RUNNING, thread_name_prefix="export-job")
-        _fail_orphans(engine)
+        self._redis = bus.connect(d.redis_url)
+        self._key = _runner_key(d, _runner_id())
+        self._beat()  # before any job of this process exists
+        threading.Thread(target=self._beat_forever, name="export-runner-beat", daemon=True).start()
+        fail_orphans(d)
+
+    def _beat(self) -> None:
+        try:
+            self._redis.set(self._key, str(time.time()), ex=RUNNER_TTL_S)
+        except (RedisError, OSError) as e:
+            log.debug("export runner beat not written (bus unavailable: %s)", e)
+
+    def _beat_forever(self) -> None:
+        while True:
+            time.sleep(RUNNER_BEAT_S)
+            self._beat()
 
     def submit(self, d: Dashboard, job_id: str, req: ExportRequest, user: User, remote: str | None) -> None:
         self.pool.submit(_run_job, d, job_id, req, user, remote)
 
 
-def _fail_orphans(engine: Engine) -> None:
-    """Jobs this host left queued or running in a process that no longer exists: failed, and said why."""
+def fail_orphans(d: Dashboard) -> int:
+    """Jobs left queued or running by a dashboard process that is gone: failed, and said why; how many.
+
+    This host's: its pid no longer exists.  Another host's: its runner's beat has expired in the bus
+    (while the bus does not answer, nothing is decided about other hosts)."""
+    global _last_orphan_check
+    _last_orphan_check = time.monotonic()
     host = socket.gethostname()
-    with engine.begin() as conn:
+    r = bus.connect(d.redis_url)
+    failed = 0
+    with d.engine.begin() as conn:
         rows = conn.execute(select(export_jobs.c.id, export_jobs.c.runner)
                             .where(export_jobs.c.state.in_(("queued", "running")))).all()
         for row in rows:
             h, _, pid = (row.runner or "").rpartition(":")
-            if h != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
-                continue  # another host's (it cannot be told from here), ours, or a live process's
+            if not pid.isdigit() or (h == host and (int(pid) == os.getpid() or _alive(int(pid)))):
+                continue  # not started yet, ours, or a live process's of this host
+            if h != host:
+                try:
+                    if r.exists(_runner_key(d, row.runner)):
+                        continue  # that host's process still beats
+                except (RedisError, OSError):
+                    continue
             conn.execute(update(export_jobs).where(export_jobs.c.id == row.id).values(
                 state="failed", finished_at=time.time(),
                 error="the dashboard process running this export stopped before it finished; start it again"))
+            failed += 1
+    r.close()
+    return failed
 
 
 def _alive(pid: int) -> bool:
@@ -263,7 +311,7 @@ def runner(request: Request) -> Runner:
     state = request.app.state
     r = getattr(state, "export_runner", None)
     if r is None:
-        r = state.export_runner = Runner(ctx(request).engine)
+        r = state.export_runner = Runner(ctx(request))
     return r  # type: ignore[no-any-return]
 
 
@@ -440,6 +488,8 @@ async def list_exports(request: Request, user: User = Depends(current_user), lim
     limit = max(1, min(limit, 500))
 
     def _list() -> dict[str, Any]:
+        if time.monotonic() - _last_orphan_check > ORPHAN_CHECK_S:
+            fail_orphans(d)  # a job of a dashboard host that died does not stay "running" forever
         with d.engine.connect() as conn:
             rows = conn.execute(select(export_jobs).order_by(export_jobs.c.created_at.desc()).limit(limit * 4)).all()
             case_rows = conn.execute(select(cases).order_by(cases.c.updated_at.desc())).all()
