@@ -105,7 +105,8 @@ class LoopingMedia(GstRtspServer.RTSPMedia):
         event = info.get_event()
         if event.type == Gst.EventType.SEEK:
             rate, fmt, flags, start_type, start, stop_type, stop = event.parse_seek()
-            to_start = not self.own_seek and self.start_s > 0 and fmt == Gst.Format.TIME and start_type == Gst.SeekType.SET and start == 0
+            to_start = (not self.own_seek and self.start_s > 0 and fmt == Gst.Format.TIME
+                        and start_type == Gst.SeekType.SET and start == 0)
             if not flags & Gst.SeekFlags.SEGMENT or to_start:
                 if to_start:
                     start = int(self.start_s * Gst.SECOND)
