@@ -7,9 +7,14 @@ every message of the camera carries ``fence: {"owner", "token"}``:
 - :class:`FencedSink` (worker) wraps the publisher's sink: it stamps each message with the camera's
   current fence, or refuses it (raises :class:`Fenced`) when the worker no longer holds the camera
   or is past its self-fencing deadline, so a frozen or cut-off worker publishes nothing new;
-- :class:`FenceFilter` (consumers: archiver, dashboard live stream) keeps the highest token seen per
-  camera and drops a message with a lower one: a message an old owner sent (late, from its outbox)
-  after a new owner took the camera.  Messages without a fence (one machine) always pass.
+- the bus itself (first line): the outbox writes fenced messages through one Lua script that refuses a
+  token below the camera's token counter (``bus.add_events_fenced``), so what a worker stamped before
+  it fenced itself and delivers late from its outbox, after another worker took the camera, never
+  reaches the stream or ``P:open``;
+- :class:`FenceFilter` (consumers: archiver, dashboard live stream; second line) keeps the highest
+  token seen per camera and drops a message with a lower one.  It only knows what it has seen since
+  it started, which is why the check at the source comes first.  Messages without a fence (one
+  machine) always pass.
 
 Imports nothing else of Sharp Eyes: the fence comes in as a callable.
 """
