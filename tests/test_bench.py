@@ -95,3 +95,7 @@ def test_short_bench_with_naive_baseline_prints_json_matching_the_schema(tmp_pat
     assert stages["s_per_camera_s"]["decode"] > 0 and stages["ms_per_frame"]["detect"] > 0
     assert doc["naive"]["stages"] is None
     assert doc["comparison"]["cpu_per_camera"] is not None
+    tables = subprocess.run([sys.executable, "-m", "pipeline.tools.bench.tables", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert tables.returncode == 0, tables.stderr[-2000:]
+    assert "| 720p busy | pipeline | 2 |" in tables.stdout and "| 720p busy | naive | 2 |" in tables.stdout
