@@ -4,8 +4,14 @@ Why stream copy: decoding and encoding 1080p costs about 1/200 s a frame here, d
 muxing a packet microseconds, so ten minutes of one camera are copied in about a second and the
 pictures are bit for bit what the camera sent (what an evidence export must be).
 
-The file starts at the keyframe at or before the requested start (a decoder cannot start
-elsewhere) and ends with the last frame before the requested end.  Its timeline is continuous:
+The file starts at the keyframe shown at or before the requested start (a decoder cannot start
+elsewhere) and ends with the last frame shown before the requested end.  Times are display times
+(pts); with B-frames packets come in decode order, so every frame shown before the end is in,
+with the reference frames decoded before them (one shown at or after the end is kept, and the
+notes say so, when earlier frames are predicted from it), and the file's time 0 is its first
+frame shown (the packets decoded before it get negative dts: an MP4 edit list).  Where a file
+starts at an open GOP's keyframe (x265's default CRA), the leading pictures after it, predicted
+from the GOP before, are left out.  Its timeline is continuous:
 segments recorded back to back (the segment writer's normal case) follow each other frame after
 frame, so the frame count and duration are exactly those of the range; where the recording has a
 hole (a gap, a skipped corrupt segment) the file's clock jumps by the hole's length, so a time in
@@ -13,12 +19,16 @@ the file is always the time of the recording's first frame plus that offset.  A 
 codec parameters differ from the file's (the camera was reconfigured) starts a second file,
 ``<camera>-2.mp4``: one MP4 track holds one set of parameters.
 
-``precise`` re-encodes only the first group of pictures, from the first frame at or after the
-requested start to the next keyframe, so the file starts within one frame of it; everything after
-stays a copy.  The re-encoded frames carry their own H.264 parameter sets in band and the first
-copied keyframe after them gets the original ones back in band, so one track holds both (FFmpeg
-and browsers switch parameter sets in band).  Only H.264 without B-frames is re-encoded; other
-streams start at the keyframe and the result says so.
+``precise`` re-encodes only the first group of pictures, from the first frame shown at or after
+the requested start to the next keyframe, with the recording's codec (H.264: libx264, H.265:
+libx265), size and profile, without B-frames; everything after stays a copy, with its own
+timestamps: the re-encoded frames keep their display times and get dts = pts minus the stream's
+reorder delay, so dts rise strictly across the switch and pts is never below dts.  The
+re-encoded frames carry their own parameter sets in band and the first copied keyframe after
+them gets the original ones back in band (H.265: after an end-of-sequence unit when it is not an
+IDR), so one track holds both (FFmpeg and browsers switch parameter sets in band).  Other codecs,
+an H.264 stream whose next keyframe is not an IDR picture, or an FFmpeg without the encoder:
+the file starts at the keyframe and the notes say why.
 
 A segment that cannot be read (no index, truncated, not a video) is skipped and reported, never
 fatal: the time it covered is a hole like any other.  A write that fails (disk full) deletes what
@@ -42,9 +52,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import av.error
+from av.video.codeccontext import VideoCodecContext
 
 from pipeline.record.catalog import Recordings
 from pipeline.record.layout import SegmentInfo
@@ -142,17 +154,38 @@ class _Segment:
         return self.info.start + rel * self.tb_s
 
     def window(self, start: float, end: float) -> tuple[int, int]:
-        """Packet indexes [lo, hi) for [start, end): from the keyframe at or before ``start``, up to ``end``."""
+        """Packet indexes [lo, hi) for [start, end): from the keyframe at or before ``start``, up to ``end``.
+
+        Times are display times (pts).  Without B-frames (pts = dts) that is the packets from the
+        keyframe to the last frame before ``end``.  With B-frames the packets are in decode order:
+        ``hi`` is one past the last packet shown before ``end``, so every frame shown before ``end``
+        is in, with the reference frames decoded before it (shown at or after ``end``: they cannot
+        be left out, the B-frames before ``end`` are predicted from them).
+        """
         lo = 0
         for i, p in enumerate(self.packets):
-            if self.wall(p.dts) > start + 1e-6:
-                break
             if p.key:
+                if self.wall(p.pts) > start + 1e-6:
+                    break
                 lo = i
         hi = len(self.packets)
-        while hi > lo and self.wall(self.packets[hi - 1].dts) >= end - 1e-6:
+        while hi > lo and self.wall(self.packets[hi - 1].pts) >= end - 1e-6:
             hi -= 1
         return lo, hi
+
+    def leading(self, lo: int) -> list[int]:
+        """Packets after keyframe ``lo`` (decode order) that are shown before it: an open GOP's leading pictures.
+
+        They are predicted from the GOP before ``lo``: where a file starts at ``lo`` they cannot be
+        decoded and are left out.  Empty for closed GOPs (H.264 IDR, x264's default).
+        """
+        k = self.packets[lo].pts
+        out = []
+        for i in range(lo + 1, len(self.packets)):  # leading pictures precede the trailing ones in decode order
+            if self.packets[i].key or self.packets[i].pts > k:
+                break
+            out.append(i)
+        return out
 
     def step(self) -> int:
         """One frame, in tb (the median spacing of its packets)."""
@@ -236,6 +269,18 @@ def _demux(info: SegmentInfo, data: bytes) -> _Segment:
     return seg
 
 
+class _File(OutputFile):
+    """OutputFile that keeps the timestamps it is given (the file's own timeline) instead of starting dts at 0.
+
+    The timeline here puts the first *shown* frame at 0; with B-frames the packets decoded before
+    it have negative dts, which the MP4 muxer writes as an edit list (players start at frame 0).
+    """
+
+    def __init__(self, part: Path, first: StoredPacket, fmt: str):
+        super().__init__(part, first, fmt)
+        self.first_dts = 0
+
+
 class _Output:
     """One MP4 being assembled from segment pieces on one continuous timeline (the file's time base)."""
 
@@ -245,12 +290,14 @@ class _Output:
         self.template = template
         self.tb = template.time_base
         self.out: OutputFile | None = None
-        self.end_dts = 0  # after the last frame, in tb
+        self.end_dts = 0  # after the last frame in decode order, in tb (where the next contiguous piece goes on)
+        self.end_shown = 0  # after the last frame shown, in tb
         self.first_wall = 0.0
         self.end_wall = 0.0
         self.frames = 0
         self.reencoded = 0
-        self.inband: bytes = b""  # parameter sets to put in front of the next copied keyframe
+        self.inband: list[bytes] = []  # parameter sets to put in front of the next copied keyframe
+        self.nal_size = 4
 
     def append(self, seg: _Segment, lo: int, hi: int, end_rel: int, contiguous: bool, reencoded: int = 0) -> None:
         conv = seg.tb / self.tb
@@ -260,29 +307,34 @@ class _Output:
             return v if same else round(v * conv)
 
         pk = seg.packets
-        first_rel = rescale(pk[lo].dts)
-        if self.out is None:
-            base = -first_rel
-            self.first_wall = seg.wall(pk[lo].dts)
+        if self.out is None:  # the file's time 0 is its first frame shown
+            shown = min(pk[i].pts for i in range(lo, hi)) if seg.b_frames else pk[lo].pts
+            base = -rescale(shown)
+            self.first_wall = seg.wall(shown)
         elif contiguous:
-            base = self.end_dts - first_rel
+            base = self.end_dts - rescale(pk[lo].dts)
         else:  # a hole: the file's clock jumps by its length, never backwards
-            at = round((seg.wall(pk[lo].dts) - self.first_wall) / float(self.tb))
-            base = max(at, self.end_dts) - first_rel
+            at = round((seg.wall(pk[lo].pts) - self.first_wall) / float(self.tb))
+            base = max(at - rescale(pk[lo].pts), self.end_dts - rescale(pk[lo].dts))
+        last_pts = None
         for i in range(lo, hi):
             p = pk[i]
             nxt = pk[i + 1].dts if i + 1 < hi else end_rel
             data = p.data
             if p.key and self.inband and i >= lo + reencoded:
-                data, self.inband = self.inband + data, b""
+                data, self.inband = _resume(self.template.codec, data, self.inband, self.nal_size), []
             sp = StoredPacket(data, base + rescale(p.pts), base + rescale(p.dts), p.key, seg.wall(p.dts),
                               max(1, rescale(nxt) - rescale(p.dts)), self.template)
             if self.out is None:
-                self.out = OutputFile(self.part, sp, "mp4")
+                self.out = _File(self.part, sp, "mp4")
             self.out.mux(sp)
             self.frames += 1
+            last_pts = p.pts if last_pts is None else max(last_pts, p.pts)
+        # after the last frame shown: the end in decode order plus the reorder delay of the last frames
+        tail = (last_pts - pk[hi - 1].dts) if last_pts is not None and hi > lo else 0
         self.end_dts = base + rescale(end_rel)
-        self.end_wall = seg.wall(end_rel)
+        self.end_shown = max(self.end_shown, base + rescale(end_rel + tail))
+        self.end_wall = seg.wall(end_rel + tail)
         self.reencoded += reencoded
 
     def finish(self) -> OutputInfo:
@@ -290,7 +342,7 @@ class _Output:
         self.out.close()
         self.part.replace(self.path)
         t = self.template
-        return OutputInfo(self.path, self.first_wall, self.end_wall, self.frames, float(self.end_dts * self.tb),
+        return OutputInfo(self.path, self.first_wall, self.end_wall, self.frames, float(self.end_shown * self.tb),
                           t.codec, t.width, t.height, self.reencoded)
 
     def discard(self) -> None:
@@ -310,6 +362,7 @@ def cut_camera(recordings_dir: Path, camera: str, start: float, end: float, dest
     cut = CameraCut(camera)
     cur: _Output | None = None
     prev: SegmentInfo | None = None
+    extra = 0  # frames shown at or after the end, kept because B-frames before it are predicted from them
     try:
         for info in segs:
             try:
@@ -335,8 +388,17 @@ def cut_camera(recordings_dir: Path, camera: str, start: float, end: float, dest
                 contiguous = prev is not None and abs(info.start - prev.end) <= BACK_TO_BACK_S
                 reencoded = 0
                 if precise and cur.out is None and not cut.files:
-                    seg, lo, hi, reencoded = _precise_start(seg, lo, hi, start, end, cur, cut.notes)
+                    seg, lo, hi, reencoded, end_rel = _precise_start(seg, lo, hi, start, end, cur, cut.notes,
+                                                                     end_rel)
+                if not reencoded and (cur.out is None or not contiguous) and (drop := seg.leading(lo)):
+                    # a file (or the piece after a hole) starting at an open GOP's keyframe: its leading
+                    # pictures refer to frames that are not in the file
+                    gone = set(drop)
+                    seg = dataclasses.replace(seg, packets=[p for i, p in enumerate(seg.packets) if i not in gone])
+                    hi -= sum(1 for i in drop if i < hi)
                 if lo < hi:
+                    if seg.b_frames:
+                        extra += sum(1 for i in range(lo, hi) if seg.wall(seg.packets[i].pts) >= end - 1e-6)
                     cur.append(seg, lo, hi, end_rel, contiguous, reencoded)
                     cut.used.append(info)
                     prev = info
@@ -344,6 +406,9 @@ def cut_camera(recordings_dir: Path, camera: str, start: float, end: float, dest
                 progress(info.bytes)
         if cur is not None and cur.out is not None:
             cut.files.append(cur.finish())
+        if extra:
+            cut.notes.append(f"{extra} frame(s) shown at or after the requested end are in the file: frames shown "
+                             "before the end are predicted from them (stream copy cannot leave them out)")
     except BaseException:
         if cur is not None:
             cur.discard()
@@ -356,90 +421,215 @@ def cut_camera(recordings_dir: Path, camera: str, start: float, end: float, dest
 # ------------------------------------------------------------------------------------------ --precise
 
 
-def _precise_start(seg: _Segment, lo: int, hi: int, start: float, end: float, out: _Output,
-                   notes: list[str]) -> tuple[_Segment, int, int, int]:
-    """Re-encode the first GOP from the first frame at or after ``start``; returns the new piece and its count.
+def _precise_start(seg: _Segment, lo: int, hi: int, start: float, end: float, out: _Output, notes: list[str],
+                   end_rel: int) -> tuple[_Segment, int, int, int, int]:
+    """Re-encode the first GOP from the first frame at or after ``start``.
 
-    Nothing is re-encoded when the keyframe already is within half a frame of ``start``.
+    Returns (piece, lo, hi, frames re-encoded, end_rel): the new piece and where it ends in decode order.
+
+    The frames shown from ``start`` up to the next keyframe (``k2``) are decoded (from the keyframe
+    before ``start``, through the leading pictures of an open GOP at ``k2``) and encoded again with
+    the same codec, size and profile, without B-frames, so decode order = display order.  They keep
+    their display times; their dts are their pts minus the stream's reorder delay, so they come
+    strictly before ``k2``'s dts and the copied rest keeps its own timestamps: one continuous,
+    strictly increasing dts line, pts never below dts.  ``k2``'s open-GOP leading pictures (shown
+    before it, predicted from the GOP being replaced) are among the re-encoded frames and leave the
+    copy.  Nothing is re-encoded when the keyframe already is within half a frame of ``start``.
     """
     step = seg.step()
-    if seg.wall(seg.packets[lo].dts) >= start - float(step * seg.tb) / 2:
-        return seg, lo, hi, 0
+    half = float(step * seg.tb) / 2
+    pk = seg.packets
+    if seg.wall(pk[lo].pts) >= start - half:
+        return seg, lo, hi, 0, end_rel
+    codec = seg.template.codec
+    k2 = next((i for i in range(lo + 1, len(pk)) if pk[i].key), len(pk))
+    lead = seg.leading(k2) if k2 < len(pk) else []
     why = None
-    if seg.template.codec != "h264":
-        why = f"{seg.template.codec} is not re-encoded (H.264 only)"
-    elif seg.b_frames:
-        why = "the stream has B-frames"
-    inband = b""
-    if why is None:
+    params: list[bytes] = []
+    size = 4
+    if codec not in _ENCODERS:
+        why = f"{codec} is not re-encoded (H.264 and H.265 only)"
+    else:
         try:
-            size, nals = avcc_parameter_sets(seg.template.extradata)
-            inband = b"".join(len(n).to_bytes(size, "big") + n for n in nals)
+            size, params = parameter_sets(codec, seg.template.extradata)
         except ValueError as e:
             why = f"its parameter sets cannot be read ({e})"
+    if why is None and k2 < len(pk) and codec == "h264" and not _is_idr(codec, pk[k2].data, size):
+        why = "the next keyframe is not an IDR picture (open GOP): the original parameter sets cannot resume there"
+    if why is None and not _has_encoder(codec):
+        why = f"this FFmpeg has no {_ENCODERS[codec]} encoder"
     if why is not None:
-        notes.append(f"--precise: starts at the keyframe {seg.wall(seg.packets[lo].dts) - start:+.3f} s from the "
+        notes.append(f"--precise: starts at the keyframe {seg.wall(pk[lo].pts) - start:+.3f} s from the "
                      f"requested start: {why}")
-        return seg, lo, hi, 0
-    k2 = next((i for i in range(lo + 1, len(seg.packets)) if seg.packets[i].key), len(seg.packets))
-    half = float(step * seg.tb) / 2
-    keep = [i for i in range(lo, min(k2, hi)) if start - half <= seg.wall(seg.packets[i].pts) < end]
+        return seg, lo, hi, 0, end_rel
+    shown_end = pk[k2].pts if k2 < len(pk) else None
+    decode_to = (lead[-1] if lead else k2) + 1 if k2 < len(pk) else len(pk)
+    keep = sorted(p.pts for i, p in enumerate(pk[lo:decode_to], lo)
+                  if start - half <= seg.wall(p.pts) < end and (shown_end is None or p.pts < shown_end))
+    delay = max(p.pts - p.dts for p in pk[lo:decode_to])
     try:
-        encoded = _reencode(seg, lo, k2, {seg.packets[i].pts for i in keep}, size)
+        encoded = _reencode(seg, lo, decode_to, keep, size, delay)
+        if not encoded:
+            return seg, lo, hi, 0, end_rel
+        gone = set(lead)
+        # the copy: from k2, without its leading pictures, to the last frame shown before the end (and the
+        # references decoded before it); nothing when every frame before the end was re-encoded
+        last = max((i for i in range(k2, hi) if i not in gone and seg.wall(pk[i].pts) < end - 1e-6), default=-1)
+        rest = [pk[i] for i in range(k2, last + 1) if i not in gone]
+        if rest:
+            end_rel = pk[last + 1].dts if last + 1 < len(pk) else seg.end_rel
+        else:
+            end_rel = encoded[-1].dts + step
+        if rest and encoded[-1].dts >= rest[0].dts:
+            raise ValueError("the re-encoded frames would not come before the next keyframe in decode order")
+        if not rest and hi == len(pk) and encoded[-1].dts >= seg.end_rel:
+            raise ValueError("the re-encoded frames would run past the segment's end in decode order")
     except (av.error.FFmpegError, ValueError, OSError) as e:
         notes.append(f"--precise: re-encoding failed ({e}); starts at the keyframe "
-                     f"{seg.wall(seg.packets[lo].dts) - start:+.3f} s from the requested start")
-        return seg, lo, hi, 0
-    if not encoded:
-        return seg, lo, hi, 0
-    rest = seg.packets[k2:hi] if hi > k2 else []
-    out.inband = inband  # the first copied keyframe brings the original parameter sets back
+                     f"{seg.wall(pk[lo].pts) - start:+.3f} s from the requested start")
+        return seg, lo, hi, 0, end_rel
+    out.inband, out.nal_size = params, size  # the first copied keyframe brings the original parameter sets back
     piece = dataclasses.replace(seg, packets=encoded + rest)
     notes.append(f"--precise: the first {len(encoded)} frames ({float(len(encoded) * step * seg.tb):.2f} s, up to "
-                 "the next keyframe) are re-encoded so the file starts at the requested time; the rest is a copy")
-    return piece, 0, len(piece.packets), len(encoded)
+                 f"the next keyframe) are re-encoded ({_ENCODERS[codec]}, no B-frames) so the file starts at the "
+                 "requested time; the rest is a copy")
+    return piece, 0, len(piece.packets), len(encoded), end_rel
 
 
-def _reencode(seg: _Segment, lo: int, k2: int, keep_pts: set[int], size: int) -> list[_Packet]:
-    """Decode packets [lo, k2) and encode the frames whose pts is in ``keep_pts`` as H.264 (first one IDR)."""
-    with av.open(str(seg.info.path)) as c:
-        s = c.streams.video[0]
-        d0 = None
-        frames = []
-        dec = s.codec_context
-        for i, p in enumerate(c.demux(s)):
-            if p.size == 0:
-                continue
-            if d0 is None:
-                d0 = int(p.dts or 0)
-            if i >= k2:
-                break
-            if i >= lo:
-                frames += dec.decode(p)
-        frames += dec.decode(None)
-    assert d0 is not None
-    enc = av.CodecContext.create("libx264", "w")
-    enc.width, enc.height, enc.pix_fmt = seg.template.width, seg.template.height, "yuv420p"
+_ENCODERS = {"h264": "libx264", "hevc": "libx265"}
+_HEVC_PROFILES = {1: "main", 2: "main10"}
+
+
+def _has_encoder(codec: str) -> bool:
+    try:
+        av.codec.Codec(_ENCODERS[codec], "w")
+        return True
+    except (av.error.FFmpegError, ValueError, KeyError):
+        return False
+
+
+def _reencode(seg: _Segment, lo: int, decode_to: int, keep_pts: list[int], size: int, delay: int) -> list[_Packet]:
+    """Decode packets [lo, decode_to) from memory; encode the frames shown at ``keep_pts`` (first one a keyframe).
+
+    Same codec, size and profile as the recording; no B-frames; parameter sets in band (they differ
+    from the track's).  Returned packets: length-prefixed NAL units, segment-relative pts, dts = pts - delay.
+    """
+    t = seg.template
+    dec = cast(VideoCodecContext, av.CodecContext.create(t.codec, "r"))
+    dec.extradata = t.extradata
+    frames: list[av.VideoFrame] = []
+    for sp in seg.packets[lo:decode_to]:
+        pkt = av.Packet(sp.data)
+        pkt.pts, pkt.dts = sp.pts, sp.dts
+        pkt.time_base = seg.tb
+        frames += dec.decode(pkt)
+    frames += dec.decode(None)
+    wanted = set(keep_pts)
+    kept = sorted((f for f in frames if f.pts is not None and f.pts in wanted), key=lambda f: int(f.pts or 0))
+    if len(kept) != len(wanted):
+        raise ValueError(f"{len(kept)} of {len(wanted)} frames decoded")
+    enc = cast(VideoCodecContext, av.CodecContext.create(_ENCODERS[t.codec], "w"))
+    enc.width, enc.height = t.width, t.height
+    deep = kept[0].format.name.endswith(("10le", "10be")) if kept else False
+    enc.pix_fmt = "yuv420p10le" if deep else "yuv420p"
     enc.time_base = seg.tb
-    profile = _PROFILES.get(seg.template.extradata[1] if len(seg.template.extradata) > 1 else 0, "high")
-    enc.options = {"preset": "veryfast", "crf": PRECISE_CRF, "bf": "0", "g": "100000", "profile": profile,
-                   "x264-params": "repeat-headers=1:scenecut=0"}
-    out: list[_Packet] = []
-    kept = [f for f in frames if f.pts is not None and f.pts - d0 in keep_pts]
+    if t.codec == "h264":
+        profile = _PROFILES.get(t.extradata[1] if len(t.extradata) > 1 else 0, "high")
+        enc.options = {"preset": "veryfast", "crf": PRECISE_CRF, "bf": "0", "g": "100000", "profile": profile,
+                       "x264-params": "repeat-headers=1:scenecut=0"}
+    else:
+        profile = _HEVC_PROFILES.get(t.extradata[1] & 0x1F if len(t.extradata) > 1 else 1, "main")
+        enc.options = {"preset": "veryfast", "crf": PRECISE_CRF, "profile": profile,
+                       "x265-params": "bframes=0:keyint=100000:min-keyint=100000:scenecut=0:open-gop=0:"
+                                      "repeat-headers=1:log-level=error"}
     encoded: list[av.Packet] = []
     for f in kept:
-        f = f if f.format.name == "yuv420p" else f.reformat(format="yuv420p")
+        f = f if f.format.name == enc.pix_fmt else f.reformat(format=enc.pix_fmt)
         f.pict_type = av.video.frame.PictureType.NONE
         encoded += enc.encode(f)
     encoded += enc.encode(None)
+    out: list[_Packet] = []
     for p in encoded:
         if p.pts is None:
             raise ValueError("the encoder returned a packet without a timestamp")
-        rel = int(p.pts) - d0  # no B-frames: dts = pts
-        out.append(_Packet(annexb_to_length_prefixed(bytes(p), size), rel, rel, bool(p.is_keyframe)))
+        rel = int(p.pts)  # no B-frames: decode order = display order
+        out.append(_Packet(annexb_to_length_prefixed(bytes(p), size), rel, rel - delay, bool(p.is_keyframe)))
+    if len(out) != len(kept):
+        raise ValueError(f"the encoder returned {len(out)} packets for {len(kept)} frames")
     if out and not out[0].key:
         raise ValueError("the encoder did not start with a keyframe")
+    if [p.pts for p in out] != sorted(keep_pts):
+        raise ValueError("the encoder changed the frames' order or times")
     return out
+
+
+# ------------------------------------------------------------------------------------------ NAL units
+
+_AUD = {"h264": 9, "hevc": 35}
+_EOS = {"h264": b"\x0a", "hevc": b"\x48\x01"}  # end of sequence: the next picture starts a new coded sequence
+
+
+def _nal_type(codec: str, nal: bytes) -> int:
+    return (nal[0] & 0x1F) if codec == "h264" else (nal[0] >> 1) & 0x3F
+
+
+def split_length_prefixed(data: bytes, size: int) -> list[bytes]:
+    """The NAL units of one MP4 sample (each prefixed by its length in ``size`` bytes)."""
+    out, i = [], 0
+    while i + size <= len(data):
+        n = int.from_bytes(data[i:i + size], "big")
+        out.append(data[i + size:i + size + n])
+        i += size + n
+    return out
+
+
+def _is_idr(codec: str, data: bytes, size: int) -> bool:
+    types = {_nal_type(codec, n) for n in split_length_prefixed(data, size) if n}
+    return 5 in types if codec == "h264" else bool(types & {19, 20})
+
+
+def _resume(codec: str, data: bytes, params: list[bytes], size: int) -> bytes:
+    """A copied keyframe with the track's own parameter sets in front (after its access unit delimiter).
+
+    An H.265 keyframe that is not an IDR (a CRA, x265's default) also gets an end-of-sequence unit
+    first, so decoders start a new coded sequence there (the new parameter sets take effect and
+    its leading pictures, already left out, would be skipped anyway).
+    """
+    nals = split_length_prefixed(data, size)
+    at = 1 if nals and nals[0] and _nal_type(codec, nals[0]) == _AUD[codec] else 0
+    head = list(params)
+    if codec == "hevc" and not _is_idr(codec, data, size):
+        head = [_EOS[codec]] + head
+    return b"".join(len(n).to_bytes(size, "big") + n for n in nals[:at] + head + nals[at:])
+
+
+def parameter_sets(codec: str, extradata: bytes) -> tuple[int, list[bytes]]:
+    """(NAL length size, parameter sets) from the track's ``avcC`` (H.264) or ``hvcC`` (H.265) record."""
+    return avcc_parameter_sets(extradata) if codec == "h264" else hvcc_parameter_sets(extradata)
+
+
+def hvcc_parameter_sets(extradata: bytes) -> tuple[int, list[bytes]]:
+    """(NAL length size, [VPS..., SPS..., PPS..., SEI...]) from an MP4 ``hvcC`` record; ValueError when not one."""
+    if len(extradata) < 23 or extradata[0] != 1:
+        raise ValueError("no hvcC record")
+    size = (extradata[21] & 3) + 1
+    nals: list[bytes] = []
+    i = 23
+    for _ in range(extradata[22]):
+        if i + 3 > len(extradata):
+            raise ValueError("hvcC record cut short")
+        count = int.from_bytes(extradata[i + 1:i + 3], "big")
+        i += 3
+        for _ in range(count):
+            length = int.from_bytes(extradata[i:i + 2], "big")
+            nal = extradata[i + 2:i + 2 + length]
+            if len(nal) != length:
+                raise ValueError("hvcC record cut short")
+            nals.append(nal)
+            i += 2 + length
+    if not nals:
+        raise ValueError("hvcC record without parameter sets")
+    return size, nals
 
 
 _START_CODE = re.compile(b"\x00\x00\x00\x01|\x00\x00\x01")
