@@ -10,6 +10,12 @@ audit log (footage can become evidence).
 Messages to the page: text frames are JSON (``hello``, ``overlay``, ``accepted``, ``error``), binary
 frames are one type byte (``I`` init segment, ``F`` fragment, ``J`` JPEG) and the payload.
 
+Which worker: on one machine, every endpoint file under the dashboard's data directory is tried.
+With ``cluster.enabled`` the workers may be on other machines: the camera's lease key names its
+owner now, ``P:cluster:live`` where that owner's seam listens, and each request is signed with the
+site key (``cluster.segment_key_file``) instead of a file's token; a camera that moved is found at
+its new owner by the next opening (the page reconnects a tile whose stream ended).
+
 The alert clip is cut from the recordings by stream copy (never re-encoded) into one MP4 that
 starts ``recordings.pre_event_s`` before the alert and ends at its end (an open alert's: about now,
 after the worker finished its open segment through the seam's ``finish`` op), cached under
@@ -34,17 +40,19 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboard.audit import record
 from dashboard.clips import ClipError, cached_clip, cut_clip
-from dashboard.segment_catalog import dashboard_fetcher
 from dashboard.context import Dashboard, ctx
 from dashboard.deps import current_user, refuse, remote_addr
 from dashboard.history.schema import alert_messages, alerts
 from dashboard.pages import page
 from dashboard.routes.cameras import camera_statuses, status_dict, visible_cameras
 from dashboard.security import COOKIE, lookup_session
+from dashboard.segment_catalog import dashboard_fetcher
 from dashboard.users import User
+from pipeline.cluster.leases import Lease, LeaseKeys
 from pipeline.live import protocol
-from pipeline.live.protocol import LiveError
+from pipeline.live.protocol import Endpoint, LiveError
 from pipeline.record.catalog import Recordings
+from pipeline.record.serve import key_path, load_or_create_key
 
 log = logging.getLogger("sharpeye.dashboard.live")
 router = APIRouter()
@@ -92,6 +100,36 @@ async def live_cameras(request: Request, user: User = Depends(current_user)) -> 
     return {"cameras": out, "cells": cells, "now": time.time()}
 
 
+# ------------------------------------------------------------------------------------------ finding the worker
+
+async def _seams(d: Dashboard, camera: str) -> Path | list[Endpoint]:
+    """Where to ask for ``camera``: this machine's endpoint files, or (cluster) the seam its owner announced.
+
+    Raises :class:`LiveError` ``not_running`` (no lease: no worker runs it now) or ``unavailable``
+    (Redis down, the owner announced no seam, the site key unreadable)."""
+    cfg = d.config()
+    if not cfg.cluster.enabled:
+        return d.data_dir
+    prefix = cfg.bus.prefix
+    try:
+        lease = Lease.parse(await d.redis().get(LeaseKeys(prefix).lease(camera)))
+        if lease is None:
+            raise LiveError("not_running", f"no worker holds camera {camera} now")
+        raw = await d.redis().hget(protocol.cluster_key(prefix), lease.owner)
+    except LiveError:
+        raise
+    except Exception as e:  # Redis down or failing over: the page retries
+        raise LiveError("unavailable", f"the bus cannot be read: {e}") from None
+    try:
+        key = await run_in_threadpool(load_or_create_key, key_path(cfg))
+    except (OSError, ValueError) as e:
+        raise LiveError("unavailable", f"site key {key_path(cfg)} unreadable: {e}") from None
+    ep = protocol.announced(lease.owner, raw, key)
+    if ep is None:
+        raise LiveError("unavailable", f"worker {lease.owner} runs camera {camera} but announces no live view")
+    return [ep]
+
+
 # ------------------------------------------------------------------------------------------ the WebSocket
 
 async def _ws_user(ws: WebSocket, d: Dashboard) -> User | None:
@@ -130,7 +168,7 @@ async def live_socket(ws: WebSocket, camera_id: str, stream: str = "sub", format
         await _refuse_ws(ws, "bad_request")
         return
     try:
-        upstream = await protocol.open_stream(d.data_dir, camera_id, stream, format)
+        upstream = await protocol.open_stream(await _seams(d, camera_id), camera_id, stream, format)
     except LiveError as e:
         await _refuse_ws(ws, e.code, e.detail)
         return
@@ -184,14 +222,16 @@ def _alert_row(d: Dashboard, alert_id: str, user: User) -> Any:
     return row
 
 
-def _finish_open_segment(d: Dashboard, camera: str) -> float | None:
-    """Ask the camera's worker (live seam ``finish``) to finish its open segment; None when it cannot.
+async def _finish_open_segment(d: Dashboard, camera: str) -> float | None:
+    """Ask the camera's worker (live seam ``finish``; cluster: its owner, wherever it runs) to finish its
+    open segment; None when it cannot.
 
-    Blocking, at most one keyframe interval (``FINISH_WAIT_S``).  A camera that is not running or
-    not recorded is no error: the clip then covers what is already finished.
+    At most one keyframe interval (``FINISH_WAIT_S``).  A camera that is not running or not recorded
+    is no error: the clip then covers what is already finished.
     """
     try:
-        return protocol.finish_recording(d.data_dir, camera, wait_s=FINISH_WAIT_S)
+        seams = await _seams(d, camera)
+        return await run_in_threadpool(protocol.finish_recording, seams, camera, FINISH_WAIT_S)
     except LiveError as e:
         log.info("camera %s: open segment not finished for a clip: %s", camera, e)
         return None
@@ -232,7 +272,7 @@ async def clip_info(alert_id: str, request: Request, user: User = Depends(curren
     rec_dir = d.data_dir / d.config().recordings.dir
     if await run_in_threadpool(_needs_finish, rec_dir, row.camera_id, start, end):
         # open, or ended a moment ago: the worker finishes its open segment first, so the clip reaches now
-        recorded_to = await run_in_threadpool(_finish_open_segment, d, row.camera_id)
+        recorded_to = await _finish_open_segment(d, row.camera_id)
         start, end, is_open = _window(d, row)
     finish_ms = round((time.perf_counter() - t0) * 1000, 1)
     try:

@@ -16,17 +16,30 @@ never the worker's code.  The full description, with an example session, is in d
   media time and objects), ``J`` JPEG picture, ``S`` stats (JSON), ``E`` error (JSON ``{"code"}``,
   then the connection closes).
 * A worker that does not run the camera answers ``E {"code": "not_here"}``; the client tries the
-  next endpoint.  One reader per camera serves every viewer; the worker starts producing when the
+  next endpoint.
+* Across machines (``cluster.enabled``): a worker also announces its seam in Redis,
+  ``P:cluster:live`` (hash, worker id → JSON ``{"host", "port", "shard", "pid", "at"}``), bound on
+  ``cluster.live_listen``.  A dashboard of another machine cannot read the endpoint file, so it
+  finds the camera's owner from the lease key and signs each request with the site key instead of
+  the token: ``"auth": {"exp", "nonce", "sig"}``, ``sig`` = HMAC-SHA256 of
+  ``live\n<worker id>\n<op>\n<camera>\n<exp>\n<nonce>``.  The worker accepts a signature once
+  (nonce) until ``exp`` (at most ``AUTH_TTL_S`` ahead); the key never crosses the network and a
+  captured request opens nothing again.  One reader per camera serves every viewer; the worker starts producing when the
   first viewer arrives and stops a few seconds after the last one left.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import socket
 import struct
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +59,7 @@ MAX_MESSAGE = 32 * 2**20  # a 4K keyframe is a few MB; anything bigger is a brok
 MAX_REQUEST = 4096
 STREAMS = ("sub", "main")
 FORMATS = ("fmp4", "jpeg")
+AUTH_TTL_S = 30.0  # a signed request is good this long (a site's clocks agree within seconds: NTP)
 
 
 class LiveError(Exception):
@@ -67,11 +81,70 @@ def endpoint_file(data_dir: str | Path, shard: int) -> Path:
 
 @dataclass(frozen=True)
 class Endpoint:
+    """Where a worker's seam listens and how to be let in: the local file's ``token``, or (``key`` set:
+    a worker of another machine, found in Redis) requests signed with the site key for ``worker``."""
+
     host: str
     port: int
     token: str
     shard: int
     pid: int
+    key: bytes | None = None
+    worker: str = ""
+
+
+def cluster_key(prefix: str) -> str:
+    """The Redis hash of announced seams: worker id → JSON ``{"host", "port", "shard", "pid", "at"}``."""
+    return f"{prefix}:cluster:live"
+
+
+def announcement(host: str, port: int, shard: int, pid: int, at: float | None = None) -> str:
+    return json.dumps({"host": host, "port": port, "shard": shard, "pid": pid,
+                       "at": round(time.time() if at is None else at, 3)}, separators=(",", ":"))
+
+
+def announced(worker: str, raw: bytes | str | None, key: bytes) -> Endpoint | None:
+    """The endpoint a worker announced (``cluster_key``), to be dialled with signed requests; None if unreadable."""
+    if raw is None:
+        return None
+    try:
+        d = json.loads(raw)
+        return Endpoint(str(d["host"]), int(d["port"]), "", int(d.get("shard", 0)), int(d.get("pid", 0)),
+                        key=key, worker=worker)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _auth_message(worker: str, op: str, camera: str, exp: int, nonce: str) -> bytes:
+    return f"live\n{worker}\n{op}\n{camera}\n{exp}\n{nonce}".encode()
+
+
+def sign_request(key: bytes, worker: str, op: str, camera: str, now: float | None = None) -> dict[str, Any]:
+    """The ``auth`` of one request to ``worker``: good once, for ``AUTH_TTL_S`` seconds."""
+    exp = int((time.time() if now is None else now) + AUTH_TTL_S)
+    nonce = secrets.token_hex(16)
+    sig = hmac.new(key, _auth_message(worker, op, camera, exp, nonce), hashlib.sha256).hexdigest()
+    return {"exp": exp, "nonce": nonce, "sig": sig}
+
+
+def check_request(key: bytes, worker: str, op: str, camera: str, auth: Any, now: float | None = None) -> str | None:
+    """None when ``auth`` is a good signature of this request for this worker, not expired; else why not.
+    (Whether its nonce was seen before is the server's to check.)"""
+    if not isinstance(auth, dict):
+        return "no auth"
+    try:
+        exp, nonce, sig = int(auth["exp"]), str(auth["nonce"]), str(auth["sig"])
+    except (KeyError, TypeError, ValueError):
+        return "bad auth"
+    t = time.time() if now is None else now
+    if exp < t:
+        return "expired"
+    if exp > t + AUTH_TTL_S + 60:
+        return "expiry too far ahead"
+    if not 16 <= len(nonce) <= 64:
+        return "bad nonce"
+    want = hmac.new(key, _auth_message(worker, op, camera, exp, nonce), hashlib.sha256).hexdigest()
+    return None if hmac.compare_digest(want, sig) else "bad signature"
 
 
 def endpoints(data_dir: str | Path) -> list[Endpoint]:
@@ -109,7 +182,17 @@ def pack_json(kind: bytes, obj: Any) -> bytes:
 
 
 def request_line(ep: Endpoint, **req: Any) -> bytes:
+    if ep.key is not None:
+        auth = sign_request(ep.key, ep.worker, str(req.get("op", "stream")), str(req.get("camera", "")))
+        return json.dumps({"auth": auth, **req}).encode() + b"\n"
     return json.dumps({"token": ep.token, **req}).encode() + b"\n"
+
+
+def _targets(where: str | Path | Sequence[Endpoint]) -> list[Endpoint]:
+    """The endpoints to try: the files under a data directory, or the ones given (found in Redis)."""
+    if isinstance(where, (str, Path)):
+        return endpoints(where)
+    return list(where)
 
 
 # ------------------------------------------------------------------------------ blocking client (tools, tests)
@@ -132,10 +215,10 @@ def read_message(sock: socket.socket) -> tuple[bytes, bytes]:
     return kind, _recv_exact(sock, size)
 
 
-def stats(data_dir: str | Path, timeout: float = 3.0) -> dict[str, Any]:
+def stats(data_dir: str | Path | Sequence[Endpoint], timeout: float = 3.0) -> dict[str, Any]:
     """Every worker's live taps: ``{camera: {stream: {...}}}`` merged over the endpoints that answer."""
     out: dict[str, Any] = {}
-    for ep in endpoints(data_dir):
+    for ep in _targets(data_dir):
         try:
             with socket.create_connection((ep.host, ep.port), timeout=timeout) as s:
                 s.sendall(request_line(ep, op="stats"))
@@ -147,14 +230,16 @@ def stats(data_dir: str | Path, timeout: float = 3.0) -> dict[str, Any]:
     return out
 
 
-def finish_recording(data_dir: str | Path, camera: str, wait_s: float = 2.0) -> float | None:
+def finish_recording(data_dir: str | Path | Sequence[Endpoint], camera: str, wait_s: float = 2.0) -> float | None:
     """Ask the worker that runs ``camera`` to finish its open segment; returns where the recording now ends.
+
+    ``data_dir``: the local endpoint files' data directory, or the endpoints to try (cluster: the owner's).
 
     Blocking (the dashboard calls it from a worker thread, before cutting an open alert's clip).
     Raises :class:`LiveError` (``not_running``, ``not_recording``, ...) when no worker can.
     """
     last = LiveError("unavailable", "no worker offers live video (is `sharpeye run` running?)")
-    for ep in endpoints(data_dir):
+    for ep in _targets(data_dir):
         try:
             with socket.create_connection((ep.host, ep.port), timeout=3.0) as s:
                 s.settimeout(wait_s + 3.0)
@@ -207,13 +292,15 @@ class LiveStream:
             pass
 
 
-async def open_stream(data_dir: str | Path, camera: str, stream: str = "sub", fmt: str = "fmp4",
-                      timeout: float = 3.0) -> LiveStream:
-    """Connect to the worker that runs ``camera``; raises ``LiveError('unavailable')`` when none does."""
+async def open_stream(data_dir: str | Path | Sequence[Endpoint], camera: str, stream: str = "sub",
+                      fmt: str = "fmp4", timeout: float = 3.0) -> LiveStream:
+    """Connect to the worker that runs ``camera``; raises ``LiveError('unavailable')`` when none does.
+
+    ``data_dir``: the local endpoint files' data directory, or the endpoints to try (cluster: the owner's)."""
     if stream not in STREAMS or fmt not in FORMATS:
         raise LiveError("bad_request", f"stream must be one of {STREAMS}, format one of {FORMATS}")
     last = LiveError("unavailable", "no worker offers live video (is `sharpeye run` running?)")
-    for ep in endpoints(data_dir):
+    for ep in _targets(data_dir):
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(ep.host, ep.port), timeout)
         except (OSError, asyncio.TimeoutError):

@@ -7,6 +7,11 @@ a thread per viewer, and writes ``<data_dir>/run/live/shard<N>.json`` (0600, fol
 port and a random token, so only a process that can read the worker's data directory can watch.
 
 Loopback TCP rather than a Unix socket: a socket path must fit 107 bytes, a data directory need not.
+
+Across machines (``cluster.enabled``) the worker binds ``cluster.live_listen`` instead and gives the
+site key: a request may then carry a signature (``protocol.sign_request``) for this worker's id
+instead of the file's token; each signature is taken once (its nonce is remembered until it
+expires).  The worker announces ``address`` in Redis; this module knows no Redis.
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ class _Server(socketserver.ThreadingTCPServer):
     service: LiveService
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class _Viewer(socketserver.BaseRequestHandler):
     """One connection: a request line, then messages until either side leaves."""
 
@@ -54,7 +63,9 @@ class _Viewer(socketserver.BaseRequestHandler):
         except (OSError, ValueError) as e:
             _send_error(sock, "bad_request", str(e))
             return
-        if not isinstance(req, dict) or not hmac.compare_digest(str(req.get("token", "")), svc.token):
+        why = svc.refusal(req)
+        if why is not None:
+            log.warning("live view: refused a request from %s: %s", self.client_address[0], why)
             _send_error(sock, "bad_token")
             return
         op = req.get("op", "stream")
@@ -78,7 +89,8 @@ class _Viewer(socketserver.BaseRequestHandler):
         tap = cam.tap(stream)
         sock.settimeout(SEND_TIMEOUT_S)
         sock.sendall(protocol.pack_json(protocol.ACCEPTED, {"camera": camera, "stream": tap.stream,
-                                                            "asked": stream, "format": fmt, "shard": svc.shard}))
+                                                            "asked": stream, "format": fmt, "shard": svc.shard,
+                                                            "worker": svc.worker_id}))
         sub = tap.subscribe(fmt)
         cpu0, wall0 = time.thread_time(), time.monotonic()
 
@@ -162,10 +174,22 @@ def _peer_gone(sock: socket.socket) -> bool:
 class LiveService:
     """The live taps of one worker's cameras and the endpoint viewers reach them through."""
 
-    def __init__(self, data_dir: str | Path, shard: int = 0, linger_s: float = LINGER_S):
+    def __init__(self, data_dir: str | Path, shard: int = 0, linger_s: float = LINGER_S,
+                 bind: tuple[str, int] = ("127.0.0.1", 0), advertise_host: str | None = None,
+                 key: bytes | None = None, worker_id: str = ""):
+        """``bind``: where to listen (loopback unless the cluster's ``live_listen`` says otherwise);
+        ``key``/``worker_id``: the site key and this worker's id, to take signed requests from the
+        dashboards of other machines (None: the file's token only, as on one machine)."""
         self.data_dir = Path(data_dir)
         self.shard = shard
         self.linger_s = linger_s
+        self.bind = bind
+        self.advertise_host = advertise_host or bind[0]
+        self.key = key
+        self.worker_id = worker_id
+        self.address: tuple[str, int] | None = None  # (host, port) other machines dial, once listening
+        self._nonces: dict[str, float] = {}  # signatures taken, until they expire (no replay)
+        self._nonce_lock = threading.Lock()
         self.cameras: dict[str, LiveCamera] = {}
         self.token = secrets.token_urlsafe(32)
         self.stopping = threading.Event()
@@ -201,6 +225,28 @@ class LiveService:
     def stats(self) -> dict[str, Any]:
         return {cid: cam.stats() for cid, cam in list(self.cameras.items())}
 
+    def refusal(self, req: Any) -> str | None:
+        """None when ``req`` may be served: the local file's token, or (cluster) a fresh signature of
+        this very request for this worker with the site key; else why not (for the log)."""
+        if not isinstance(req, dict):
+            return "not a request"
+        if "auth" not in req:
+            return None if hmac.compare_digest(str(req.get("token", "")), self.token) else "wrong token"
+        if self.key is None:
+            return "signed request, but this worker has no site key (cluster off)"
+        why = protocol.check_request(self.key, self.worker_id, str(req.get("op", "stream")),
+                                     str(req.get("camera", "")), req["auth"])
+        if why is not None:
+            return why + " (is the site key the same on every machine?)"
+        now = time.time()
+        with self._nonce_lock:
+            if req["auth"]["nonce"] in self._nonces:
+                return "signature used before (replayed)"
+            self._nonces[req["auth"]["nonce"]] = float(req["auth"]["exp"])
+            if len(self._nonces) > 10_000:
+                self._nonces = {n: e for n, e in self._nonces.items() if e >= now}
+        return None
+
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Listen and publish the endpoint; a failure is logged and leaves the worker without live view only."""
@@ -212,10 +258,12 @@ class LiveService:
 
     def _start(self) -> None:
         self.stopping.clear()
-        srv = _Server(("127.0.0.1", 0), _Viewer)
+        host, want = self.bind
+        srv = (_Server6 if ":" in host else _Server)((host, want), _Viewer)
         srv.service = self
         self._server = srv
         port = srv.server_address[1]
+        local = host if host not in ("", "0.0.0.0", "::") else ("::1" if host == "::" else "127.0.0.1")
         t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.5}, name="live-server",
                              daemon=True)
         t.start()
@@ -223,11 +271,17 @@ class LiveService:
         h.start()
         self._threads = [t, h]
         self._file = protocol.write_endpoint(self.data_dir, protocol.Endpoint(
-            "127.0.0.1", int(port), self.token, self.shard, os.getpid()))
-        log.info("live view: listening on 127.0.0.1:%d (%s)", port, self._file)
+            local, int(port), self.token, self.shard, os.getpid()))
+        self.address = (self.advertise_host, int(port))
+        log.info("live view: listening on %s:%d (%s)%s", host, port, self._file,
+                 f", signed requests for {self.worker_id} taken" if self.key is not None else "")
 
     def _housekeeping(self) -> None:
         while not self.stopping.wait(HOUSEKEEPING_S):
+            if self._nonces:
+                now = time.time()
+                with self._nonce_lock:
+                    self._nonces = {n: e for n, e in self._nonces.items() if e >= now}
             for cam in list(self.cameras.values()):
                 try:
                     cam.tick()

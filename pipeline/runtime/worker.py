@@ -28,6 +28,7 @@ import collections
 import functools
 import json
 import logging
+import os
 import signal
 import statistics
 import threading
@@ -48,6 +49,7 @@ from pipeline.config.secrets import install_log_scrubber
 from pipeline.ingest.reader import input_options
 from pipeline.ingest.record_input import RecordInput
 from pipeline.ingest.source import Backoff, CameraSource, SampledFrame, State
+from pipeline.live import protocol as live_protocol
 from pipeline.live.server import LiveService
 from pipeline.publish import bus
 from pipeline.publish.events import orphan_end_message
@@ -60,11 +62,13 @@ from pipeline.record.announce import SegmentAnnouncer
 from pipeline.record.announce import stream_key as announce_stream
 from pipeline.record.ring import PacketRing
 from pipeline.record.segments import SegmentWriter
-from pipeline.record.serve import SegmentServer, key_path
+from pipeline.record.serve import SegmentServer, advertised_host, bind_address, key_path, load_or_create_key
 
 log = logging.getLogger(__name__)
 STATUS_PERIOD_S = 2.0
 CONFIG_POLL_S = 2.0
+LIVE_ANNOUNCE_S = 10.0  # cluster: the live seam's entry in P:cluster:live refreshed this often (a flushed Redis)
+LIVE_STALE_S = 600.0  # an entry not refreshed this long is a dead worker's: removed by the next announcement
 SLOT_DEPTH = 2
 QUIET_TICK_S = 1.0  # a camera without frames this long still moves its alert clock (its alerts end)
 
@@ -187,7 +191,8 @@ class Worker:
         # called from the detect loop at least once a second: a supervisor that stops hearing it
         # restarts the worker (a dead, deadlocked or stopped detect thread is caught, not hidden)
         self.on_heartbeat: Callable[[], None] | None = None
-        self.live = LiveService(self.data_dir, shard[0])  # live view of the cameras' own packets (docs/live.md)
+        self.live = self._live_service(cfg, shard[0])  # live view of the cameras' own packets (docs/live.md)
+        self._live_announced = 0.0
         self.segment_server: SegmentServer | None = None  # cluster: finished segments for other machines
         self.announcer: SegmentAnnouncer | None = None  # cluster: the catalogue (docs/recording-cluster.md)
         if self.coordinator is not None and cfg.recordings.enabled:
@@ -199,6 +204,42 @@ class Worker:
         for cid in self._mine(cfg) if self.coordinator is None else ():  # leased cameras start when acquired
             self._add_camera(cid)
         self._threads: list[threading.Thread] = []
+
+    def _live_service(self, cfg: Config, index: int) -> LiveService:
+        """One machine: loopback and the endpoint file's token.  Cluster: ``cluster.live_listen``, and
+        requests signed with the site key for this worker's id taken too (dashboards of other machines)."""
+        if self.coordinator is None:
+            return LiveService(self.data_dir, index)
+        key = None
+        try:
+            key = load_or_create_key(key_path(cfg))
+        except (OSError, ValueError) as e:
+            log.error("live view: site key %s unreadable (%s): no dashboard of another machine can watch",
+                      key_path(cfg), e)
+        host, port = bind_address(cfg.cluster.live_listen, index)
+        return LiveService(self.data_dir, index, bind=(host, port),
+                           advertise_host=advertised_host(host, cfg.cluster.advertise_host), key=key,
+                           worker_id=self.coordinator.id)
+
+    def _announce_live(self, withdraw: bool = False) -> None:
+        """Cluster: this worker's live seam in ``P:cluster:live`` (docs/events.md), refreshed every
+        ``LIVE_ANNOUNCE_S``; entries not refreshed for ``LIVE_STALE_S`` (dead workers) are removed."""
+        if self.coordinator is None or self.live.address is None:
+            return
+        key, me = live_protocol.cluster_key(self.cfg.bus.prefix), self.coordinator.id
+        try:
+            if withdraw:
+                self.redis.hdel(key, me)
+                return
+            now = time.time()
+            self.redis.hset(key, me, live_protocol.announcement(*self.live.address, self.shard[0], os.getpid(), now))
+            self._live_announced = time.monotonic()
+            stale = [w for w, raw in self.redis.hgetall(key).items()
+                     if (json.loads(raw).get("at") or 0) < now - LIVE_STALE_S]
+            if stale:
+                self.redis.hdel(key, *stale)
+        except Exception as e:  # Redis down: announced again at the next refresh
+            log.warning("live view: not announced in Redis: %s", e)
 
     def _mine(self, cfg: Config) -> list[str]:
         index, count = self.shard
@@ -444,6 +485,8 @@ class Worker:
                 if rates_due:
                     rt.update_rates(now)
                 self._publish_status(rt)
+            if self.coordinator is not None and time.monotonic() - self._live_announced >= LIVE_ANNOUNCE_S:
+                self._announce_live()
 
     # ---------------------------------------------------------------- detect thread: the alert lifecycle
     def _take_work(self, timeout: float) -> tuple[list[SampledFrame], list[tuple[CameraRuntime, SampledFrame]],
@@ -575,6 +618,7 @@ class Worker:
         self.started = True
         self.outbox.start()
         self.live.start()
+        self._announce_live()
         if self.segment_server is not None and self.announcer is not None:
             try:
                 self.announcer.address = self.segment_server.start()
@@ -601,6 +645,7 @@ class Worker:
             self.wake.notify_all()
         for rt in list(self.cameras.values()):
             self._stop_camera(rt)
+        self._announce_live(withdraw=True)
         self.live.stop()
         for t in self._threads:
             t.join(5)
