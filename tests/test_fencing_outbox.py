@@ -308,3 +308,48 @@ def test_publish_throughput_fenced_and_unfenced(tmp_path: Path, redis_url: str) 
             ob.stop()
     print(f"\noutbox delivery of {n} messages (8 cameras): unfenced {rates['unfenced']:,.0f} msg/s, "
           f"fenced (checked in Redis) {rates['fenced']:,.0f} msg/s")
+
+
+# --------------------------------------------------------------------------- with Sentinel and WAIT
+
+
+def test_fenced_delivery_with_wait_and_a_failover(tmp_path: Path) -> None:
+    """Primary + replica + 3 sentinels (loopback): fenced alarms are confirmed on the replica by WAIT as
+    before (the script's writes replicate), and after the primary is killed the promoted replica, which
+    has the token counter by replication, refuses a stale message the old owner's outbox sends it."""
+    from tests.redis_lab import RedisLab
+
+    lab = RedisLab(tmp_path / "lab", replicas=1, min_replicas_to_write=0)
+    lab.start()
+    keys = _keys()
+    r = bus.connect(lab.url)
+    ob = Outbox(tmp_path / "w1.db", r, keys, maxlen=10_000, wait_replicas=1, wait_timeout_ms=500)
+    try:
+        t1 = Leases(r, keys.prefix, "w1", ttl_s=0.3).acquire(["c1"])[0]["c1"]
+        sink = FencedSink(ob, lambda cam: {"owner": "w1", "token": t1})
+        ob.start()
+        first = [_msg(0, "new"), _msg(1, kind="camera", phase="offline")]
+        for m in first:
+            sink.send(m)
+        wait_for(lambda: ob.stats.replica_confirmed >= 2, 10, lambda: f"WAIT to confirm the fenced alarms {ob.stats}")
+        assert ob.unconfirmed() == 0
+        replica = lab.nodes[1]
+        assert {m["id"] for m in _stream(replica.client(), keys)} == {m["id"] for m in first}
+        time.sleep(0.4)
+        t2 = Leases(r, keys.prefix, "w2", ttl_s=30).acquire(["c1"])[0]["c1"]
+        wait_for(lambda: replica.client().get(keys.fence_token("c1")) == str(t2).encode(), 5,
+                 "the token counter replicated")
+        lab.kill(lab.primary())
+        t_kill = time.monotonic()
+        wait_for(lambda: lab.role(replica) == "master", 30, "the replica promoted")
+        stale = _msg(2, "new", "a2")
+        sink.send(stale)  # w1 stamped it before it fenced itself; its outbox reaches the new primary
+        wait_for(lambda: ob.stats.fenced == 1, 20, lambda: f"the new primary to refuse the stale message {ob.stats}")
+        took = time.monotonic() - t_kill
+        assert stale["id"] not in {m["id"] for m in _stream(replica.client(), keys)}
+        assert "a2" not in bus.open_alerts(replica.client(), keys)
+        print(f"\nSentinel: fenced alarms confirmed on the replica ({ob.stats.replica_confirmed}); after the primary's "
+              f"kill the promoted replica refused the stale message {took:.1f} s after the kill")
+    finally:
+        ob.stop(0)
+        lab.close()
