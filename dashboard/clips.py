@@ -8,8 +8,11 @@ is recorded so far and is cut again when more is recorded (the cache key holds t
 Only finished segments are read (a plain MP4 is unreadable while it is written).  For an open
 alert the dashboard first asks the worker that runs the camera, through the live seam's ``finish``
 op, to finish its open segment at the next keyframe (no packet lost, no gap: that segment is only
-shorter), so the clip reaches within about one keyframe interval of now.  When no worker answers
-(the camera is not running) the clip covers what is finished.
+shorter), so the clip reaches within about one keyframe interval of now.  With ``cluster.enabled``
+that worker is the camera's lease owner, wherever it runs, reached through the seam it announced in
+Redis with a request signed by the site key (``dashboard/routes/live.py``, docs/live.md); its
+segments come through the fetcher.  When no worker answers (the camera is not running) the clip
+covers what is finished.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ What lives here, in the order of the data path:
   (keyed by the fragment's media time) and, for browsers without MSE, JPEG pictures out to viewers;
   :class:`~.tap.LiveCamera` holds a camera's sub-stream tap and, when it has one, its main-stream tap;
 * ``server.py`` -- :class:`~.server.LiveService`: the worker's side of the seam, a small authenticated
-  loopback endpoint per worker (``<data_dir>/run/live-shard<N>.json`` names its port and token);
+  loopback endpoint per worker (``<data_dir>/run/live/shard<N>.json`` names its port and token; with
+  a cluster it binds ``cluster.live_listen`` and takes requests signed with the site key too);
 * ``protocol.py`` -- the seam itself: message framing, the endpoint files and a small client.  It
   imports only the standard library, so the dashboard may import it (as it imports
   ``pipeline.publish.bus``) without importing anything of the worker.
