@@ -246,3 +246,32 @@ def test_password_never_in_logs_or_status(caplog: pytest.LogCaptureFixture) -> N
     text = caplog.text + src.stats.last_error + " ".join(d for _, _, d in rec.states)
     assert "s3cret-pw" not in text
     assert "admin:***@" in text or "Connection refused" in text
+
+
+def test_reader_threads_run_below_the_detect_thread_as_configured(clip: Path) -> None:
+    """``reader_nice``: each reader thread lowers its own priority (Linux, per thread), the threads that
+    start it (the detect loop's) keep theirs; 0 leaves it alone."""
+    import threading
+
+    from pipeline.ingest.reader import set_reader_nice
+
+    def nice_of(tid: int) -> int:
+        stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[16])  # field 19 of proc(5), counted after the name
+
+    mine = nice_of(threading.get_native_id())
+    try:
+        for nice in (7, 0):
+            set_reader_nice(nice)
+            rec = Recorder()
+            src = CameraSource("a", camera(str(clip)), Path("."), rec.on_frame, rec.on_state)
+            src.start()
+            try:
+                rec.wait_frames(3, 15)
+                tid = src._thread.native_id if src._thread else None
+                assert tid is not None and nice_of(tid) == mine + nice
+                assert nice_of(threading.get_native_id()) == mine
+            finally:
+                src.stop()
+    finally:
+        set_reader_nice(0)

@@ -830,6 +830,12 @@ class Config(Strict):
     workers: int | None = Field(None, ge=1, le=64, description="Worker processes; cameras are spread over "
                                 "them by a stable hash of their id, each has one detector. Default: one per "
                                 "CPU core, at most one per enabled camera (one detect loop is serial).")
+    reader_nice: int = Field(10, ge=0, le=19, description="How much lower than the detect thread the camera "
+                             "reader threads (demux and decode) run, as a nice value (Linux, per thread). With "
+                             "many cameras, the decoder threads otherwise hold the cores just when the one "
+                             "detect loop needs one, and sampled frames are skipped with CPU to spare on "
+                             "average (docs/benchmarks.md: 22-42 % skipped at 20 busy 720p cameras on 2 full "
+                             "cores, 1.4 % niced). 0 = all threads equal; default 10.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The detector.")
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig, description="The web app.")
     bus: BusConfig = Field(default_factory=BusConfig, description="Redis Streams naming and caps.")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import errno
 import logging
+import os
 import random
 import socket
 import threading
@@ -36,6 +37,26 @@ import av.error
 from pipeline.config import redact_url
 
 log = logging.getLogger(__name__)
+
+# Priority of reader threads (demux + decode; FFmpeg's decoder threads inherit it), set by the worker from
+# the config's ``reader_nice``.  A worker's one detect thread stays at the default priority: in a burst of
+# decoding it is not one runnable thread among dozens of equal ones (docs/benchmarks.md, the stall hunt).
+_reader_nice = 0
+
+
+def set_reader_nice(nice: int) -> None:
+    """Reader threads started from now on lower their own priority by ``nice`` (0 = as the process)."""
+    global _reader_nice
+    _reader_nice = nice
+
+
+def _nice_this_thread(nice: int) -> None:
+    if nice <= 0:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)  # Linux: this thread only
+    except (OSError, AttributeError) as e:  # another system, or refused: the thread runs as it is
+        log.debug("reader thread priority not lowered: %s", e)
 
 
 class State(str, enum.Enum):
@@ -205,6 +226,7 @@ class Reader:
         return text.replace(self.url, self.safe_url)
 
     def _run(self) -> None:
+        _nice_this_thread(_reader_nice)
         self._cpu0 = time.thread_time()
         self._set_state(State.CONNECTING)
         try:

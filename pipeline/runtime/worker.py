@@ -46,7 +46,7 @@ from pipeline.analyse.tamper import TamperDetector, TamperEvent
 from pipeline.cluster.coordinator import Coordinator
 from pipeline.config import Config, load_config, reload_config
 from pipeline.config.secrets import install_log_scrubber
-from pipeline.ingest.reader import input_options
+from pipeline.ingest.reader import input_options, set_reader_nice
 from pipeline.ingest.record_input import RecordInput
 from pipeline.ingest.source import Backoff, CameraSource, SampledFrame, State
 from pipeline.live import protocol as live_protocol
@@ -162,6 +162,7 @@ class Worker:
         self.cfg = cfg
         self.keys = bus.BusKeys(cfg.bus.prefix)
         self.redis = bus.connect(redis_url)
+        set_reader_nice(cfg.reader_nice)  # readers below the detect thread (docs/benchmarks.md, the stall hunt)
         self.detector = detector or Detector.from_config(cfg)
         self.data_dir = cfg.data_path()
         # every message goes through the on-disk outbox: a slow or dead Redis never blocks a camera
