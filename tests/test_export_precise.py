@@ -3,7 +3,9 @@
 The clips are encoded here with real encoders (libx264 ``bf=2``; libx265 with its defaults: B-frames
 and an open GOP, so keyframes are CRA pictures followed by leading pictures) and fed through a real
 SegmentWriter on a simulated clock, as tests/test_export.py does: 10 s segments whose names are the
-wall clock of their first packet in decode order.  A frame's time is its display time (pts).
+wall clock of their first packet in decode order.  A frame's time is when it is shown: the
+recording's clock minus the stream's reorder delay, so clip frame ``i`` is shown at ``z + i / FPS``
+where ``z`` is the first segment's start (``T0`` minus the encoder's two-frame delay).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pipeline.config import Config
 from pipeline.export.cut import cut_camera
 from pipeline.export.job import ExportRequest, run_export
 from pipeline.export.verify import verify
+from pipeline.record.catalog import Recordings
 from tests.record_support import FPS, T0
 from tests.test_export import cfg, cfg_path, cli, decoded, manifest_of, record  # noqa: F401 (fixtures)
 
@@ -59,6 +62,11 @@ def hevc_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_b_clip(tmp_path_factory.mktemp("clip") / "b265.mp4", 30, "libx265")
 
 
+def zero(rec: Path) -> float:
+    """When the clip's first frame is shown on the recording's clock: the first segment's start."""
+    return Recordings(rec).segments("cam1", T0 - 5, T0 + 60)[0].start
+
+
 def packets(path: Path) -> list[tuple[int, int, bool]]:
     """(pts, dts, keyframe) of every packet, in file (decode) order."""
     with av.open(str(path)) as c:
@@ -91,14 +99,14 @@ def check_file(path: Path, original: list[np.ndarray], first: int, count: int, r
 @pytest.mark.parametrize("end", [12.0, 12.3, 25.0])
 def test_precise_with_b_frames_starts_within_one_frame_with_the_exact_frame_count(
         h264_b: Path, cfg: Config, end: float) -> None:  # noqa: F811
-    record(cfg.data_path(), "cam1", h264_b)
-    t = T0 + 5.52  # 0.48 s before the keyframe shown at 6.0 s
-    res = run_export(cfg, ExportRequest(["cam1"], t, T0 + end, precise=True), user="tester")
+    z = zero(record(cfg.data_path(), "cam1", h264_b))
+    t = z + 5.52  # 0.48 s before the keyframe shown at 6.0 s
+    res = run_export(cfg, ExportRequest(["cam1"], t, z + end, precise=True), user="tester")
     (f,) = res.cuts[0].files
     assert abs(f.start - t) <= FRAME, f"starts {f.start - t:+.3f} s from T"
     count = round((end - 5.52) * FPS)  # every frame shown in [T, end), no more
     assert f.frames == count and f.reencoded_frames == 12
-    assert f.end == pytest.approx(T0 + 5.52 + count * FRAME, abs=1e-3) and f.duration_s == pytest.approx(count * FRAME)
+    assert f.end == pytest.approx(z + 5.52 + count * FRAME, abs=1e-3) and f.duration_s == pytest.approx(count * FRAME)
     original, _, _ = decoded(h264_b)
     check_file(f.path, original, round(5.52 * FPS), count, 12)
     assert len(res.cuts[0].used) == (1 if end <= 10 else 2 if end <= 20 else 3)
@@ -108,9 +116,9 @@ def test_precise_with_b_frames_starts_within_one_frame_with_the_exact_frame_coun
 
 def test_precise_b_frames_from_the_command_line(
         h264_b: Path, cfg_path: Path, cfg: Config, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
-    record(cfg.data_path(), "cam1", h264_b)
-    code, out, err = cli(capsys, "-c", str(cfg_path), "--camera", "cam1", "--start", str(T0 + 13.37), "--end",
-                         str(T0 + 16.0), "--precise")
+    z = zero(record(cfg.data_path(), "cam1", h264_b))
+    code, out, err = cli(capsys, "-c", str(cfg_path), "--camera", "cam1", "--start", f"{z + 13.37:.3f}", "--end",
+                         f"{z + 16.0:.3f}", "--precise")
     assert code == 0, err
     folder = Path(out.split(": ", 1)[1].splitlines()[0])
     (cam,) = manifest_of(folder)["cameras"]
@@ -124,10 +132,13 @@ def test_precise_b_frames_from_the_command_line(
 def test_stream_copy_with_b_frames_is_frame_exact_across_segments_and_starts_at_the_keyframe_shown(
         h264_b: Path, cfg: Config, tmp_path: Path) -> None:  # noqa: F811
     rec = record(cfg.data_path(), "cam1", h264_b)
-    cut = cut_camera(rec, "cam1", T0 + 5.52, T0 + 25.0, tmp_path)
+    z = zero(rec)
+    cut = cut_camera(rec, "cam1", z + 5.52, z + 25.0, tmp_path)
     (f,) = cut.files
-    assert f.start == pytest.approx(T0 + 4.0, abs=1e-3), "the keyframe shown at or before T (not its decode time)"
-    assert f.frames == 21 * FPS and f.end == pytest.approx(T0 + 25.0, abs=1e-3) and len(cut.used) == 3
+    assert f.start == pytest.approx(z + 4.0, abs=1e-3), "the keyframe shown at or before T"
+    assert f.frames == 21 * FPS and f.end == pytest.approx(z + 25.0, abs=1e-3) and len(cut.used) == 3
+    whole = cut_camera(rec, "cam1", z, z + 30.0, tmp_path / "whole")
+    assert whole.files[0].frames == 30 * FPS, "whole segments: every packet, none twice"
     original, _, _ = decoded(h264_b)
     check_file(f.path, original, 4 * FPS, 21 * FPS, 0)
 
@@ -135,17 +146,18 @@ def test_stream_copy_with_b_frames_is_frame_exact_across_segments_and_starts_at_
 @pytest.mark.parametrize("start,end", [(5.52, 9.0), (13.0, 14.0), (12.5, 25.0), (5.52, 12.0)])
 def test_precise_hevc_open_gop_with_b_frames(hevc_b: Path, cfg: Config, start: float, end: float) -> None:  # noqa: F811
     rec = record(cfg.data_path(), "cam1", hevc_b)
+    z = zero(rec)
     assert av.codec.Codec("libx265", "w"), "this FFmpeg has libx265 (else --precise says so and copies from the key)"
-    res = run_export(cfg, ExportRequest(["cam1"], T0 + start, T0 + end, precise=True), user="tester")
+    res = run_export(cfg, ExportRequest(["cam1"], z + start, z + end, precise=True), user="tester")
     (f,) = res.cuts[0].files
-    assert f.codec == "hevc" and abs(f.start - (T0 + start)) <= FRAME
-    first = round((f.start - T0) * FPS)
-    shown = round((end - (f.start - T0)) * FPS)  # frames shown in [start, end)
+    assert f.codec == "hevc" and abs(f.start - (z + start)) <= FRAME
+    first = round((f.start - z) * FPS)
+    shown = round((end - (f.start - z)) * FPS)  # frames shown in [start, end)
     # every frame shown before the end is in; a reference frame shown after it may be too (said in the notes)
     extra = f.frames - shown
     assert 0 <= extra <= 2
     assert (extra > 0) == any("shown at or after the requested end" in n for n in res.cuts[0].notes)
-    assert f.reencoded_frames == min(shown, round((np.ceil((f.start - T0) / 2) * 2 - (f.start - T0)) * FPS))
+    assert f.reencoded_frames == min(shown, round((np.ceil((f.start - z) / 2) * 2 - (f.start - z)) * FPS))
     original, _, _ = decoded(hevc_b)
     check_file(f.path, original, first, f.frames, f.reencoded_frames)
     segments = [s for s in sorted(rec.rglob("*.mp4"))]
@@ -156,12 +168,13 @@ def test_precise_hevc_open_gop_with_b_frames(hevc_b: Path, cfg: Config, start: f
 def test_hevc_stream_copy_from_an_open_gop_keyframe_leaves_its_leading_pictures_out(
         hevc_b: Path, cfg: Config, tmp_path: Path) -> None:  # noqa: F811
     rec = record(cfg.data_path(), "cam1", hevc_b)
+    z = zero(rec)
     # the second segment starts with a CRA keyframe (12.0 s) followed by pictures shown before it
-    cut = cut_camera(rec, "cam1", T0 + 12.0, T0 + 20.0, tmp_path)
+    cut = cut_camera(rec, "cam1", z + 12.0, z + 20.0, tmp_path)
     (f,) = cut.files
-    assert f.start == pytest.approx(T0 + 12.0, abs=1e-3)
+    assert f.start == pytest.approx(z + 12.0, abs=1e-3)
     # 20.0 is a CRA whose leading pictures (19.92, 19.96) are decoded after it: it is in, and said to be
-    assert f.frames == 8 * FPS + 1 and f.end == pytest.approx(T0 + 20.04, abs=1e-3)
+    assert f.frames == 8 * FPS + 1 and f.end == pytest.approx(z + 20.04, abs=1e-3)
     assert cut.notes == ["1 frame(s) shown at or after the requested end are in the file: frames shown before the "
                          "end are predicted from them (stream copy cannot leave them out)"]
     original, _, _ = decoded(hevc_b)

@@ -149,9 +149,22 @@ class _Segment:
     b_frames: bool
     tb_s: float = 0.0  # float(tb): per-packet arithmetic in Fractions costs more than the copy itself
     source: SourceHash | None = None
+    shift: int = 0  # reorder delay: shown(pts) puts the segment's frames on its own [start, end) (see shown)
 
     def wall(self, rel: int) -> float:
+        """The recording's clock at a decode timestamp (segment names and ends are on this clock)."""
         return self.info.start + rel * self.tb_s
+
+    def shown(self, pts: int) -> float:
+        """When a frame is shown, on the recording's clock.
+
+        The segment's name and end are decode times (the time the packets arrived); frames are
+        shown later by the stream's reorder delay.  ``shift`` (the last frame shown minus the last
+        decoded, 0 without B-frames) takes it off, so the frames of a segment are shown within its
+        own [start, end): whole segments give exactly their packets, however a live source's
+        timestamps were repaired, and a segment's last frame is not counted in the next one's time.
+        """
+        return self.info.start + (pts - self.shift) * self.tb_s
 
     def window(self, start: float, end: float) -> tuple[int, int]:
         """Packet indexes [lo, hi) for [start, end): from the keyframe at or before ``start``, up to ``end``.
@@ -165,11 +178,11 @@ class _Segment:
         lo = 0
         for i, p in enumerate(self.packets):
             if p.key:
-                if self.wall(p.pts) > start + 1e-6:
+                if self.shown(p.pts) > start + 1e-6:
                     break
                 lo = i
         hi = len(self.packets)
-        while hi > lo and self.wall(self.packets[hi - 1].pts) >= end - 1e-6:
+        while hi > lo and self.shown(self.packets[hi - 1].pts) >= end - 1e-6:
             hi -= 1
         return lo, hi
 
@@ -266,6 +279,8 @@ def _demux(info: SegmentInfo, data: bytes) -> _Segment:
                    float(template.time_base))
     last_dur = raw[-1][4] or seg.step()
     seg.end_rel = packets[-1].dts + last_dur
+    if seg.b_frames:
+        seg.shift = max(0, max(p.pts for p in packets) - packets[-1].dts)
     return seg
 
 
@@ -310,11 +325,11 @@ class _Output:
         if self.out is None:  # the file's time 0 is its first frame shown
             shown = min(pk[i].pts for i in range(lo, hi)) if seg.b_frames else pk[lo].pts
             base = -rescale(shown)
-            self.first_wall = seg.wall(shown)
+            self.first_wall = seg.shown(shown)
         elif contiguous:
             base = self.end_dts - rescale(pk[lo].dts)
         else:  # a hole: the file's clock jumps by its length, never backwards
-            at = round((seg.wall(pk[lo].pts) - self.first_wall) / float(self.tb))
+            at = round((seg.shown(pk[lo].pts) - self.first_wall) / float(self.tb))
             base = max(at - rescale(pk[lo].pts), self.end_dts - rescale(pk[lo].dts))
         last_pts = None
         for i in range(lo, hi):
@@ -334,7 +349,7 @@ class _Output:
         tail = (last_pts - pk[hi - 1].dts) if last_pts is not None and hi > lo else 0
         self.end_dts = base + rescale(end_rel)
         self.end_shown = max(self.end_shown, base + rescale(end_rel + tail))
-        self.end_wall = seg.wall(end_rel + tail)
+        self.end_wall = seg.shown(end_rel + tail)
         self.reencoded += reencoded
 
     def finish(self) -> OutputInfo:
@@ -398,7 +413,7 @@ def cut_camera(recordings_dir: Path, camera: str, start: float, end: float, dest
                     hi -= sum(1 for i in drop if i < hi)
                 if lo < hi:
                     if seg.b_frames:
-                        extra += sum(1 for i in range(lo, hi) if seg.wall(seg.packets[i].pts) >= end - 1e-6)
+                        extra += sum(1 for i in range(lo, hi) if seg.shown(seg.packets[i].pts) >= end - 1e-6)
                     cur.append(seg, lo, hi, end_rel, contiguous, reencoded)
                     cut.used.append(info)
                     prev = info
@@ -439,7 +454,7 @@ def _precise_start(seg: _Segment, lo: int, hi: int, start: float, end: float, ou
     step = seg.step()
     half = float(step * seg.tb) / 2
     pk = seg.packets
-    if seg.wall(pk[lo].pts) >= start - half:
+    if seg.shown(pk[lo].pts) >= start - half:
         return seg, lo, hi, 0, end_rel
     codec = seg.template.codec
     k2 = next((i for i in range(lo + 1, len(pk)) if pk[i].key), len(pk))
@@ -459,13 +474,13 @@ def _precise_start(seg: _Segment, lo: int, hi: int, start: float, end: float, ou
     if why is None and not _has_encoder(codec):
         why = f"this FFmpeg has no {_ENCODERS[codec]} encoder"
     if why is not None:
-        notes.append(f"--precise: starts at the keyframe {seg.wall(pk[lo].pts) - start:+.3f} s from the "
+        notes.append(f"--precise: starts at the keyframe {seg.shown(pk[lo].pts) - start:+.3f} s from the "
                      f"requested start: {why}")
         return seg, lo, hi, 0, end_rel
     shown_end = pk[k2].pts if k2 < len(pk) else None
     decode_to = (lead[-1] if lead else k2) + 1 if k2 < len(pk) else len(pk)
     keep = sorted(p.pts for i, p in enumerate(pk[lo:decode_to], lo)
-                  if start - half <= seg.wall(p.pts) < end and (shown_end is None or p.pts < shown_end))
+                  if start - half <= seg.shown(p.pts) < end and (shown_end is None or p.pts < shown_end))
     delay = max(p.pts - p.dts for p in pk[lo:decode_to])
     try:
         encoded = _reencode(seg, lo, decode_to, keep, size, delay)
@@ -474,7 +489,7 @@ def _precise_start(seg: _Segment, lo: int, hi: int, start: float, end: float, ou
         gone = set(lead)
         # the copy: from k2, without its leading pictures, to the last frame shown before the end (and the
         # references decoded before it); nothing when every frame before the end was re-encoded
-        last = max((i for i in range(k2, hi) if i not in gone and seg.wall(pk[i].pts) < end - 1e-6), default=-1)
+        last = max((i for i in range(k2, hi) if i not in gone and seg.shown(pk[i].pts) < end - 1e-6), default=-1)
         rest = [pk[i] for i in range(k2, last + 1) if i not in gone]
         if rest:
             end_rel = pk[last + 1].dts if last + 1 < len(pk) else seg.end_rel
@@ -486,7 +501,7 @@ def _precise_start(seg: _Segment, lo: int, hi: int, start: float, end: float, ou
             raise ValueError("the re-encoded frames would run past the segment's end in decode order")
     except (av.error.FFmpegError, ValueError, OSError) as e:
         notes.append(f"--precise: re-encoding failed ({e}); starts at the keyframe "
-                     f"{seg.wall(pk[lo].pts) - start:+.3f} s from the requested start")
+                     f"{seg.shown(pk[lo].pts) - start:+.3f} s from the requested start")
         return seg, lo, hi, 0, end_rel
     out.inband, out.nal_size = params, size  # the first copied keyframe brings the original parameter sets back
     piece = dataclasses.replace(seg, packets=encoded + rest)
