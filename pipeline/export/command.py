@@ -5,6 +5,7 @@
     sharpeye export verify DIR|ZIP [--key B64] [--recordings]  exit 0 when every hash and signature holds, else 1
     sharpeye export key                         this installation's public signing key
     sharpeye export release ID [ID ...]         let retention delete an export's recordings again
+    sharpeye export release --case NAME         ... every export of a case
     sharpeye export list                        held exports and cases
 
 T is ISO 8601 with or without an offset (without: the config's time zone) or epoch seconds.  Exit
@@ -82,7 +83,9 @@ def add_parser(sub: Any) -> None:
     k.set_defaults(func=cmd_key)
 
     r = verbs.add_parser("release", help="release exports' holds: retention may delete their recordings again")
-    r.add_argument("ids", nargs="+", metavar="ID")
+    r.add_argument("ids", nargs="*", metavar="ID", help="export id(s)")
+    r.add_argument("--case", action="append", default=[], metavar="NAME",
+                   help="release every export of this case (repeat for several)")
     _config_arg(r, sub=True)
     r.set_defaults(func=cmd_release)
 
@@ -270,9 +273,12 @@ def cmd_key(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    from pipeline.export import holds
-    from pipeline.export.paths import UnsafeName, check_export_id
+    from pipeline.export import cases, holds
+    from pipeline.export.paths import UnsafeName, check_case_name, check_export_id
 
+    if not args.ids and not args.case:
+        print("sharpeye export release: give export id(s) or --case NAME", file=sys.stderr)
+        return 2
     data = _config(args.config).data_path()
     code = 0
     for export_id in args.ids:
@@ -288,6 +294,25 @@ def cmd_release(args: argparse.Namespace) -> int:
             print(f"sharpeye export release: no hold named {export_id!r} (see `sharpeye export list`)",
                   file=sys.stderr)
             code = 2
+    for name in args.case:
+        try:
+            check_case_name(name)
+        except UnsafeName as e:
+            print(f"sharpeye export release: {e}", file=sys.stderr)
+            code = 2
+            continue
+        ids = holds.case_exports(data, name, cases.read_index(data))
+        if ids is None:
+            known = ", ".join(sorted(cases.read_index(data).get("cases", {}))) or "none"
+            print(f"sharpeye export release: no case named {name!r} (cases: {known})", file=sys.stderr)
+            code = 2
+            continue
+        gone = holds.release_many(data, ids)
+        for export_id in gone:
+            print(f"released {export_id} (case {name})")
+        print(f"case {name}: {len(gone)} of its {len(ids)} export(s) released"
+              + (f"; {len(ids) - len(gone)} were not held (released before)" if len(gone) < len(ids) else "")
+              + ": retention may delete their recordings when they are due")
     return code
 
 

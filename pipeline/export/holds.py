@@ -99,6 +99,30 @@ def release(data_dir: Path, export_id: str) -> bool:
     return True
 
 
+def release_many(data_dir: Path, export_ids: list[str]) -> list[str]:
+    """Drop the holds of ``export_ids`` in one locked write; returns those that were held."""
+    path = holds_path(data_dir)
+    with locked(path):
+        data = _load(path)
+        gone = [e for e in dict.fromkeys(export_ids) if data["holds"].pop(e, None) is not None]
+        if gone:
+            write_json(path, data)
+    return gone
+
+
+def case_exports(data_dir: Path, case: str, index: dict[str, Any] | None = None) -> list[str] | None:
+    """Every export id of ``case``: those the case index lists and every hold made for the case.
+
+    None when no such case is known (neither in the index nor in any hold).  ``index`` is the
+    cases index (``cases.read_index``), passed in because the index belongs to cases.py.
+    """
+    listed = ((index or {}).get("cases", {}).get(case) or {}).get("exports")
+    held = [eid for eid, h in all_holds(data_dir).items() if h.get("case") == case]
+    if listed is None and not held:
+        return None
+    return list(dict.fromkeys([*(listed or []), *held]))
+
+
 def all_holds(data_dir: Path) -> dict[str, dict[str, Any]]:
     """Export id → its hold (ranges, created, user, path, ...)."""
     return dict(_load(holds_path(data_dir))["holds"])
