@@ -320,10 +320,11 @@ def test_nothing_recorded_fails_with_a_clear_message_and_exit_2(
 
 
 @contextlib.contextmanager
-def tmpfs(where: Path, size_kb: int) -> Iterator[Path]:
+def tmpfs(where: Path, size_kb: int, inodes: int | None = None) -> Iterator[Path]:
     """A small real filesystem (needs root, as tests/test_disk_full.py): failing to mount fails the test."""
     where.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(where)], capture_output=True,
+    opts = f"size={size_kb}k" + (f",nr_inodes={inodes}" if inodes else "")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True,
                        text=True, timeout=30)
     if r.returncode != 0:
         pytest.fail(f"cannot mount a tmpfs at {where} (this test needs root): {r.stderr.strip()}", pytrace=False)

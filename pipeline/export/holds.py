@@ -62,12 +62,16 @@ def read_json(path: Path, default: dict[str, Any]) -> dict[str, Any]:
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Replace ``path`` atomically (fsync'd temporary file, then rename)."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # (a full disk): the old file stays whole, no stray temporary beside it
+        raise
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -21,6 +21,8 @@ without recordings in the range is listed with its gaps and exports no file.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
+import datetime as dt
 import getpass
 import importlib.metadata
 import logging
@@ -161,10 +163,16 @@ def run_export(cfg: Config, req: ExportRequest, user: str, via: str = "command l
     except UnsafeName as e:
         raise ExportError(str(e), 2) from None
     key = signing.load_or_create_key(data)  # before writing anything: a key problem must not leave files
-    folder.mkdir(parents=True)
-    holds.put(data, export_id, [holds.HeldRange(c, s[0].start, s[-1].end) for c, s in plan.items() if s],
-              pending=True, user=user, path=str(folder), case=req.case)
     try:
+        folder.mkdir(parents=True)
+    except OSError as e:
+        if is_disk_full(e):
+            raise ExportError(f"disk full: the export folder cannot be made under {folder.parent}; nothing was "
+                              f"written ({e})", 1) from None
+        raise
+    try:
+        holds.put(data, export_id, [holds.HeldRange(c, s[0].start, s[-1].end) for c, s in plan.items() if s],
+                  pending=True, user=user, path=str(folder), case=req.case)
         cuts, hashes = _cut_all(cfg, req, cams, plan, rec_dir, folder, progress)
         progress.stage("manifest")
         for cut in cuts:
@@ -184,8 +192,7 @@ def run_export(cfg: Config, req: ExportRequest, user: str, via: str = "command l
         raise
     result = ExportResult(export_id, folder, None, doc, cuts)
     if req.case:
-        result.case_folder = cases.add_export(data, root, req.case, doc, export_id, key, tz, user,
-                                              req.case_description)
+        result.case_folder = _add_to_case(data, root, req, doc, export_id, key, tz, user, folder)
     if req.zip:
         progress.stage("zip")
         _zip(result, data, req, user)
@@ -193,6 +200,41 @@ def run_export(cfg: Config, req: ExportRequest, user: str, via: str = "command l
     result.seconds = time.monotonic() - t_start
     log.info("export %s: %s in %.2f s", export_id, ", ".join(c.camera for c in cuts), result.seconds)
     return result
+
+
+CASE_FILES = ("case.txt", "case.json", "case.sig")
+
+
+def _add_to_case(data: Path, root: Path, req: ExportRequest, doc: dict[str, Any], export_id: str, key: Any,
+                 tz: dt.tzinfo | None, user: str, folder: Path) -> Path:
+    """Add the written export to its case; a full disk on the way puts the case back as it was.
+
+    The case's three files are rewritten one after the other (and the index after them), so a
+    failure half way would leave a case that no longer verifies: the previous bytes are kept in
+    memory (a few kB) and written back once this export's folder is removed, which frees the room.
+    """
+    assert req.case is not None
+    case_dir = folder.parent
+    old = {n: (case_dir / n).read_bytes() for n in CASE_FILES if (case_dir / n).is_file()}
+    try:
+        return cases.add_export(data, root, req.case, doc, export_id, key, tz, user, req.case_description)
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        shutil.rmtree(folder, ignore_errors=True)
+        holds.release(data, export_id)
+        for n in CASE_FILES:
+            (case_dir / f"{n}.tmp").unlink(missing_ok=True)
+            if n in old:
+                (case_dir / n).write_bytes(old[n])
+            else:
+                (case_dir / n).unlink(missing_ok=True)
+        if not old:
+            with contextlib.suppress(OSError):
+                case_dir.rmdir()  # a case this export was creating: nothing of it is left
+        raise ExportError(f"disk full while adding the export to case {req.case!r} under {case_dir.parent}: its "
+                          "partial files and this export's folder were removed, nothing was exported; the case is "
+                          f"as it was ({e})", 1) from None
 
 
 def _zip(result: ExportResult, data: Path, req: ExportRequest, user: str) -> None:

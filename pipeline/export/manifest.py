@@ -71,11 +71,15 @@ def signing_block(key: Ed25519PrivateKey) -> dict[str, Any]:
 def _write(path: Path, data: bytes) -> None:
     """Write and fsync under a temporary name, then rename: a crash never leaves half a manifest."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # (a full disk): no stray file beside the manifest
+        raise
 
 
 # ------------------------------------------------------------------------------------------ readable text

@@ -134,6 +134,9 @@ def _sources(doc: dict[str, Any], report: Report, roots: Sequence[Path] | None) 
         if found is None:
             absent += 1
             continue
+        if not any(found.resolve().is_relative_to(Path(r).resolve()) for r in roots):
+            report.fail(f"export {eid}: source segment {str(rel)!r} leads out of the recordings (a link): not read")
+            continue
         with open(found, "rb") as f:
             digest, size = sha256_file(f)
         if digest != seg["sha256"] or size != seg.get("bytes"):
