@@ -146,9 +146,9 @@ class Site:
         self.procs[name] = p
         return p
 
-    def worker(self, name: str) -> None:
-        self.spawn(name, ["pipeline.runtime.worker", "--config", str(self.config(name)),
-                          "--redis-url-file", str(self.url_file), "--worker-id", name])
+    def worker(self, name: str, *extra: str, **cluster: Any) -> None:
+        self.spawn(name, ["pipeline.runtime.worker", "--config", str(self.config(name, **cluster)),
+                          "--redis-url-file", str(self.url_file), "--worker-id", name, *extra])
 
     def dashboard(self) -> str:
         from dashboard.history.db import open_database
@@ -242,7 +242,8 @@ def _watch(base: str, cookie: str, cam: str, timeout: float = 10.0) -> tuple[dic
 def test_live_video_of_each_camera_comes_from_its_owner_through_the_dashboard_and_moves_with_it(
         site: Site) -> None:
     a, b = site.cams
-    site.worker("wa")
+    # wa listens on every interface and says which address to dial (as a host of a site would)
+    site.worker("wa", "--advertise-host", "127.0.0.1", live_listen="0.0.0.0:0")
     site.worker("wb")
     wait_for(lambda: site.owner(a) == "wa" and site.owner(b) == "wb", 90,
              lambda: f"owners {site.owner(a)}, {site.owner(b)}: {site.log('wa')} {site.log('wb')}")
@@ -279,6 +280,12 @@ def test_live_video_of_each_camera_comes_from_its_owner_through_the_dashboard_an
     # the file token of one machine is no way in from another: a guessed token is refused
     assert ep is not None
     assert _ask(ep, json.dumps({"token": "x" * 43, "op": "stats"}).encode() + b"\n")[1]["code"] == "bad_token"
+
+    # the zone editor's picture comes from the owner too
+    with httpx.Client(base_url=base, timeout=30, headers={"Cookie": cookie}) as c:
+        frame = c.get(f"/api/zones/{a}/frame")
+    assert frame.status_code == 200 and frame.json()["source"] == "live", frame.text[:300]
+    assert base64.b64decode(frame.json()["image"].split(",", 1)[1])[:2] == b"\xff\xd8"  # a JPEG
 
     # an open alert's clip: the dashboard asks the owner (found through Redis) to finish its open segment
     from dashboard.context import Dashboard

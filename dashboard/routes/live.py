@@ -102,7 +102,7 @@ async def live_cameras(request: Request, user: User = Depends(current_user)) -> 
 
 # ------------------------------------------------------------------------------------------ finding the worker
 
-async def _seams(d: Dashboard, camera: str) -> Path | list[Endpoint]:
+async def live_seams(d: Dashboard, camera: str) -> Path | list[Endpoint]:
     """Where to ask for ``camera``: this machine's endpoint files, or (cluster) the seam its owner announced.
 
     Raises :class:`LiveError` ``not_running`` (no lease: no worker runs it now) or ``unavailable``
@@ -168,7 +168,7 @@ async def live_socket(ws: WebSocket, camera_id: str, stream: str = "sub", format
         await _refuse_ws(ws, "bad_request")
         return
     try:
-        upstream = await protocol.open_stream(await _seams(d, camera_id), camera_id, stream, format)
+        upstream = await protocol.open_stream(await live_seams(d, camera_id), camera_id, stream, format)
     except LiveError as e:
         await _refuse_ws(ws, e.code, e.detail)
         return
@@ -230,7 +230,7 @@ async def _finish_open_segment(d: Dashboard, camera: str) -> float | None:
     is no error: the clip then covers what is already finished.
     """
     try:
-        seams = await _seams(d, camera)
+        seams = await live_seams(d, camera)
         return await run_in_threadpool(protocol.finish_recording, seams, camera, FINISH_WAIT_S)
     except LiveError as e:
         log.info("camera %s: open segment not finished for a clip: %s", camera, e)

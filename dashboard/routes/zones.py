@@ -63,6 +63,7 @@ from dashboard.audit import record
 from dashboard.context import Dashboard, ctx
 from dashboard.deps import refuse, remote_addr, require_role
 from dashboard.pages import page
+from dashboard.routes.live import live_seams  # the camera's worker, on this machine or (cluster) its owner
 from dashboard.users import User
 from pipeline.config import ConfigError
 from pipeline.config.schema import CameraConfig
@@ -626,7 +627,7 @@ def save_geometry(path: Path, camera_id: str, geo: GeometryIn, user: User) -> Sa
 async def _live_jpeg(d: Dashboard, camera_id: str) -> bytes | None:
     """One JPEG from the worker that runs the camera (its own packets, decoded for JPEG viewers only)."""
     try:
-        stream = await protocol.open_stream(d.data_dir, camera_id, "sub", "jpeg")
+        stream = await protocol.open_stream(await live_seams(d, camera_id), camera_id, "sub", "jpeg")
     except LiveError:
         return None
     try:
@@ -664,7 +665,7 @@ async def _live_overlay(d: Dashboard, camera_id: str, timeout: float) -> dict[st
     core), the video bytes are dropped.
     """
     try:
-        stream = await protocol.open_stream(d.data_dir, camera_id, "sub", "fmp4")
+        stream = await protocol.open_stream(await live_seams(d, camera_id), camera_id, "sub", "fmp4")
     except LiveError:
         return None
     try:
