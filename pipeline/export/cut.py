@@ -331,7 +331,6 @@ class _Output:
         else:  # a hole: the file's clock jumps by its length, never backwards
             at = round((seg.shown(pk[lo].pts) - self.first_wall) / float(self.tb))
             base = max(at - rescale(pk[lo].pts), self.end_dts - rescale(pk[lo].dts))
-        last_pts = None
         for i in range(lo, hi):
             p = pk[i]
             nxt = pk[i + 1].dts if i + 1 < hi else end_rel
@@ -344,9 +343,8 @@ class _Output:
                 self.out = _File(self.part, sp, "mp4")
             self.out.mux(sp)
             self.frames += 1
-            last_pts = p.pts if last_pts is None else max(last_pts, p.pts)
         # after the last frame shown: the end in decode order plus the reorder delay of the last frames
-        tail = (last_pts - pk[hi - 1].dts) if last_pts is not None and hi > lo else 0
+        tail = (max(pk[i].pts for i in range(lo, hi)) - pk[hi - 1].dts) if seg.b_frames and hi > lo else 0
         self.end_dts = base + rescale(end_rel)
         self.end_shown = max(self.end_shown, base + rescale(end_rel + tail))
         self.end_wall = seg.shown(end_rel + tail)
