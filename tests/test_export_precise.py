@@ -29,11 +29,11 @@ FRAME = 1 / FPS
 GOP = 50  # 2 s
 
 
-def make_b_clip(path: Path, seconds: float, codec: str) -> Path:
+def make_b_clip(path: Path, seconds: float, codec: str, pix_fmt: str = "yuv420p") -> Path:
     """A moving picture with B-frames: keyframe every 2 s; libx264 bf=2 (closed GOP), libx265 bframes=2 (open GOP)."""
     out = av.open(str(path), "w")
     s = out.add_stream(codec, rate=FPS)
-    s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
+    s.width, s.height, s.pix_fmt = 320, 240, pix_fmt
     if codec == "libx264":
         s.codec_context.options = {"preset": "veryfast", "bf": "2", "g": str(GOP), "keyint_min": str(GOP),
                                    "sc_threshold": "0"}
@@ -127,6 +127,18 @@ def test_precise_b_frames_from_the_command_line(
     assert abs(cam["actual"]["start_offset_s"]) <= FRAME and f["frames"] == 66 and f["reencoded_frames"] == 16
     original, _, _ = decoded(h264_b)
     check_file(folder / "cam1.mp4", original, round(13.36 * FPS), 66, 16)
+
+
+def test_precise_keeps_a_full_range_camera_stream_full_range(cfg: Config, tmp_path: Path) -> None:  # noqa: F811
+    """Many IP cameras send full-range (yuvj420p) H.264: the re-encoded GOP stays full range, so its pictures
+    match the copied ones (a range conversion would shift every level)."""
+    clip = make_b_clip(tmp_path / "full.mp4", 12, "libx264", "yuvj420p")
+    z = zero(record(cfg.data_path(), "cam1", clip))
+    res = run_export(cfg, ExportRequest(["cam1"], z + 5.52, z + 8.0, precise=True), user="tester")
+    (f,) = res.cuts[0].files
+    assert f.reencoded_frames == 12 and abs(f.start - (z + 5.52)) <= FRAME
+    original, _, _ = decoded(clip)
+    check_file(f.path, original, round(5.52 * FPS), round((8.0 - 5.52) * FPS), 12)
 
 
 def test_stream_copy_with_b_frames_is_frame_exact_across_segments_and_starts_at_the_keyframe_shown(

@@ -543,8 +543,13 @@ def _reencode(seg: _Segment, lo: int, decode_to: int, keep_pts: list[int], size:
         raise ValueError(f"{len(kept)} of {len(wanted)} frames decoded")
     enc = cast(VideoCodecContext, av.CodecContext.create(_ENCODERS[t.codec], "w"))
     enc.width, enc.height = t.width, t.height
-    deep = kept[0].format.name.endswith(("10le", "10be")) if kept else False
-    enc.pix_fmt = "yuv420p10le" if deep else "yuv420p"
+    fmt = kept[0].format.name if kept else "yuv420p"
+    if fmt.endswith(("10le", "10be")):
+        enc.pix_fmt = "yuv420p10le"
+    elif fmt == "yuvj420p" and t.codec == "h264":
+        enc.pix_fmt = "yuvj420p"  # full-range camera streams stay full range (x264 signals it in its SPS)
+    else:
+        enc.pix_fmt = "yuv420p"
     enc.time_base = seg.tb
     if t.codec == "h264":
         profile = _PROFILES.get(t.extradata[1] if len(t.extradata) > 1 else 0, "high")
