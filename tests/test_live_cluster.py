@@ -245,6 +245,8 @@ def test_live_video_of_each_camera_comes_from_its_owner_through_the_dashboard_an
     # wa listens on every interface and says which address to dial (as a host of a site would)
     site.worker("wa", "--advertise-host", "127.0.0.1", live_listen="0.0.0.0:0")
     site.worker("wb")
+    site.spawn("archiver", ["dashboard.archiver", "--config", str(site.config("dash")), "--redis-url-file",
+                            str(site.url_file)])  # the catalogue of the dashboard host
     wait_for(lambda: site.owner(a) == "wa" and site.owner(b) == "wb", 90,
              lambda: f"owners {site.owner(a)}, {site.owner(b)}: {site.log('wa')} {site.log('wb')}")
     base = site.dashboard()
@@ -288,7 +290,9 @@ def test_live_video_of_each_camera_comes_from_its_owner_through_the_dashboard_an
     assert base64.b64decode(frame.json()["image"].split(",", 1)[1])[:2] == b"\xff\xd8"  # a JPEG
 
     # an open alert's clip: the dashboard asks the owner (found through Redis) to finish its open segment
+    from dashboard.clips import cut_clip
     from dashboard.context import Dashboard
+    from dashboard.segment_catalog import dashboard_fetcher, lookup
     from dashboard.history.db import open_database
     from dashboard.routes import live as live_routes
     from pipeline.config import load_config
@@ -299,8 +303,16 @@ def test_live_video_of_each_camera_comes_from_its_owner_through_the_dashboard_an
     t0 = time.time()
     recorded_to = asyncio.run(live_routes._finish_open_segment(d, b))
     finish_s = time.time() - t0
-    engine.dispose()
     assert recorded_to is not None and t0 - 3.0 < recorded_to <= time.time() + 0.5, (recorded_to, t0)
+    # ... and the clip cut on the dashboard host reaches it: the segment is fetched once it is catalogued
+    rec_dir = dash_data / "recordings"
+    present = any(r.end >= recorded_to - 0.05 for r in lookup(engine, b, recorded_to - 1, recorded_to))
+    assert live_routes._wait_catalogued(d, rec_dir, b, recorded_to), site.log("archiver")
+    catalogued_s = time.time() - t0 - finish_s
+    clip = cut_clip(rec_dir, dash_data / "cache" / "clips", b, "open-alert", recorded_to - 3.0, recorded_to,
+                    True, dashboard_fetcher(d))
+    engine.dispose()
+    assert recorded_to - 0.3 < clip.end <= recorded_to + 0.05 and clip.duration >= 1.0, (clip, recorded_to)
 
     # the owner of camera a dies: the camera plays again, through the same dashboard, from wb
     site.procs["wa"].send_signal(signal.SIGKILL)
@@ -318,7 +330,9 @@ def test_live_video_of_each_camera_comes_from_its_owner_through_the_dashboard_an
     assert site.owner(a) == "wb"
     print(f"\nLIVE across machines: first fragment through the dashboard {colds[a]:.2f} s ({a} on wa) and "
           f"{colds[b]:.2f} s ({b} on wb) for the first viewer, "
-          f"{firsts[a]:.2f} / {firsts[b]:.2f} s for the next; finish op on the owner {finish_s:.2f} s; "
+          f"{firsts[a]:.2f} / {firsts[b]:.2f} s for the next; finish op on the owner {finish_s:.2f} s, "
+          f"its segment catalogued {'already' if present else f'{catalogued_s:.2f} s later'}, "
+          f"clip to {clip.end - recorded_to:+.2f} s of it; "
           f"after kill -9 of wa, "
           f"{a} plays from wb {back:.1f} s later (lease TTL {TTL_S:g} s; first fragment {first:.2f} s)")
     assert back < TTL_S + 15

@@ -59,6 +59,7 @@ router = APIRouter()
 TEXT_NAMES = {protocol.ACCEPTED: "accepted", protocol.HELLO: "hello", protocol.OVERLAY: "overlay"}
 RECENT_S = 900.0  # a window ending longer ago than this (longest segment + margin) is not in an open segment
 FINISH_WAIT_S = 1.5  # longest wait for the keyframe that ends an open alert's segment (clip ready in 2 s)
+CATALOGUE_WAIT_S = 3.0  # cluster: longest wait for that segment's catalogue row (announcement, archiver)
 CLOSE_CODES = {"no_session": 4401, "forbidden": 4403, "not_found": 4404, "bad_request": 4400}
 
 
@@ -237,6 +238,33 @@ async def _finish_open_segment(d: Dashboard, camera: str) -> float | None:
         return None
 
 
+def _wait_catalogued(d: Dashboard, rec_dir: Path, camera: str, end: float,
+                     timeout: float = CATALOGUE_WAIT_S) -> bool:
+    """Cluster: wait until the segment the owner just finished (ending at ``end``) can be found.
+
+    Why: on another machine the clip reaches that segment only through the catalogue (the owner
+    announces it, the archiver stores it: about a second); cut at once, the clip would end a
+    segment short.  True when it is here (on this machine's disk, or in the catalogue)."""
+    from dashboard.segment_catalog import lookup
+
+    deadline = time.monotonic() + timeout
+    while True:
+        local = Recordings(rec_dir).segments(camera, end - 1.0, end)
+        if local and local[-1].end >= end - 0.05:
+            return True
+        try:
+            if any(r.end >= end - 0.05 for r in lookup(d.engine, camera, end - 1.0, end)):
+                return True
+        except Exception as e:  # the database: the clip covers what it can
+            log.info("camera %s: catalogue not read while waiting for a finished segment: %s", camera, e)
+            return False
+        if time.monotonic() >= deadline:
+            log.info("camera %s: the segment finished at %.3f is not in the catalogue after %.1f s (archiver "
+                     "running?): the clip ends before it", camera, end, timeout)
+            return False
+        time.sleep(0.1)
+
+
 def _needs_finish(rec_dir: Path, camera: str, start: float, end: float) -> bool:
     """Whether the window's end is recent and past the finished recording (so it is in the open segment)."""
     if end < time.time() - RECENT_S:
@@ -273,6 +301,8 @@ async def clip_info(alert_id: str, request: Request, user: User = Depends(curren
     if await run_in_threadpool(_needs_finish, rec_dir, row.camera_id, start, end):
         # open, or ended a moment ago: the worker finishes its open segment first, so the clip reaches now
         recorded_to = await _finish_open_segment(d, row.camera_id)
+        if recorded_to is not None and d.config().cluster.enabled:  # the owner may be another machine
+            await run_in_threadpool(_wait_catalogued, d, rec_dir, row.camera_id, recorded_to)
         start, end, is_open = _window(d, row)
     finish_ms = round((time.perf_counter() - t0) * 1000, 1)
     try:
