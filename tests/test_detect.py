@@ -478,3 +478,23 @@ def test_a_bare_yolox_file_is_recognised_without_its_manifest(yolox_onnx: Path) 
     _, manifest = resolve_model(str(yolox_onnx))  # no yolox_nano.json next to the shared file
     assert manifest.format == "yolox" and manifest.input_size == (416, 416)
     assert manifest.classes == list(COCO80_CLASSES)
+
+
+def test_yolox_exported_with_batch_1_runs_frames_of_several_cameras_in_one_call(yolox_onnx: Path,
+                                                                                person_clip: Path) -> None:
+    """``batch_across_cameras``: the batch-1 YOLOX graph is rewritten with a dynamic batch axis; one call on
+    three frames gives exactly the detections of three calls (what makes a GPU pay: docs/benchmarks.md)."""
+    frames = [img for _, _, img in itertools.islice(iter_media(person_clip, every=40), 3)]
+    one_by_one = Detector(yolox_onnx, load_manifest("yolox_nano"), threads=1, batch_across_cameras="off")
+    assert not one_by_one.dynamic_batch  # as exported
+    auto_cpu = Detector(yolox_onnx, load_manifest("yolox_nano"), threads=1)
+    assert not auto_cpu.dynamic_batch  # auto: only on a GPU provider
+    batched = Detector(yolox_onnx, load_manifest("yolox_nano"), threads=1, batch_across_cameras="on")
+    assert batched.dynamic_batch
+    together = batched.detect_batch(frames)
+    apart = [one_by_one.detect(f) for f in frames]
+    assert sum(len(d.score) for d in apart) > 0
+    for a, b in zip(together, apart, strict=True):
+        assert a.labels == b.labels
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+        np.testing.assert_allclose(a.score, b.score, atol=1e-4)

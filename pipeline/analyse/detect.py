@@ -154,6 +154,44 @@ def boxes_to_source(
 
 
 # --------------------------------------------------------------------------------------------
+# Batching a model exported with batch 1
+
+
+def batch_dynamic_graph(model: bytes) -> bytes | None:
+    """The ONNX graph with its batch axis dynamic, or None when it cannot be rewritten here.
+
+    YOLOX exports carry batch 1 in their input, their output and three ``Reshape`` shapes
+    ``[1, C, -1]``; with the leading 1 turned into 0 (ONNX: "copy this dimension from the input") the
+    Reshapes take the batch from their input.  Needs the ``onnx`` package (the ``gpu`` extra); the
+    caller checks the rewritten graph against frame-by-frame runs before using it.
+    """
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        log.warning("batching across cameras needs the onnx package (pip install 'sharpeye[gpu]'); "
+                    "frames stay one per detector call")
+        return None
+    m = onnx.load_from_string(model)
+    g = m.graph
+    if len(g.input) != 1 or not g.output:
+        return None
+    for i, init in enumerate(g.initializer):
+        a = numpy_helper.to_array(init)
+        if a.ndim == 1 and a.shape[0] >= 2 and a[0] == 1 and a.dtype.kind == "i" and a[-1] == -1:
+            fixed = a.copy()
+            fixed[0] = 0
+            g.initializer[i].CopyFrom(numpy_helper.from_array(fixed, init.name))
+    for v in (g.input[0], *g.output):
+        dims = v.type.tensor_type.shape.dim
+        if not dims:
+            return None
+        dims[0].dim_param = "batch"
+    del g.value_info[:]  # shapes inferred for batch 1
+    return bytes(m.SerializeToString())
+
+
+# --------------------------------------------------------------------------------------------
 # Decoding and NMS
 
 
@@ -325,6 +363,7 @@ class Detector:
         nms_iou: float = 0.45,
         max_candidates: int = DEFAULT_MAX_CANDIDATES,
         cache_dir: Path | None = None,
+        batch_across_cameras: Literal["auto", "on", "off"] = "auto",
     ) -> None:
         import onnxruntime as ort
 
@@ -383,7 +422,33 @@ class Detector:
                 f"{manifest.name!r} says input_size {list(self.input_size)} (height, width)"
             )
         self.dynamic_batch = not isinstance(shape[0], int)
+        gpu = any(p != "CPUExecutionProvider" for p in self.providers)
+        if not self.dynamic_batch and (batch_across_cameras == "on" or (batch_across_cameras == "auto" and gpu)):
+            self._make_batch_dynamic(options, provider_args)
         self._warm_up()
+
+    def _make_batch_dynamic(self, options: Any, provider_args: list[Any]) -> None:
+        """Run a model exported with batch 1 on batches (one frame per camera in one call: what makes a GPU
+        pay, docs/benchmarks.md "GPU"), if :func:`batch_dynamic_graph` can rewrite it and the rewritten
+        graph gives exactly the frame-by-frame outputs on two test frames; else stay frame by frame."""
+        import onnxruntime as ort
+
+        graph = batch_dynamic_graph(self.model_path.read_bytes())
+        if graph is None:
+            return
+        session = ort.InferenceSession(graph, sess_options=options, providers=provider_args)
+        h, w = self.input_size
+        rng = np.random.default_rng(0)
+        two = (rng.random((2, 3, h, w)) * 255).astype(self._input_dtype)
+        together = session.run(None, {self._input_name: two})[0]
+        apart = np.concatenate([self._session.run(None, {self._input_name: two[i:i + 1]})[0] for i in range(2)])
+        if together.shape != apart.shape or not np.allclose(together, apart, rtol=1e-3, atol=1e-3):
+            log.warning("%s: the batch-dynamic rewrite changes the outputs; frames stay one per call",
+                        self.model_path)
+            return
+        self._session = session
+        self.dynamic_batch = True
+        log.info("%s: batch axis made dynamic (one call for the frames of all cameras)", self.model_path)
 
     @classmethod
     def from_model(cls, model: str | Path, **kwargs: Any) -> Detector:
@@ -399,7 +464,8 @@ class Detector:
         path, manifest = resolve_model(cfg.model.name, cfg.models_path(), base_dir=cfg.base_dir())
         return cls(path, manifest, providers=tuple(cfg.model.providers), threads=cfg.model.threads,
                    score_threshold=cfg.model.score_threshold, nms_iou=cfg.model.nms_iou,
-                   cache_dir=cfg.data_path() / "cache" / "tensorrt")
+                   cache_dir=cfg.data_path() / "cache" / "tensorrt",
+                   batch_across_cameras=cfg.model.batch_across_cameras)
 
     def _warm_up(self) -> None:
         """Run once on a blank frame, and check the output fits the manifest before any camera does."""

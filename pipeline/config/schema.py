@@ -615,6 +615,11 @@ class ModelConfig(Strict):
     score_threshold: float = Field(0.25, ge=0.01, le=1.0, description="Detector score floor before NMS "
                                    "(default 0.25); rules apply their own min_score on top.")
     nms_iou: float = Field(0.45, gt=0, le=1.0, description="IoU above which NMS suppresses a box (default 0.45).")
+    batch_across_cameras: Literal["auto", "on", "off"] = Field(
+        "auto", description="Run one detector call on a frame of every camera of a worker when the model was "
+        "exported with batch 1, by making its batch axis dynamic (checked against frame-by-frame outputs "
+        "at load; needs the onnx package, in the gpu extra). auto: on a GPU provider, where it multiplies "
+        "throughput (docs/benchmarks.md, GPU); on: also on CPU, where it barely helps; off: never.")
 
 
 class SeverityTimes(Strict):
