@@ -385,7 +385,7 @@ class Outbox:
         if with_info:
             pipe.info("server")
         res = pipe.execute()
-        refused = bus.fenced_replies(res[0]) if fenced else [None] * len(items)
+        refused: list[int | None] = bus.fenced_replies(res[0]) if fenced else [None] * len(items)
         return refused, (res[-1] if with_info else None)
 
     def _count_fenced(self, msgs: list[dict[str, Any]], refused: list[int | None]) -> None:
