@@ -10,6 +10,7 @@ where ``z`` is the first segment's start (``T0`` minus the encoder's two-frame d
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -114,6 +115,24 @@ def test_precise_with_b_frames_starts_within_one_frame_with_the_exact_frame_coun
     assert verify(res.folder).ok
 
 
+@pytest.mark.parametrize("start,end", [(8.5, 14.0), (9.9, 10.5)])
+def test_precise_first_gop_running_into_the_next_segment(h264_b: Path, cfg: Config, start: float,  # noqa: F811
+                                                         end: float) -> None:
+    """The GOP at T is the segment's last: its re-encoded frames end the segment and the next one goes on
+    (decode and display timelines continuous across the boundary)."""
+    z = zero(record(cfg.data_path(), "cam1", h264_b))
+    res = run_export(cfg, ExportRequest(["cam1"], z + start, z + end, precise=True), user="tester")
+    (f,) = res.cuts[0].files
+    first = math.ceil((start - FRAME / 2) * FPS - 1e-9)  # the first frame shown within half a frame of T
+    count = math.ceil(end * FPS - 1e-9) - first  # up to the last frame shown before the end
+    reencoded = 10 * FPS - first  # up to the keyframe that starts the second segment
+    assert abs(f.start - (z + start)) <= FRAME and f.frames == count and f.reencoded_frames == reencoded
+    assert f.end == pytest.approx(z + (first + count) * FRAME, abs=1e-3), "after the last frame shown"
+    assert f.duration_s == pytest.approx(count * FRAME) and len(res.cuts[0].used) == 2
+    original, _, _ = decoded(h264_b)
+    check_file(f.path, original, first, count, reencoded)
+
+
 def test_precise_b_frames_from_the_command_line(
         h264_b: Path, cfg_path: Path, cfg: Config, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     z = zero(record(cfg.data_path(), "cam1", h264_b))
@@ -155,7 +174,8 @@ def test_stream_copy_with_b_frames_is_frame_exact_across_segments_and_starts_at_
     check_file(f.path, original, 4 * FPS, 21 * FPS, 0)
 
 
-@pytest.mark.parametrize("start,end", [(5.52, 9.0), (13.0, 14.0), (12.5, 25.0), (5.52, 12.0)])
+@pytest.mark.parametrize("start,end", [(5.52, 9.0), (13.0, 14.0), (12.5, 25.0), (5.52, 12.0), (10.5, 14.0),
+                                       (9.9, 25.0)])
 def test_precise_hevc_open_gop_with_b_frames(hevc_b: Path, cfg: Config, start: float, end: float) -> None:  # noqa: F811
     rec = record(cfg.data_path(), "cam1", hevc_b)
     z = zero(rec)

@@ -314,7 +314,11 @@ class _Output:
         self.inband: list[bytes] = []  # parameter sets to put in front of the next copied keyframe
         self.nal_size = 4
 
-    def append(self, seg: _Segment, lo: int, hi: int, end_rel: int, contiguous: bool, reencoded: int = 0) -> None:
+    def append(self, seg: _Segment, lo: int, hi: int, end_rel: int, contiguous: bool, reencoded: int = 0,
+               shown_end: int | None = None) -> None:
+        """Mux packets [lo, hi) of ``seg``; ``end_rel``: where the piece ends in decode order (the next
+        contiguous piece goes on there); ``shown_end``: after its last frame shown, when not end_rel + the
+        reorder tail (a re-encoded piece, whose decode times are its own)."""
         conv = seg.tb / self.tb
         same = conv == 1
 
@@ -345,9 +349,10 @@ class _Output:
             self.frames += 1
         # after the last frame shown: the end in decode order plus the reorder delay of the last frames
         tail = (max(pk[i].pts for i in range(lo, hi)) - pk[hi - 1].dts) if seg.b_frames and hi > lo else 0
+        shown = shown_end if shown_end is not None else end_rel + tail
         self.end_dts = base + rescale(end_rel)
-        self.end_shown = max(self.end_shown, base + rescale(end_rel + tail))
-        self.end_wall = seg.shown(end_rel + tail)
+        self.end_shown = max(self.end_shown, base + rescale(shown))
+        self.end_wall = seg.shown(shown)
         self.reencoded += reencoded
 
     def finish(self) -> OutputInfo:
@@ -377,7 +382,10 @@ def cut_camera(recordings_dir: Path, camera: str, start: float, end: float, dest
     prev: SegmentInfo | None = None
     extra = 0  # frames shown at or after the end, kept because B-frames before it are predicted from them
     try:
-        for info in segs:
+        i = 0
+        while i < len(segs):
+            info = segs[i]
+            i += 1
             try:
                 seg = read_segment(info, cut.hashes)
             except CorruptSegment as e:
@@ -400,9 +408,28 @@ def cut_camera(recordings_dir: Path, camera: str, start: float, end: float, dest
                     cur = _Output(dest / (f"{camera}.mp4" if n == 1 else f"{camera}-{n}.mp4"), seg.template)
                 contiguous = prev is not None and abs(info.start - prev.end) <= BACK_TO_BACK_S
                 reencoded = 0
+                shown_end = None
+                joined: list[SegmentInfo] = []
                 if precise and cur.out is None and not cut.files:
-                    seg, lo, hi, reencoded, end_rel = _precise_start(seg, lo, hi, start, end, cur, cut.notes,
-                                                                     end_rel)
+                    # the first GOP runs to the end of the segment: re-encode it with the next segment at hand,
+                    # whose open-GOP leading pictures are predicted from it
+                    while (not any(p.key for p in seg.packets[lo + 1:]) and i < len(segs) and segs[i].start < end
+                           and abs(segs[i].start - (joined[-1] if joined else info).end) <= BACK_TO_BACK_S):
+                        try:
+                            nxt = read_segment(segs[i], cut.hashes)
+                        except CorruptSegment:
+                            break  # the loop skips and reports it
+                        if nxt.tb != seg.tb or not nxt.template.compatible(seg.template):
+                            break
+                        seg = _join(seg, nxt)
+                        joined.append(segs[i])
+                        if progress:
+                            progress(segs[i].bytes)
+                        i += 1
+                        lo, hi = seg.window(start, end)
+                        end_rel = seg.packets[hi].dts if hi < len(seg.packets) else seg.end_rel
+                    seg, lo, hi, reencoded, end_rel, shown_end = _precise_start(seg, lo, hi, start, end, cur,
+                                                                                cut.notes, end_rel)
                 if not reencoded and (cur.out is None or not contiguous) and (drop := seg.leading(lo)):
                     # a file (or the piece after a hole) starting at an open GOP's keyframe: its leading
                     # pictures refer to frames that are not in the file
@@ -412,9 +439,9 @@ def cut_camera(recordings_dir: Path, camera: str, start: float, end: float, dest
                 if lo < hi:
                     if seg.b_frames:
                         extra += sum(1 for i in range(lo, hi) if seg.shown(seg.packets[i].pts) >= end - 1e-6)
-                    cur.append(seg, lo, hi, end_rel, contiguous, reencoded)
-                    cut.used.append(info)
-                    prev = info
+                    cur.append(seg, lo, hi, end_rel, contiguous, reencoded, shown_end)
+                    cut.used += [info, *joined]
+                    prev = joined[-1] if joined else info
             if progress:
                 progress(info.bytes)
         if cur is not None and cur.out is not None:
@@ -434,11 +461,20 @@ def cut_camera(recordings_dir: Path, camera: str, start: float, end: float, dest
 # ------------------------------------------------------------------------------------------ --precise
 
 
+def _join(a: _Segment, b: _Segment) -> _Segment:
+    """Two contiguous segments (same time base and parameters) as one: ``b``'s timestamps go on from ``a``'s end."""
+    off = a.end_rel
+    packets = a.packets + [_Packet(p.data, p.pts + off, p.dts + off, p.key) for p in b.packets]
+    return dataclasses.replace(a, packets=packets, end_rel=off + b.end_rel, b_frames=a.b_frames or b.b_frames)
+
+
 def _precise_start(seg: _Segment, lo: int, hi: int, start: float, end: float, out: _Output, notes: list[str],
-                   end_rel: int) -> tuple[_Segment, int, int, int, int]:
+                   end_rel: int) -> tuple[_Segment, int, int, int, int, int | None]:
     """Re-encode the first GOP from the first frame at or after ``start``.
 
-    Returns (piece, lo, hi, frames re-encoded, end_rel): the new piece and where it ends in decode order.
+    Returns (piece, lo, hi, frames re-encoded, end_rel, shown_end): the new piece, where it ends in
+    decode order and (when it is all re-encoded) after its last frame shown.  ``seg`` may be two
+    segments joined (see cut_camera) when the first GOP runs into the next one.
 
     The frames shown from ``start`` up to the next keyframe (``k2``) are decoded (from the keyframe
     before ``start``, through the leading pictures of an open GOP at ``k2``) and encoded again with
@@ -453,7 +489,7 @@ def _precise_start(seg: _Segment, lo: int, hi: int, start: float, end: float, ou
     half = float(step * seg.tb) / 2
     pk = seg.packets
     if seg.shown(pk[lo].pts) >= start - half:
-        return seg, lo, hi, 0, end_rel
+        return seg, lo, hi, 0, end_rel, None
     codec = seg.template.codec
     k2 = next((i for i in range(lo + 1, len(pk)) if pk[i].key), len(pk))
     lead = seg.leading(k2) if k2 < len(pk) else []
@@ -474,7 +510,7 @@ def _precise_start(seg: _Segment, lo: int, hi: int, start: float, end: float, ou
     if why is not None:
         notes.append(f"--precise: starts at the keyframe {seg.shown(pk[lo].pts) - start:+.3f} s from the "
                      f"requested start: {why}")
-        return seg, lo, hi, 0, end_rel
+        return seg, lo, hi, 0, end_rel, None
     shown_end = pk[k2].pts if k2 < len(pk) else None
     decode_to = (lead[-1] if lead else k2) + 1 if k2 < len(pk) else len(pk)
     keep = sorted(p.pts for i, p in enumerate(pk[lo:decode_to], lo)
@@ -483,16 +519,19 @@ def _precise_start(seg: _Segment, lo: int, hi: int, start: float, end: float, ou
     try:
         encoded = _reencode(seg, lo, decode_to, keep, size, delay)
         if not encoded:
-            return seg, lo, hi, 0, end_rel
+            return seg, lo, hi, 0, end_rel, None
         gone = set(lead)
         # the copy: from k2, without its leading pictures, to the last frame shown before the end (and the
         # references decoded before it); nothing when every frame before the end was re-encoded
         last = max((i for i in range(k2, hi) if i not in gone and seg.shown(pk[i].pts) < end - 1e-6), default=-1)
         rest = [pk[i] for i in range(k2, last + 1) if i not in gone]
+        shown_end = None
         if rest:
             end_rel = pk[last + 1].dts if last + 1 < len(pk) else seg.end_rel
         else:
-            end_rel = encoded[-1].dts + step
+            shown_end = encoded[-1].pts + step
+            # re-encoded to the segment's end: a next segment goes on where this one ended
+            end_rel = seg.end_rel if k2 == len(pk) and hi == len(pk) else encoded[-1].dts + step
         if rest and encoded[-1].dts >= rest[0].dts:
             raise ValueError("the re-encoded frames would not come before the next keyframe in decode order")
         if not rest and hi == len(pk) and encoded[-1].dts >= seg.end_rel:
@@ -500,13 +539,13 @@ def _precise_start(seg: _Segment, lo: int, hi: int, start: float, end: float, ou
     except (av.error.FFmpegError, ValueError, OSError) as e:
         notes.append(f"--precise: re-encoding failed ({e}); starts at the keyframe "
                      f"{seg.shown(pk[lo].pts) - start:+.3f} s from the requested start")
-        return seg, lo, hi, 0, end_rel
+        return seg, lo, hi, 0, end_rel, None
     out.inband, out.nal_size = params, size  # the first copied keyframe brings the original parameter sets back
     piece = dataclasses.replace(seg, packets=encoded + rest)
     notes.append(f"--precise: the first {len(encoded)} frames ({float(len(encoded) * step * seg.tb):.2f} s, up to "
                  f"the next keyframe) are re-encoded ({_ENCODERS[codec]}, no B-frames) so the file starts at the "
                  "requested time; the rest is a copy")
-    return piece, 0, len(piece.packets), len(encoded), end_rel
+    return piece, 0, len(piece.packets), len(encoded), end_rel, shown_end
 
 
 _ENCODERS = {"h264": "libx264", "hevc": "libx265"}
