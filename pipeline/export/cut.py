@@ -585,8 +585,8 @@ def _reencode(seg: _Segment, lo: int, decode_to: int, keep_pts: list[int], size:
     fmt = kept[0].format.name if kept else "yuv420p"
     if fmt.endswith(("10le", "10be")):
         enc.pix_fmt = "yuv420p10le"
-    elif fmt == "yuvj420p" and t.codec == "h264":
-        enc.pix_fmt = "yuvj420p"  # full-range camera streams stay full range (x264 signals it in its SPS)
+    elif fmt == "yuvj420p":
+        enc.pix_fmt = "yuvj420p"  # full-range camera streams stay full range (the encoder signals it in its SPS)
     else:
         enc.pix_fmt = "yuv420p"
     enc.time_base = seg.tb
