@@ -62,7 +62,7 @@ def login(browser: Any, base: str, name: str, path: str = "/") -> Any:
     page.fill("#username", name)
     page.fill("#password", PW)
     page.click("#submit")
-    page.wait_for_url(base + "/")
+    page.wait_for_url(base + "/", timeout=60_000)  # argon2 log-in on a loaded 2-core machine
     return page
 
 

@@ -376,7 +376,7 @@ def test_page_shows_stale_when_redis_or_dashboard_freeze_and_marks_orphaned_aler
         page.fill("#username", "op")
         page.fill("#password", PW)
         page.click("#submit")
-        page.wait_for_url(base + "/")
+        page.wait_for_url(base + "/", timeout=60_000)  # argon2 log-in on a loaded 2-core machine
         page.locator('#conn[data-state="live"]').wait_for(timeout=10_000)
 
         # (the operator's page speaks Chinese, the default)

@@ -63,7 +63,7 @@ def test_person_on_rtsp_camera_alerts_on_dashboard(tmp_path: Path, person_clip: 
                 page.fill("#username", "e2e")
                 page.fill("#password", "e2e-password")
                 page.click("#submit")
-                page.wait_for_url(base + "/")
+                page.wait_for_url(base + "/", timeout=60_000)  # argon2 log-in on a loaded 2-core machine
                 t0 = time.monotonic()
                 alert = page.locator('#alerts li.alert[data-camera="lobby"]').first
                 alert.wait_for(timeout=30_000)

@@ -478,7 +478,7 @@ def test_an_engineer_drags_a_corner_in_the_browser_and_the_file_changes(tmp_path
             page.fill("#username", "eng")
             page.fill("#password", PW)
             page.click("#submit")
-            page.wait_for_url(base + "/")
+            page.wait_for_url(base + "/", timeout=60_000)  # argon2 log-in on a loaded 2-core machine
             page.goto(base + "/zones#camera=lobby")
             page.locator('#z-canvas[data-ready="true"][data-picture]').wait_for(timeout=10_000)
             assert page.locator("#z-list li").count() == 2  # the floor and the door
