@@ -305,3 +305,67 @@ def test_an_export_that_fails_on_its_thread_says_why_and_the_dashboard_goes_on(e
     assert ("export_failed", "wang") in [(a, u) for a, u, _ in audit_actions(env["engine"])]
     (env["data"] / "exports").unlink()
     assert wang.export(cameras=["lobby"], start=T0 + 1, end=T0 + 4)["state"] == "done"
+
+
+def test_command_line_exports_cases_and_releases_show_in_the_page_once(
+        env: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard import exports_import
+    from dashboard.history.schema import export_jobs
+    from pipeline.cli import main
+    from pipeline.export.job import os_user
+
+    wang, li, boss = Op(env["app"], "wang"), Op(env["app"], "li"), Op(env["app"], "boss")
+    page_job = wang.export(cameras=["lobby"], start=T0 + 1, end=T0 + 4)
+    conf = str(env["cfg"].path)
+
+    def cli(*argv: str) -> dict[str, Any]:
+        assert main(["export", "-c", conf, *argv]) == 0
+        return json.loads(capsys.readouterr().out) if "--json" in argv else {}
+    a = cli("--camera", "lobby", "--start", str(T0 + 2), "--end", str(T0 + 12), "--case", "CLI case",
+            "--description", "from the console", "--json")
+    b = cli("--camera", "square", "--start", str(T0 + 2), "--end", str(T0 + 8), "--zip", "--json")
+    me = exports_import.cli_user(os_user())
+
+    def ids(op: Op) -> dict[str, dict[str, Any]]:
+        return {j["export_id"]: j for j in op.c.get("/api/exports").json()["exports"]}
+    mine = ids(wang)  # a CLI export changes holds.json: the next read imports it, 30 s throttle or not
+    assert set(mine) == {page_job["export_id"], a["id"]}, "square (G2) is not wang's to see"
+    job = mine[a["id"]]
+    assert job["user"] == me and job["state"] == "done" and job["case"] == "CLI case" and job["cameras"] == ["lobby"]
+    assert job["start"] == pytest.approx(T0 + 2) and job["id"] == f"cli-{a['id']}" and not job["can_release"]
+    assert {f["name"] for f in job["files"]} == {"lobby.mp4", "manifest.txt", "manifest.json", "manifest.sig"}
+    z = wang.c.get(job["download"])
+    (env["tmp"] / "cli.zip").write_bytes(z.content)
+    assert z.status_code == 200 and verify(env["tmp"] / "cli.zip").ok
+    assert mine[page_job["export_id"]]["user"] == "wang", "the page's own row is left as it was"
+    assert set(ids(li)) == {b["id"]} and ids(li)[b["id"]]["download"]
+    assert set(ids(boss)) == {page_job["export_id"], a["id"], b["id"]}
+    assert li.c.get(job["download"]).status_code == 404
+    (case,) = wang.c.get("/api/cases").json()
+    assert case["name"] == "CLI case" and case["created_by"] == me and case["description"] == "from the console"
+    assert case["exports"] == [a["id"]] and li.c.get("/api/cases").json() == []
+    log = audit_actions(env["engine"])
+    cli_rows = [(act, u, d) for act, u, d in log if act in ("export_cli", "case_cli")]
+    assert sorted((act, u, d.get("export_id")) for act, u, d in cli_rows) == sorted(
+        [("export_cli", me, a["id"]), ("export_cli", me, b["id"]), ("case_cli", me, None)])
+    assert all(d["os_user"] == os_user() for _, _, d in cli_rows)
+
+    # `sharpeye export release` of the CLI export and of the page's: both rows say released
+    cli("release", a["id"], page_job["export_id"])
+    mine = ids(wang)
+    assert mine[a["id"]]["state"] == mine[page_job["export_id"]]["state"] == "released"
+    assert mine[a["id"]]["released_by"] == "cli" and ids(li)[b["id"]]["state"] == "done"
+    released = [d["export_id"] for act, _, d in audit_actions(env["engine"]) if act == "export_release_cli"]
+    assert sorted(released) == sorted([a["id"], page_job["export_id"]])
+
+    # every later read scans again (no throttle) and adds nothing
+    monkeypatch.setattr(exports_import, "SCAN_EVERY_S", 0.0)
+    with env["engine"].connect() as conn:
+        before = conn.execute(select(export_jobs.c.id, export_jobs.c.state)).all()
+    n_log = len(audit_actions(env["engine"]))
+    for op in (wang, li, boss, wang):
+        op.c.get("/api/exports")
+        op.c.get("/api/cases")
+    with env["engine"].connect() as conn:
+        assert sorted(conn.execute(select(export_jobs.c.id, export_jobs.c.state)).all()) == sorted(before)
+    assert len(audit_actions(env["engine"])) == n_log and len(before) == 3

@@ -20,7 +20,8 @@ bound).  Its progress (bytes of recordings read) is written to its row at most e
 by a dashboard process that died is marked failed: on this host when its pid is gone, on another host
 (several dashboards behind a load balancer) when its runner's beat in the bus (``P:exports:runner:<host:pid>``,
 refreshed every ``RUNNER_BEAT_S``) has expired; checked when a process starts its first export and when
-the list is read (at most every ``ORPHAN_CHECK_S``).
+the list is read (at most every ``ORPHAN_CHECK_S``).  Exports, cases and releases of ``sharpeye export``
+(files only, no database) are taken in when the lists are read (dashboard/exports_import.py).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select, update
 from starlette.concurrency import run_in_threadpool
 
+from dashboard import exports_import
 from dashboard.audit import record
 from dashboard.context import Dashboard, ctx
 from dashboard.deps import current_user, refuse, remote_addr
@@ -490,6 +492,7 @@ async def list_exports(request: Request, user: User = Depends(current_user), lim
     def _list() -> dict[str, Any]:
         if time.monotonic() - _last_orphan_check > ORPHAN_CHECK_S:
             fail_orphans(d)  # a job of a dashboard host that died does not stay "running" forever
+        exports_import.sync(d)  # exports, cases and releases of `sharpeye export` (throttled)
         with d.engine.connect() as conn:
             rows = conn.execute(select(export_jobs).order_by(export_jobs.c.created_at.desc()).limit(limit * 4)).all()
             case_rows = conn.execute(select(cases).order_by(cases.c.updated_at.desc())).all()
@@ -676,6 +679,7 @@ async def list_cases(request: Request, user: User = Depends(current_user)) -> li
     d = ctx(request)
 
     def _list() -> list[dict[str, Any]]:
+        exports_import.sync(d)  # cases of `sharpeye export --case` (throttled)
         with d.engine.connect() as conn:
             rows = conn.execute(select(cases).order_by(cases.c.updated_at.desc())).all()
         return [c for c in (_case_view(d, r, user) for r in rows) if c]
