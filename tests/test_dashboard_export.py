@@ -345,7 +345,7 @@ def test_command_line_exports_cases_and_releases_show_in_the_page_once(
     assert case["name"] == "CLI case" and case["created_by"] == me and case["description"] == "from the console"
     assert case["exports"] == [a["id"]] and li.c.get("/api/cases").json() == []
     log = audit_actions(env["engine"])
-    cli_rows = [(act, u, d) for act, u, d in log if act in ("export_cli", "case_cli")]
+    cli_rows = [(act, u, d or {}) for act, u, d in log if act in ("export_cli", "case_cli")]
     assert sorted((act, u, d.get("export_id")) for act, u, d in cli_rows) == sorted(
         [("export_cli", me, a["id"]), ("export_cli", me, b["id"]), ("case_cli", me, None)])
     assert all(d["os_user"] == os_user() for _, _, d in cli_rows)
@@ -355,7 +355,8 @@ def test_command_line_exports_cases_and_releases_show_in_the_page_once(
     mine = ids(wang)
     assert mine[a["id"]]["state"] == mine[page_job["export_id"]]["state"] == "released"
     assert mine[a["id"]]["released_by"] == "cli" and ids(li)[b["id"]]["state"] == "done"
-    released = [d["export_id"] for act, _, d in audit_actions(env["engine"]) if act == "export_release_cli"]
+    released = [str((d or {}).get("export_id"))
+                for act, _, d in audit_actions(env["engine"]) if act == "export_release_cli"]
     assert sorted(released) == sorted([a["id"], page_job["export_id"]])
 
     # every later read scans again (no throttle) and adds nothing
