@@ -678,15 +678,21 @@ def hvcc_parameter_sets(extradata: bytes) -> tuple[int, list[bytes]]:
         count = int.from_bytes(extradata[i + 1:i + 3], "big")
         i += 3
         for _ in range(count):
-            length = int.from_bytes(extradata[i:i + 2], "big")
-            nal = extradata[i + 2:i + 2 + length]
-            if len(nal) != length:
-                raise ValueError("hvcC record cut short")
-            nals.append(nal)
-            i += 2 + length
+            i = _take_nal(extradata, i, nals, "hvcC")
     if not nals:
         raise ValueError("hvcC record without parameter sets")
     return size, nals
+
+
+def _take_nal(record: bytes, i: int, into: list[bytes], kind: str) -> int:
+    """Append the parameter set at ``i`` of an avcC/hvcC record (16-bit length, then the NAL unit) to
+    ``into``; the offset after it.  ValueError when the record ends inside it."""
+    length = int.from_bytes(record[i:i + 2], "big")
+    nal = record[i + 2:i + 2 + length]
+    if len(nal) != length:
+        raise ValueError(f"{kind} record cut short")
+    into.append(nal)
+    return i + 2 + length
 
 
 _START_CODE = re.compile(b"\x00\x00\x00\x01|\x00\x00\x01")
@@ -711,12 +717,7 @@ def avcc_parameter_sets(extradata: bytes) -> tuple[int, list[bytes]]:
         n = extradata[i] & count_mask
         i += 1
         for _ in range(n):
-            length = int.from_bytes(extradata[i:i + 2], "big")
-            nal = extradata[i + 2:i + 2 + length]
-            if len(nal) != length:
-                raise ValueError("avcC record cut short")
-            nals.append(nal)
-            i += 2 + length
+            i = _take_nal(extradata, i, nals, "avcC")
     if not nals:
         raise ValueError("avcC record without parameter sets")
     return size, nals
