@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import av
 import numpy as np
@@ -48,3 +49,42 @@ def make_clip(path: Path, seconds: float = 10.0, size: tuple[int, int] = (320, 2
         for pkt in st.encode(None):
             out.mux(pkt)
     return path
+
+
+def reencode(src: Path, dest: Path, seconds: float, fps: int, size: tuple[int, int],
+             edit: Callable[[np.ndarray, float], np.ndarray] | None = None, tune: str | None = None) -> Path:
+    """``seconds`` of ``src`` at ``size`` and ``fps`` (libx264, no B-frames, a keyframe every 2 s), each
+    frame passed through ``edit(bgr, t)`` first (t: seconds into the new clip); AssertionError when
+    ``src`` is shorter.  The tamper tests put a card over the lens, blur it, turn it away with this."""
+    import cv2
+
+    with av.open(str(src)) as inp, av.open(str(dest), "w") as out:
+        st = out.add_stream("libx264", rate=fps)
+        st.width, st.height, st.pix_fmt = size[0], size[1], "yuv420p"
+        st.codec_context.gop_size = 2 * fps
+        options = {"bf": "0", "preset": "veryfast", "x264-params": f"keyint={2 * fps}:min-keyint={2 * fps}:scenecut=0"}
+        if tune:
+            options["tune"] = tune
+        st.codec_context.options = options
+        st.time_base = Fraction(1, fps)
+        vin = inp.streams.video[0]
+        step = max(1, round(float(vin.average_rate) / fps))
+        n = 0
+        for i, f in enumerate(inp.decode(vin)):
+            if i % step:
+                continue
+            img = cv2.resize(f.to_ndarray(format="bgr24"), size, interpolation=cv2.INTER_AREA)
+            if edit is not None:
+                img = edit(img, n / fps)
+            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+            frame.pts = n
+            frame.pict_type = av.video.frame.PictureType.NONE
+            for pkt in st.encode(frame):
+                out.mux(pkt)
+            n += 1
+            if n >= seconds * fps:
+                break
+        for pkt in st.encode(None):
+            out.mux(pkt)
+    assert n >= seconds * fps, f"{src} is shorter than {seconds} s"
+    return dest

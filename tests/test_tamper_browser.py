@@ -16,11 +16,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import cv2
 import httpx
 import numpy as np
@@ -28,6 +26,7 @@ import pytest
 
 from pipeline.tools.simulator import free_port
 from tests.conftest import wait_for, write_config
+from tests.media import reencode
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "tamper-password-1"
@@ -49,33 +48,9 @@ TAMPERING: dict[str, tuple[str, Transform]] = {  # camera id: (the kind it must 
 
 def make_clip(src: Path, dest: Path, transform: Transform | None) -> Path:
     """LENGTH_S of the person clip at 640x360, FPS fps (keyframe every 2 s), ``transform`` applied after NORMAL_S."""
-    with av.open(str(src)) as inp, av.open(str(dest), "w") as out:
-        st = out.add_stream("libx264", rate=FPS)
-        st.width, st.height, st.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
-        st.codec_context.options = {"bf": "0", "preset": "veryfast",
-                                    "x264-params": f"keyint={2 * FPS}:min-keyint={2 * FPS}:scenecut=0"}
-        st.time_base = Fraction(1, FPS)
-        vin = inp.streams.video[0]
-        step = max(1, round(float(vin.average_rate) / FPS))
-        n = 0
-        for i, f in enumerate(inp.decode(vin)):
-            if i % step:
-                continue
-            img = cv2.resize(f.to_ndarray(format="bgr24"), SIZE, interpolation=cv2.INTER_AREA)
-            if transform is not None and n / FPS >= NORMAL_S:
-                img = transform(img)
-            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
-            frame.pts = n
-            frame.pict_type = av.video.frame.PictureType.NONE
-            for pkt in st.encode(frame):
-                out.mux(pkt)
-            n += 1
-            if n >= LENGTH_S * FPS:
-                break
-        for pkt in st.encode(None):
-            out.mux(pkt)
-    assert n >= LENGTH_S * FPS, f"the person clip is shorter than {LENGTH_S} s"
-    return dest
+    def edit(img: np.ndarray, t: float) -> np.ndarray:
+        return transform(img) if transform is not None and t >= NORMAL_S else img
+    return reencode(src, dest, LENGTH_S, FPS, SIZE, edit)
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import cv2
 import jsonschema
 import numpy as np
@@ -22,6 +20,7 @@ import pytest
 from pipeline.config import load_config
 from pipeline.publish import bus
 from tests.conftest import write_config
+from tests.media import reencode
 
 ROOT = Path(__file__).resolve().parents[1]
 FPS = 10
@@ -33,33 +32,10 @@ LENGTH = 36.0
 def covered_clip(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Path:
     """36 s of the person clip at 640x360, 10 fps, with a flat grey card over the lens from 12 to 24 s."""
     path = tmp_path_factory.mktemp("tamper") / "covered.mp4"
-    with av.open(str(person_clip)) as src, av.open(str(path), "w") as out:
-        st = out.add_stream("libx264", rate=FPS)
-        st.width, st.height, st.pix_fmt = 640, 360, "yuv420p"
-        st.codec_context.gop_size = 2 * FPS
-        st.codec_context.options = {"bf": "0", "preset": "veryfast", "tune": "zerolatency",
-                                    "x264-params": f"keyint={2 * FPS}:min-keyint={2 * FPS}:scenecut=0"}
-        st.time_base = Fraction(1, FPS)
-        vin = src.streams.video[0]
-        step = max(1, round(float(vin.average_rate) / FPS))
-        n = 0
-        for i, f in enumerate(src.decode(vin)):
-            if i % step:
-                continue
-            img = cv2.resize(f.to_ndarray(format="bgr24"), (640, 360), interpolation=cv2.INTER_AREA)
-            if COVERED[0] <= n / FPS < COVERED[1]:
-                img = np.full_like(img, 120)
-            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
-            frame.pts = n
-            frame.pict_type = av.video.frame.PictureType.NONE
-            for pkt in st.encode(frame):
-                out.mux(pkt)
-            n += 1
-            if n >= LENGTH * FPS:
-                break
-        for pkt in st.encode(None):
-            out.mux(pkt)
-    return path
+
+    def card(img: np.ndarray, t: float) -> np.ndarray:
+        return np.full_like(img, 120) if COVERED[0] <= t < COVERED[1] else img
+    return reencode(person_clip, path, LENGTH, FPS, (640, 360), card, tune="zerolatency")
 
 
 def test_covered_camera_raises_a_tamper_alert_and_ends_it_on_the_bus(
