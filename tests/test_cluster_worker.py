@@ -30,6 +30,7 @@ from pipeline.cluster.leases import Lease, LeaseKeys, read_moves
 from pipeline.publish import bus
 from pipeline.tools.simulator import RtspSimulator
 from tests.conftest import config_text, require_camsim, wait_for
+from tests.dashboard_support import stop_all
 
 TTL_S = 5.0
 RENEW_S = 0.5
@@ -104,19 +105,7 @@ class Lab:
         return all(h[c] is not None and c in st and st[c].state == "streaming" for c in CAMS)
 
     def stop_all(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGCONT)
-                    os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for p in self.procs.values():
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
+        stop_all(self.procs.values())
         self.r.close()
 
 

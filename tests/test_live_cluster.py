@@ -38,6 +38,7 @@ from pipeline.live import protocol
 from pipeline.live.server import LiveService
 from pipeline.tools.simulator import RtspSimulator, free_port
 from tests.conftest import config_text, require_camsim, wait_for
+from tests.dashboard_support import stop_all
 
 PW = "correct horse battery"
 TTL_S = 5.0
@@ -181,15 +182,7 @@ class Site:
         return (self.tmp / f"{name}.log").read_text(errors="replace")[-3000:]
 
     def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
+        stop_all(self.procs.values())
         self.r.close()
 
 

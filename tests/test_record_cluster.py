@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -59,6 +58,7 @@ from pipeline.record.serve import (
 )
 from pipeline.tools.simulator import RtspSimulator
 from tests.conftest import config_text, require_camsim, wait_for
+from tests.dashboard_support import stop_all
 from tests.record_support import fake_segments
 
 T0 = 1_764_000_000.0
@@ -254,15 +254,7 @@ class Site:
         return (self.tmp / f"{name}.log").read_text(errors="replace")[-3000:]
 
     def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
+        stop_all(self.procs.values())
 
 
 @pytest.fixture()
