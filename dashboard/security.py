@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, MutableMapping
 
+from redis.exceptions import RedisError
 from sqlalchemy import Engine, select, update
 
 from dashboard.audit import record
@@ -223,7 +224,6 @@ class SharedLoginLimiter:
 
     async def retry_after(self, r: Any, address: str, now: float | None = None) -> float:
         """Seconds until this address may try again; 0 when it may now."""
-        from redis.exceptions import RedisError
         now = time.time() if now is None else now
         lim = self.local
         try:
@@ -239,7 +239,6 @@ class SharedLoginLimiter:
         return max(0.0, float(first[0][1]) + lim.window_s - now)
 
     async def failed(self, r: Any, address: str, now: float | None = None) -> None:
-        from redis.exceptions import RedisError
         now = time.time() if now is None else now
         self.local.failed(address, now)
         try:
