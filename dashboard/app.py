@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from dashboard.context import Dashboard
 from dashboard.deps import refuse, session_required
 from dashboard.escalation import CHECK_EVERY_S, EscalationTurn, escalate_due
-from dashboard.history import open_database
+from history import open_database
 from dashboard.pages import PUBLIC_STATIC, page, static_file
 from dashboard.routes import alerts, auth, cameras, health, history, officer, reports, users
 from dashboard.routes import live

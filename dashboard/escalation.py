@@ -28,8 +28,8 @@ from typing import Any
 from redis.exceptions import RedisError
 from sqlalchemy import Engine, and_, or_, select, update
 
-from dashboard.audit import record
-from dashboard.history.schema import alerts
+from history.audit import record
+from history.schema import alerts
 from dashboard.workflow import alert_view
 from pipeline.config import Config
 

@@ -36,9 +36,9 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
-from dashboard.audit import record
+from history.audit import record
 from dashboard.context import Dashboard
-from dashboard.history.schema import cases, export_jobs
+from history.schema import cases, export_jobs
 from pipeline.config import Config
 from pipeline.export import cases as export_cases
 from pipeline.export import holds

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from dashboard.audit import record
+from history.audit import record
 from pipeline.config import redact_url
 
 log = logging.getLogger("sharpeye.paging")

@@ -25,8 +25,8 @@ from typing import Any, Awaitable, Callable, MutableMapping
 from redis.exceptions import RedisError
 from sqlalchemy import Engine, select, update
 
-from dashboard.audit import record
-from dashboard.history.schema import sessions, users
+from history.audit import record
+from history.schema import sessions, users
 from dashboard.users import DUMMY_HASH, User, from_row, needs_rehash, verify_password
 
 COOKIE = "sharpeye_session"

@@ -17,7 +17,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, Engine, select, update
 
-from dashboard.history.schema import ROLES, sessions, users
+from history.schema import ROLES, sessions, users
 
 ROLE_RANK = {role: i for i, role in enumerate(ROLES)}
 LOCALES = ("zh-CN", "en")

@@ -23,8 +23,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from dashboard.audit import record
-from dashboard.history.schema import CLASSIFICATIONS, DISPATCH_STEPS, OPEN_STATES, alerts
+from history.audit import record
+from history.schema import CLASSIFICATIONS, DISPATCH_STEPS, OPEN_STATES, alerts
 from dashboard.users import User, from_row, get_user
 
 ACTIONS = ("acknowledge", "take_over", "forward", "dispatch", "signed_for", "on_scene", "feedback", "close",
@@ -216,7 +216,7 @@ def create_link(conn: Connection, alert_id: str, user: User, now: float | None =
     """
     import secrets
 
-    from dashboard.history.schema import dispatch_links
+    from history.schema import dispatch_links
     from dashboard.security import token_hash
 
     now = time.time() if now is None else now
@@ -238,7 +238,7 @@ def create_link(conn: Connection, alert_id: str, user: User, now: float | None =
 
 def link_alert(conn: Connection, token: str, now: float | None = None) -> Any:
     """The alert row a live link points to, or None (unknown, replaced, expired, dispatch finished)."""
-    from dashboard.history.schema import dispatch_links
+    from history.schema import dispatch_links
     from dashboard.security import token_hash
 
     now = time.time() if now is None else now
@@ -252,7 +252,7 @@ def link_alert(conn: Connection, token: str, now: float | None = None) -> Any:
 def officer_step(conn: Connection, token: str, step: str, note: str | None = None, remote: str | None = None,
                  now: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The officer reports a dispatch step from the phone page; the last step (feedback) ends the link."""
-    from dashboard.history.schema import dispatch_links
+    from history.schema import dispatch_links
     from dashboard.security import token_hash
 
     now = time.time() if now is None else now

@@ -48,7 +48,7 @@ grid_cells: {{G1: {{name: Cell, officer: {{name: Officer, phone: "110"}}}}}}
 cameras:
   lobby: {{name: Lobby, source: "{sim.url('lobby')}", grid_cell: G1, alert_labels: [person]}}
 """)
-        run = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg), "--port",
+        run = subprocess.Popen([sys.executable, "-m", "cli.main", "run", "--config", str(cfg), "--port",
                                 str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
         try:

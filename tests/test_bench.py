@@ -70,7 +70,7 @@ def test_simulated_camera_starts_at_its_offset_after_its_delay(tmp_path: Path, p
 
 def test_short_bench_with_naive_baseline_prints_json_matching_the_schema(tmp_path: Path) -> None:
     # 6 s clips keep the one-time encoding short; they are cached for the next run
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "bench", "--counts", "2", "--seconds", "5",
+    out = subprocess.run([sys.executable, "-m", "cli.main", "bench", "--counts", "2", "--seconds", "5",
                           "--warmup", "1", "--clip-seconds", "6", "--baseline", "naive", "--json",
                           "--results-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)

@@ -114,7 +114,7 @@ def test_events_cli_json(r, redis_url: str) -> None:  # type: ignore[no-untyped-
     keys = bus.BusKeys("sharpeye")
     for m in lifecycle_messages():
         bus.publish_event(r, keys, m, maxlen=1000)
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "events", "--redis", redis_url, "--json",
+    out = subprocess.run([sys.executable, "-m", "cli.main", "events", "--redis", redis_url, "--json",
                           "--count", "5"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     lines = [json.loads(x) for x in out.stdout.splitlines()]

@@ -21,9 +21,9 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from dashboard.archiver import GROUP
-from dashboard.history import open_database
-from dashboard.history.schema import alert_messages
+from history.archiver import GROUP
+from history import open_database
+from history.schema import alert_messages
 from pipeline.config import load_config
 from pipeline.config.schema import check_redis_url
 from pipeline.config.secrets import redact_url
@@ -323,7 +323,7 @@ def test_an_archiver_killed_mid_batch_is_taken_over_and_each_message_stored_once
                 return int(c["pending"])
         return 0
 
-    first = spawn("dashboard.archiver", "--config", str(cfg_path), "--redis", redis_url, "--consumer", "first",
+    first = spawn("history.archiver", "--config", str(cfg_path), "--redis", redis_url, "--consumer", "first",
                   log=tmp_path / "first.log")
     second = None
     try:
@@ -331,7 +331,7 @@ def test_an_archiver_killed_mid_batch_is_taken_over_and_each_message_stored_once
         stop(first, signal.SIGKILL)
         at_kill, held = stored(), pending("first")
         assert held > 0 and at_kill < total, "killed between batches or after the end: the test proves nothing"
-        second = spawn("dashboard.archiver", "--config", str(cfg_path), "--redis", redis_url, "--consumer",
+        second = spawn("history.archiver", "--config", str(cfg_path), "--redis", redis_url, "--consumer",
                        "second", "--claim-idle-ms", "200", log=tmp_path / "second.log")
         took = wait_for(lambda: stored() >= total and r.xpending(keys.events, GROUP)["pending"] == 0, 120,
                         lambda: f"{stored()} of {total} stored, pending {r.xpending(keys.events, GROUP)}")

@@ -277,9 +277,9 @@ def test_fenced_sink_stamps_and_refuses_and_the_filter_drops_lower_tokens() -> N
 def test_the_archiver_drops_a_former_owners_late_message(tmp_path, redis_url: str) -> None:
     from sqlalchemy import select
 
-    from dashboard.archiver import Archiver
-    from dashboard.history import open_database
-    from dashboard.history.schema import alerts
+    from history.archiver import Archiver
+    from history import open_database
+    from history.schema import alerts
     from tests.dashboard_support import alert_msg
 
     r = bus.connect(redis_url)

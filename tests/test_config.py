@@ -119,12 +119,12 @@ def test_password_never_printed(tmp_path: Path) -> None:
 
 def test_check_cli_exit_codes(tmp_path: Path) -> None:
     good = write(tmp_path, GOOD)
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "check", str(good)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "cli.main", "check", str(good)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("\n") == 1 and "OK: 1 cameras" in r.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD + "    detect_fps: 0\n    colour: red\n")
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "check", str(bad)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "cli.main", "check", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith(f"{bad}:") for line in lines)
@@ -133,7 +133,7 @@ def test_check_cli_exit_codes(tmp_path: Path) -> None:
 
 def test_demo_config_is_valid() -> None:
     root = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "check", str(root / "streams.yaml")],
+    r = subprocess.run([sys.executable, "-m", "cli.main", "check", str(root / "streams.yaml")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
@@ -142,7 +142,7 @@ def test_demo_config_is_valid() -> None:
 
 
 def run_check(path: Path, *cmd: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *(cmd or ("check",)), str(path)],
+    return subprocess.run([sys.executable, "-m", "cli.main", *(cmd or ("check",)), str(path)],
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=120)
 
 
@@ -265,7 +265,7 @@ def test_camera_urls_need_a_host_and_a_valid_port(tmp_path: Path, source: str, p
 
 
 def test_model_path_is_taken_from_the_config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.cliargs import validate_config
+    from cli.args import validate_config
 
     monkeypatch.chdir("/")  # the current folder plays no part
     cfg_dir = tmp_path / "site"

@@ -3,7 +3,7 @@ with ``FILE:LINE: ...`` lines, never a traceback.
 
 Trees are built from the real schema's keys and value types (so they get deep into validation)
 mixed with junk keys and values; bytes are random; text mutations damage a valid file.  Most runs
-call the CLI's `main` in-process for speed; a few go through a real `python -m pipeline.cli check`.
+call the CLI's `main` in-process for speed; a few go through a real `python -m cli.main check`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from pipeline import cli
+from cli import main as cli
 from pipeline.config import schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,7 +192,7 @@ def test_nasty_files_in_process(cfg_path: Path, name: str) -> None:
 def test_nasty_files_through_the_real_command(tmp_path: Path, name: str) -> None:
     p = tmp_path / "streams.yaml"
     p.write_bytes(NASTY[name])
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "check", str(p)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "cli.main", "check", str(p)], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
     assert_answer(p, r.returncode, r.stdout, r.stderr)
     assert r.returncode == 2 and len(r.stderr.splitlines()) <= 3, r.stderr
@@ -204,6 +204,6 @@ def test_random_trees_through_the_real_command(tmp_path_factory: pytest.TempPath
                                                tree: dict[Any, Any]) -> None:
     p = tmp_path_factory.mktemp("cmd") / "streams.yaml"
     p.write_text(dump(tree), encoding="utf-8")
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "check", str(p)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "cli.main", "check", str(p)], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
     assert_answer(p, r.returncode, r.stdout, r.stderr)

@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from dashboard.app import create_app
-from dashboard.history import open_database
-from dashboard.history.schema import actions, sessions, users
+from history import open_database
+from history.schema import actions, sessions, users
 from dashboard.security import COOKIE, IP_MAX_FAILS, LOCK_AFTER
 from dashboard.users import add_user
 from pipeline.config import load_config
@@ -251,7 +251,7 @@ def test_security_headers_and_pages_without_inline_script(env: dict[str, object]
 
 
 def _cli(cfg: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "users", *args, "--config", str(cfg)],
+    return subprocess.run([sys.executable, "-m", "cli.main", "users", *args, "--config", str(cfg)],
                           input=stdin, capture_output=True, text=True, timeout=60)
 
 

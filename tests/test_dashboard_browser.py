@@ -40,7 +40,7 @@ def artefacts() -> Path:
 
 
 def _user(cfg: Path, name: str, role: str, cells: str, display: str, locale: str = "en") -> None:
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "users", "add", name, "--config", str(cfg), "--role",
+    r = subprocess.run([sys.executable, "-m", "cli.main", "users", "add", name, "--config", str(cfg), "--role",
                         role, "--cells", cells, "--display-name", display, "--locale", locale, "--password-stdin"],
                        input=PW + "\n", capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 0, r.stderr
@@ -60,7 +60,7 @@ def room(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
     port = free_port()
     log = tmp_path / "dashboard.log"
     dash = spawn("dashboard", "--config", str(cfg), "--redis", redis_url, "--port", str(port), log=log)
-    arch = spawn("dashboard.archiver", "--config", str(cfg), "--redis", redis_url, log=tmp_path / "archiver.log")
+    arch = spawn("history.archiver", "--config", str(cfg), "--redis", redis_url, log=tmp_path / "archiver.log")
     r = bus.connect(redis_url)
     keys = bus.BusKeys(prefix)
     try:

@@ -24,8 +24,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from dashboard.app import create_app
-from dashboard.history import open_database
-from dashboard.history.schema import actions
+from history import open_database
+from history.schema import actions
 from dashboard.users import add_user
 from pipeline.config import load_config
 from pipeline.export import holds
@@ -272,7 +272,7 @@ def test_cases_group_exports_and_download_as_one_verified_zip(env: dict[str, Any
 def test_a_job_left_running_by_a_dead_dashboard_process_is_marked_failed(env: dict[str, Any]) -> None:
     import socket
 
-    from dashboard.history.schema import export_jobs
+    from history.schema import export_jobs
     with env["engine"].begin() as conn:
         conn.execute(export_jobs.insert().values(
             id="orphan", username="wang", cameras='["lobby"]', grid_cells='["G1"]', start=T0, end=T0 + 5,
@@ -310,8 +310,8 @@ def test_an_export_that_fails_on_its_thread_says_why_and_the_dashboard_goes_on(e
 def test_command_line_exports_cases_and_releases_show_in_the_page_once(
         env: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from dashboard import exports_import
-    from dashboard.history.schema import export_jobs
-    from pipeline.cli import main
+    from history.schema import export_jobs
+    from cli.main import main
     from pipeline.export.job import os_user
 
     wang, li, boss = Op(env["app"], "wang"), Op(env["app"], "li"), Op(env["app"], "boss")

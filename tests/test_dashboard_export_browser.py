@@ -44,7 +44,7 @@ def served(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
     port = free_port()
     log = tmp_path / "dashboard.log"
     dash = spawn("dashboard", "--config", str(cfg), "--redis", redis_url, "--port", str(port), log=log)
-    arch = spawn("dashboard.archiver", "--config", str(cfg), "--redis", redis_url, log=tmp_path / "archiver.log")
+    arch = spawn("history.archiver", "--config", str(cfg), "--redis", redis_url, log=tmp_path / "archiver.log")
     r = bus.connect(redis_url)
     try:
         base = f"http://127.0.0.1:{port}"

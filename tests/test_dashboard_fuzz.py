@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
 from dashboard.app import create_app
-from dashboard.archiver import store
-from dashboard.history import open_database
+from history.archiver import store
+from history import open_database
 from dashboard.users import add_user
 from pipeline.config import load_config
 from pipeline.publish import bus

@@ -16,10 +16,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.exc import DatabaseError
 
-from dashboard.archiver import GROUP, Archiver
-from dashboard.history import open_database
-from dashboard.history.db import database_url
-from dashboard.history.schema import actions, alert_messages, alerts, camera_events, metadata
+from history.archiver import GROUP, Archiver
+from history import open_database
+from history.db import database_url
+from history.schema import actions, alert_messages, alerts, camera_events, metadata
 from pipeline.config import load_config
 from pipeline.publish import bus
 from tests.dashboard_support import (
@@ -150,7 +150,7 @@ def test_archiver_killed_mid_stream_and_restarted_loses_nothing(
                 time.sleep(0.01)  # about 6 s in all: the kill lands mid-stream
         published.set()
 
-    proc = spawn("dashboard.archiver", "--config", str(cfg_path), "--redis", redis_url, log=log)
+    proc = spawn("history.archiver", "--config", str(cfg_path), "--redis", redis_url, log=log)
     th = threading.Thread(target=publisher)
     th.start()
     engine = open_database(cfg)
@@ -168,7 +168,7 @@ def test_archiver_killed_mid_stream_and_restarted_loses_nothing(
         th.join()
         url_file = tmp_path / "redis-url"  # as `sharpeye run` hands the URL over: a file, not the command line
         url_file.write_text(redis_url + "\n")
-        proc = spawn("dashboard.archiver", "--config", str(cfg_path), "--redis-url-file", str(url_file), log=log)
+        proc = spawn("history.archiver", "--config", str(cfg_path), "--redis-url-file", str(url_file), log=log)
         deadline = time.monotonic() + 60
         n = 0
         while time.monotonic() < deadline:

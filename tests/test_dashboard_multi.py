@@ -24,10 +24,10 @@ import httpx
 import pytest
 from sqlalchemy import event, select
 
-from dashboard.archiver import store
+from history.archiver import store
 from dashboard.escalation import TURN_TTL_S, escalate_due
-from dashboard.history import open_database
-from dashboard.history.schema import actions
+from history import open_database
+from history.schema import actions
 from dashboard.users import add_user
 from pipeline.config import load_config
 from pipeline.publish import bus

@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from dashboard.app import create_app
-from dashboard.archiver import store
-from dashboard.history import open_database
-from dashboard.history.schema import actions
+from history.archiver import store
+from history import open_database
+from history.schema import actions
 from dashboard.routes.reports import percentile
 from dashboard.users import add_user, from_row, get_user
 from dashboard.workflow import Request, apply

@@ -31,9 +31,9 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
-from dashboard.archiver import store
+from history.archiver import store
 from dashboard.context import REDIS_TIMEOUT_S
-from dashboard.history import open_database
+from history import open_database
 from dashboard.orphans import orphaned
 from dashboard.routes.alerts import HEARTBEAT_S
 from dashboard.users import add_user

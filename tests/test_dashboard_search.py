@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
-from dashboard.history import open_database
+from history import open_database
 from dashboard.users import add_user
 from pipeline.config import load_config
 

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from dashboard.history import open_database
+from history import open_database
 from dashboard.users import add_user
 from pipeline.config import ConfigError, load_config
 from pipeline.config.schema import is_loopback
@@ -91,7 +91,7 @@ def test_check_refuses_missing_unpaired_and_mismatched_tls_files_with_their_line
 
     # the command itself: exit 2 with the FILE:LINE line, exit 0 once right
     bad = write_config(tmp_path, "dashboard:\n  tls_cert: a.crt\n  tls_key: nope.key")
-    res = subprocess.run([sys.executable, "-m", "pipeline.cli", "check", str(bad)], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, "-m", "cli.main", "check", str(bad)], capture_output=True, text=True,
                          timeout=120, cwd=ROOT)
     assert res.returncode == 2 and f"{bad}:{line_of(bad, 'tls_key')}: dashboard.tls_key:" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
@@ -183,7 +183,7 @@ def test_supervised_dashboard_over_tls_passes_its_health_checks(tmp_path: Path, 
 
 def test_run_refuses_a_non_loopback_dashboard_without_tls(tmp_path: Path) -> None:
     path = write_config(tmp_path, "dashboard: {host: 0.0.0.0}")
-    res = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(path), "--port",
+    res = subprocess.run([sys.executable, "-m", "cli.main", "run", "--config", str(path), "--port",
                           str(free_port())], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert res.returncode == 2, res.stderr
     assert "refusing to serve the dashboard on '0.0.0.0' without TLS" in res.stderr and "tls_cert" in res.stderr
@@ -192,7 +192,7 @@ def test_run_refuses_a_non_loopback_dashboard_without_tls(tmp_path: Path) -> Non
     # --host on the command line is held to the same rule, and so is the dashboard started on its own
     plain = tmp_path / "plain"
     plain.mkdir()
-    res = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(write_config(plain)),
+    res = subprocess.run([sys.executable, "-m", "cli.main", "run", "--config", str(write_config(plain)),
                           "--host", "10.0.0.1", "--port", str(free_port())], capture_output=True, text=True,
                          timeout=120, cwd=ROOT)
     assert res.returncode == 2 and "'10.0.0.1' without TLS" in res.stderr, res.stderr

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
-from dashboard.history import open_database
+from history import open_database
 from dashboard.users import add_user
 from pipeline.cluster.coordinator import Coordinator
 from pipeline.config import Config, load_config

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from dashboard.history import open_database
+from history import open_database
 from dashboard.users import add_user
 from pipeline.cluster.coordinator import Coordinator
 from pipeline.config import load_config

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
 from dashboard.escalation import escalate_due
-from dashboard.history import open_database
+from history import open_database
 from dashboard.users import add_user
 from pipeline.config import load_config
 from pipeline.publish import bus

@@ -213,7 +213,7 @@ def parse_with_program(monkeypatch: pytest.MonkeyPatch, program: list[str]) -> t
 
     ``python -m MODULE ...`` calls MODULE's ``main`` (its first parse_args raises _Parsed, so nothing
     starts); ``python SCRIPT ...`` loads a deploy/bin script the same way; ``sharpeye SUB ...`` uses
-    pipeline.cli.build_parser.  An unknown flag or a missing required one makes argparse exit 2.
+    cli.main.build_parser.  An unknown flag or a missing required one makes argparse exit 2.
     """
     real = argparse.ArgumentParser.parse_args
 
@@ -222,7 +222,7 @@ def parse_with_program(monkeypatch: pytest.MonkeyPatch, program: list[str]) -> t
 
     assert Path(program[0]).name in ("python", "python3", "sharpeye"), program
     if Path(program[0]).name == "sharpeye":
-        from pipeline.cli import build_parser
+        from cli.main import build_parser
         return "sharpeye " + program[1], build_parser().parse_args(program[1:])
     if program[1] == "-m":
         name, argv = program[2], program[3:]
@@ -666,7 +666,7 @@ def test_container_commands_are_real_cli(monkeypatch: pytest.MonkeyPatch) -> Non
             for probe in ("startupProbe", "livenessProbe"):
                 cmd = c[probe]["exec"]["command"]
                 assert ns.heartbeat in cmd[-1], f"{name} {probe}: reads another file than --heartbeat"
-    assert seen == {"pipeline.runtime.worker", "dashboard", "dashboard.archiver", "sharpeye-retention"}
+    assert seen == {"pipeline.runtime.worker", "dashboard", "history.archiver", "sharpeye-retention"}
 
 
 def test_worker_probe_reads_a_real_heartbeat(tmp_path: Path) -> None:
@@ -717,7 +717,7 @@ def k8s_config(tmp_path: Path) -> Path:
 
 
 def test_kubernetes_config_validates_and_matches_the_manifests(tmp_path: Path) -> None:
-    from pipeline.cliargs import validate_config
+    from cli.args import validate_config
 
     cfg = validate_config(str(k8s_config(tmp_path)))
     assert cfg.cluster.enabled, "replicated workers without leases would all run every camera"
@@ -744,7 +744,7 @@ def test_dashboard_probe_paths_answer_as_the_manifest_says(tmp_path: Path, redis
     from fastapi.testclient import TestClient
 
     from dashboard.app import create_app
-    from pipeline.cliargs import validate_config
+    from cli.args import validate_config
 
     cfg = validate_config(str(k8s_config(tmp_path)))
     cfg = cfg.model_copy(update={"dashboard": cfg.dashboard.model_copy(update={"database_url": None})})

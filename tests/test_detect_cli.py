@@ -10,7 +10,7 @@ from pathlib import Path
 
 def test_detect_json_finds_the_person_walking_in(person_clip: Path) -> None:
     # frames 0..199 at every 10th frame (the clip is 10 fps): one JSON object per processed frame
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "detect", str(person_clip), "--every", "10",
+    out = subprocess.run([sys.executable, "-m", "cli.main", "detect", str(person_clip), "--every", "10",
                           "--max-frames", "20", "--json"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     recs = [json.loads(line) for line in out.stdout.splitlines()]
@@ -35,7 +35,7 @@ def test_detect_on_an_image(tmp_path: Path, person_clip: Path) -> None:
             if i == 100:
                 cv2.imwrite(str(tmp_path / "f.jpg"), frame.to_ndarray(format="bgr24"))
                 break
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "detect", str(tmp_path / "f.jpg"), "--json"],
+    out = subprocess.run([sys.executable, "-m", "cli.main", "detect", str(tmp_path / "f.jpg"), "--json"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     (rec,) = [json.loads(line) for line in out.stdout.splitlines()]

@@ -44,11 +44,11 @@ def test_person_on_rtsp_camera_alerts_on_dashboard(tmp_path: Path, person_clip: 
             "dead": {"name": "Unplugged camera", "source": f"rtsp://127.0.0.1:{free_port()}/nothing"},
         }, data_dir="data", dashboard={"metrics_token": METRICS_TOKEN})
         # the dashboard needs a log-in: an operator of every cell, English pages
-        add = subprocess.run([sys.executable, "-m", "pipeline.cli", "users", "add", "e2e", "--config", str(cfg),
+        add = subprocess.run([sys.executable, "-m", "cli.main", "users", "add", "e2e", "--config", str(cfg),
                               "--role", "operator", "--cells", "*", "--locale", "en", "--password-stdin"],
                              input="e2e-password\n", capture_output=True, text=True, timeout=60)
         assert add.returncode == 0, add.stderr
-        run = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg),
+        run = subprocess.Popen([sys.executable, "-m", "cli.main", "run", "--config", str(cfg),
                                 "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
         try:
@@ -89,7 +89,7 @@ def test_person_on_rtsp_camera_alerts_on_dashboard(tmp_path: Path, person_clip: 
             assert 'sharpeye_camera_online{camera="lobby"} 1.0' in metrics
             assert 'sharpeye_camera_online{camera="dead"} 0.0' in metrics
             assert 'sharpeye_camera_detected_fps{camera="lobby"}' in metrics
-            st = subprocess.run([sys.executable, "-m", "pipeline.cli", "status", "--config", str(cfg), "--json"],
+            st = subprocess.run([sys.executable, "-m", "cli.main", "status", "--config", str(cfg), "--json"],
                                 capture_output=True, text=True, timeout=30)
             assert st.returncode == 0, st.stderr
             status = json.loads(st.stdout)
@@ -97,7 +97,7 @@ def test_person_on_rtsp_camera_alerts_on_dashboard(tmp_path: Path, person_clip: 
             assert status["dead"]["reconnects"] >= 1 and status["dead"]["state"] in ("backoff", "connecting")
 
             # the same alert is on the bus, readable with `sharpeye events --json`
-            ev = subprocess.run([sys.executable, "-m", "pipeline.cli", "events", "--config", str(cfg),
+            ev = subprocess.run([sys.executable, "-m", "cli.main", "events", "--config", str(cfg),
                                  "--json", "-n", "50"], capture_output=True, text=True, timeout=30)
             assert ev.returncode == 0, ev.stderr
             msgs = [json.loads(line) for line in ev.stdout.splitlines()]

@@ -21,7 +21,7 @@ import av
 import numpy as np
 import pytest
 
-from pipeline.cli import main
+from cli.main import main
 from pipeline.config import Config, load_config
 from pipeline.export import holds
 from pipeline.export.cut import cut_camera

@@ -101,7 +101,7 @@ class Room:
         for pid, cmd in children_of(self.run.pid).items():
             if "-m pipeline.runtime.worker " in cmd:
                 out["worker"] = pid
-            elif "-m dashboard " in cmd:  # not dashboard.archiver
+            elif "-m dashboard " in cmd:  # not history.archiver
                 out["dashboard"] = pid
         return out
 
@@ -133,12 +133,12 @@ def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Room]:
             grid_cells={"G1": {"name": "Xinhua Street", "officer": {"name": "Wang Wei", "phone": "13800000000"}},
                         "G2": {"name": "Station Square", "officer": {"name": "Li Na", "phone": "13800000002"}}})
         for user, cells, role in (("op1", "G1", "operator"), ("op2", "G2", "operator"), ("eng1", "G1", "engineer")):
-            add = subprocess.run([sys.executable, "-m", "pipeline.cli", "users", "add", user, "--config", str(cfg),
+            add = subprocess.run([sys.executable, "-m", "cli.main", "users", "add", user, "--config", str(cfg),
                                   "--role", role, "--cells", cells, "--locale", "en", "--password-stdin"],
                                  input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
             assert add.returncode == 0, add.stderr
         log = open(tmp / "run.log", "w")
-        run = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg), "--port", str(port)],
+        run = subprocess.Popen([sys.executable, "-m", "cli.main", "run", "--config", str(cfg), "--port", str(port)],
                                stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         room = Room(f"http://127.0.0.1:{port}", tmp / "data", sim, run, cfg)
         room.sim2 = sim2

@@ -152,7 +152,7 @@ class Site:
                           "--redis-url-file", str(self.url_file), "--worker-id", name, *extra])
 
     def dashboard(self) -> str:
-        from dashboard.history.db import open_database
+        from history.db import open_database
         from dashboard.users import add_user
         from pipeline.config import load_config
 
@@ -238,7 +238,7 @@ def test_live_video_of_each_camera_comes_from_its_owner_through_the_dashboard_an
     # wa listens on every interface and says which address to dial (as a host of a site would)
     site.worker("wa", "--advertise-host", "127.0.0.1", live_listen="0.0.0.0:0")
     site.worker("wb")
-    site.spawn("archiver", ["dashboard.archiver", "--config", str(site.config("dash")), "--redis-url-file",
+    site.spawn("archiver", ["history.archiver", "--config", str(site.config("dash")), "--redis-url-file",
                             str(site.url_file)])  # the catalogue of the dashboard host
     wait_for(lambda: site.owner(a) == "wa" and site.owner(b) == "wb", 90,
              lambda: f"owners {site.owner(a)}, {site.owner(b)}: {site.log('wa')} {site.log('wb')}")
@@ -285,8 +285,8 @@ def test_live_video_of_each_camera_comes_from_its_owner_through_the_dashboard_an
     # an open alert's clip: the dashboard asks the owner (found through Redis) to finish its open segment
     from dashboard.clips import cut_clip
     from dashboard.context import Dashboard
-    from dashboard.segment_catalog import dashboard_fetcher, lookup
-    from dashboard.history.db import open_database
+    from history.catalogue import dashboard_fetcher, lookup
+    from history.db import open_database
     from dashboard.routes import live as live_routes
     from pipeline.config import load_config
 

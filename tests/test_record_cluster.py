@@ -37,10 +37,10 @@ import pytest
 from sqlalchemy import select
 
 from dashboard.clips import cut_clip
-from dashboard.history.db import open_database
-from dashboard.history.schema import segment_catalog
-from dashboard.segment_catalog import CatalogArchiver, lookup
-from dashboard.segment_catalog import fetcher as catalog_fetcher
+from history.db import open_database
+from history.schema import segment_catalog
+from history.catalogue import CatalogArchiver, lookup
+from history.catalogue import fetcher as catalog_fetcher
 from pipeline.cluster.leases import Lease, LeaseKeys
 from pipeline.cluster.rendezvous import Member, assign
 from pipeline.export.fetch import RemoteSegment, SegmentFetcher
@@ -247,7 +247,7 @@ class Site:
 
     def archiver(self) -> Path:
         cfg = self.config("dash")
-        self.spawn("archiver", ["dashboard.archiver", "--config", str(cfg), "--redis-url-file", str(self.url_file)])
+        self.spawn("archiver", ["history.archiver", "--config", str(cfg), "--redis-url-file", str(self.url_file)])
         return cfg
 
     def log(self, name: str) -> str:
@@ -337,7 +337,7 @@ def test_an_export_spanning_a_camera_move_fetches_the_old_owners_segments_and_is
 
     out = site.tmp / "exports"
     t0 = time.monotonic()
-    res = subprocess.run([sys.executable, "-m", "pipeline.cli", "export", "-c", str(dash_cfg), "--camera", cam,
+    res = subprocess.run([sys.executable, "-m", "cli.main", "export", "-c", str(dash_cfg), "--camera", cam,
                           "--start", f"{start:.3f}", "--end", f"{end:.3f}", "-o", str(out), "--json"],
                          capture_output=True, text=True, env=site.env, timeout=120)
     took = time.monotonic() - t0

@@ -178,7 +178,7 @@ def test_cli_json_matches_the_library_and_writes_snapshots(
         config_path: Path, excerpt: Path, normal: tuple[list[dict[str, Any]], ReplayStats],
         event_schema: dict[str, Any], tmp_path: Path) -> None:
     snaps = tmp_path / "snaps"
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "--log-level", "WARNING", "replay",
+    r = subprocess.run([sys.executable, "-m", "cli.main", "--log-level", "WARNING", "replay",
                         str(excerpt), "--config", str(config_path), "--json", "--stats",
                         "--start", "2024-05-01T10:00:00", "--snapshots", str(snaps)],
                        check=False, capture_output=True, text=True, timeout=120, cwd=ROOT)
@@ -201,10 +201,10 @@ def test_cli_json_matches_the_library_and_writes_snapshots(
 
 def test_cli_readable_output_and_errors(config_path: Path, excerpt: Path, tmp_path: Path) -> None:
     two = lobby_config(tmp_path, excerpt, name="two.yaml", others={"other": {"source": "x.mp4"}})
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "replay", str(excerpt), "--config", str(two)],
+    r = subprocess.run([sys.executable, "-m", "cli.main", "replay", str(excerpt), "--config", str(two)],
                        check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 2 and "--camera" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "replay", str(tmp_path / "missing.mp4"),
+    r = subprocess.run([sys.executable, "-m", "cli.main", "replay", str(tmp_path / "missing.mp4"),
                         "--config", str(config_path)],
                        check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 2 and "not found" in r.stderr
@@ -225,7 +225,7 @@ def test_camera_choice_and_start_parsing(cfg: Config) -> None:
 
 def test_preview_draws_zone_on_the_frame(excerpt: Path, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.cli import main
+    from cli.main import main
 
     config = lobby_config(tmp_path, excerpt)
     out = tmp_path / "preview.jpg"

@@ -166,7 +166,7 @@ def _cmdline(pid: int) -> str:
 def test_killed_worker_is_back_within_2s_and_reload_applies(tmp_path: Path, clip: Path, redis_url: str) -> None:
     top: dict[str, Any] = {"redis_url": redis_url, "bus": {"prefix": "kill-test"}}
     cfg_path = write_config(tmp_path, {"a": {"source": clip}}, **top)
-    run = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg_path),
+    run = subprocess.Popen([sys.executable, "-m", "cli.main", "run", "--config", str(cfg_path),
                             "--port", str(free_port())], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True, start_new_session=True)
     r = bus.connect(redis_url)

@@ -147,14 +147,14 @@ def test_secrets_registered_by_hand_are_masked() -> None:
 
 def test_check_output_never_shows_a_secret(tmp_path: Path) -> None:
     good = write(tmp_path, CONFIG)
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "check", str(good)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "cli.main", "check", str(good)], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "redis external rediss://sharpeye:***@redis.example:6380/2" in r.stdout
     bad = write(tmp_path, CONFIG.replace("10.1.2.3:554/sub", "10.1.2.3:99999/sub")
                 .replace("rediss://sharpeye", "http://sharpeye") + "    zones: {Cam-Pw-77: {polygon: []}}\n",
                 "bad.yaml")
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "check", str(bad)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "cli.main", "check", str(bad)], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
     assert r.returncode == 2
     out = r.stdout + r.stderr

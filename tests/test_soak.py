@@ -49,7 +49,7 @@ def _ours(work: Path) -> list[int]:
         for line in (work / "soak.pids").read_text().splitlines():
             name, pid = line.split()
             # a reused pid belongs to somebody else: check that it is still what the soak started
-            marker = "camsim.py" if name == "camsim" else "pipeline.cli run"
+            marker = "camsim.py" if name == "camsim" else "cli.main run"
             if marker in _cmdline(int(pid)):
                 pids.add(int(pid))
     except (OSError, ValueError):

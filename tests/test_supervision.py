@@ -126,7 +126,7 @@ class Run:
 
 
 def start_run(cfg: Path, port: int, data: Path) -> Run:
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "run", "--config", str(cfg), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     run = Run(proc, cfg, data, port)
 
@@ -181,7 +181,7 @@ def running(tmp_path_factory: pytest.TempPathFactory, car_clip: Path) -> Iterato
 
 def test_second_run_on_the_same_data_dir_is_refused(running: Run) -> None:
     t0 = time.monotonic()
-    second = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(running.cfg),
+    second = subprocess.run([sys.executable, "-m", "cli.main", "run", "--config", str(running.cfg),
                              "--port", str(free_port())], capture_output=True, text=True, timeout=60)
     print(f"second run refused in {time.monotonic() - t0:.1f} s: {second.stderr.strip()}")
     assert second.returncode == 2
@@ -248,10 +248,10 @@ def test_killed_redis_is_restarted_on_the_same_data(running: Run) -> None:
 
 
 def test_killed_archiver_is_restarted(running: Run) -> None:
-    pid = wait_for_child(running, "dashboard.archiver")
+    pid = wait_for_child(running, "history.archiver")
     os.kill(pid, signal.SIGKILL)
     t0 = time.monotonic()
-    wait_for(lambda: (p := running.child("dashboard.archiver")) is not None and p != pid, 10,
+    wait_for(lambda: (p := running.child("history.archiver")) is not None and p != pid, 10,
              lambda: f"a new archiver; output:\n{running.output[-2000:]}")
     print(f"archiver SIGKILLed: a new one runs after {time.monotonic() - t0:.2f} s")
 
@@ -328,7 +328,7 @@ def test_busy_dashboard_port_refuses_to_start_and_leaves_nothing(tmp_path: Path,
         busy.listen()
         port = busy.getsockname()[1]
         t0 = time.monotonic()
-        res = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg), "--port", str(port)],
+        res = subprocess.run([sys.executable, "-m", "cli.main", "run", "--config", str(cfg), "--port", str(port)],
                              capture_output=True, text=True, timeout=60)
     print(f"busy port: exit {res.returncode} after {time.monotonic() - t0:.1f} s: {res.stderr.strip()[-200:]}")
     assert res.returncode == 2
@@ -350,7 +350,7 @@ def test_model_that_cannot_be_fetched_after_redis_started_leaves_nothing(tmp_pat
                                model={"name": str(tmp_path / "unreachable.json")}))
     env = {**os.environ, "SHARPEYE_MODELS_DIR": str(tmp_path / "models"), "SHARPEYE_ASSET_MIRROR": str(tmp_path)}
     seen: set[int] = set()
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg),
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "run", "--config", str(cfg),
                              "--port", str(free_port())], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env, start_new_session=True)
     t0 = time.monotonic()

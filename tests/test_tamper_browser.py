@@ -64,14 +64,14 @@ def room(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterato
         cams[cid] = {"source": make_clip(person_clip, tmp / f"{cid}.mp4", transform), "detect_fps": 0.5,
                      "tamper": tamper}
     cfg = write_config(tmp, cams, data_dir="data", recordings={"enabled": False})
-    add = subprocess.run([sys.executable, "-m", "pipeline.cli", "users", "add", "op", "--config", str(cfg),
+    add = subprocess.run([sys.executable, "-m", "cli.main", "users", "add", "op", "--config", str(cfg),
                           "--role", "operator", "--cells", "G1", "--locale", "en", "--password-stdin"],
                          input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
     assert add.returncode == 0, add.stderr
     port = free_port()
     log = open(tmp / "run.log", "w")
     started = time.time()
-    run = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg), "--port", str(port)],
+    run = subprocess.Popen([sys.executable, "-m", "cli.main", "run", "--config", str(cfg), "--port", str(port)],
                            stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -18,10 +18,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from dashboard.app import create_app
-from dashboard.history import open_database
-from dashboard.history.schema import actions
+from history import open_database
+from history.schema import actions
 from dashboard.users import add_user
-from pipeline.cliargs import validate_config
+from cli.args import validate_config
 from pipeline.config import load_config
 from pipeline.publish import bus
 from tests.conftest import line_of, wait_for

@@ -31,11 +31,11 @@ from redis.exceptions import RedisError
 from sqlalchemy import or_, select
 from starlette.concurrency import run_in_threadpool
 
-from dashboard.archiver import store
-from dashboard.audit import record, timeline
+from history.archiver import store
+from history.audit import record, timeline
 from dashboard.context import Dashboard, ctx
 from dashboard.deps import current_user, refuse, remote_addr
-from dashboard.history.schema import OPEN_STATES, alert_messages, alerts
+from history.schema import OPEN_STATES, alert_messages, alerts
 from dashboard.orphans import orphaned, parse_open
 from dashboard.pages import page
 from dashboard.paging import page_officer

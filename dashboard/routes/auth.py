@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from dashboard.audit import record
+from history.audit import record
 from dashboard.context import ctx
 from dashboard.deps import current_user, refuse, remote_addr, session_required
 from dashboard.pages import page

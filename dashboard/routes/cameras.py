@@ -95,7 +95,7 @@ async def grid_map(request: Request, user: User = Depends(current_user)) -> dict
     def _counts() -> dict[str, dict[str, int]]:
         from sqlalchemy import func, select
 
-        from dashboard.history.schema import OPEN_STATES, alerts
+        from history.schema import OPEN_STATES, alerts
         with d.engine.connect() as conn:
             rows = conn.execute(select(alerts.c.grid_cell_id, alerts.c.state, func.count())
                                 .where(alerts.c.state.in_(OPEN_STATES)).group_by(alerts.c.grid_cell_id, alerts.c.state))

@@ -49,13 +49,13 @@ from sqlalchemy import Engine, select, update
 from starlette.concurrency import run_in_threadpool
 
 from dashboard import exports_import
-from dashboard.audit import record
+from history.audit import record
 from dashboard.context import Dashboard, ctx
 from dashboard.deps import current_user, refuse, remote_addr
-from dashboard.history.schema import alerts, cases, export_jobs
+from history.schema import alerts, cases, export_jobs
 from dashboard.orphans import parse_open
 from dashboard.pages import page
-from dashboard.segment_catalog import dashboard_fetcher, recorded_anywhere
+from history.catalogue import dashboard_fetcher, recorded_anywhere
 from dashboard.users import User
 from pipeline.config import Config
 from pipeline.export import cases as export_cases

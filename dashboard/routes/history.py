@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboard.context import ctx
 from dashboard.deps import current_user, refuse
-from dashboard.history.schema import STATES, alerts
+from history.schema import STATES, alerts
 from dashboard.pages import page
 from dashboard.users import User
 from dashboard.workflow import alert_view

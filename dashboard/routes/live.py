@@ -38,15 +38,15 @@ from fastapi.responses import FileResponse, HTMLResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from dashboard.audit import record
+from history.audit import record
 from dashboard.clips import ClipError, cached_clip, cut_clip
 from dashboard.context import Dashboard, ctx
 from dashboard.deps import current_user, refuse, remote_addr
-from dashboard.history.schema import alert_messages, alerts
+from history.schema import alert_messages, alerts
 from dashboard.pages import page
 from dashboard.routes.cameras import camera_statuses, status_dict, visible_cameras
 from dashboard.security import COOKIE, lookup_session
-from dashboard.segment_catalog import dashboard_fetcher
+from history.catalogue import dashboard_fetcher
 from dashboard.users import User
 from pipeline.cluster.leases import Lease, LeaseKeys
 from pipeline.live import protocol
@@ -245,7 +245,7 @@ def _wait_catalogued(d: Dashboard, rec_dir: Path, camera: str, end: float,
     Why: on another machine the clip reaches that segment only through the catalogue (the owner
     announces it, the archiver stores it: about a second); cut at once, the clip would end a
     segment short.  True when it is here (on this machine's disk, or in the catalogue)."""
-    from dashboard.segment_catalog import lookup
+    from history.catalogue import lookup
 
     deadline = time.monotonic() + timeout
     while True:

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboard.context import ctx
 from dashboard.deps import current_user, refuse
-from dashboard.history.schema import OPEN_STATES, alerts
+from history.schema import OPEN_STATES, alerts
 from dashboard.pages import page
 from dashboard.users import User
 

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from dashboard.audit import record
+from history.audit import record
 from dashboard.context import ctx
 from dashboard.deps import refuse, remote_addr, require_role
 from dashboard.pages import page

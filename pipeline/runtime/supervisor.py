@@ -408,7 +408,7 @@ class Supervisor:
              "--host", self.host, "--port", str(self.port)],
             self.host, self.port, self.redis.ok if self.redis else _pinger(url), tls=self.cfg.dashboard.tls))
         # the history archiver: a consumer group on the events stream, so nothing is missed while it is down
-        self.children.append(Child("archiver", [py, "-m", "dashboard.archiver", "--config", cfg_path,
+        self.children.append(Child("archiver", [py, "-m", "history.archiver", "--config", cfg_path,
                                                 "--redis-url-file", str(self.url_file)]))
         for c in self.children:
             if not c.running():

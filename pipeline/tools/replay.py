@@ -26,10 +26,7 @@ delay of up to one GOP does not show here.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -39,8 +36,7 @@ from typing import Any
 
 from pipeline.analyse.camera import CameraAnalytics
 from pipeline.analyse.detect import Detector
-from pipeline.cliargs import add_config_arg
-from pipeline.config import Config, ConfigError, load_config
+from pipeline.config import Config
 from pipeline.ingest.source import SampledFrame, Sampler
 from pipeline.publish.publisher import ListSink, Publisher
 
@@ -227,59 +223,3 @@ def format_message(msg: dict[str, Any], start: float, tz: dt.tzinfo | None) -> s
     tracks = ",".join(str(i) for i in msg["track_ids"]) or "-"
     return (f"{when}  +{msg['time'] - start:8.2f}s  {msg['phase']:6s} {rule['kind']}:{rule['id']:14s} "
             f"{labels:10s} tracks {tracks:8s} score {msg['score']:.2f}  {msg['alert_id']}")
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    """``sharpeye replay``: print the alerts of a video, then the stats."""
-    try:
-        cfg = load_config(args.config)
-        cid = pick_camera(cfg, args.camera)
-        tz = config_tz(cfg)
-        start = parse_start(args.start, tz) if args.start else time.time()
-        if not Path(args.video).is_file():
-            raise ReplayError(f"video not found: {args.video}")
-    except ConfigError as e:
-        print("\n".join(e.problems), file=sys.stderr)
-        return 2
-    except ReplayError as e:
-        print(f"sharpeye replay: {e}", file=sys.stderr)
-        return 2
-    stats = ReplayStats()
-    try:
-        for msg in run_replay(cfg, args.video, cid, exhaustive=args.exhaustive, start=start,
-                              snapshots=args.snapshots, stats=stats):
-            if args.json:
-                print(json.dumps(msg, ensure_ascii=False), flush=True)
-            else:
-                print(format_message(msg, start, tz), flush=True)
-    except ReplayError as e:  # found only once decoding starts: not a video, no video stream
-        print(f"sharpeye replay: {e}", file=sys.stderr)
-        return 2
-    if args.stats:
-        print(json.dumps(stats.to_dict()), flush=True)
-    else:
-        print(stats.summary(), file=sys.stderr)
-    return 0
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``replay`` on the ``sharpeye`` command's subparsers."""
-    p = subparsers.add_parser(
-        "replay", help="run a camera's analytics over a video file, as fast as possible",
-        description="Run the live pipeline of one camera (sampling, motion gating, detector, tracker, "
-        "rules, alert lifecycle) over a video file as fast as the machine allows, and print the alert "
-        "messages it would publish. Frame times are START + pts; START defaults to now.")
-    p.add_argument("video", help="video file (any format PyAV reads)")
-    add_config_arg(p)
-    p.add_argument("--camera", help="camera whose zones, rules and motion settings apply "
-                   "(default: the config's only camera)")
-    p.add_argument("--exhaustive", action="store_true",
-                   help="run the detector on every decoded frame, no sampling, no gating (the reference)")
-    p.add_argument("--json", action="store_true", help="one bus message (JSON) per line")
-    p.add_argument("--start", help="wall clock of the video's pts 0, ISO 8601 (no offset: the config's "
-                   "time zone); makes results reproducible and sets the time schedules see (default: now)")
-    p.add_argument("--snapshots", metavar="DIR", help="write alert snapshots under DIR (as under data_dir)")
-    p.add_argument("--stats", action="store_true",
-                   help='print the stats as a final JSON line {"type": "stats", ...} instead of to stderr')
-    p.set_defaults(func=cmd_replay)
-    return p

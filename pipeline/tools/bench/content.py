@@ -36,7 +36,6 @@ import av
 import cv2
 import numpy as np
 
-
 log = logging.getLogger(__name__)
 
 Kind = Literal["busy", "idle"]

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from dashboard.history.schema import actions
+from history.schema import actions
 
 
 def record(conn: Connection, action: str, *, user_id: int | None = None, username: str | None = None,

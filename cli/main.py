@@ -8,8 +8,8 @@ import logging
 import os
 import sys
 
-from pipeline.cliargs import add_config_arg as _config_arg
-from pipeline.cliargs import bus_url_or_exit, default_config, load_or_exit, validate_config
+from cli.args import add_config_arg as _config_arg
+from cli.args import bus_url_or_exit, default_config, load_or_exit, validate_config
 from pipeline.config import ConfigError
 from pipeline.config.secrets import install_log_scrubber, scrub
 
@@ -105,7 +105,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    from dashboard.users_cli import main as users_main  # lazy: only this command needs the dashboard
+    from cli.users import main as users_main  # lazy: only this command needs the dashboard
 
     return users_main(args.args)
 
@@ -177,13 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", help="directory for the weights (default: the config's data_dir/models)")
     p.set_defaults(func=cmd_fetch_model)
 
-    from pipeline.tools.preview import add_parser as add_preview
-    from pipeline.tools.replay import add_parser as add_replay
+    from cli.preview import add_parser as add_preview
+    from cli.replay import add_parser as add_replay
     add_replay(sub)
     add_preview(sub)
-    from pipeline.tools.bench.command import add_parser as add_bench
+    from cli.bench import add_parser as add_bench
     add_bench(sub)
-    from pipeline.export.command import add_parser as add_export  # light; the export is imported when it runs
+    from cli.export import add_parser as add_export  # light; the export is imported when it runs
     add_export(sub)
     p = sub.add_parser("users", help="dashboard log-ins: add, passwd, disable, enable, list", add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)

@@ -29,8 +29,8 @@ from typing import Any
 import redis
 from sqlalchemy import Connection, Engine, and_, select
 
-from dashboard.history.db import insert_ignore
-from dashboard.history.schema import segment_catalog
+from history.db import insert_ignore
+from history.schema import segment_catalog
 from pipeline.export.fetch import RemoteSegment, SegmentFetcher
 from pipeline.record.announce import stream_key
 from pipeline.record.serve import key_path

@@ -1,4 +1,4 @@
-"""``python -m dashboard.archiver --config FILE --redis-url-file FILE``: keep every bus message in the history database.
+"""``python -m history.archiver --config FILE --redis-url-file FILE``: keep every bus message in the history database.
 
 The events stream is capped (``XADD MAXLEN ~``), so the history lives in the database.  The
 archiver reads the stream as a member of the Redis consumer group ``archiver``: Redis keeps
@@ -26,9 +26,9 @@ from typing import Any
 import redis
 from sqlalchemy import Connection, Engine, select, update
 
-from dashboard.history.db import insert_ignore, open_database
-from dashboard.history.schema import alert_messages, alerts, camera_events
-from dashboard.segment_catalog import CatalogArchiver
+from history.db import insert_ignore, open_database
+from history.schema import alert_messages, alerts, camera_events
+from history.catalogue import CatalogArchiver
 from pipeline.config import load_config
 from pipeline.config.secrets import install_log_scrubber
 from pipeline.publish import bus

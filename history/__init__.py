@@ -1,5 +1,5 @@
 """History database: schema (``schema``), migrations (``migrations/``) and connections (``db``)."""
 
-from dashboard.history.db import database_url, migrate, open_database
+from history.db import database_url, migrate, open_database
 
 __all__ = ["database_url", "migrate", "open_database"]

@@ -189,8 +189,8 @@ def _fetcher(cfg: Config) -> Any:
     if not cfg.cluster.enabled:
         return None
     try:
-        from dashboard.history.db import open_database
-        from dashboard.segment_catalog import fetcher
+        from history.catalogue import fetcher
+        from history.db import open_database
         from pipeline.record.serve import key_path
 
         return fetcher(cfg.data_path(), open_database(cfg), key_path(cfg))

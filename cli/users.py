@@ -10,10 +10,10 @@ import argparse
 import getpass
 import sys
 
-from dashboard.history import open_database
-from dashboard.history.schema import ROLES
+from cli.args import add_config_arg, load_or_exit
 from dashboard.users import LOCALES, UserError, add_user, list_users, set_disabled, set_password
-from pipeline.cliargs import add_config_arg, load_or_exit
+from history import open_database
+from history.schema import ROLES
 
 
 def _password(args: argparse.Namespace) -> str:
