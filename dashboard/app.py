@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -27,14 +27,23 @@ from starlette.concurrency import run_in_threadpool
 from dashboard.context import Dashboard
 from dashboard.deps import refuse, session_required
 from dashboard.escalation import CHECK_EVERY_S, EscalationTurn, escalate_due
-from history import open_database
 from dashboard.pages import PUBLIC_STATIC, page, static_file
-from dashboard.routes import alerts, auth, cameras, health, history, officer, reports, users
-from dashboard.routes import live
-from dashboard.routes import zones
-from dashboard.routes import exports
-from dashboard.routes import workers
+from dashboard.routes import (
+    alerts,
+    auth,
+    cameras,
+    exports,
+    health,
+    history,
+    live,
+    officer,
+    reports,
+    users,
+    workers,
+    zones,
+)
 from dashboard.security import SecurityHeaders
+from history import open_database
 from pipeline.config import Config
 
 log = logging.getLogger("sharpeye.dashboard")

@@ -9,18 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from fastapi import Request
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from fastapi import Request
 from sqlalchemy import Engine
-
-from pipeline.config import Config, reload_config
-from pipeline.publish import bus
 
 from dashboard.security import SharedLoginLimiter
 from dashboard.workflow import action_message
+from pipeline.config import Config, reload_config
+from pipeline.publish import bus
 
 log = logging.getLogger("sharpeye.dashboard")
 ACTIONS_MAXLEN = 1_000  # only for pushing to open pages (they reload their list after a gap): keep it small

@@ -28,9 +28,9 @@ from typing import Any
 from redis.exceptions import RedisError
 from sqlalchemy import Engine, and_, or_, select, update
 
+from dashboard.workflow import alert_view
 from history.audit import record
 from history.schema import alerts
-from dashboard.workflow import alert_view
 from pipeline.config import Config
 
 CHECK_EVERY_S = 1.0

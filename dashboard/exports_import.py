@@ -36,8 +36,8 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
-from history.audit import record
 from dashboard.context import Dashboard
+from history.audit import record
 from history.schema import cases, export_jobs
 from pipeline.config import Config
 from pipeline.export import cases as export_cases

@@ -19,15 +19,16 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, MutableMapping
+from typing import Any
 
 from redis.exceptions import RedisError
 from sqlalchemy import Engine, select, update
 
+from dashboard.users import DUMMY_HASH, User, from_row, needs_rehash, verify_password
 from history.audit import record
 from history.schema import sessions, users
-from dashboard.users import DUMMY_HASH, User, from_row, needs_rehash, verify_password
 
 COOKIE = "sharpeye_session"
 CSRF_HEADER = "x-csrf-token"

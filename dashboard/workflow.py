@@ -23,9 +23,9 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from dashboard.users import User, from_row, get_user
 from history.audit import record
 from history.schema import CLASSIFICATIONS, DISPATCH_STEPS, OPEN_STATES, alerts
-from dashboard.users import User, from_row, get_user
 
 ACTIONS = ("acknowledge", "take_over", "forward", "dispatch", "signed_for", "on_scene", "feedback", "close",
            "note")
@@ -216,8 +216,8 @@ def create_link(conn: Connection, alert_id: str, user: User, now: float | None =
     """
     import secrets
 
-    from history.schema import dispatch_links
     from dashboard.security import token_hash
+    from history.schema import dispatch_links
 
     now = time.time() if now is None else now
     row = conn.execute(select(alerts.c.officer_name, alerts.c.state, alerts.c.owner_id, alerts.c.grid_cell_id)
@@ -238,8 +238,8 @@ def create_link(conn: Connection, alert_id: str, user: User, now: float | None =
 
 def link_alert(conn: Connection, token: str, now: float | None = None) -> Any:
     """The alert row a live link points to, or None (unknown, replaced, expired, dispatch finished)."""
-    from history.schema import dispatch_links
     from dashboard.security import token_hash
+    from history.schema import dispatch_links
 
     now = time.time() if now is None else now
     if not token or len(token) > 100:
@@ -252,8 +252,8 @@ def link_alert(conn: Connection, token: str, now: float | None = None) -> Any:
 def officer_step(conn: Connection, token: str, step: str, note: str | None = None, remote: str | None = None,
                  now: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The officer reports a dispatch step from the phone page; the last step (feedback) ends the link."""
-    from history.schema import dispatch_links
     from dashboard.security import token_hash
+    from history.schema import dispatch_links
 
     now = time.time() if now is None else now
     row = link_alert(conn, token, now)

@@ -26,9 +26,9 @@ from typing import Any
 import redis
 from sqlalchemy import Connection, Engine, select, update
 
+from history.catalogue import CatalogArchiver
 from history.db import insert_ignore, open_database
 from history.schema import alert_messages, alerts, camera_events
-from history.catalogue import CatalogArchiver
 from pipeline.config import load_config
 from pipeline.config.secrets import install_log_scrubber
 from pipeline.publish import bus
@@ -109,7 +109,7 @@ def store(conn: Connection, sid: str | None, msg: dict[str, Any]) -> bool:
 class Archiver:
     """One consumer of the ``archiver`` group; ``step()`` handles one batch."""
 
-    def __init__(self, engine: Engine, r: "redis.Redis[bytes]", keys: bus.BusKeys,
+    def __init__(self, engine: Engine, r: redis.Redis[bytes], keys: bus.BusKeys,
                  consumer: str | None = None, claim_idle_ms: int = CLAIM_IDLE_MS):
         self.engine = engine
         self.r = r

@@ -66,7 +66,7 @@ def store_segment(conn: Connection, sid: str | None, fields: dict[Any, Any]) -> 
 class CatalogArchiver:
     """One consumer of the ``archiver`` group on ``P:segments``; ``step()`` stores one batch."""
 
-    def __init__(self, engine: Engine, r: "redis.Redis[bytes]", prefix: str, consumer: str | None = None,
+    def __init__(self, engine: Engine, r: redis.Redis[bytes], prefix: str, consumer: str | None = None,
                  claim_idle_ms: int = CLAIM_IDLE_MS):
         self.engine = engine
         self.r = r

@@ -11,8 +11,9 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, NoReturn
+from typing import Any, NoReturn
 
 import pytest
 import yaml

@@ -61,7 +61,7 @@ class NetLab:
         self._closed = False
         atexit.register(self.close)
 
-    def start(self) -> "NetLab":
+    def start(self) -> NetLab:
         _ip("link", "add", self.bridge, "type", "bridge")
         self._made_bridge = True
         _ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
@@ -88,7 +88,7 @@ class NetLab:
         """``argv`` run inside host ``name``."""
         return ["ip", "netns", "exec", self.hosts[name].netns, *argv]
 
-    def popen(self, name: str, argv: list[str], **kw: Any) -> "subprocess.Popen[bytes]":
+    def popen(self, name: str, argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
         return subprocess.Popen(self.command(name, argv), **kw)
 
     def cut(self, name: str) -> None:

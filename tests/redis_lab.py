@@ -84,7 +84,7 @@ class Node:
     def conf(self) -> Path:
         return self.folder / ("sentinel.conf" if self.sentinel else "redis.conf")
 
-    def client(self, timeout: float = 1.0) -> "redis.Redis[bytes]":
+    def client(self, timeout: float = 1.0) -> redis.Redis[bytes]:
         return redis.Redis(self.host, self.port, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
@@ -150,7 +150,7 @@ class RedisLab:
             return "down"
 
     # ------------------------------------------------------------------ life cycle
-    def start(self) -> "RedisLab":
+    def start(self) -> RedisLab:
         if self.use_netns:
             self._make_network()
         primary = self.nodes[0]
@@ -228,7 +228,7 @@ class RedisLab:
             _run("ip", "link", "del", self.bridge, check=False)
         self._namespaces.clear()
 
-    def __enter__(self) -> "RedisLab":
+    def __enter__(self) -> RedisLab:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

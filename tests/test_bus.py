@@ -15,8 +15,8 @@ from pipeline.analyse.alerts import AlertTracker
 from pipeline.analyse.rules import RuleHit, TrackedObject
 from pipeline.config import parse_config
 from pipeline.publish import bus
-from pipeline.publish.status import CameraStatus
 from pipeline.publish.events import alert_message, camera_message
+from pipeline.publish.status import CameraStatus
 from tests.conftest import config_text
 
 ROOT = Path(__file__).resolve().parents[1]

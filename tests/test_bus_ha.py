@@ -21,8 +21,8 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from history.archiver import GROUP
 from history import open_database
+from history.archiver import GROUP
 from history.schema import alert_messages
 from pipeline.config import load_config
 from pipeline.config.schema import check_redis_url
@@ -102,7 +102,7 @@ def test_the_dashboard_client_follows_a_failover(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-def _entries_after(client: "redis.Redis[bytes]", key: str, t: float) -> list[tuple[int, str]]:
+def _entries_after(client: redis.Redis[bytes], key: str, t: float) -> list[tuple[int, str]]:
     """(stream time in ms, message id) of the entries added after ``t`` (the server's clock: this machine's)."""
     out = []
     for sid, fields in client.xrange(key, min=f"{int(t * 1000) + 1}-0"):
@@ -110,7 +110,7 @@ def _entries_after(client: "redis.Redis[bytes]", key: str, t: float) -> list[tup
     return out
 
 
-def _all_ids(client: "redis.Redis[bytes]", key: str) -> list[str]:
+def _all_ids(client: redis.Redis[bytes], key: str) -> list[str]:
     return [f[b"id"].decode() for _, f in client.xrange(key)]
 
 

@@ -9,7 +9,7 @@ import collections
 import itertools
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -25,7 +25,7 @@ _prefixes = itertools.count()
 
 
 @pytest.fixture()
-def r(redis_url: str) -> Iterator["redis.Redis[bytes]"]:
+def r(redis_url: str) -> Iterator[redis.Redis[bytes]]:
     client = bus.connect(redis_url)
     yield client
     client.close()
@@ -82,7 +82,7 @@ def test_membership_expires_silent_workers_and_a_leaving_one_at_once(r, prefix) 
 class Sim:
     """In-process workers stepping their coordinators by hand: each keeps the cameras it was told it has."""
 
-    def __init__(self, r: "redis.Redis[bytes]", prefix: str, cams: list[str], **cfg: float):
+    def __init__(self, r: redis.Redis[bytes], prefix: str, cams: list[str], **cfg: float):
         self.r, self.prefix, self.cams = r, prefix, cams
         self.cfg = ClusterConfig(enabled=True, **cfg)
         self.workers: dict[str, Coordinator] = {}
@@ -277,8 +277,8 @@ def test_fenced_sink_stamps_and_refuses_and_the_filter_drops_lower_tokens() -> N
 def test_the_archiver_drops_a_former_owners_late_message(tmp_path, redis_url: str) -> None:
     from sqlalchemy import select
 
-    from history.archiver import Archiver
     from history import open_database
+    from history.archiver import Archiver
     from history.schema import alerts
     from tests.dashboard_support import alert_msg
 

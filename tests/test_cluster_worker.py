@@ -20,8 +20,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -118,7 +119,7 @@ def lab(tmp_path: Path, redis_url: str, sim: RtspSimulator) -> Iterator[Lab]:
         lb.stop_all()
 
 
-def _events(r: "redis.Redis[bytes]", keys: bus.BusKeys) -> list[tuple[str, dict[str, Any]]]:
+def _events(r: redis.Redis[bytes], keys: bus.BusKeys) -> list[tuple[str, dict[str, Any]]]:
     return bus.decode_entries(r.xrange(keys.events))
 
 

@@ -3,12 +3,13 @@ Redis and a SQLite history database; the `sharpeye users` command as a subproces
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from fastapi.routing import APIRoute
@@ -16,10 +17,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from dashboard.app import create_app
-from history import open_database
-from history.schema import actions, sessions, users
 from dashboard.security import COOKIE, IP_MAX_FAILS, LOCK_AFTER
 from dashboard.users import add_user
+from history import open_database
+from history.schema import actions, sessions, users
 from pipeline.config import load_config
 from pipeline.publish import bus
 from tests.dashboard_support import alert_msg, write_config
@@ -219,8 +220,8 @@ def test_an_operator_sees_only_the_cameras_and_alerts_of_their_cells(env: dict[s
                    headers={"X-CSRF-Token": csrf}).status_code == 404
     assert op.get("/snapshots/square/d/s.jpg").status_code == 404
     assert op.get("/snapshots/lobby/d/s.jpg").content == b"\xff\xd8\xff\xd9"
-    r.hset(keys.cameras, "square", '{"state": "streaming", "updated": %f}' % time.time())
-    r.hset(keys.cameras, "lobby", '{"state": "streaming", "updated": %f}' % time.time())
+    r.hset(keys.cameras, "square", json.dumps({"state": "streaming", "updated": time.time()}))
+    r.hset(keys.cameras, "lobby", json.dumps({"state": "streaming", "updated": time.time()}))
     m = op.get("/metrics").text
     assert 'camera="lobby"' in m and 'camera="square"' not in m
     boss, _ = login(env, "boss")
@@ -290,8 +291,8 @@ def test_forwarded_addresses_are_believed_only_from_trusted_proxies(tmp_path: Pa
     see it); anyone else's X-Forwarded-For is ignored (uvicorn alone would believe 127.0.0.1's)."""
     import requests
 
-    from tests.dashboard_support import spawn, stop, wait_http
     from pipeline.tools.simulator import free_port
+    from tests.dashboard_support import spawn, stop, wait_http
 
     prefix = f"fwd{time.monotonic_ns()}"
     cfg_path = write_config(tmp_path, f"bus: {{prefix: {prefix}}}\ndashboard: {{trusted_proxies: {trusted}}}")

@@ -12,21 +12,22 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import json
+import os
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from dashboard.app import create_app
+from dashboard.users import add_user
 from history import open_database
 from history.schema import actions
-from dashboard.users import add_user
 from pipeline.config import load_config
 from pipeline.export import holds
 from pipeline.export.verify import verify
@@ -309,9 +310,9 @@ def test_an_export_that_fails_on_its_thread_says_why_and_the_dashboard_goes_on(e
 
 def test_command_line_exports_cases_and_releases_show_in_the_page_once(
         env: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli.main import main
     from dashboard import exports_import
     from history.schema import export_jobs
-    from cli.main import main
     from pipeline.export.job import os_user
 
     wang, li, boss = Op(env["app"], "wang"), Op(env["app"], "li"), Op(env["app"], "boss")

@@ -14,8 +14,9 @@ from __future__ import annotations
 import collections
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -23,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
 from dashboard.app import create_app
-from history.archiver import store
-from history import open_database
 from dashboard.users import add_user
+from history import open_database
+from history.archiver import store
 from pipeline.config import load_config
 from pipeline.publish import bus
 from pipeline.tools.simulator import free_port

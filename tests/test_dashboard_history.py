@@ -16,8 +16,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.exc import DatabaseError
 
-from history.archiver import GROUP, Archiver
 from history import open_database
+from history.archiver import GROUP, Archiver
 from history.db import database_url
 from history.schema import actions, alert_messages, alerts, camera_events, metadata
 from pipeline.config import load_config
@@ -72,7 +72,7 @@ def test_audit_log_refuses_update_and_delete(engine: Engine) -> None:
         assert conn.execute(select(actions.c.note)).all() == [(None,)]
 
 
-def _publish(r: "redis.Redis[bytes]", keys: bus.BusKeys, msg: dict[str, object]) -> str:
+def _publish(r: redis.Redis[bytes], keys: bus.BusKeys, msg: dict[str, object]) -> str:
     return bus.publish_event(r, keys, msg, maxlen=1_000_000)
 
 

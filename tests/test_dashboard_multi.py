@@ -17,18 +17,19 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import event, select
 
-from history.archiver import store
 from dashboard.escalation import TURN_TTL_S, escalate_due
-from history import open_database
-from history.schema import actions
 from dashboard.users import add_user
+from history import open_database
+from history.archiver import store
+from history.schema import actions
 from pipeline.config import load_config
 from pipeline.publish import bus
 from pipeline.tools.simulator import free_port

@@ -6,20 +6,20 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from dashboard.app import create_app
-from history.archiver import store
-from history import open_database
-from history.schema import actions
 from dashboard.routes.reports import percentile
 from dashboard.users import add_user, from_row, get_user
 from dashboard.workflow import Request, apply
+from history import open_database
+from history.archiver import store
+from history.schema import actions
 from pipeline.config import load_config
 from tests.dashboard_support import alert_msg, write_config
 

@@ -22,8 +22,9 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -31,12 +32,12 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
-from history.archiver import store
 from dashboard.context import REDIS_TIMEOUT_S
-from history import open_database
 from dashboard.orphans import orphaned
 from dashboard.routes.alerts import HEARTBEAT_S
 from dashboard.users import add_user
+from history import open_database
+from history.archiver import store
 from pipeline.config import load_config
 from pipeline.publish import bus
 from pipeline.publish.events import orphan_end_message

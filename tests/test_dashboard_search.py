@@ -12,15 +12,16 @@ import random
 import sqlite3
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
-from history import open_database
 from dashboard.users import add_user
+from history import open_database
 from pipeline.config import load_config
 
 N = 1_000_000

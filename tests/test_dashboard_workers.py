@@ -6,15 +6,16 @@ cameras to the other, which the owners, the move history and /metrics show."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
-from history import open_database
 from dashboard.users import add_user
+from history import open_database
 from pipeline.cluster.coordinator import Coordinator
 from pipeline.config import Config, load_config
 from pipeline.publish import bus

@@ -7,13 +7,14 @@ build/test-artifacts/dashboard/ (or $SHARPEYE_TEST_ARTIFACTS)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from history import open_database
 from dashboard.users import add_user
+from history import open_database
 from pipeline.cluster.coordinator import Coordinator
 from pipeline.config import load_config
 from pipeline.tools.simulator import free_port

@@ -4,16 +4,16 @@ and a real PostgreSQL, with alerts arriving over a real Redis bus."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
 from dashboard.escalation import escalate_due
-from history import open_database
 from dashboard.users import add_user
+from history import open_database
 from pipeline.config import load_config
 from pipeline.publish import bus
 from tests.dashboard_support import (

@@ -725,7 +725,7 @@ def test_kubernetes_config_validates_and_matches_the_manifests(tmp_path: Path) -
     assert cfg.dashboard.database_url and "@" in cfg.dashboard.database_url
     assert ":" not in cfg.dashboard.database_url.split("//", 1)[1].split("@", 1)[0], "password in the ConfigMap"
     assert cfg.dashboard.tls, "a dashboard on 0.0.0.0 needs TLS"
-    for name, spec, c in sharpeye_containers():
+    for name, _spec, c in sharpeye_containers():
         if name != "sharpeye-dashboard":
             continue
         (port,) = c["ports"]
@@ -743,8 +743,8 @@ def test_dashboard_probe_paths_answer_as_the_manifest_says(tmp_path: Path, redis
     /healthz is 200 only while the bus answers."""
     from fastapi.testclient import TestClient
 
-    from dashboard.app import create_app
     from cli.args import validate_config
+    from dashboard.app import create_app
 
     cfg = validate_config(str(k8s_config(tmp_path)))
     cfg = cfg.model_copy(update={"dashboard": cfg.dashboard.model_copy(update={"database_url": None})})

@@ -17,9 +17,10 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import av
 import numpy as np

@@ -64,7 +64,7 @@ def test_one_alert_per_person_entering(tmp_path: Path, person_clip: Path, redis_
             seen_s = time.monotonic() - t0
         finally:
             worker.stop()
-        for sid, msg in bus.read_events(r, keys, last_id, count=1000):  # anything the stop flushed
+        for _sid, msg in bus.read_events(r, keys, last_id, count=1000):  # anything the stop flushed
             if msg["type"] == "alert":
                 alerts.append(msg)
 

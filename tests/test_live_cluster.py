@@ -26,8 +26,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -152,8 +153,8 @@ class Site:
                           "--redis-url-file", str(self.url_file), "--worker-id", name, *extra])
 
     def dashboard(self) -> str:
-        from history.db import open_database
         from dashboard.users import add_user
+        from history.db import open_database
         from pipeline.config import load_config
 
         cfg = self.config("dash")
@@ -285,9 +286,9 @@ def test_live_video_of_each_camera_comes_from_its_owner_through_the_dashboard_an
     # an open alert's clip: the dashboard asks the owner (found through Redis) to finish its open segment
     from dashboard.clips import cut_clip
     from dashboard.context import Dashboard
+    from dashboard.routes import live as live_routes
     from history.catalogue import dashboard_fetcher, lookup
     from history.db import open_database
-    from dashboard.routes import live as live_routes
     from pipeline.config import load_config
 
     cfg = load_config(site.tmp / "dash" / "streams.yaml")

@@ -29,24 +29,25 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import av
 import pytest
 from sqlalchemy import select
 
 from dashboard.clips import cut_clip
-from history.db import open_database
-from history.schema import segment_catalog
 from history.catalogue import CatalogArchiver, lookup
 from history.catalogue import fetcher as catalog_fetcher
+from history.db import open_database
+from history.schema import segment_catalog
 from pipeline.cluster.leases import Lease, LeaseKeys
 from pipeline.cluster.rendezvous import Member, assign
+from pipeline.config import load_config
 from pipeline.export.fetch import RemoteSegment, SegmentFetcher
 from pipeline.record.announce import SegmentAnnouncer, announcement
 from pipeline.record.layout import SegmentInfo, iter_index
-from pipeline.config import load_config
 from pipeline.record.serve import (
     SIGN_TTL_S,
     SegmentServer,

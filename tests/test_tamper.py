@@ -11,8 +11,8 @@ from __future__ import annotations
 import itertools
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import av
 import cv2

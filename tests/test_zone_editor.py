@@ -10,18 +10,19 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from cli.args import validate_config
 from dashboard.app import create_app
+from dashboard.users import add_user
 from history import open_database
 from history.schema import actions
-from dashboard.users import add_user
-from cli.args import validate_config
 from pipeline.config import load_config
 from pipeline.publish import bus
 from tests.conftest import line_of, wait_for

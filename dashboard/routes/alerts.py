@@ -22,7 +22,8 @@ import json
 import logging
 import re
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
@@ -31,11 +32,8 @@ from redis.exceptions import RedisError
 from sqlalchemy import or_, select
 from starlette.concurrency import run_in_threadpool
 
-from history.archiver import store
-from history.audit import record, timeline
 from dashboard.context import Dashboard, ctx
 from dashboard.deps import current_user, refuse, remote_addr
-from history.schema import OPEN_STATES, alert_messages, alerts
 from dashboard.orphans import orphaned, parse_open
 from dashboard.pages import page
 from dashboard.paging import page_officer
@@ -43,6 +41,9 @@ from dashboard.routes.cameras import camera_list, camera_statuses
 from dashboard.users import User
 from dashboard.workflow import Request as ActionRequest
 from dashboard.workflow import WorkflowError, alert_view, apply, create_link
+from history.archiver import store
+from history.audit import record, timeline
+from history.schema import OPEN_STATES, alert_messages, alerts
 from pipeline.publish import bus
 from pipeline.publish.fencing import FenceFilter
 

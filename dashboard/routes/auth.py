@@ -10,13 +10,12 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from history.audit import record
 from dashboard.context import ctx
 from dashboard.deps import current_user, refuse, remote_addr, session_required
 from dashboard.pages import page
-from dashboard.security import COOKIE, SESSION_MAX_S, Session, check_login, create_session, end_session, \
-    lookup_session
+from dashboard.security import COOKIE, SESSION_MAX_S, Session, check_login, create_session, end_session, lookup_session
 from dashboard.users import LOCALES, User, update_user
+from history.audit import record
 
 router = APIRouter()
 

@@ -38,25 +38,26 @@ import socket
 import threading
 import time
 import zipfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from redis.exceptions import RedisError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 from sqlalchemy import Engine, select, update
 from starlette.concurrency import run_in_threadpool
 
 from dashboard import exports_import
-from history.audit import record
 from dashboard.context import Dashboard, ctx
 from dashboard.deps import current_user, refuse, remote_addr
-from history.schema import alerts, cases, export_jobs
 from dashboard.orphans import parse_open
 from dashboard.pages import page
-from history.catalogue import dashboard_fetcher, recorded_anywhere
 from dashboard.users import User
+from history.audit import record
+from history.catalogue import dashboard_fetcher, recorded_anywhere
+from history.schema import alerts, cases, export_jobs
 from pipeline.config import Config
 from pipeline.export import cases as export_cases
 from pipeline.export import holds

@@ -17,10 +17,10 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboard.context import ctx
 from dashboard.deps import current_user, refuse
-from history.schema import STATES, alerts
 from dashboard.pages import page
 from dashboard.users import User
 from dashboard.workflow import alert_view
+from history.schema import STATES, alerts
 
 router = APIRouter(dependencies=[Depends(current_user)])
 LIST_COLUMNS = [c for c in alerts.c if c.name != "message"]  # the raw message is not needed for a list

@@ -38,16 +38,16 @@ from fastapi.responses import FileResponse, HTMLResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from history.audit import record
 from dashboard.clips import ClipError, cached_clip, cut_clip
 from dashboard.context import Dashboard, ctx
 from dashboard.deps import current_user, refuse, remote_addr
-from history.schema import alert_messages, alerts
 from dashboard.pages import page
 from dashboard.routes.cameras import camera_statuses, status_dict, visible_cameras
 from dashboard.security import COOKIE, lookup_session
-from history.catalogue import dashboard_fetcher
 from dashboard.users import User
+from history.audit import record
+from history.catalogue import dashboard_fetcher
+from history.schema import alert_messages, alerts
 from pipeline.cluster.leases import Lease, LeaseKeys
 from pipeline.live import protocol
 from pipeline.live.protocol import Endpoint, LiveError

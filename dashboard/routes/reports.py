@@ -15,7 +15,8 @@ import io
 import math
 import time
 from collections import Counter, defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
@@ -24,9 +25,9 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboard.context import ctx
 from dashboard.deps import current_user, refuse
-from history.schema import OPEN_STATES, alerts
 from dashboard.pages import page
 from dashboard.users import User
+from history.schema import OPEN_STATES, alerts
 
 router = APIRouter(dependencies=[Depends(current_user)])
 DURATIONS = {  # name -> (end column, start column)

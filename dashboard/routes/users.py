@@ -9,11 +9,11 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from history.audit import record
 from dashboard.context import ctx
 from dashboard.deps import refuse, remote_addr, require_role
 from dashboard.pages import page
 from dashboard.users import User, UserError, add_user, list_users, set_disabled, set_password, update_user
+from history.audit import record
 
 admin = require_role("admin")
 router = APIRouter(dependencies=[Depends(admin)])

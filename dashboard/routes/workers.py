@@ -33,7 +33,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
 from redis.exceptions import ResponseError
 
 from dashboard.context import Dashboard, ctx

@@ -49,9 +49,10 @@ import re
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import yaml
 from fastapi import APIRouter, Depends, Request
@@ -59,12 +60,12 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from history.audit import record
 from dashboard.context import Dashboard, ctx
 from dashboard.deps import refuse, remote_addr, require_role
 from dashboard.pages import page
 from dashboard.routes.live import live_seams  # the camera's worker, on this machine or (cluster) its owner
 from dashboard.users import User
+from history.audit import record
 from pipeline.config import ConfigError
 from pipeline.config.schema import CameraConfig
 from pipeline.live import protocol
@@ -487,7 +488,7 @@ def splice(original: str, before: str, after: str) -> str:
         """The original's lines (lo, hi) at the boundary before ``before[p]``: lines lo..hi exist only in the
         original (ruamel dropped them), so a region starts after them and ends before them."""
         lo, hi = 0, len(o)
-        for tag, a1, a2, b1, b2 in no:
+        for _tag, a1, a2, b1, b2 in no:
             if a1 < p < a2:  # inside an equal block (widen() moved the ends out of the others)
                 return b1 + p - a1, b1 + p - a1
             if a1 < p == a2:
@@ -637,7 +638,7 @@ async def _live_jpeg(d: Dashboard, camera_id: str) -> bytes | None:
             if kind == protocol.JPEG:
                 return payload
         return None
-    except (LiveError, asyncio.TimeoutError, OSError):
+    except (TimeoutError, LiveError, OSError):
         return None
     finally:
         await stream.close()
@@ -675,7 +676,7 @@ async def _live_overlay(d: Dashboard, camera_id: str, timeout: float) -> dict[st
             if kind == protocol.OVERLAY:
                 return dict(json.loads(payload))
         return None
-    except (LiveError, asyncio.TimeoutError, OSError, ValueError):
+    except (TimeoutError, LiveError, OSError, ValueError):
         return None
     finally:
         await stream.close()

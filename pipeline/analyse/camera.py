@@ -23,7 +23,6 @@ from pipeline.analyse.rules import CameraRules, TrackedObject
 from pipeline.analyse.track import Tracker
 from pipeline.config import AlertsConfig, CameraConfig
 
-
 _BORDER_EPS = 1e-3  # relative: a zone edge drawn "on" the border is within a pixel of it
 
 

@@ -35,8 +35,9 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from pipeline.cluster.leases import Lease, Leases
 from pipeline.cluster.membership import Membership, WorkerInfo

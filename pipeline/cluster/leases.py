@@ -19,8 +19,9 @@ lease, its token, the last owner and the history entry change together.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 ACQUIRE = """
 local owner, ttl, maxlen = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -94,7 +95,7 @@ class Lease:
         return f"{self.owner}|{self.token}"
 
     @staticmethod
-    def parse(raw: bytes | str | None) -> "Lease | None":
+    def parse(raw: bytes | str | None) -> Lease | None:
         if raw is None or raw in (b"", ""):
             return None
         text = raw.decode() if isinstance(raw, bytes) else raw

@@ -62,7 +62,7 @@ class WorkerInfo:
                            "pid": self.pid, "started": self.started}, separators=(",", ":"))
 
     @staticmethod
-    def from_json(worker_id: str, raw: str) -> "WorkerInfo":
+    def from_json(worker_id: str, raw: str) -> WorkerInfo:
         try:
             d = json.loads(raw)
         except ValueError:

@@ -20,8 +20,8 @@ Pure functions on numpy arrays: no Redis, no clock (tests/test_cluster_rendezvou
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -32,7 +32,7 @@ MAX_NODES = 200_000
 # What `classes` may be: the class names of the model, or a function from the model's name (a
 # path already resolved against the config's folder) to them, which raises when the model cannot
 # be read.  The loader itself knows no models: config/ imports no other package.
-Classes = Union[Sequence[str], Callable[[str], Sequence[str]], None]
+Classes = Sequence[str] | Callable[[str], Sequence[str]] | None
 
 Problem = tuple[int, tuple[Any, ...], str]  # line, data path, message
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -163,7 +163,7 @@ class LineConfig(Strict):
         "towards B: left_to_right, right_to_left or both (default).")
 
     @model_validator(mode="after")
-    def _not_zero_length(self) -> "LineConfig":
+    def _not_zero_length(self) -> LineConfig:
         if abs(self.a[0] - self.b[0]) < 1e-6 and abs(self.a[1] - self.b[1]) < 1e-6:
             raise ValueError("line has zero length: A and B are the same point")
         return self
@@ -188,7 +188,7 @@ class ScheduleWindow(Strict):
         return f"{int(m.group(1)):02d}:{m.group(2)}"
 
     @model_validator(mode="after")
-    def _non_empty(self) -> "ScheduleWindow":
+    def _non_empty(self) -> ScheduleWindow:
         if self.start == self.end:
             raise ValueError("start and end are equal: the window would be empty (use 00:00-24:00 for all day)")
         if not self.days:
@@ -275,7 +275,7 @@ class CrowdingRule(ZoneRule):
                          "(0-3600, default 10).")
 
 
-Rule = Annotated[Union[PresenceRule, IntrusionRule, LineCrossingRule, LoiteringRule, CrowdingRule],
+Rule = Annotated[PresenceRule | IntrusionRule | LineCrossingRule | LoiteringRule | CrowdingRule,
                  Field(discriminator="kind")]
 
 
@@ -680,11 +680,12 @@ class DashboardConfig(Strict):
             try:
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
-                raise ValueError(f"{item!r} is not an IP address or network (such as 10.0.0.5 or 10.0.0.0/24)")
+                raise ValueError(f"{item!r} is not an IP address or network "
+                                 "(such as 10.0.0.5 or 10.0.0.0/24)") from None
         return v
 
     @model_validator(mode="after")
-    def _tls_pair(self) -> "DashboardConfig":
+    def _tls_pair(self) -> DashboardConfig:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together: set both (HTTPS) or neither (loopback HTTP)")
         return self
@@ -805,7 +806,7 @@ class ClusterConfig(Strict):
         return v
 
     @model_validator(mode="after")
-    def _periods(self) -> "ClusterConfig":
+    def _periods(self) -> ClusterConfig:
         if self.renew_s * 3 > self.lease_ttl_s:
             raise ValueError(f"renew_s ({self.renew_s:g}) must be at most a third of lease_ttl_s "
                              f"({self.lease_ttl_s:g}), so a lease survives a lost round or two")
@@ -878,7 +879,7 @@ class Config(Strict):
         return v
 
     @model_validator(mode="after")
-    def _cross_checks(self, info: ValidationInfo) -> "Config":
+    def _cross_checks(self, info: ValidationInfo) -> Config:
         classes = (info.context or {}).get("classes") if info.context else None
         problems = cross_check(self.model_dump(), classes)
         if problems:

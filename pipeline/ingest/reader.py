@@ -59,7 +59,7 @@ def _nice_this_thread(nice: int) -> None:
         log.debug("reader thread priority not lowered: %s", e)
 
 
-class State(str, enum.Enum):
+class State(str, enum.Enum):  # noqa: UP042 (StrEnum would change str() in log lines and status)
     CONNECTING = "connecting"  # opening the stream
     STREAMING = "streaming"  # data arrives
     STALLED = "stalled"  # connected, but nothing for the read timeout: about to reconnect

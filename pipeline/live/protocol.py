@@ -303,7 +303,7 @@ async def open_stream(data_dir: str | Path | Sequence[Endpoint], camera: str, st
     for ep in _targets(data_dir):
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(ep.host, ep.port), timeout)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             continue  # a stale file of a worker that is gone
         conn = LiveStream(reader, writer, {})
         try:
@@ -319,7 +319,7 @@ async def open_stream(data_dir: str | Path | Sequence[Endpoint], camera: str, st
             if e.code != "closed":
                 break
             continue
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             await conn.close()
             continue
         if kind != ACCEPTED:

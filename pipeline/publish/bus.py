@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
@@ -171,7 +172,7 @@ class BusKeys:
         return token_key(self.prefix, camera)
 
 
-def connect(url: str) -> "redis.Redis[bytes]":
+def connect(url: str) -> redis.Redis[bytes]:
     """A client with short timeouts so a dead Redis is noticed, not waited on forever.
 
     A ``redis+sentinel://`` URL gives a client of the current primary (see the module docstring) with
@@ -186,7 +187,7 @@ def connect(url: str) -> "redis.Redis[bytes]":
     return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
 
 
-def connect_async(url: str, timeout_s: float, retry: Any) -> "aioredis.Redis":
+def connect_async(url: str, timeout_s: float, retry: Any) -> aioredis.Redis:
     """The dashboard's client (redis.asyncio): plain URL as before (its own ``timeout_s`` and ``retry``), a
     Sentinel URL through ``redis.asyncio.sentinel`` with the HA timeouts capped by ``timeout_s``."""
     import redis.asyncio as aioredis
@@ -318,7 +319,7 @@ def fenced_replies(reply: Any) -> list[int | None]:
     return [r if isinstance(r, int) else None for r in reply]
 
 
-def publish_event(r: "redis.Redis[bytes]", keys: BusKeys, message: dict[str, Any], maxlen: int) -> str:
+def publish_event(r: redis.Redis[bytes], keys: BusKeys, message: dict[str, Any], maxlen: int) -> str:
     """Append one message to the events stream (at once, atomically with ``P:open``); return its stream id."""
     pipe = r.pipeline(transaction=True)
     add_event(pipe, keys, message, maxlen)
@@ -326,7 +327,7 @@ def publish_event(r: "redis.Redis[bytes]", keys: BusKeys, message: dict[str, Any
     return sid.decode() if isinstance(sid, bytes) else str(sid)
 
 
-def open_alerts(r: "redis.Redis[bytes]", keys: BusKeys) -> dict[str, dict[str, Any]]:
+def open_alerts(r: redis.Redis[bytes], keys: BusKeys) -> dict[str, dict[str, Any]]:
     """alert id → the last message of every alert no ``end`` was published for."""
     return {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in r.hgetall(keys.open_alerts).items()}
 
@@ -345,7 +346,7 @@ def decode_entries(entries: list[Any]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def read_events(r: "redis.Redis[bytes]", keys: BusKeys, last_id: str = "0-0", count: int = 100,
+def read_events(r: redis.Redis[bytes], keys: BusKeys, last_id: str = "0-0", count: int = 100,
                 block_ms: int | None = None) -> list[tuple[str, dict[str, Any]]]:
     """Messages after ``last_id`` (oldest first); with ``block_ms`` wait for new ones."""
     res = r.xread({keys.events: last_id}, count=count, block=block_ms)
@@ -354,12 +355,12 @@ def read_events(r: "redis.Redis[bytes]", keys: BusKeys, last_id: str = "0-0", co
     return decode_entries(res[0][1])
 
 
-def latest_events(r: "redis.Redis[bytes]", keys: BusKeys, count: int) -> list[tuple[str, dict[str, Any]]]:
+def latest_events(r: redis.Redis[bytes], keys: BusKeys, count: int) -> list[tuple[str, dict[str, Any]]]:
     """The newest ``count`` messages, oldest first."""
     return list(reversed(decode_entries(r.xrevrange(keys.events, count=count))))
 
 
-def follow_events(r: "redis.Redis[bytes]", keys: BusKeys, last_id: str = "$",
+def follow_events(r: redis.Redis[bytes], keys: BusKeys, last_id: str = "$",
                   block_ms: int = 2000) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield messages as they arrive, forever."""
     if last_id == "$":
@@ -371,7 +372,7 @@ def follow_events(r: "redis.Redis[bytes]", keys: BusKeys, last_id: str = "$",
             yield sid, msg
 
 
-def set_camera_status(r: "redis.Redis[bytes]", keys: BusKeys, status: CameraStatus) -> None:
+def set_camera_status(r: redis.Redis[bytes], keys: BusKeys, status: CameraStatus) -> None:
     status.updated = time.time()
     r.hset(keys.cameras, status.camera, status.to_json())
 
@@ -391,6 +392,6 @@ def parse_statuses(raw: dict[Any, Any], now: float | None = None) -> dict[str, C
     return out
 
 
-def camera_statuses(r: "redis.Redis[bytes]", keys: BusKeys, now: float | None = None) -> dict[str, CameraStatus]:
+def camera_statuses(r: redis.Redis[bytes], keys: BusKeys, now: float | None = None) -> dict[str, CameraStatus]:
     """Every camera's last status; a stale one (worker gone) reads as offline."""
     return parse_statuses(r.hgetall(keys.cameras), now)

@@ -22,7 +22,8 @@ Imports nothing else of Sharp Eyes: the fence comes in as a callable.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 
 class Fenced(RuntimeError):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, StateSetMetricFamily
@@ -165,7 +166,7 @@ def status_table(statuses: dict[str, CameraStatus]) -> str:
     cols = ["camera", "state", "in fps", "dec fps", "det fps", "skip fps", "inf ms", "reconn", "errors", "last error"]
     rows = [cols]
     for cid, st in sorted(statuses.items()):
-        def f(key: str, fmt: str = "{:.1f}") -> str:
+        def f(key: str, fmt: str = "{:.1f}", st: CameraStatus = st) -> str:
             v = getattr(st, key)
             return "-" if v is None else fmt.format(v)
         rows.append([cid, st.state, f("packets_fps"), f("decoded_fps"), f("detected_fps"),

@@ -142,7 +142,7 @@ def segment_file(recordings_dir: Path, camera: str, name: str) -> Path:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_HTTPServer"
+    server: _HTTPServer
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
@@ -207,7 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
-    owner: "SegmentServer"
+    owner: SegmentServer
 
 
 class _HTTPServer6(_HTTPServer):

@@ -169,7 +169,7 @@ class RedisServer:
                                          preexec_fn=die_with_parent(signal.SIGTERM))
         return self.proc
 
-    def ping(self, client: "redis.Redis | None" = None, timeout: float = 1.0) -> bool:
+    def ping(self, client: redis.Redis | None = None, timeout: float = 1.0) -> bool:
         """True when Redis answers PING; a Redis still loading its AOF counts as not ready."""
         c = client or self.client(timeout)
         try:

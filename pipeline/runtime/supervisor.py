@@ -33,9 +33,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Callable
 from urllib.parse import urlsplit
 
 from pipeline.config import Config

@@ -34,8 +34,9 @@ import statistics
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ from pipeline.publish import bus
 from pipeline.publish.events import orphan_end_message
 from pipeline.publish.fencing import FencedSink
 from pipeline.publish.outbox import CameraBacklog, Outbox
-from pipeline.publish.publisher import PublishStats, Publisher
+from pipeline.publish.publisher import Publisher, PublishStats
 from pipeline.publish.status import CameraStatus
 from pipeline.record.announce import STREAM_MAXLEN as ANNOUNCE_MAXLEN
 from pipeline.record.announce import SegmentAnnouncer

@@ -85,7 +85,7 @@ class RtspSimulator:
         self._paused = False
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> "RtspSimulator":
+    def start(self) -> RtspSimulator:
         """Start the server (again, on the same port); returns once it listens."""
         self.stop()
         cmd = [SYSTEM_PYTHON, str(CAMSIM), "--host", self.host, "--port", str(self.port)]
@@ -182,7 +182,7 @@ class RtspSimulator:
             raise KeyError(f"no mount {mount!r}; have {sorted(self.mounts)}")
         return f"{self.base_url}/{mount}"
 
-    def __enter__(self) -> "RtspSimulator":
+    def __enter__(self) -> RtspSimulator:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -68,7 +68,7 @@ class Results:
 
 
 def default_results_dir(plan: Plan, cache_dir: Path) -> Path:
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     name = f"{stamp}-{plan.resolution}{'-sub' if plan.substream else ''}-{plan.content}"
     return cache_dir / "results" / name
 
@@ -202,7 +202,7 @@ def estimate(runs: list[dict[str, Any]], workers: int) -> dict[str, Any]:
         cpus = rs[0]["cost"]["cpus"]
         ns = [r["cameras"] for r in rs]
 
-        def fit(values: list[float]) -> tuple[float, float]:
+        def fit(values: list[float], ns: list[int] = ns) -> tuple[float, float]:
             if len(set(ns)) < 2:
                 per = float(np.mean([v / n for v, n in zip(values, ns)]))
                 return 0.0, per

@@ -80,7 +80,8 @@ def decode_cpu_ms(path: Path, keyframes_only: bool = False, packets: int = 150) 
     frames = 0
     vs = None
     t0 = time.process_time()
-    for vs, pkt in _packets(path, keyframes_only, packets):
+    for stream, pkt in _packets(path, keyframes_only, packets):
+        vs = stream
         frames += len(pkt.decode())
     if vs is not None:
         frames += len(vs.decode(None))
