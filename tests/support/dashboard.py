@@ -1,0 +1,228 @@
+"""Helpers for the dashboard tests: a real PostgreSQL server, a dashboard and an archiver as child processes.
+
+PostgreSQL runs from Debian's binaries in a temporary folder on a free loopback port; as root
+it runs as the ``postgres`` user (``initdb`` refuses root).  The tests skip when the binaries
+are missing (scripts/setup installs ``postgresql``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.tools.simulator import free_port
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+class Postgres:
+    """``initdb`` + ``postgres`` in a private folder; ``url`` is a SQLAlchemy URL with trust auth."""
+
+    def __init__(self) -> None:
+        bindir = _pg_bin()
+        if bindir is None:
+            raise FileNotFoundError("PostgreSQL binaries not found under /usr/lib/postgresql (apt install postgresql)")
+        self.bindir = bindir
+        self.dir = Path(tempfile.mkdtemp(prefix="sharpeye-pg-"))
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://sharpeye@127.0.0.1:{self.port}/sharpeye"
+
+    def start(self) -> str:
+        data = self.dir / "data"
+        subprocess.run(self.as_user + [str(self.bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "sharpeye",
+                                       "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
+        self.proc = subprocess.Popen(self.as_user + [
+            str(self.bindir / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(self.dir),
+            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+            "-c", "full_page_writes=off"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"postgres exited: {self.proc.stderr.read().decode()[-2000:]}")  # type: ignore
+            r = subprocess.run([str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                               capture_output=True)
+            if r.returncode == 0:
+                break
+            time.sleep(0.1)
+        subprocess.run(self.as_user + [str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                                       "-U", "sharpeye", "sharpeye"], check=True, capture_output=True)
+        return self.url
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the session."""
+    if _pg_bin() is None:
+        pytest.skip("PostgreSQL not installed (scripts/setup installs postgresql)")
+    pg = Postgres()
+    try:
+        yield pg.start()
+    finally:
+        pg.stop()
+
+
+def fresh_pg_database(server_url: str, name: str) -> str:
+    """A new empty database on the test server, so tests do not see each other's rows."""
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    eng.dispose()
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+def spawn(module: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
+    """Start ``python -m module args`` in its own session, output to ``log``."""
+    fh = open(log, "ab")
+    return subprocess.Popen([sys.executable, "-m", module, *args], stdout=fh, stderr=subprocess.STDOUT,
+                            start_new_session=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
+def stop_all(procs: Iterable[subprocess.Popen[bytes]], timeout: float = 15) -> None:
+    """Stop several process groups together: thaw (a test may have frozen one) and SIGTERM them all, then
+    wait for each, SIGKILL what is still there after ``timeout``."""
+    procs = list(procs)
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGCONT)
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    for p in procs:
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(5)
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited {proc.returncode}: {log.read_text()[-3000:] if log else ''}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} not up after {timeout} s")
+
+
+CONFIG = """\
+data_dir: data
+timezone: Asia/Shanghai
+{extra}
+grid_cells:
+  G1:
+    name: Xinhua Street
+    officer: {{name: Wang Wei, phone: "13800000001"}}
+    outline: [[0, 0], [400, 0], [400, 300], [0, 300]]
+  G2:
+    name: Station Square
+    officer: {{name: Li Na, phone: "13800000002"}}
+    outline: [[400, 0], [700, 0], [700, 300], [400, 300]]
+cameras:
+  lobby:
+    name: Lobby camera
+    source: rtsp://127.0.0.1:9/lobby
+    grid_cell: G1
+    position: [100, 150]
+    rules:
+      zone:
+        kind: presence
+        severity: high
+        procedure: "1. 查看实时视频。2. 电话通知责任民警。"
+  gate:
+    name: School gate
+    source: rtsp://127.0.0.1:9/gate
+    grid_cell: G1
+    position: [300, 50]
+  square:
+    name: Station square
+    source: rtsp://127.0.0.1:9/square
+    grid_cell: G2
+    position: [550, 150]
+"""
+
+
+def write_config(folder: Path, extra: str = "") -> Path:
+    """A config with two cells (G1: lobby, gate; G2: square) and no running cameras needed."""
+    path = folder / "streams.yaml"
+    path.write_text(CONFIG.format(extra=extra))
+    return path
+
+
+CELLS = {"lobby": ("G1", "Xinhua Street"), "gate": ("G1", "Xinhua Street"), "square": ("G2", "Station Square")}
+
+
+def alert_msg(alert_id: str, phase: str = "new", t: float | None = None, camera: str = "lobby",
+              severity: str = "high", kind: str = "intrusion", labels: tuple[str, ...] = ("person",),
+              start: float | None = None, snapshot: str | None = None) -> dict[str, object]:
+    """An alert message as a worker publishes it (sharpeye.event/1)."""
+    t = time.time() if t is None else t
+    cell, cell_name = CELLS[camera]
+    return {
+        "schema": "sharpeye.event/1", "type": "alert", "alert_id": alert_id, "phase": phase,
+        "time": round(t, 3), "frame_time": round(t, 3),
+        "camera": {"id": camera, "name": camera.title() + " camera"},
+        "grid_cell": {"id": cell, "name": cell_name, "officer": {"name": "Wang Wei", "phone": "13800000001"}},
+        "rule": {"id": "zone", "kind": kind, "severity": severity}, "labels": list(labels), "track_ids": [1],
+        "objects": [], "score": 0.8, "start_time": round(start if start is not None else t, 3),
+        "end_time": round(t, 3) if phase == "end" else None,
+        "snapshot": {"path": snapshot, "width": 768, "height": 432, "score": 0.8} if snapshot else None,
+        "clip": {"start": round(t - 5, 3), "end": None},
+    }
+
+
+def camera_msg(camera: str, phase: str, t: float | None = None) -> dict[str, object]:
+    cell, cell_name = CELLS[camera]
+    return {"schema": "sharpeye.event/1", "type": "camera", "phase": phase,
+            "time": round(time.time() if t is None else t, 3), "camera": {"id": camera, "name": camera},
+            "grid_cell": {"id": cell, "name": cell_name, "officer": None}, "state": "backoff", "detail": "test"}
