@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from pipeline.analyse.models import validate_config
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.config.secrets import scrub
 
@@ -19,25 +20,6 @@ def default_config() -> str:
 def add_config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", default=default_config(),
                    help="config file (default: $SHARPEYE_CONFIG or ./streams.yaml)")
-
-
-def model_classes(model: str) -> list[str]:
-    """The class names of a config's model, read as `run` will read them, without fetching weights.
-
-    A manifest name reads ``models/<name>.json``; an .onnx path (already resolved against the
-    config's folder) reads its sibling manifest, or the file itself when it has none.
-    """
-    from pipeline.analyse.models import load_manifest, resolve_model
-
-    if model.endswith(".onnx"):
-        return list(resolve_model(model)[1].classes)
-    return list(load_manifest(model).classes)
-
-
-def validate_config(path: str) -> Config:
-    """The one validation `sharpeye check` and `sharpeye run` share: the file, the schema, the files
-    it names, and the labels against the model's classes; raises ConfigError with every problem."""
-    return load_config(path, classes=model_classes)
 
 
 def load_or_exit(path: str, *, full: bool = False) -> Config:

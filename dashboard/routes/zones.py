@@ -10,7 +10,7 @@ Why it is built this way:
   normalised spacing or indentation.  The result must read back as exactly the data ruamel
   produced, or the plain ruamel rendering is used instead.
 - **One validation.**  The new text is written to a temporary file beside the config and checked
-  by :func:`cli.args.validate_config`, the function ``sharpeye check`` and ``sharpeye
+  by :func:`pipeline.analyse.models.validate_config`, the function ``sharpeye check`` and ``sharpeye
   run`` use; a refused edit answers 422 with the ``FILE:LINE: path: message`` problems and leaves
   the file untouched.  Only then is the old file copied to ``<name>.bak`` and the new one moved
   over it (``os.replace``: readers see the old file or the new one, never half of one).
@@ -541,7 +541,7 @@ class Refused(Exception):
 def _validate(path: Path, text: str) -> list[str]:
     """``sharpeye check`` on the proposed text, in a temporary file beside the config (relative paths resolve
     alike); the problems name the config file and the lines of the proposed text."""
-    from cli.args import validate_config
+    from pipeline.analyse.models import validate_config
 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".check", dir=path.parent)
     try:

@@ -26,6 +26,8 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipeline.config import Config, load_config
+
 log = logging.getLogger(__name__)
 
 MANIFESTS_DIR = Path(__file__).resolve().parent / "manifests"  # package data: works when installed
@@ -366,3 +368,20 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def model_classes(model: str) -> list[str]:
+    """The class names of a config's model, read as `run` will read them, without fetching weights.
+
+    A manifest name reads ``models/<name>.json``; an .onnx path (already resolved against the
+    config's folder) reads its sibling manifest, or the file itself when it has none.
+    """
+    if model.endswith(".onnx"):
+        return list(resolve_model(model)[1].classes)
+    return list(load_manifest(model).classes)
+
+
+def validate_config(path: str) -> Config:
+    """The one validation `sharpeye check` and `sharpeye run` share: the file, the schema, the files
+    it names, and the labels against the model's classes; raises ConfigError with every problem."""
+    return load_config(path, classes=model_classes)

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.publish.bus import token_key
+
 ACQUIRE = """
 local owner, ttl, maxlen = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local n = (#KEYS - 2) / 2
@@ -104,13 +106,6 @@ class Lease:
             return Lease(owner, int(token))
         except ValueError:
             return None
-
-
-def token_key(prefix: str, camera: str) -> str:
-    """The name of ``camera``'s fencing-token counter.  A pure function, so the bus's delivery (which
-    refuses a message stamped with a lower token than this counter, ``pipeline/publish/bus.py``) names the
-    same key without importing the coordinator."""
-    return f"{prefix}:cluster:token:{camera}"
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,16 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from pipeline.cluster.leases import token_key
 from pipeline.publish.status import CameraStatus
 
 SCHEMA_VERSION = "sharpeye.event/1"
+
+
+def token_key(prefix: str, camera: str) -> str:
+    """The name of ``camera``'s fencing-token counter: the delivery here refuses a message stamped with a
+    lower token than this counter, and :mod:`pipeline.cluster.leases` bumps the same key."""
+    return f"{prefix}:cluster:token:{camera}"
+
 STALE_S = 10.0
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
