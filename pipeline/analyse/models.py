@@ -53,8 +53,17 @@ COCO80_CLASSES: tuple[str, ...] = (
 )  # fmt: skip
 
 
-class ChecksumError(RuntimeError):
-    """A model file's sha256 (or size) differs from its manifest."""
+class ModelUnavailable(RuntimeError):
+    """The detector's weights cannot be found, fetched or verified.
+
+    The message is one line for people: the model, where it was looked for and how to install the
+    file (``sharpeye fetch-model --from FILE``).  Callers that can work without a detector (a worker
+    still records) catch this; the command line prints it and exits 1.
+    """
+
+
+class ChecksumError(ModelUnavailable):
+    """A model file's sha256 (or size) differs from its manifest: it is never installed or used."""
 
 
 class Preprocessing(BaseModel):
@@ -213,7 +222,7 @@ def fetch_model(manifest: ModelManifest, dest_dir: Path | None = None, mirror: P
         log.info("downloading model %s from %s", manifest.name, manifest.url)
         _install_verified(manifest, target, origin, lambda out: _copy_from_url(manifest.url or "", out))
     else:
-        raise FileNotFoundError(
+        raise ModelUnavailable(
             f"model {manifest.name!r}: not in {target}, not in the mirror ({source}), and the manifest has no url"
         )
     return target
@@ -270,7 +279,7 @@ def resolve_model(
     if base_dir is not None and not path.is_absolute():
         path = base_dir / path
     if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
+        raise ModelUnavailable(f"model file not found: {path}")
     sibling = path.with_suffix(".json")
     if sibling.is_file():
         return path, load_manifest(sibling)
