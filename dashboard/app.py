@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
 from sqlalchemy import Engine
@@ -42,7 +43,7 @@ from dashboard.routes import (
     workers,
     zones,
 )
-from dashboard.security import SecurityHeaders
+from dashboard.security import RequestGuard, SecurityHeaders, validation_errors
 from history import open_database
 from pipeline.config import Config
 
@@ -88,6 +89,12 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
             return page(ERROR_PAGES[exc.status_code], exc.status_code)
         return await http_exception_handler(request, exc)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        """422 naming the fields, never echoing what was sent (passwords, 1e999) and never failing itself."""
+        return JSONResponse({"detail": {"code": "invalid_request", "errors": validation_errors(exc.errors())}},
+                            status_code=422, headers={"Cache-Control": "no-store"})
+
     @app.exception_handler(RedisError)
     async def bus_down(request: Request, exc: RedisError) -> Response:
         """Redis dead, frozen or restarting: 503 with a code the page translates, never a 500 and a traceback."""
@@ -111,4 +118,4 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
     app.include_router(zones.router)  # zone and line editor (engineers)
     app.include_router(exports.router)  # exports, cases, camera timeline (issue 12)
     app.include_router(workers.router)  # workers and camera owners of the cluster (issue 14)
-    return SecurityHeaders(app, tls=tls)
+    return SecurityHeaders(RequestGuard(app), tls=tls)  # body limit and NUL-free paths before any route

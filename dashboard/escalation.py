@@ -19,6 +19,8 @@ dashboard checks (an alert must escalate even then) and the row guard still esca
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import secrets
 import socket
@@ -33,6 +35,7 @@ from history.audit import record
 from history.schema import alerts
 from pipeline.config import Config
 
+log = logging.getLogger("sharpeye.dashboard")
 CHECK_EVERY_S = 1.0
 TURN_TTL_S = 3.0  # a dead lease holder's checks move to another dashboard within this (plus one check)
 
@@ -57,53 +60,107 @@ def _limit(times: Any, severity: str) -> float:
     return float(getattr(times, severity, times.medium))
 
 
+MAX_LEVEL = 1_000  # an escalation level beyond this is a broken time, not an alert left alone
+
+
 def due(cfg: Config, row: Any, now: float) -> tuple[str, int] | None:
-    """(reason, new level) when the alert must be escalated now, else None."""
+    """(reason, new level) when the alert must be escalated now, else None.
+
+    Raises ValueError for a row whose times cannot be counted (not finite): the caller marks it and goes on."""
     esc = cfg.dashboard.escalation
     if row.state == "new":
         limit = _limit(esc.acknowledge_s, row.severity)
-        periods = int((now - row.start_time) // limit)
+        periods = _periods(now - _finite(row.start_time, "start_time"), limit)
         if periods > row.escalation_level:
-            return "not_acknowledged", periods
+            return "not_acknowledged", min(periods, MAX_LEVEL)
     elif row.state == "dispatched" and row.dispatch_step == "sent" and row.dispatched_at is not None:
         limit = _limit(esc.sign_for_s, row.severity)
-        periods = int((now - row.dispatched_at) // limit)
-        since_dispatch = 0 if row.escalated_at is None or row.escalated_at < row.dispatched_at else \
-            int((row.escalated_at - row.dispatched_at) // limit)
+        dispatched = _finite(row.dispatched_at, "dispatched_at")
+        periods = _periods(now - dispatched, limit)
+        since_dispatch = 0 if row.escalated_at is None or row.escalated_at < dispatched else \
+            _periods(_finite(row.escalated_at, "escalated_at") - dispatched, limit)
         if periods > since_dispatch:
-            return "not_signed_for", row.escalation_level + periods - since_dispatch
+            return "not_signed_for", min(row.escalation_level + periods - since_dispatch, MAX_LEVEL)
     return None
 
 
+def _finite(v: Any, field: str) -> float:
+    f = float(v)
+    if not math.isfinite(f):
+        raise ValueError(f"{field} is {f!r}")
+    return f
+
+
+def _periods(elapsed: float, limit: float) -> int:
+    return int(min(elapsed // limit, MAX_LEVEL)) if math.isfinite(elapsed) else MAX_LEVEL
+
+
+# rows that failed, by (id, version, level): each is logged and marked once, then skipped until it changes
+_failed: set[tuple[str, int, int]] = set()
+
+
+def _mark_failed(engine: Engine, row: Any, err: Exception, now: float) -> None:
+    """Log one broken row once and leave an audit row on its timeline; never raises."""
+    key = (row.id, row.version, row.escalation_level)
+    if key in _failed:
+        return
+    _failed.add(key)
+    log.error("escalation skipped alert %s (camera %s): %s: %s; the other alerts go on",
+              row.id, getattr(row, "camera_id", "?"), type(err).__name__, err)
+    try:
+        with engine.begin() as conn:
+            record(conn, "escalation_failed", alert_id=row.id, grid_cell_id=row.grid_cell_id,
+                   data={"error": f"{type(err).__name__}: {str(err)[:200]}"}, at=now)
+    except Exception:  # the database itself refuses: the log line above is the mark
+        log.exception("could not mark alert %s as failing escalation", row.id)
+
+
+def _escalate_one(engine: Engine, cfg: Config, row: Any, now: float) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    d = due(cfg, row, now)
+    if d is None:
+        return None
+    reason, level = d
+    with engine.begin() as conn:  # one transaction per alert: one bad row cannot roll back the others
+        # guarded by the state and level seen, not the version: an escalation must never make an
+        # operator's click on the same alert fail as stale
+        res = conn.execute(update(alerts).where(alerts.c.id == row.id, alerts.c.state == row.state,
+                                                alerts.c.escalation_level == row.escalation_level)
+                           .values(escalation_level=level, escalated_at=now))
+        if res.rowcount != 1:
+            return None  # an operator acted at this very moment, or another dashboard escalated it
+        act = record(conn, "escalate", alert_id=row.id, grid_cell_id=row.grid_cell_id, from_state=row.state,
+                     to_state=row.state, data={"level": level, "reason": reason}, at=now)
+        fresh = conn.execute(select(alerts).where(alerts.c.id == row.id)).one()
+        return alert_view(fresh), act
+
+
 def escalate_due(engine: Engine, cfg: Config, now: float | None = None) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Escalate what is overdue now; returns (alert, timeline row) for each, to be pushed to the pages."""
+    """Escalate what is overdue now; returns (alert, timeline row) for each, to be pushed to the pages.
+
+    Each alert is escalated in its own transaction; a row that fails (a time that is not a number, a
+    level the database refuses) is logged once, marked on its timeline and skipped, and the check goes on
+    with the others."""
     now = time.time() if now is None else now
     esc = cfg.dashboard.escalation
     shortest_ack = min(esc.acknowledge_s.low, esc.acknowledge_s.medium, esc.acknowledge_s.high,
                        esc.acknowledge_s.critical)
     shortest_sign = min(esc.sign_for_s.low, esc.sign_for_s.medium, esc.sign_for_s.high, esc.sign_for_s.critical)
     out = []
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         rows = conn.execute(select(alerts).where(or_(
             and_(alerts.c.state == "new", alerts.c.start_time <= now - shortest_ack),
             and_(alerts.c.state == "dispatched", alerts.c.dispatch_step == "sent",
                  alerts.c.dispatched_at <= now - shortest_sign)))).all()
-        for row in rows:
-            d = due(cfg, row, now)
-            if d is None:
-                continue
-            reason, level = d
-            # guarded by the state and level seen, not the version: an escalation must never make an
-            # operator's click on the same alert fail as stale
-            res = conn.execute(update(alerts).where(alerts.c.id == row.id, alerts.c.state == row.state,
-                                                    alerts.c.escalation_level == row.escalation_level)
-                               .values(escalation_level=level, escalated_at=now))
-            if res.rowcount != 1:
-                continue  # an operator acted at this very moment, or another dashboard escalated it
-            act = record(conn, "escalate", alert_id=row.id, grid_cell_id=row.grid_cell_id, from_state=row.state,
-                         to_state=row.state, data={"level": level, "reason": reason}, at=now)
-            fresh = conn.execute(select(alerts).where(alerts.c.id == row.id)).one()
-            out.append((alert_view(fresh), act))
+    for row in rows:
+        if (row.id, row.version, row.escalation_level) in _failed:
+            continue
+        try:
+            done = _escalate_one(engine, cfg, row, now)
+        except Exception as e:  # noqa: BLE001 - isolate the row, whatever broke it
+            _mark_failed(engine, row, e, now)
+            continue
+        if done is not None:
+            out.append(done)
     return out
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from fastapi.responses import FileResponse, HTMLResponse
 
+from dashboard.files import UnsafePath, safe_join
+
 STATIC = Path(__file__).parent / "static"
 # what the log-in page needs before anyone is logged in; every other file needs a session
 PUBLIC_STATIC = frozenset({"login.js", "common.js", "style.css", "i18n/en.json", "i18n/zh-CN.json",
@@ -22,8 +24,10 @@ def page(name: str, status: int = 200) -> HTMLResponse:
 
 def static_file(rel: str) -> FileResponse | None:
     """A file under static/, or None when the path leaves it or names nothing."""
-    root = STATIC.resolve()
-    path = (root / rel).resolve()
-    if not path.is_relative_to(root) or not path.is_file() or path.suffix not in TYPES:
+    try:
+        path = safe_join(STATIC, rel)
+    except UnsafePath:
+        return None
+    if path.suffix not in TYPES:
         return None
     return FileResponse(path, media_type=TYPES[path.suffix], headers={"Cache-Control": "no-cache"})

@@ -8,13 +8,16 @@
   request must send it back in ``X-CSRF-Token``.  The log-in itself (no session yet) must be a
   JSON request from the same origin, which a cross-site form cannot make.
 - Log-in attempts are limited per client address (``IP_MAX_FAILS`` failures in ``IP_WINDOW_S``)
-  and per account: ``LOCK_AFTER`` failures in a row lock it for ``LOCK_S``.  Every attempt,
-  failed or not, goes into the audit log.
+  and per (name, address) pair with growing delays (:func:`throttle_delay`), never by locking an
+  account: a stranger who knows a name can slow only their own tries.  Unknown names, wrong
+  passwords and throttled tries get the same answers in about the same time; an admin lists and
+  clears throttles.  Every attempt, failed or not, goes into the audit log.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import threading
 import time
@@ -28,15 +31,16 @@ from sqlalchemy import Engine, select, update
 
 from dashboard.users import DUMMY_HASH, User, from_row, needs_rehash, verify_password
 from history.audit import record
-from history.schema import sessions, users
+from history.schema import login_throttles, sessions, users
 
 COOKIE = "sharpeye_session"
 CSRF_HEADER = "x-csrf-token"
 SESSION_IDLE_S = 12 * 3600.0
 SESSION_MAX_S = 24 * 3600.0
 TOUCH_EVERY_S = 60.0  # last_seen is written at most this often
-LOCK_AFTER = 5
-LOCK_S = 300.0
+THROTTLE_FREE = 3  # failures in a row for one (name, address) before tries are slowed
+THROTTLE_MAX_S = 300.0  # the longest wait between two tries of one name from one address
+THROTTLE_FORGET_S = 24 * 3600.0  # failures older than this no longer count
 IP_WINDOW_S = 300.0
 IP_MAX_FAILS = 20
 
@@ -83,30 +87,72 @@ class LoginLimiter:
 @dataclass
 class LoginResult:
     user: User | None
-    problem: str | None = None  # bad_credentials, locked, disabled
+    problem: str | None = None  # bad_credentials, rate_limited, disabled
     retry_after: float = 0.0
 
 
+def throttle_delay(fails: int) -> float:
+    """Seconds a (name, address) pair waits after ``fails`` failures in a row: none for the first few
+    (typing mistakes), then 1, 2, 4, ... up to ``THROTTLE_MAX_S``."""
+    if fails < THROTTLE_FREE:
+        return 0.0
+    return float(min(THROTTLE_MAX_S, 2 ** min(fails - THROTTLE_FREE, 20)))
+
+
+def _throttle_key(username: str, remote: str | None) -> tuple[str, str]:
+    return username[:64], (remote or "?")[:64]
+
+
+def throttled_for(conn: Any, username: str, remote: str | None, now: float) -> float:
+    """Seconds this name may not be tried from this address; 0 when it may now."""
+    name, addr = _throttle_key(username, remote)
+    row = conn.execute(select(login_throttles.c.until).where(login_throttles.c.username == name,
+                                                             login_throttles.c.remote == addr)).first()
+    return max(0.0, row.until - now) if row is not None else 0.0
+
+
+def _count_failure(conn: Any, username: str, remote: str | None, now: float) -> float:
+    """One more failure for (name, address), known name or not; returns the delay it now has."""
+    name, addr = _throttle_key(username, remote)
+    row = conn.execute(select(login_throttles).where(login_throttles.c.username == name,
+                                                     login_throttles.c.remote == addr)).first()
+    fails = 1 if row is None or row.last_at < now - THROTTLE_FORGET_S else row.fails + 1
+    delay = throttle_delay(fails)
+    values = {"fails": fails, "last_at": now, "until": now + delay}
+    if row is None:
+        conn.execute(login_throttles.insert().values(username=name, remote=addr, **values))
+    else:
+        conn.execute(update(login_throttles).where(login_throttles.c.username == name,
+                                                   login_throttles.c.remote == addr).values(**values))
+    return delay
+
+
 def check_login(engine: Engine, username: str, password: str, remote: str | None) -> LoginResult:
-    """Verify a log-in, count failures, lock after ``LOCK_AFTER``; the audit log records every attempt."""
+    """Verify a log-in; the audit log records every attempt.
+
+    Failures are counted per (name, address), whether the name exists or not, and each one past the first
+    few makes that pair wait longer (:func:`throttle_delay`): a stranger guessing from elsewhere slows down
+    only their own tries, never the owner's log-in from the owner's desk.  Every answer costs one
+    argon2 verification (a dummy hash for unknown names and throttled tries), so unknown names, wrong
+    passwords and throttled tries look and take the same.
+    """
     now = time.time()
     with engine.begin() as conn:
         row = conn.execute(select(users).where(users.c.username == username)).first()
-        if row is None:
-            verify_password(DUMMY_HASH, password)  # an unknown name takes as long as a wrong password
-            record(conn, "login_failed", note=username[:64], remote=remote)
+        wait = throttled_for(conn, username, remote, now)
+        if wait > 0:
+            verify_password(DUMMY_HASH, password)  # as long as a real check
+            record(conn, "login_throttled", user_id=row.id if row else None, username=row.username if row else None,
+                   note=None if row else username[:64], remote=remote, data={"retry_after_s": round(wait, 1)})
+            return LoginResult(None, "rate_limited", wait)
+        if row is None or not verify_password(row.password_hash, password):
+            if row is None:
+                verify_password(DUMMY_HASH, password)  # an unknown name takes as long as a wrong password
+            delay = _count_failure(conn, username, remote, now)
+            record(conn, "login_failed", user_id=row.id if row else None, username=row.username if row else None,
+                   note=None if row else username[:64], remote=remote,
+                   data={"throttled_for_s": delay} if delay else None)
             return LoginResult(None, "bad_credentials")
-        if row.locked_until and row.locked_until > now:
-            record(conn, "login_refused_locked", user_id=row.id, username=row.username, remote=remote)
-            return LoginResult(None, "locked", row.locked_until - now)
-        if not verify_password(row.password_hash, password):
-            fails = row.failed_logins + 1
-            locked = now + LOCK_S if fails >= LOCK_AFTER else None
-            conn.execute(update(users).where(users.c.id == row.id).values(
-                failed_logins=0 if locked else fails, locked_until=locked))
-            record(conn, "login_failed", user_id=row.id, username=row.username, remote=remote,
-                   data={"locked_for_s": LOCK_S} if locked else None)
-            return LoginResult(None, "locked" if locked else "bad_credentials", LOCK_S if locked else 0.0)
         if row.disabled:
             record(conn, "login_refused_disabled", user_id=row.id, username=row.username, remote=remote)
             return LoginResult(None, "disabled")
@@ -115,8 +161,32 @@ def check_login(engine: Engine, username: str, password: str, remote: str | None
             from dashboard.users import hash_password
             values["password_hash"] = hash_password(password)
         conn.execute(update(users).where(users.c.id == row.id).values(**values))
+        name, addr = _throttle_key(username, remote)
+        conn.execute(login_throttles.delete().where(login_throttles.c.username == name,
+                                                    login_throttles.c.remote == addr))
         record(conn, "login", user_id=row.id, username=row.username, remote=remote)
         return LoginResult(from_row(row))
+
+
+def list_throttles(engine: Engine, now: float | None = None) -> list[dict[str, Any]]:
+    """Every (name, address) pair with failures not yet forgotten, newest first (for the admin)."""
+    now = time.time() if now is None else now
+    with engine.connect() as conn:
+        rows = conn.execute(select(login_throttles).where(login_throttles.c.last_at >= now - THROTTLE_FORGET_S)
+                            .order_by(login_throttles.c.last_at.desc()).limit(1000)).all()
+    return [{"username": r.username, "remote": r.remote, "fails": r.fails, "last_at": r.last_at,
+             "retry_after": round(max(0.0, r.until - now), 1)} for r in rows]
+
+
+def clear_throttles(engine: Engine, username: str, remote: str | None = None) -> int:
+    """Forget the failures of a name (from one address, or all); returns how many pairs were cleared."""
+    with engine.begin() as conn:
+        q = login_throttles.delete().where(login_throttles.c.username == username[:64])
+        if remote is not None:
+            q = q.where(login_throttles.c.remote == remote[:64])
+        n = conn.execute(q).rowcount
+        conn.execute(update(users).where(users.c.username == username).values(failed_logins=0, locked_until=None))
+    return int(n or 0)
 
 
 def create_session(engine: Engine, user: User, remote: str | None, user_agent: str | None) -> tuple[str, str]:
@@ -249,3 +319,98 @@ class SharedLoginLimiter:
                 await pipe.execute()
         except (RedisError, OSError):
             pass  # counted locally
+
+
+MAX_BODY_BYTES = 1 << 20  # a request body larger than this is refused (413) before any route reads it
+_BAD_RAW = (b"%00", b"\x00")
+
+
+async def _answer(send: Send, status: int, code: str) -> None:
+    body = json.dumps({"detail": {"code": code}}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"cache-control", b"no-store"), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestGuard:
+    """ASGI middleware run before routing: a size limit on request bodies and no NUL in a path.
+
+    - A body over ``max_body`` bytes (declared by Content-Length, or counted as it arrives) is answered
+      413 ``body_too_large`` without the route ever seeing it: an unauthenticated 300 MB post costs
+      at most ``max_body`` of memory.  Bodies are read here (they are small) and replayed to the app.
+    - A NUL in the path, raw (``%00``) or decoded, is answered 400 ``bad_path``: no file name holds one.
+    """
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], max_body: int = MAX_BODY_BYTES):
+        self.app = app
+        self.max_body = max_body
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)  # transparent: app.routes, app.state are the wrapped app's
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        raw = scope.get("raw_path") or b""
+        if any(b in raw.lower() for b in _BAD_RAW) or "\x00" in scope.get("path", ""):
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 4400})
+                return
+            await _answer(send, 400, "bad_path")
+            return
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        try:
+            if declared is not None and int(declared) > self.max_body:
+                await _answer(send, 413, "body_too_large")
+                return
+        except ValueError:
+            await _answer(send, 400, "bad_request")
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await _answer(send, 413, "body_too_large")
+                return
+            chunks.append(chunk)
+            if not msg.get("more_body"):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> MutableMapping[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: the client's disconnect, as the server reports it
+
+        await self.app(scope, replay, send)
+
+
+SECRET_FIELDS = frozenset({"password", "new_password", "old_password", "token", "csrf", "secret", "key"})
+
+
+def validation_errors(errors: Any) -> list[dict[str, Any]]:
+    """A request's validation problems as the page needs them: where and what, never the value sent
+    (it may be a password, or a number JSON cannot even write back, such as 1e999)."""
+    out: list[dict[str, Any]] = []
+    try:
+        for e in list(errors)[:20]:
+            loc = [x if isinstance(x, int) else str(x)[:64] for x in (e.get("loc") or ())]
+            secret = any(str(x).lower() in SECRET_FIELDS for x in loc)
+            out.append({"loc": loc, "type": str(e.get("type", ""))[:64],
+                        "msg": "invalid value" if secret else str(e.get("msg", ""))[:200]})
+    except Exception:  # noqa: BLE001 - a malformed error list still gets a clean answer
+        return [{"loc": [], "type": "invalid", "msg": "invalid request"}]
+    return out

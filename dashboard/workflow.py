@@ -17,6 +17,7 @@ operators clicking at once cannot both win) and one audit row, then it is pushed
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,8 @@ ACTIONS = ("acknowledge", "take_over", "forward", "dispatch", "signed_for", "on_
 STEP_COLUMN = {"sent": "dispatched_at", "signed_for": "signed_for_at", "on_scene": "on_scene_at",
                "feedback": "feedback_at"}
 MAX_NOTE = 2000
+AT_SKEW_S = 30.0  # a dispatch step's reported time may run this far ahead of the server's clock
+MAX_VERSION = 2**53  # versions are counters: anything larger is not one the page saw
 
 
 class WorkflowError(Exception):
@@ -107,7 +110,7 @@ def apply(conn: Connection, alert_id: str, user: User, req: Request, remote: str
         raise WorkflowError("not_found", 404)
     if req.action not in ACTIONS:
         raise WorkflowError("unknown_action", 400)
-    if req.version is not None and req.version != row.version:
+    if req.version is not None and (not 0 <= req.version <= MAX_VERSION or req.version != row.version):
         raise WorkflowError("stale", 409, version=row.version)
     state = row.state
     is_open = state in OPEN_STATES
@@ -161,7 +164,11 @@ def apply(conn: Connection, alert_id: str, user: User, req: Request, remote: str
         expected = DISPATCH_STEPS.index(row.dispatch_step) + 1 if row.dispatch_step else 0
         if DISPATCH_STEPS.index(step) != expected:
             raise WorkflowError("wrong_step", 409, step=row.dispatch_step)
-        at = now if req.at is None else min(float(req.at), now)
+        at = now if req.at is None else float(req.at)
+        # a reported time: finite, not before the alert started, not after now (a few seconds of clock skew)
+        if not math.isfinite(at) or at < row.start_time or at > now + AT_SKEW_S:
+            raise WorkflowError("bad_time", 400, field="at")
+        at = min(at, now)
         values.update({"dispatch_step": step, STEP_COLUMN[step]: at})
         if step == "sent":
             new_state = "dispatched"

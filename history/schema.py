@@ -231,6 +231,15 @@ cases = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+login_throttles = Table(
+    "login_throttles", metadata,
+    Column("username", String(64), primary_key=True, doc="the name tried, known or not"),
+    Column("remote", String(64), primary_key=True, doc="the client address it was tried from"),
+    Column("fails", Integer, nullable=False, doc="failures in a row (a success clears the row)"),
+    Column("last_at", Float, nullable=False),
+    Column("until", Float, nullable=False, doc="no try of this pair before this time"),
+)
+
 segment_catalog = Table(
     "segment_catalog", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),

@@ -56,7 +56,7 @@ async def login(request: Request, body: LoginBody) -> JSONResponse:
     res = await run_in_threadpool(check_login, d.engine, body.username, body.password, remote)
     if res.user is None:
         await d.limiter.failed(d.redis(), remote)
-        status = 423 if res.problem == "locked" else 401
+        status = 429 if res.problem == "rate_limited" else 401
         raise refuse(status, res.problem or "bad_credentials", retry_after=round(res.retry_after))
     token, csrf = await run_in_threadpool(create_session, d.engine, res.user, remote,
                                           request.headers.get("user-agent"))

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboard.context import ctx
 from dashboard.deps import refuse, remote_addr
+from dashboard.files import UnsafePath, safe_join
 from dashboard.pages import page
 from dashboard.workflow import WorkflowError, alert_view, link_alert, officer_step
 
@@ -67,10 +68,10 @@ async def officer_snapshot(token: str, request: Request) -> FileResponse:
             row = link_alert(conn, token)
             return row.snapshot_path if row is not None else None
     rel = await run_in_threadpool(_path)
-    root = (d.data_dir).resolve()
-    path = (root / rel).resolve() if rel else None
-    if path is None or not path.is_relative_to(root / "snapshots") or not path.is_file():
-        raise refuse(404, "not_found")
+    try:  # the stored path starts with snapshots/: the one safe join, under the snapshots folder only
+        path = safe_join(d.data_dir / "snapshots", (rel or "").removeprefix("snapshots/"))
+    except UnsafePath:
+        raise refuse(404, "not_found") from None
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
