@@ -86,6 +86,10 @@ class CameraStatus:
                                                "Median time from frame to event on the bus.")
     alert_latency_s_p99: float | None = None
     last_frame_time: float = 0.0
+    # "ok", or "unavailable" when the worker could not load its model: the camera records and streams live,
+    # nothing is analysed; detector_error says why (the worker tries to load it again now and then)
+    detector: str = "ok"
+    detector_error: str = ""
     # per-stage timing: cumulative seconds per stage (decode, gray, gate, queue_wait, convert, detect, track,
     # rules, snapshot, publish) and the detect loop's idle time (idle_gated: nothing to do)
     stage_s: dict[str, float] = field(default_factory=dict)
@@ -128,11 +132,16 @@ class _StatusCollector:
         s = StateSetMetricFamily("sharpeye_camera_state", "State of the camera's detect input.", labels=["camera"])
         up = GaugeMetricFamily("sharpeye_camera_online", "1 when the camera is streaming and its worker alive.",
                                labels=["camera"])
+        det = GaugeMetricFamily("sharpeye_camera_detector_available",
+                                "0 while the camera's worker has no detector (model unavailable): recorded, "
+                                "not analysed.", labels=["camera"])
         for cid, st in sorted(self.statuses.items()):
             s.add_metric([cid], {name: st.state == name for name in STATES})
             up.add_metric([cid], 1.0 if st.online else 0.0)
+            det.add_metric([cid], 0.0 if st.detector == "unavailable" else 1.0)
         yield s
         yield up
+        yield det
 
 
 def metrics_text(statuses: dict[str, CameraStatus]) -> bytes:
@@ -163,14 +172,20 @@ def stage_table(statuses: dict[str, CameraStatus]) -> str:
 
 
 def status_table(statuses: dict[str, CameraStatus]) -> str:
-    cols = ["camera", "state", "in fps", "dec fps", "det fps", "skip fps", "inf ms", "reconn", "errors", "last error"]
+    """One line per camera; a camera without a detector says ``detector unavailable`` and why (the full
+    reason in ``last error`` when the input itself has none)."""
+    cols = ["camera", "state", "detector", "in fps", "dec fps", "det fps", "skip fps", "inf ms", "reconn", "errors",
+            "last error"]
     rows = [cols]
     for cid, st in sorted(statuses.items()):
         def f(key: str, fmt: str = "{:.1f}", st: CameraStatus = st) -> str:
             v = getattr(st, key)
             return "-" if v is None else fmt.format(v)
-        rows.append([cid, st.state, f("packets_fps"), f("decoded_fps"), f("detected_fps"),
-                     f("skipped_fps"), f("inference_ms_p50"), f("reconnects", "{:d}"), f("decode_errors", "{:d}"),
-                     (st.last_error or "")[:50]])
+        unavailable = st.detector == "unavailable"
+        # the input's own error first (cut short); else the detector's reason in full (where to put the file)
+        error = st.last_error[:50] or (f"detector unavailable: {st.detector_error}" if unavailable else "")
+        rows.append([cid, st.state, "unavailable" if unavailable else st.detector, f("packets_fps"),
+                     f("decoded_fps"), f("detected_fps"), f("skipped_fps"), f("inference_ms_p50"),
+                     f("reconnects", "{:d}"), f("decode_errors", "{:d}"), error])
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)

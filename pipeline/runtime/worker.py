@@ -7,16 +7,19 @@ Threads, and what each may do:
   behind the oldest frame is dropped and counted, so memory never grows and the newest picture
   wins); a frame it turns away only marks the camera's alert clock.  It never publishes, never
   touches Redis, so a slow bus can never stall a camera (or leave a gap in its recording);
-- one detect thread owns every camera's alert lifecycle: it takes the waiting frames of all
-  cameras, runs them through the detector as one batch, then tracker → rules → alerts, and hands
-  every update to the one :class:`~pipeline.publish.publisher.Publisher`; it also moves the alert
-  clock for gated frames, ends the alerts of cameras that went quiet, and publishes what the other
-  threads post to it (a camera going offline).  It calls ``on_heartbeat`` every turn, so a
-  supervisor sees a dead or stuck detect loop;
-- one status thread writes every camera's :class:`~pipeline.publish.status.CameraStatus` to the bus
-  every ``STATUS_PERIOD_S`` and soon after a state change (a status that stops being refreshed
-  reads as offline);
-- one config thread reloads the config on SIGHUP or when the file changes.
+- the worker's own loops (:mod:`pipeline.runtime.loops`, one class each, each with its own stop
+  event): the detect loop owns every camera's alert lifecycle (detector batch → tracker → rules →
+  alerts, handed to the one :class:`~pipeline.publish.publisher.Publisher`) and publishes what the
+  other threads post to it (a camera going offline), stamping ``on_heartbeat`` after every turn so
+  a supervisor sees a dead, stuck or failing detect loop; the status loop writes every camera's
+  :class:`~pipeline.publish.status.CameraStatus` (a status that stops being refreshed reads as
+  offline); the config loop reloads on SIGHUP or when the file changes; the live-announce loop
+  (cluster) and the model loop (while the model is unavailable) do one thing each.
+  :meth:`Worker.loops` lists them: this module only wires them.
+
+Recording never depends on the detector: when the model cannot be resolved or loaded the worker
+still starts, its cameras record and stream live, analysis is skipped, every camera's status says
+``detector: unavailable`` with the reason, and the model loop tries again every ``model_retry_s``.
 
 A failure in one camera (its source, its rules) is logged and counted, never fatal to the others.
 """
@@ -42,7 +45,8 @@ import numpy as np
 
 from pipeline.analyse.alerts import AlertUpdate
 from pipeline.analyse.camera import CameraAnalytics
-from pipeline.analyse.detect import Detections, Detector
+from pipeline.analyse.detect import Detector
+from pipeline.analyse.models import model_classes
 from pipeline.analyse.tamper import TamperDetector, TamperEvent
 from pipeline.cluster.coordinator import Coordinator
 from pipeline.config import Config, load_config, reload_config
@@ -64,14 +68,12 @@ from pipeline.record.announce import stream_key as announce_stream
 from pipeline.record.ring import PacketRing
 from pipeline.record.segments import SegmentWriter
 from pipeline.record.serve import SegmentServer, advertised_host, bind_address, key_path, load_or_create_key
+from pipeline.runtime.loops import ConfigLoop, DetectLoop, LiveAnnounceLoop, Loop, ModelLoop, StatusLoop
 
 log = logging.getLogger(__name__)
-STATUS_PERIOD_S = 2.0
-CONFIG_POLL_S = 2.0
-LIVE_ANNOUNCE_S = 10.0  # cluster: the live seam's entry in P:cluster:live refreshed this often (a flushed Redis)
 LIVE_STALE_S = 600.0  # an entry not refreshed this long is a dead worker's: removed by the next announcement
 SLOT_DEPTH = 2
-QUIET_TICK_S = 1.0  # a camera without frames this long still moves its alert clock (its alerts end)
+MODEL_RETRY_S = 30.0  # while the model cannot be loaded: how often the worker tries again
 
 
 @dataclass
@@ -118,7 +120,8 @@ class CameraRuntime:
         self._last_counts = (now, counts)
         return self.rates
 
-    def status(self, published: PublishStats, backlog: CameraBacklog) -> CameraStatus:
+    def status(self, published: PublishStats, backlog: CameraBacklog,
+               detector_error: str | None = None) -> CameraStatus:
         st = self.source.stats
         inf = list(self.inference_ms)
         lat = list(self.latency_s)
@@ -145,6 +148,7 @@ class CameraRuntime:
             alert_latency_s_p50=round(statistics.median(lat), 3) if lat else None,
             alert_latency_s_p99=round(float(np.percentile(lat, 99)), 3) if lat else None,
             last_frame_time=self.last_frame_time,
+            detector="unavailable" if detector_error else "ok", detector_error=detector_error or "",
             stage_s={"decode": round(st.decode_s, 4), **{k: round(v, 4) for k, v in self.stage_s.items()},
                      "snapshot": round(published.snapshot_s, 4), "publish": round(published.send_s, 4)},
         )
@@ -159,12 +163,27 @@ class Worker:
     """The cameras of one shard of a config, with one detector."""
 
     def __init__(self, cfg: Config, redis_url: str, camera_ids: list[str] | None = None,
-                 detector: Detector | None = None, shard: tuple[int, int] = (0, 1)):
+                 detector: Detector | None = None, shard: tuple[int, int] = (0, 1),
+                 model_retry_s: float = MODEL_RETRY_S):
         self.cfg = cfg
         self.keys = bus.BusKeys(cfg.bus.prefix)
         self.redis = bus.connect(redis_url)
         set_reader_nice(cfg.reader_nice)  # readers below the detect thread (docs/benchmarks.md, the stall hunt)
-        self.detector = detector or Detector.from_config(cfg)
+        self.stop_event = threading.Event()  # the whole worker: run_forever returns; each loop has its own
+        self.reload_event = threading.Event()
+        self.status_due = threading.Event()  # a state changed: publish statuses now, not at the next period
+        self.wake = threading.Condition()  # guards cameras, their pending slots and the mailbox
+        self.mailbox: collections.deque[Callable[[], object]] = collections.deque()  # work for the detect loop
+        self.cameras: dict[str, CameraRuntime] = {}
+        self.started = False
+        # no model (missing and not fetchable, or failing to load) is no reason not to record: the worker
+        # runs without a detector, says why in every camera's status, and the model loop tries again
+        self.detector: Detector | None = detector
+        self.detector_error: str | None = None
+        self.model_retry_s = model_retry_s
+        self.class_names: list[str] = list(detector.names) if detector is not None else []
+        if detector is None:
+            self.load_detector()
         self.data_dir = cfg.data_path()
         # every message goes through the on-disk outbox: a slow or dead Redis never blocks a camera
         self.outbox = Outbox(self.data_dir / "outbox" / f"shard{shard[0]}.db", self.redis, self.keys,
@@ -179,22 +198,14 @@ class Worker:
                                            on_acquire=self._lease_acquired, on_release=self._lease_lost)
         sink = FencedSink(self.outbox, self.coordinator.fence) if self.coordinator else self.outbox
         self.publisher = Publisher(cfg, sink, self.data_dir)
-        self._backlog: dict[str, CameraBacklog] = {}
+        self.backlog: dict[str, CameraBacklog] = {}  # outbox depth per camera, read by the status loop
         self._status_failing = False
-        self.stop_event = threading.Event()
-        self.reload_event = threading.Event()
-        self.status_due = threading.Event()  # a state changed: publish statuses now, not at the next period
-        self.wake = threading.Condition()  # guards cameras, their pending slots and the mailbox
-        self.mailbox: collections.deque[Callable[[], object]] = collections.deque()  # work for the detect thread
-        self.cameras: dict[str, CameraRuntime] = {}
         self.only = set(camera_ids) if camera_ids else None
         self.shard = shard
-        self.started = False
         # called from the detect loop at least once a second: a supervisor that stops hearing it
         # restarts the worker (a dead, deadlocked or stopped detect thread is caught, not hidden)
         self.on_heartbeat: Callable[[], None] | None = None
         self.live = self._live_service(cfg, shard[0])  # live view of the cameras' own packets (docs/live.md)
-        self._live_announced = 0.0
         self.segment_server: SegmentServer | None = None  # cluster: finished segments for other machines
         self.announcer: SegmentAnnouncer | None = None  # cluster: the catalogue (docs/recording-cluster.md)
         if self.coordinator is not None and cfg.recordings.enabled:
@@ -205,7 +216,56 @@ class Worker:
                 lambda f: self.redis.xadd(key, f, maxlen=ANNOUNCE_MAXLEN, approximate=True), self.coordinator.id, "")
         for cid in self._mine(cfg) if self.coordinator is None else ():  # leased cameras start when acquired
             self._add_camera(cid)
-        self._threads: list[threading.Thread] = []
+        self.running: list[Loop] = []  # the loops started by start()
+
+    def loops(self, watch_config: bool) -> list[Loop]:
+        """The worker's own threads, one small class each (pipeline/runtime/loops.py)."""
+        return [
+            DetectLoop(self),
+            StatusLoop(self),
+            *([ConfigLoop(self)] if watch_config and self.cfg.path is not None else []),
+            *([LiveAnnounceLoop(self)] if self.coordinator is not None else []),
+            *([ModelLoop(self)] if self.detector is None else []),
+        ]
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        return [loop.thread for loop in self.running if loop.thread is not None]
+
+    # ---------------------------------------------------------------- the detector
+    def load_detector(self) -> bool:
+        """Build the config's detector; on failure keep running without one (the reason in every camera's
+        status, one log line per new reason).  The class names still come from the model's manifest when
+        it can be read, so the rules are checked as usual.  True once a detector is loaded."""
+        cfg = self.cfg
+        try:
+            detector = Detector.from_config(cfg)
+        except Exception as e:  # missing and not fetchable, a bad checksum, a file onnxruntime cannot load
+            first = (str(e).splitlines() or [""])[0] or type(e).__name__  # one line, never a traceback
+            error = first if first.startswith("model ") else f"model {cfg.model.name!r}: {first}"
+            if error != self.detector_error:
+                log.error("detector unavailable (%s): cameras record and stream live, analysis is off; "
+                          "trying again every %.0f s", error, self.model_retry_s)
+                self.detector_error = error
+                self.status_due.set()
+            if not self.class_names:
+                try:
+                    self.class_names = model_classes(cfg.model.name)
+                except Exception:
+                    self.class_names = []  # rules are checked again once the model loads
+            return False
+        names = list(detector.names)
+        if self.detector_error is not None:
+            log.info("detector loaded (model %r): analysis starts", cfg.model.name)
+        self.class_names = names
+        self.detector, self.detector_error = detector, None
+        self._post(lambda: self._set_names(names))  # cameras built without it take the model's class names
+        self.status_due.set()
+        return True
+
+    def _set_names(self, names: list[str]) -> None:
+        for rt in list(self.cameras.values()):
+            rt.analytics.names = names
 
     def _live_service(self, cfg: Config, index: int) -> LiveService:
         """One machine: loopback and the endpoint file's token.  Cluster: ``cluster.live_listen``, and
@@ -223,7 +283,7 @@ class Worker:
                            advertise_host=advertised_host(host, cfg.cluster.advertise_host), key=key,
                            worker_id=self.coordinator.id)
 
-    def _announce_live(self, withdraw: bool = False) -> None:
+    def announce_live(self, withdraw: bool = False) -> None:
         """Cluster: this worker's live seam in ``P:cluster:live`` (docs/events.md), refreshed every
         ``LIVE_ANNOUNCE_S``; entries not refreshed for ``LIVE_STALE_S`` (dead workers) are removed."""
         if self.coordinator is None or self.live.address is None:
@@ -235,7 +295,6 @@ class Worker:
                 return
             now = time.time()
             self.redis.hset(key, me, live_protocol.announcement(*self.live.address, self.shard[0], os.getpid(), now))
-            self._live_announced = time.monotonic()
             stale = [w for w, raw in self.redis.hgetall(key).items()
                      if (json.loads(raw).get("at") or 0) < now - LIVE_STALE_S]
             if stale:
@@ -252,7 +311,7 @@ class Worker:
     def _add_camera(self, cid: str) -> CameraRuntime:
         cam = self.cfg.cameras[cid]
         rec = self.cfg.recordings
-        analytics = CameraAnalytics(cid, cam, self.cfg.camera_alerts(cid), list(self.detector.names),
+        analytics = CameraAnalytics(cid, cam, self.cfg.camera_alerts(cid), self.class_names,
                                     self.cfg.tzinfo())
         writer = ring = record_input = None
         if rec.enabled and cam.record:
@@ -293,7 +352,7 @@ class Worker:
         return rt
 
     def _start_camera(self, rt: CameraRuntime) -> None:
-        self._publish_status(rt)
+        self.publish_status(rt)
         if rt.record_input:
             rt.record_input.start()
         rt.source.start()
@@ -313,14 +372,14 @@ class Worker:
         if lost:  # its lease is gone: nothing more may be published; the next owner ends its open alerts
             return
         # its open alerts end on the detect thread, which owns every alert lifecycle
-        self._post(lambda: self._end_alerts(rt, rt.analytics.flush(time.time())))
+        self._post(lambda: self.end_alerts(rt, rt.analytics.flush(time.time())))
         if rt.tamper is not None:  # the source thread has stopped: nothing else touches it now
             ended = rt.tamper.flush(time.time())
             self._post(lambda: self._emit_tamper(rt, ended, None))
         if forget:
             self.redis.hdel(self.keys.cameras, cid)
         else:
-            self._publish_status(rt)
+            self.publish_status(rt)
 
     def _post(self, job: Callable[[], object]) -> None:
         """Run ``job`` on the detect thread (or now, when the worker is not running)."""
@@ -336,7 +395,10 @@ class Worker:
         """Reconcile running cameras with a new config; untouched cameras keep running as they are."""
         old = self.cfg
         if new.model != old.model:
-            log.warning("model settings changed: they apply after a restart of the worker")
+            if self.detector is None:
+                log.warning("model settings changed: tried at the next attempt to load the model")
+            else:
+                log.warning("model settings changed: they apply after a restart of the worker")
         if new.bus != old.bus or new.data_dir != old.data_dir:
             log.warning("bus or data_dir changed: they apply after a restart")
             new = new.model_copy(update={"bus": old.bus, "data_dir": old.data_dir})
@@ -369,7 +431,7 @@ class Worker:
     def reload(self) -> list[str]:
         """Re-read the config file; invalid cameras are refused with a clear error, the rest apply."""
         assert self.cfg.path is not None
-        new, problems = reload_config(self.cfg.path, self.cfg, list(self.detector.names))
+        new, problems = reload_config(self.cfg.path, self.cfg, self.class_names)
         for line in problems:
             log.error("config reload: %s", line)
         if new is not self.cfg:
@@ -382,37 +444,22 @@ class Worker:
             log.warning("reload result not published: %s", e)
         return problems
 
-    def _watch_config(self) -> None:
-        """Reload on SIGHUP (reload_event) or when the file changes on disk."""
-        path = self.cfg.path
-        mtime = path.stat().st_mtime if path and path.exists() else None
-        while not self.stop_event.is_set():
-            fired = self.reload_event.wait(CONFIG_POLL_S)
-            if self.stop_event.is_set():
-                return
-            try:
-                now_mtime = path.stat().st_mtime if path and path.exists() else None
-            except OSError:
-                now_mtime = mtime
-            if fired or now_mtime != mtime:
-                self.reload_event.clear()
-                mtime = now_mtime
-                try:
-                    self.reload()
-                except Exception:
-                    log.exception("config reload failed; the running config stays")
-
     # ---------------------------------------------------------------- source threads: gate and queue
     def _on_frame(self, frame: SampledFrame) -> None:
         rt = self.cameras.get(frame.camera_id)
         if rt is None:
             return  # a camera being removed
         rt.last_frame_time = frame.capture_time
+        analysed = self.detector is not None  # no model: the tamper checks only (recording is not on this path)
+        if not analysed and rt.tamper is None:
+            return
         t0 = time.perf_counter()
         luma, limited = frame.gray()
         t1 = time.perf_counter()
-        with rt.gate_lock:
-            wanted = rt.analytics.wants_detection(luma, frame.capture_time, limited)
+        wanted = False
+        if analysed:
+            with rt.gate_lock:
+                wanted = rt.analytics.wants_detection(luma, frame.capture_time, limited)
         rt.stage_s["gray"] += t1 - t0
         t2 = time.perf_counter()
         rt.stage_s["gate"] += t2 - t1
@@ -426,6 +473,8 @@ class Worker:
             rt.stage_s["tamper"] += time.perf_counter() - t2
             if tampered:  # published by the detect thread, like every message
                 self._post(lambda: self._emit_tamper(rt, tampered, frame))
+        if not analysed:
+            return
         with self.wake:
             if wanted:
                 if len(rt.pending) == rt.pending.maxlen:
@@ -450,12 +499,12 @@ class Worker:
                 self._post(lambda: self.publisher.camera(camera_id, state.value, detail, online=True))
             rt.was_streaming = True
 
-    # ---------------------------------------------------------------- status thread
+    # ---------------------------------------------------------------- status (written by the status loop)
     def status_of(self, rt: CameraRuntime) -> CameraStatus:
         return rt.status(self.publisher.stats.get(rt.camera_id) or PublishStats(),
-                         self._backlog.get(rt.camera_id) or CameraBacklog())
+                         self.backlog.get(rt.camera_id) or CameraBacklog(), self.detector_error)
 
-    def _publish_status(self, rt: CameraRuntime) -> None:
+    def publish_status(self, rt: CameraRuntime) -> None:
         if self.coordinator is not None and self.coordinator.fence(rt.camera_id) is None:
             return  # not (or no longer) this worker's camera: its owner publishes its status
         try:
@@ -468,115 +517,16 @@ class Worker:
                 self._status_failing = True
                 log.warning("statuses not published (alerts wait in the outbox): %s", e)
 
-    def _status_loop(self) -> None:
-        last_rates = 0.0
-        while not self.stop_event.is_set():
-            self.status_due.wait(STATUS_PERIOD_S)
-            self.status_due.clear()
-            if self.stop_event.is_set():
-                return
-            now = time.time()
-            rates_due = now - last_rates >= STATUS_PERIOD_S * 0.9
-            if rates_due:
-                last_rates = now
-            try:
-                self._backlog = self.outbox.backlog()
-            except Exception as e:
-                log.warning("outbox backlog not read: %s", e)
-            for rt in list(self.cameras.values()):
-                if rates_due:
-                    rt.update_rates(now)
-                self._publish_status(rt)
-            if self.coordinator is not None and time.monotonic() - self._live_announced >= LIVE_ANNOUNCE_S:
-                self._announce_live()
-
-    # ---------------------------------------------------------------- detect thread: the alert lifecycle
-    def _take_work(self, timeout: float) -> tuple[list[SampledFrame], list[tuple[CameraRuntime, SampledFrame]],
-                                                   list[Callable[[], object]]]:
-        """Frames to detect (one per camera), gated frames to tick, and posted jobs."""
-        with self.wake:
-            if not self.mailbox and not any(rt.pending or rt.gated_frame for rt in self.cameras.values()):
-                self.wake.wait(timeout)
-            batch: list[SampledFrame] = []
-            gated: list[tuple[CameraRuntime, SampledFrame]] = []
-            for rt in list(self.cameras.values()):
-                if rt.pending:
-                    batch.append(rt.pending.popleft())
-                if rt.gated_frame is not None:
-                    gated.append((rt, rt.gated_frame))
-                    rt.gated_frame = None
-            jobs = list(self.mailbox)
-            self.mailbox.clear()
-            return batch, gated, jobs
-
-    def _detect_loop(self) -> None:
-        last_tick = time.monotonic()
-        while not self.stop_event.is_set():
-            if self.on_heartbeat is not None:
-                self.on_heartbeat()
-            batch, gated, jobs = self._take_work(0.5)
-            for job in jobs:
-                try:
-                    job()
-                except Exception:
-                    log.exception("posted job failed")
-            if batch:
-                self._detect(batch)
-            for rt, frame in gated:  # after the detections: a camera's clock never goes back
-                if frame.capture_time > rt.analysed_t:
-                    rt.analysed_t = frame.capture_time
-                    self._end_alerts(rt, rt.analytics.skip(frame.capture_time), frame)
-            if time.monotonic() - last_tick >= QUIET_TICK_S:  # end alerts of cameras that stopped sending frames
-                last_tick = time.monotonic()
-                now = time.time()
-                for rt in list(self.cameras.values()):
-                    if now - rt.last_frame_time > QUIET_TICK_S:
-                        self._end_alerts(rt, rt.analytics.tick(now))
-
-    def _detect(self, batch: list[SampledFrame]) -> None:
-        started = time.time()
-        t0 = time.perf_counter()
-        images = [f.image for f in batch]  # the BGR conversion happens here, for detected frames only
-        t1 = time.perf_counter()
-        try:
-            results = self.detector.detect_batch(images)
-        except Exception:
-            log.exception("detector failed on a batch of %d", len(batch))
-            results = [Detections.empty(self.detector.names) for _ in batch]
-        per_frame_s = (time.perf_counter() - t1) / len(batch)
-        convert_s = (t1 - t0) / len(batch)
-        for frame, dets in zip(batch, results):
-            rt = self.cameras.get(frame.camera_id)
-            if rt is None:
-                continue
-            rt.detected += 1
-            rt.inference_ms.append(per_frame_s * 1000)
-            rt.stage_s["queue_wait"] += max(0.0, started - frame.capture_time)
-            rt.stage_s["convert"] += convert_s
-            rt.stage_s["detect"] += per_frame_s
-            rt.analysed_t = max(rt.analysed_t, frame.capture_time)
-            try:
-                with rt.gate_lock:  # process() tells the motion gate what it found
-                    result = rt.analytics.process(dets, frame.capture_time, frame.size)
-            except Exception:
-                rt.errors += 1
-                log.exception("camera %s: analysis failed", rt.camera_id)
-                continue
-            rt.stage_s["track"] += result.track_s
-            rt.stage_s["rules"] += result.rules_s
-            for upd in result.updates:
-                self._emit(rt, upd, frame)
-            self.live.analysed(rt.camera_id, frame.pts, frame.capture_time, frame.size, result.objects)
-
-    def _end_alerts(self, rt: CameraRuntime, updates: list[AlertUpdate], frame: SampledFrame | None = None) -> None:
+    # ---------------------------------------------------------------- messages (sent from the detect loop)
+    def end_alerts(self, rt: CameraRuntime, updates: list[AlertUpdate], frame: SampledFrame | None = None) -> None:
         for upd in updates:
-            self._emit(rt, upd, frame)
+            self.emit(rt, upd, frame)
 
     def _emit_tamper(self, rt: CameraRuntime, events: list[TamperEvent], frame: SampledFrame | None) -> None:
         for ev in events:
             self.publisher.tamper(rt.camera_id, ev, frame)
 
-    def _emit(self, rt: CameraRuntime, upd: AlertUpdate, frame: SampledFrame | None) -> None:
+    def emit(self, rt: CameraRuntime, upd: AlertUpdate, frame: SampledFrame | None) -> None:
         self.publisher.alert(rt.camera_id, upd, frame)
         if frame is not None:
             rt.latency_s.append(time.time() - frame.capture_time)
@@ -620,7 +570,7 @@ class Worker:
         self.started = True
         self.outbox.start()
         self.live.start()
-        self._announce_live()
+        self.announce_live()
         if self.segment_server is not None and self.announcer is not None:
             try:
                 self.announcer.address = self.segment_server.start()
@@ -632,26 +582,21 @@ class Worker:
             self._start_camera(rt)
         if self.coordinator is not None:
             self.coordinator.start()
-        loops = [(self._detect_loop, "detect"), (self._status_loop, "status")]
-        if watch_config and self.cfg.path is not None:
-            loops.append((self._watch_config, "config"))
-        for target, name in loops:
-            t = threading.Thread(target=target, name=name, daemon=True)
-            t.start()
-            self._threads.append(t)
+        self.running = self.loops(watch_config)
+        for loop in self.running:
+            loop.start()
 
     def stop(self) -> None:
         self.stop_event.set()
-        self.status_due.set()
-        with self.wake:
-            self.wake.notify_all()
+        for loop in self.running:
+            loop.stop()
         for rt in list(self.cameras.values()):
             self._stop_camera(rt)
-        self._announce_live(withdraw=True)
+        self.announce_live(withdraw=True)
         self.live.stop()
-        for t in self._threads:
-            t.join(5)
-        with self.wake:  # the detect thread is gone: what was posted to it runs here
+        for loop in self.running:
+            loop.join(5)
+        with self.wake:  # the detect loop is gone: what was posted to it runs here
             jobs = list(self.mailbox)
             self.mailbox.clear()
         for job in jobs:
@@ -659,10 +604,10 @@ class Worker:
         now = time.time()
         for rt in list(self.cameras.values()):
             try:
-                self._end_alerts(rt, rt.analytics.flush(now))
+                self.end_alerts(rt, rt.analytics.flush(now))
                 if rt.tamper is not None:
                     self._emit_tamper(rt, rt.tamper.flush(now), None)
-                self._publish_status(rt)
+                self.publish_status(rt)
             except Exception as e:
                 log.warning("camera %s: final messages not published: %s", rt.camera_id, e)
         if self.announcer is not None:  # the writers are closed: their last segments are queued

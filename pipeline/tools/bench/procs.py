@@ -19,7 +19,7 @@
 Both also report their serial loop (the worker's detect thread, the naive main loop): its native
 thread id, so the bench can read that thread's own CPU and run-queue time from
 ``/proc/<pid>/task/<tid>/schedstat``, and the seconds it spent waiting for work (the worker in
-``Worker._take_work``, the naive loop sleeping until every stream has a frame).  Busy time that is
+``DetectLoop.take_work``, the naive loop sleeping until every stream has a frame).  Busy time that is
 neither on a core nor in the run queue is the loop blocked (GIL, a lock, I/O) while frames wait.
 
 Both write a probe file (JSON, replaced atomically every ``PROBE_PERIOD_S``) with their counters
@@ -158,7 +158,9 @@ def run_worker(probe_path: Path, worker_argv: list[str], reader_nice: int = 0, s
     probe = Probe(probe_path)
     original = Detector.from_config
     Detector.from_config = lambda cfg: TimedDetector(original(cfg), probe)  # type: ignore[assignment,method-assign]
-    loop, take = worker.Worker._detect_loop, worker.Worker._take_work
+    from pipeline.runtime.loops import DetectLoop
+
+    loop, take = DetectLoop.run, DetectLoop.take_work
 
     def timed_loop(self: Any) -> None:
         probe.loop_tid = threading.get_native_id()
@@ -171,8 +173,8 @@ def run_worker(probe_path: Path, worker_argv: list[str], reader_nice: int = 0, s
         finally:  # waiting on the condition for frames (or the lock it takes): the loop has nothing to do
             probe.add_idle(time.perf_counter() - t0)
 
-    worker.Worker._detect_loop = timed_loop  # type: ignore[method-assign]
-    worker.Worker._take_work = timed_take  # type: ignore[method-assign]
+    DetectLoop.run = timed_loop  # type: ignore[method-assign]
+    DetectLoop.take_work = timed_take  # type: ignore[method-assign]
     probe.start()
     try:
         return worker.main(worker_argv)
