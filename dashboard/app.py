@@ -38,6 +38,7 @@ from dashboard.routes import (
     history,
     live,
     officer,
+    patrol,
     reports,
     users,
     workers,
@@ -118,4 +119,5 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
     app.include_router(zones.router)  # zone and line editor (engineers)
     app.include_router(exports.router)  # exports, cases, camera timeline (issue 12)
     app.include_router(workers.router)  # workers and camera owners of the cluster (issue 14)
+    app.include_router(patrol.router)  # video patrol: plans, tours, manual alarms, faults (history/patrol.py)
     return SecurityHeaders(RequestGuard(app), tls=tls)  # body limit and NUL-free paths before any route

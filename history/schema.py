@@ -22,6 +22,11 @@ happens in storage; the page shows them in the config's zone.
   fencing token, the worker's segment server), announced by the workers on ``P:segments`` and
   stored by the archiver, so export and the alert clip find recordings across machines
   (migration 0005, docs/recording-cluster.md).
+- ``patrol_plans``, ``patrols``, ``patrol_marks``, ``camera_faults``, ``manual_alarms``: video patrol
+  (视频巡查): named, ordered camera lists with a dwell per camera and an optional schedule; each run of a
+  plan with who and when; per camera shown its mark (normal, finding, fault) and its time on screen; the
+  fault list per cell with its repair; and the alarms raised by hand (a finding on patrol, a phone
+  report), whose incident itself is a row of ``alerts`` like any detected one (migration 0008_patrol).
 """
 
 from __future__ import annotations
@@ -257,6 +262,119 @@ segment_catalog = Table(
     Column("announced_at", Float, nullable=False),
     Column("stream_id", String(64), nullable=True),
     Index(None, "camera_id", "start"),
+)
+
+PATROL_MARKS = ("normal", "finding", "fault")
+FAULT_KINDS = ("no_picture", "blurred", "moved", "dark", "wrong_time", "offline", "tampered")
+FAULT_STATES = ("open", "repair_requested", "repaired")
+
+patrol_plans = Table(
+    "patrol_plans", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(120), nullable=False, unique=True),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("cameras", Text, nullable=False, doc='JSON list, in tour order: [{"camera": id, "dwell_s": s}]'),
+    Column("grid_cells", Text, nullable=False, doc="JSON list of the cameras' cells: who may see and run the plan"),
+    Column("schedule", Text, nullable=True, doc='JSON {"every_min", "from", "to", "grace_min"} in the config zone'),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    Column("deleted_at", Float, nullable=True, doc="a deleted plan keeps its row: its patrols still name it"),
+    Column("version", Integer, nullable=False, server_default="0"),
+)
+
+patrols = Table(
+    "patrols", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("plan_id", Integer, ForeignKey("patrol_plans.id"), nullable=False),
+    Column("plan_name", String(120), nullable=False),
+    Column("planned", Text, nullable=False, doc="the plan's camera list when the patrol started (JSON)"),
+    Column("grid_cells", Text, nullable=False, doc="JSON list of the planned cameras' cells"),
+    Column("user_id", Integer, nullable=True, doc="no foreign key: the record outlives users"),
+    Column("username", String(64), nullable=False),
+    Column("display_name", String(200), nullable=False),
+    Column("layout", Integer, nullable=False, server_default="1"),
+    Column("state", String(16), nullable=False, doc="running, finished"),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=True),
+    Index(None, "started_at"),
+    Index(None, "plan_id", "started_at"),
+)
+
+patrol_marks = Table(
+    "patrol_marks", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("patrol_id", String(32), ForeignKey("patrols.id", ondelete="CASCADE"), nullable=False),
+    Column("camera_id", String(64), nullable=False),
+    Column("grid_cell_id", String(64), nullable=False),
+    Column("on_screen_s", Float, nullable=False, server_default="0", doc="summed over every time it was shown"),
+    Column("first_shown_at", Float, nullable=True),
+    Column("offline", Boolean, nullable=False, server_default="0", doc="shown without a picture: skipped"),
+    Column("mark", String(16), nullable=True, doc="normal, finding, fault; null: shown, not marked"),
+    Column("fault_kind", String(16), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("snapshot_path", String(400), nullable=True),
+    Column("alert_id", String(128), nullable=True, doc="the manual alarm a finding raised"),
+    Column("marked_at", Float, nullable=True),
+    Index(None, "patrol_id", "camera_id", unique=True),
+)
+
+camera_faults = Table(
+    "camera_faults", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("camera_id", String(64), nullable=False),
+    Column("camera_name", String(200), nullable=False),
+    Column("grid_cell_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("since", Float, nullable=False, doc="when the fault began (the camera's last frame when known)"),
+    Column("source", String(16), nullable=False, doc="patrol (a mark), tour (no picture on the wall), check"),
+    Column("reported_by", String(64), nullable=False, doc="the user name, or the check's name"),
+    Column("patrol_id", String(32), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("state", String(20), nullable=False, server_default="open"),
+    Column("repair_requested_at", Float, nullable=True),
+    Column("repair_requested_by", String(64), nullable=True),
+    Column("repaired_at", Float, nullable=True),
+    Column("repaired_by", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Index(None, "camera_id", "state"),
+    Index(None, "grid_cell_id", "since"),
+)
+
+manual_alarms = Table(
+    "manual_alarms", metadata,
+    Column("alert_id", String(128), primary_key=True, doc="the incident's row in alerts (same workflow)"),
+    Column("source", String(16), nullable=False, doc="patrol (a finding) or phone (a citizen's call)"),
+    Column("patrol_id", String(32), nullable=True),
+    Column("camera_id", String(64), nullable=True),
+    Column("grid_cell_id", String(64), nullable=False),
+    Column("caller", String(100), nullable=True),
+    Column("phone", String(32), nullable=True),
+    Column("report", Text, nullable=False, doc="the note of the finding, or what the caller reported"),
+    Column("point", String(64), nullable=True, doc="JSON [x, y] on the map, when the caller gave a place"),
+    Column("cameras", Text, nullable=False, server_default="[]", doc="JSON list of cameras attached later"),
+    Column("range_start", Float, nullable=True),
+    Column("range_end", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Index(None, "grid_cell_id", "created_at"),
+)
+
+incidents = Table(
+    "incidents", metadata,
+    Column("id", String(128), primary_key=True, doc="the id of its first alert, whose row carries the workflow"),
+    Column("camera_id", String(64), nullable=False),
+    Column("grid_cell_id", String(64), nullable=False),
+    Column("group_key", String(200), nullable=False, doc="zone:<name>, line:<name> or rule:<id> of the camera"),
+    Column("first_seen", Float, nullable=False, doc="the earliest start of its occurrences"),
+    Column("last_seen", Float, nullable=False, doc="the newest message time of its occurrences"),
+    Column("last_end", Float, nullable=True, doc="the latest end of its ended occurrences"),
+    Column("occurrences", Integer, nullable=False, server_default="1"),
+    Column("severity", String(16), nullable=False, doc="the highest severity of its occurrences"),
+    Column("reasons", Text, nullable=False, server_default="[]",
+           doc="JSON list of {rule_id, kind}: the rules that fired, in order of first firing"),
+    Index(None, "camera_id", "group_key", "last_seen"),
 )
 
 APPEND_ONLY_TABLES = ("actions",)

@@ -1,0 +1,315 @@
+"""Video patrol: plans, tours and their log, manual alarms (a finding, a phone report), faults, reports.
+
+Thin: each route validates its body (a model per request: bounded lengths, finite numbers), checks the
+role, and calls one function of ``history.patrol``, which checks the grid-cell scope (an operator
+patrols only their cells' cameras; an object out of scope answers 404 like an unknown one) and writes
+the audit log.  Plans are edited by engineers and above (the room's supervisors); anyone may run a
+plan whose cameras are all theirs.  A manual alarm is an alert like a detected one: it is put on the
+bus, so every room shows it, and handled through ``/api/alerts/{id}/actions``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from dashboard.context import Dashboard, ctx
+from dashboard.deps import current_user, refuse, remote_addr, require_role
+from dashboard.pages import page
+from dashboard.users import User
+from history import patrol as svc
+from pipeline.publish import bus
+
+router = APIRouter(dependencies=[Depends(current_user)])
+T = TypeVar("T")
+MAX_RANGE_S = 400 * 86400.0
+MAX_EPOCH = 4_102_444_800.0  # 2100: a time after it is a typo
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PlanCameraBody(Body):
+    camera: str = Field(min_length=1, max_length=64)
+    dwell_s: float = Field(10.0, ge=1.0, le=3600.0, allow_inf_nan=False)
+
+
+class ScheduleBody(Body):
+    every_min: int = Field(ge=5, le=1440)
+    start: str = Field("00:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field("00:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    grace_min: int = Field(15, ge=0, le=1440)
+
+
+class PlanBody(Body):
+    name: str = Field(min_length=1, max_length=120)
+    description: str = Field("", max_length=2000)
+    cameras: list[PlanCameraBody] = Field(min_length=1, max_length=256)
+    schedule: ScheduleBody | None = None
+    version: int | None = Field(None, ge=0)
+
+
+class StartBody(Body):
+    layout: int = Field(1, ge=1, le=16)
+
+
+class ViewBody(Body):
+    camera: str = Field(min_length=1, max_length=64)
+    on_screen_s: float = Field(ge=0, le=86400, allow_inf_nan=False)
+    offline: bool = False
+
+
+class MarkBody(Body):
+    camera: str = Field(min_length=1, max_length=64)
+    mark: str = Field(pattern="^(normal|finding|fault)$")
+    fault_kind: str | None = Field(None, pattern="^(no_picture|blurred|moved|dark|wrong_time)$")
+    note: str | None = Field(None, max_length=2000)
+    snapshot: str | None = Field(None, max_length=2_800_000, description="a JPEG as a data: URL or base64")
+
+
+class PhoneBody(Body):
+    grid_cell: str = Field(min_length=1, max_length=64)
+    caller: str = Field("", max_length=100)
+    phone: str = Field("", max_length=32, pattern=r"^[0-9+\-() ]*$")
+    report: str = Field(min_length=1, max_length=2000)
+    point: list[float] | None = Field(None, min_length=2, max_length=2)
+    severity: str = Field("high", pattern="^(low|medium|high|critical)$")
+
+
+class AttachBody(Body):
+    cameras: list[str] = Field(min_length=1, max_length=64)
+    start: float = Field(ge=0, le=MAX_EPOCH, allow_inf_nan=False)
+    end: float = Field(ge=0, le=MAX_EPOCH, allow_inf_nan=False)
+
+
+class RepairBody(Body):
+    step: str = Field(pattern="^(requested|done)$")
+    note: str | None = Field(None, max_length=2000)
+
+
+async def _run(fn: Callable[..., T], *args: Any) -> T:
+    """One service call in a worker thread; its refusals become the page's error codes."""
+    try:
+        return await run_in_threadpool(fn, *args)
+    except svc.PatrolError as e:
+        raise refuse(e.status, e.code, **e.extra) from None
+
+
+def _tx(d: Dashboard, fn: Callable[..., T], *args: Any) -> Callable[[], T]:
+    """``fn(conn, *args)`` in one transaction."""
+    def call() -> T:
+        with d.engine.begin() as conn:
+            return fn(conn, *args)
+    return call
+
+
+def _alarms(request: Request) -> svc.Alarms:
+    d = ctx(request)
+    a = getattr(request.app.state, "patrol_alarms", None)
+    if a is None:
+        a = request.app.state.patrol_alarms = svc.Alarms(d.engine, d.redis_url)
+    return a  # type: ignore[no-any-return]
+
+
+def _plan_cameras(body: PlanBody) -> tuple[list[svc.PlanCamera], svc.Schedule | None]:
+    cams = [svc.PlanCamera(c.camera, c.dwell_s) for c in body.cameras]
+    sched = svc.Schedule(**body.schedule.model_dump()) if body.schedule else None
+    return cams, sched
+
+
+def _range(start: float | None, end: float | None, default_s: float = 12 * 3600.0) -> tuple[float, float]:
+    end = time.time() if end is None else end
+    start = end - default_s if start is None else start
+    if not (0 <= start < end) or end - start > MAX_RANGE_S or end != end or start != start:
+        raise refuse(400, "bad_range")
+    return start, end
+
+
+async def _offline_since(d: Dashboard) -> dict[str, float]:
+    """Cameras the workers report not online, with when their picture stopped (last frame, else the state change)."""
+    statuses = bus.parse_statuses(await d.redis().hgetall(d.keys.cameras))
+    return {cid: (st.last_frame_time or st.since or st.updated) for cid, st in statuses.items() if not st.online}
+
+
+# ---------------------------------------------------------------------------------------------------- pages
+
+@router.get("/patrol", include_in_schema=False)
+async def patrol_page() -> HTMLResponse:
+    return page("patrol.html")
+
+
+# ---------------------------------------------------------------------------------------------------- plans
+
+@router.get("/api/patrol/plans")
+async def plans(request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+    d = ctx(request)
+    return {"plans": await _run(_tx(d, svc.list_plans, user))}
+
+
+@router.get("/api/patrol/plans/{plan_id}")
+async def plan(plan_id: int, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+    d = ctx(request)
+    return await _run(_tx(d, svc.get_plan, user, plan_id))
+
+
+@router.post("/api/patrol/plans")
+async def create_plan(body: PlanBody, request: Request,
+                      user: User = Depends(require_role("engineer"))) -> dict[str, Any]:
+    d = ctx(request)
+    cams, sched = _plan_cameras(body)
+    return await _run(_tx(d, svc.save_plan, d.config(), user, None, body.name, body.description, cams, sched,
+                          None, remote_addr(request)))
+
+
+@router.put("/api/patrol/plans/{plan_id}")
+async def update_plan(plan_id: int, body: PlanBody, request: Request,
+                      user: User = Depends(require_role("engineer"))) -> dict[str, Any]:
+    d = ctx(request)
+    cams, sched = _plan_cameras(body)
+    return await _run(_tx(d, svc.save_plan, d.config(), user, plan_id, body.name, body.description, cams, sched,
+                          body.version, remote_addr(request)))
+
+
+@router.delete("/api/patrol/plans/{plan_id}")
+async def delete_plan(plan_id: int, request: Request,
+                      user: User = Depends(require_role("engineer"))) -> dict[str, Any]:
+    d = ctx(request)
+    await _run(_tx(d, svc.delete_plan, user, plan_id, remote_addr(request)))
+    return {"deleted": plan_id}
+
+
+@router.post("/api/patrol/plans/{plan_id}/start")
+async def start(plan_id: int, body: StartBody, request: Request,
+                user: User = Depends(current_user)) -> dict[str, Any]:
+    d = ctx(request)
+    return await _run(_tx(d, svc.start_patrol, d.config(), user, plan_id, body.layout, remote_addr(request)))
+
+
+# -------------------------------------------------------------------------------------------------- patrols
+
+@router.get("/api/patrols")
+async def patrol_list(request: Request, user: User = Depends(current_user), start: float | None = None,
+                      end: float | None = None) -> dict[str, Any]:
+    d = ctx(request)
+    t0, t1 = _range(start, end)
+    return {"patrols": await _run(_tx(d, svc.list_patrols, d.config(), user, t0, t1))}
+
+
+@router.get("/api/patrols/{patrol_id}")
+async def patrol_log(patrol_id: str, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+    d = ctx(request)
+    return await _run(_tx(d, svc.patrol_log, d.config(), user, patrol_id[:32]))
+
+
+@router.post("/api/patrols/{patrol_id}/views")
+async def view(patrol_id: str, body: ViewBody, request: Request,
+               user: User = Depends(current_user)) -> dict[str, Any]:
+    """The tour showed a camera this long; ``offline``: no picture, skipped, and listed as a fault."""
+    d = ctx(request)
+    since = (await _offline_since(d)).get(body.camera) if body.offline else None
+    return await _run(_tx(d, svc.record_view, d.config(), user, patrol_id[:32], body.camera, body.on_screen_s,
+                          body.offline, since or None))
+
+
+@router.post("/api/patrols/{patrol_id}/marks")
+async def mark(patrol_id: str, body: MarkBody, request: Request,
+               user: User = Depends(current_user)) -> dict[str, Any]:
+    """正常 / 故障 (with its kind) / 发现情况 (a note and the live frame: raises a manual alarm in every room)."""
+    d = ctx(request)
+    if body.mark == "finding":
+        jpeg = None
+        if body.snapshot:
+            raw = body.snapshot.split(",", 1)[1] if body.snapshot.startswith("data:") else body.snapshot
+            try:
+                jpeg = base64.b64decode(raw, validate=True)
+            except (binascii.Error, ValueError):
+                raise refuse(400, "bad_snapshot") from None
+        return await _run(_alarms(request).finding, d.config(), user, patrol_id[:32], body.camera,
+                          body.note or "", jpeg, remote_addr(request))
+    log = await _run(_tx(d, svc.mark_camera, d.config(), user, patrol_id[:32], body.camera, body.mark,
+                         body.fault_kind, body.note, None, None, remote_addr(request)))
+    return {"patrol": log}
+
+
+@router.post("/api/patrols/{patrol_id}/finish")
+async def finish(patrol_id: str, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+    d = ctx(request)
+    return await _run(_tx(d, svc.finish_patrol, d.config(), user, patrol_id[:32], remote_addr(request)))
+
+
+# ---------------------------------------------------------------------------------------------- manual alarms
+
+@router.post("/api/alarms/phone")
+async def phone(body: PhoneBody, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+    """报警: a citizen's call about a place in one of the user's cells; handled like any alert."""
+    d = ctx(request)
+    if body.point is not None and not all(abs(v) < 1e9 and v == v for v in body.point):
+        raise refuse(400, "bad_point")
+    return await _run(_alarms(request).phone, d.config(), user, body.grid_cell, body.caller, body.phone,
+                      body.report, body.point, body.severity, remote_addr(request))
+
+
+@router.get("/api/alarms/{alert_id}")
+async def alarm(alert_id: str, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+    d = ctx(request)
+    return await _run(_tx(d, svc.get_alarm, user, alert_id[:128]))
+
+
+@router.post("/api/alarms/{alert_id}/attach")
+async def attach(alert_id: str, body: AttachBody, request: Request,
+                 user: User = Depends(current_user)) -> dict[str, Any]:
+    """Cameras and a time range found later (the evidence to export with /api/exports)."""
+    d = ctx(request)
+    if not body.start < body.end or body.end - body.start > 86400:
+        raise refuse(400, "bad_range")
+    return await _run(_tx(d, svc.attach, d.config(), user, alert_id[:128], body.cameras, body.start, body.end,
+                          remote_addr(request)))
+
+
+# --------------------------------------------------------------------------------------------------- faults
+
+@router.get("/api/patrol/faults")
+async def faults(request: Request, user: User = Depends(current_user), repaired: bool = False) -> dict[str, Any]:
+    """The fault list of the user's cells; cameras offline longer than the threshold are added first."""
+    d = ctx(request)
+    offline = await _offline_since(d)
+
+    def _list(conn: Any) -> list[dict[str, Any]]:
+        svc.check_offline(conn, d.config(), offline)
+        return svc.list_faults(conn, user, include_repaired=repaired)
+    return {"faults": await _run(_tx(d, _list)), "offline_after_s": svc.OFFLINE_FAULT_S}
+
+
+@router.post("/api/patrol/faults/{fault_id}/repair")
+async def repair(fault_id: int, body: RepairBody, request: Request,
+                 user: User = Depends(current_user)) -> dict[str, Any]:
+    d = ctx(request)
+    return await _run(_tx(d, svc.repair_step, user, fault_id, body.step, user.has_role("engineer"), body.note,
+                          remote_addr(request)))
+
+
+# -------------------------------------------------------------------------------------------------- reports
+
+@router.get("/api/patrol/report")
+async def report(request: Request, user: User = Depends(current_user), start: float | None = None,
+                 end: float | None = None) -> dict[str, Any]:
+    """Per operator over a shift (default: the last 12 hours): plans run, coverage, findings, alarms, faults."""
+    d = ctx(request)
+    t0, t1 = _range(start, end)
+    return await _run(_tx(d, svc.shift_report, d.config(), user, t0, t1))
+
+
+@router.get("/api/patrol/supervisor")
+async def supervisor(request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+    """Scheduled plans due and overdue, and the patrols running now."""
+    d = ctx(request)
+    return await _run(_tx(d, svc.supervisor_view, d.config(), user))

@@ -1,0 +1,310 @@
+"""Video patrol through the API on SQLite and a real Redis bus: plans, a patrol of four cameras with their marks
+and time on screen, a finding that raises a manual alarm another operator of the cell handles to the end, a
+phone report with no camera, faults, reports, and the grid-cell scopes."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from dashboard.app import create_app
+from dashboard.users import add_user, from_row, get_user
+from history import open_database
+from history import patrol as svc
+from history.schema import actions
+from pipeline.config import load_config
+from pipeline.publish import bus
+from pipeline.publish.status import CameraStatus
+
+PW = "correct horse battery"
+CONFIG = """\
+data_dir: data
+timezone: Asia/Shanghai
+bus: {{prefix: {prefix}}}
+grid_cells:
+  G1:
+    name: Xinhua Street
+    officer: {{name: Wang Wei, phone: "13800000001"}}
+  G2:
+    name: Station Square
+    officer: {{name: Li Na, phone: "13800000002"}}
+cameras:
+  lobby: {{name: Lobby camera, source: "rtsp://127.0.0.1:9/lobby", grid_cell: G1}}
+  gate: {{name: School gate, source: "rtsp://127.0.0.1:9/gate", grid_cell: G1}}
+  yard: {{name: Yard, source: "rtsp://127.0.0.1:9/yard", grid_cell: G1}}
+  door: {{name: Back door, source: "rtsp://127.0.0.1:9/door", grid_cell: G1}}
+  square: {{name: Station square, source: "rtsp://127.0.0.1:9/square", grid_cell: G2}}
+"""
+
+
+class Op:
+    """A logged-in user's client with the CSRF token at hand."""
+
+    def __init__(self, app: object, name: str):
+        self.c = TestClient(app)  # type: ignore[arg-type]
+        r = self.c.post("/api/login", json={"username": name, "password": PW})
+        assert r.status_code == 200, r.text
+        self.csrf = r.json()["csrf"]
+
+    def call(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
+        r = self.c.request(method, path, json=body, headers={"X-CSRF-Token": self.csrf})
+        return r.status_code, r.json()
+
+    def ok(self, method: str, path: str, body: object = None) -> Any:
+        code, out = self.call(method, path, body)
+        assert code == 200, (path, out)
+        return out
+
+    def code(self, method: str, path: str, body: object = None) -> tuple[int, str]:
+        code, out = self.call(method, path, body)
+        detail = out.get("detail") if isinstance(out, dict) else None
+        return code, detail.get("code", "") if isinstance(detail, dict) else "validation"
+
+    def raw(self, method: str, path: str, text: str) -> int:
+        """A body as sent (NaN and Infinity are JSON to Python's parser, not to the test client's encoder)."""
+        r = self.c.request(method, path, content=text, headers={"X-CSRF-Token": self.csrf,
+                                                               "Content-Type": "application/json"})
+        return r.status_code
+
+    def act(self, alert_id: str, action: str, **kw: object) -> dict[str, Any]:
+        return self.ok("POST", f"/api/alerts/{alert_id}/actions", {"action": action, **kw})["alert"]  # type: ignore
+
+
+@pytest.fixture
+def env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
+    prefix = f"patrol{time.monotonic_ns()}"
+    path = tmp_path / "streams.yaml"
+    path.write_text(CONFIG.format(prefix=prefix))
+    cfg = load_config(path)
+    engine = open_database(cfg)
+    add_user(engine, "eng", PW, "engineer", ["G1"], "Chief Engineer")
+    add_user(engine, "wang", PW, "operator", ["G1"], "Wang Wei")
+    add_user(engine, "zhao", PW, "operator", ["G1"], "Zhao Lei")
+    add_user(engine, "li", PW, "operator", ["G2"], "Li Na")
+    app = create_app(cfg, redis_url, engine)
+    r = bus.connect(redis_url)
+    yield {"app": app, "engine": engine, "cfg": cfg, "r": r, "keys": bus.BusKeys(prefix)}
+    engine.dispose()
+
+
+def jpeg_b64() -> str:
+    img = np.full((90, 160, 3), 60, np.uint8)
+    cv2.rectangle(img, (40, 20), (90, 70), (0, 0, 255), -1)
+    ok, buf = cv2.imencode(".jpg", img)
+    assert ok
+    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode()
+
+
+PLAN = {"name": "Night round G1", "description": "school, yard and doors",
+        "cameras": [{"camera": "lobby", "dwell_s": 2}, {"camera": "gate", "dwell_s": 2},
+                    {"camera": "yard", "dwell_s": 2}, {"camera": "door", "dwell_s": 2}],
+        "schedule": {"every_min": 120, "start": "22:00", "end": "06:00", "grace_min": 15}}
+
+
+def test_plans_are_edited_by_engineers_within_their_cells(env: dict[str, Any]) -> None:
+    eng, wang, li = Op(env["app"], "eng"), Op(env["app"], "wang"), Op(env["app"], "li")
+    assert wang.code("POST", "/api/patrol/plans", PLAN) == (403, "forbidden_role")
+    plan = eng.ok("POST", "/api/patrol/plans", PLAN)
+    assert [c["camera"] for c in plan["cameras"]] == ["lobby", "gate", "yard", "door"]
+    assert plan["grid_cells"] == ["G1"] and plan["schedule"]["every_min"] == 120
+    # a camera of another cell is as unknown as a camera that does not exist
+    assert eng.code("POST", "/api/patrol/plans", dict(PLAN, name="x", cameras=[{"camera": "square"}])) == \
+        (404, "not_found")
+    assert eng.code("POST", "/api/patrol/plans", dict(PLAN, name="y", cameras=[{"camera": "nope"}])) == \
+        (404, "not_found")
+    assert eng.code("POST", "/api/patrol/plans", PLAN) == (409, "name_taken")
+    # bounds: finite dwell within an hour, bounded text, a real time of day, no unknown keys
+    for bad in (dict(PLAN, name="b1", cameras=[{"camera": "lobby", "dwell_s": 1e9}]),
+                dict(PLAN, name="b2", cameras=[{"camera": "lobby", "dwell_s": 0}]),
+                dict(PLAN, name="x" * 121),
+                dict(PLAN, name="b3", schedule={"every_min": 60, "start": "25:00"}),
+                dict(PLAN, name="b4", extra=1)):
+        assert eng.code("POST", "/api/patrol/plans", bad)[0] == 422, bad
+    assert eng.raw("POST", "/api/patrol/plans", json.dumps(dict(PLAN, name="nan", cameras=[
+        {"camera": "lobby", "dwell_s": float("nan")}]))) == 422
+    # the operator of G1 sees and runs it; the operator of G2 does not even see it
+    assert [p["name"] for p in wang.ok("GET", "/api/patrol/plans")["plans"]] == ["Night round G1"]
+    assert li.ok("GET", "/api/patrol/plans")["plans"] == []
+    assert li.code("GET", f"/api/patrol/plans/{plan['id']}") == (404, "not_found")
+    assert li.code("POST", f"/api/patrol/plans/{plan['id']}/start", {"layout": 4}) == (404, "not_found")
+    # edit with the version seen (a stale one is refused), then delete
+    upd = eng.ok("PUT", f"/api/patrol/plans/{plan['id']}",
+                 dict(PLAN, cameras=PLAN["cameras"][:2], version=plan["version"]))
+    assert len(upd["cameras"]) == 2
+    assert eng.code("PUT", f"/api/patrol/plans/{plan['id']}", dict(PLAN, version=plan["version"])) == \
+        (409, "stale")
+    assert wang.code("DELETE", f"/api/patrol/plans/{plan['id']}") == (403, "forbidden_role")
+    eng.ok("DELETE", f"/api/patrol/plans/{plan['id']}")
+    assert wang.ok("GET", "/api/patrol/plans")["plans"] == []
+    with env["engine"].connect() as conn:
+        done = [r.action for r in conn.execute(select(actions.c.action).where(actions.c.action.like("patrol_plan%")))]
+    assert done == ["patrol_plan_create", "patrol_plan_update", "patrol_plan_delete"]
+
+
+def test_patrol_of_four_cameras_with_a_finding_handled_by_another_operator(env: dict[str, Any]) -> None:
+    app, r, keys = env["app"], env["r"], env["keys"]
+    eng, wang, zhao, li = (Op(app, n) for n in ("eng", "wang", "zhao", "li"))
+    plan = eng.ok("POST", "/api/patrol/plans", PLAN)
+    p = wang.ok("POST", f"/api/patrol/plans/{plan['id']}/start", {"layout": 4})
+    pid = p["id"]
+    assert p["state"] == "running" and p["planned_count"] == 4 and p["not_patrolled"] == [
+        "lobby", "gate", "yard", "door"]
+    # the door camera's worker says it has had no picture for 100 s: the tour shows it offline and skips it
+    lost = time.time() - 100
+    bus.set_camera_status(r, keys, CameraStatus("door", state="backoff", since=lost, last_frame_time=lost))
+    for cam, secs, offline in (("lobby", 2.1, False), ("gate", 1.2, False), ("gate", 0.9, False),
+                               ("yard", 0.8, False), ("door", 0.4, True)):
+        wang.ok("POST", f"/api/patrols/{pid}/views", {"camera": cam, "on_screen_s": secs, "offline": offline})
+    wang.ok("POST", f"/api/patrols/{pid}/marks", {"camera": "lobby", "mark": "normal"})
+    assert wang.code("POST", f"/api/patrols/{pid}/marks", {"camera": "yard", "mark": "fault"}) == \
+        (400, "fault_kind_required")
+    wang.ok("POST", f"/api/patrols/{pid}/marks", {"camera": "yard", "mark": "fault", "fault_kind": "blurred"})
+    assert wang.code("POST", f"/api/patrols/{pid}/marks", {"camera": "gate", "mark": "finding", "note": " "}) == \
+        (400, "note_required")
+    assert wang.code("POST", f"/api/patrols/{pid}/marks", {"camera": "square", "mark": "normal"}) == \
+        (400, "not_in_plan")
+    # scopes: another cell's operator does not see the patrol; a colleague of the cell cannot write to it
+    assert li.code("GET", f"/api/patrols/{pid}") == (404, "not_found")
+    assert li.code("POST", f"/api/patrols/{pid}/views", {"camera": "lobby", "on_screen_s": 1}) == (404, "not_found")
+    assert zhao.code("POST", f"/api/patrols/{pid}/marks", {"camera": "lobby", "mark": "normal"}) == \
+        (403, "not_your_patrol")
+    assert wang.code("POST", "/api/patrols/nope/views", {"camera": "lobby", "on_screen_s": 1}) == (404, "not_found")
+    assert wang.code("POST", f"/api/patrols/{pid}/views", {"camera": "lobby", "on_screen_s": -1})[0] == 422
+
+    # 发现情况 on the gate camera: a note and the live frame raise a manual alarm
+    t0 = time.time()
+    out = wang.ok("POST", f"/api/patrols/{pid}/marks", {"camera": "gate", "mark": "finding",
+                                                        "note": "two men forcing the school gate",
+                                                        "snapshot": jpeg_b64()})
+    aid = out["alert_id"]
+    assert out["pushed"] is True
+    # on the bus as workers publish alerts: every room and the archiver get it
+    on_bus = [m for _, m in bus.latest_events(r, keys, 20) if m.get("alert_id") == aid]
+    assert len(on_bus) == 1 and on_bus[0]["rule"]["kind"] == "patrol_finding"
+    assert on_bus[0]["camera"]["id"] == "gate" and on_bus[0]["grid_cell"]["officer"]["name"] == "Wang Wei"
+    # another operator of the cell has it in the room's list; the other cell's operator does not
+    listed = {a["alert_id"]: a for a in zhao.ok("GET", "/api/alerts")["alerts"]}
+    assert listed[aid]["state"] == "new" and listed[aid]["rule"]["kind"] == "patrol_finding"
+    assert listed[aid]["start_time"] == pytest.approx(t0, abs=5)
+    assert aid not in {a["alert_id"] for a in li.ok("GET", "/api/alerts")["alerts"]}
+    assert li.code("GET", f"/api/alerts/{aid}") == (404, "not_found")
+    snap = listed[aid]["snapshot"]["path"]
+    assert snap.startswith("snapshots/gate/")
+    img = zhao.c.get("/" + snap)
+    assert img.status_code == 200 and img.content[:2] == b"\xff\xd8"
+    assert li.c.get("/" + snap).status_code == 404
+    # ... and takes it through the whole workflow
+    assert zhao.act(aid, "acknowledge")["owner"]["name"] == "Zhao Lei"
+    assert zhao.act(aid, "dispatch")["state"] == "dispatched"
+    for step in ("signed_for", "on_scene", "feedback"):
+        zhao.act(aid, step)
+    closed = zhao.act(aid, "close", classification="genuine", note="gate secured, two detained")
+    assert closed["state"] == "resolved" and closed["classification"] == "genuine"
+    timeline = [a["action"] for a in zhao.ok("GET", f"/api/alerts/{aid}")["timeline"]]
+    assert timeline[:2] == ["manual_alarm", "patrol_mark"] and timeline[-1] == "close"
+    alarm = zhao.ok("GET", f"/api/alarms/{aid}")
+    assert alarm["source"] == "patrol" and alarm["state"] == "resolved" and alarm["camera"] == "gate"
+
+    # the patrol log: all four cameras in plan order, marks and time on screen; short or dark ones not patrolled
+    log = wang.ok("POST", f"/api/patrols/{pid}/finish")
+    assert log["state"] == "finished"
+    rows = {c["camera"]: c for c in log["cameras"]}
+    assert [c["camera"] for c in log["cameras"]] == ["lobby", "gate", "yard", "door"]
+    assert rows["lobby"]["mark"] == "normal" and rows["lobby"]["on_screen_s"] == pytest.approx(2.1)
+    assert rows["gate"]["mark"] == "finding" and rows["gate"]["on_screen_s"] == pytest.approx(2.1)
+    assert rows["gate"]["alert_id"] == aid and rows["gate"]["note"] == "two men forcing the school gate"
+    assert rows["yard"]["mark"] == "fault" and rows["yard"]["fault_kind"] == "blurred"
+    assert rows["door"]["offline"] is True
+    assert log["not_patrolled"] == ["yard", "door"] and log["coverage"] == 50.0
+    assert wang.code("POST", f"/api/patrols/{pid}/views", {"camera": "lobby", "on_screen_s": 1}) == \
+        (409, "patrol_finished")
+    assert zhao.ok("GET", f"/api/patrols/{pid}")["patrolled_count"] == 2  # a colleague of the cell may read it
+
+    # faults: the one marked and the one the tour found dark, since the camera's last frame
+    faults = {f["camera"]: f for f in wang.ok("GET", "/api/patrol/faults")["faults"]}
+    assert faults["yard"]["kind"] == "blurred" and faults["yard"]["source"] == "patrol"
+    assert faults["door"]["kind"] == "no_picture" and faults["door"]["source"] == "tour"
+    assert faults["door"]["since"] == pytest.approx(lost, abs=0.01)
+    assert li.ok("GET", "/api/patrol/faults")["faults"] == []
+    fid = faults["yard"]["id"]
+    assert li.code("POST", f"/api/patrol/faults/{fid}/repair", {"step": "requested"}) == (404, "not_found")
+    assert wang.ok("POST", f"/api/patrol/faults/{fid}/repair", {"step": "requested"})["state"] == "repair_requested"
+    assert wang.code("POST", f"/api/patrol/faults/{fid}/repair", {"step": "done"}) == (403, "forbidden_role")
+    assert eng.ok("POST", f"/api/patrol/faults/{fid}/repair", {"step": "done"})["state"] == "repaired"
+    assert "yard" not in {f["camera"] for f in wang.ok("GET", "/api/patrol/faults")["faults"]}
+
+    # the shift report per operator
+    rep = eng.ok("GET", "/api/patrol/report")
+    w = {o["username"]: o for o in rep["operators"]}["wang"]
+    assert (w["patrols"], w["planned"], w["patrolled"], w["coverage"]) == (1, 4, 2, 50.0)
+    assert w["findings"] == 1 and w["faults"] == 2 and w["plans"] == ["Night round G1"]
+    assert w["alarms"][0]["alert_id"] == aid and w["outcomes"] == {"genuine": 1}
+    assert rep["availability"]["door"] < 100.0
+    assert li.ok("GET", "/api/patrol/report")["operators"] == []
+
+
+def test_phone_report_without_a_camera_is_dispatched_closed_and_gets_cameras_later(env: dict[str, Any]) -> None:
+    wang, zhao, li = (Op(env["app"], n) for n in ("wang", "zhao", "li"))
+    body = {"grid_cell": "G1", "caller": "Ms Chen", "phone": "139 0000 1234",
+            "report": "a man climbing into a ground-floor window on Xinhua Street", "point": [120.5, 80]}
+    assert li.code("POST", "/api/alarms/phone", body) == (404, "not_found")  # not li's cell
+    assert wang.code("POST", "/api/alarms/phone", dict(body, phone="call me"))[0] == 422
+    assert wang.code("POST", "/api/alarms/phone", dict(body, report="x" * 2001))[0] == 422
+    out = wang.ok("POST", "/api/alarms/phone", body)
+    aid = out["alert_id"]
+    listed = {a["alert_id"]: a for a in zhao.ok("GET", "/api/alerts")["alerts"]}
+    assert listed[aid]["rule"]["kind"] == "phone_report" and listed[aid]["camera"]["id"] == ""
+    assert listed[aid]["grid_cell"]["officer"]["phone"] == "13800000001"
+    wang.act(aid, "acknowledge")
+    assert wang.act(aid, "dispatch")["dispatch"]["step"] == "sent"
+    assert wang.act(aid, "close", classification="genuine", note="officer found a locked-out tenant")["state"] == \
+        "resolved"
+    # cameras and a range found afterwards: only the user's cameras, a real range
+    t1 = time.time()
+    span = {"cameras": ["lobby", "gate"], "start": t1 - 600, "end": t1 - 300}
+    assert wang.code("POST", f"/api/alarms/{aid}/attach", dict(span, cameras=["square"])) == (404, "not_found")
+    assert wang.code("POST", f"/api/alarms/{aid}/attach", dict(span, end=t1 - 900)) == (400, "bad_range")
+    assert wang.raw("POST", f"/api/alarms/{aid}/attach", json.dumps(dict(span, start=float("inf")))) == 422
+    assert li.code("POST", f"/api/alarms/{aid}/attach", span) == (404, "not_found")
+    alarm = zhao.ok("POST", f"/api/alarms/{aid}/attach", span)
+    assert alarm["cameras"] == ["lobby", "gate"] and alarm["range_end"] == pytest.approx(t1 - 300)
+    assert alarm["caller"] == "Ms Chen" and alarm["source"] == "phone" and alarm["state"] == "resolved"
+    assert alarm["point"] == [120.5, 80]
+
+
+def test_supervisor_view_shows_due_running_and_overdue_plans(env: dict[str, Any]) -> None:
+    eng, wang = Op(env["app"], "eng"), Op(env["app"], "wang")
+    every5 = eng.ok("POST", "/api/patrol/plans", dict(PLAN, name="Every 5 min", schedule={
+        "every_min": 5, "start": "00:00", "end": "00:00", "grace_min": 0}))
+    eng.ok("POST", "/api/patrol/plans", dict(PLAN, name="No schedule", schedule=None))
+    sup = eng.ok("GET", "/api/patrol/supervisor")
+    assert [o["name"] for o in sup["overdue"] + sup["due"]] == ["Every 5 min"]
+    p = wang.ok("POST", f"/api/patrol/plans/{every5['id']}/start", {"layout": 1})
+    sup = eng.ok("GET", "/api/patrol/supervisor")
+    assert sup["overdue"] == [] and sup["due"] == []
+    assert [x["id"] for x in sup["running"]] == [p["id"]]
+    # the schedule itself, at chosen times in the config's zone (Asia/Shanghai): a night window across midnight
+    cfg = env["cfg"]
+    night = {"every_min": 120, "start": "22:00", "end": "06:00", "grace_min": 15}
+    tz = cfg.tzinfo()
+    at = dt.datetime(2026, 12, 7, 3, 10, tzinfo=tz).timestamp()
+    assert svc.last_slot(night, at, tz) == dt.datetime(2026, 12, 7, 2, 0, tzinfo=tz).timestamp()
+    at = dt.datetime(2026, 12, 7, 12, 0, tzinfo=tz).timestamp()  # after the window: its last slot (04:00)
+    assert svc.last_slot(night, at, tz) == dt.datetime(2026, 12, 7, 4, 0, tzinfo=tz).timestamp()
+    boss = from_row(get_user(env["engine"].connect(), "eng"))
+    at = dt.datetime(2030, 12, 7, 22, 7, tzinfo=tz).timestamp()  # slot 22:05, two minutes late, grace 0
+    with env["engine"].connect() as conn:
+        view = svc.supervisor_view(conn, cfg, boss, now=at)
+    assert [o["name"] for o in view["overdue"]] == ["Every 5 min"] and view["due"] == []
+    assert view["overdue"][0]["late_s"] == pytest.approx(120, abs=1)
