@@ -286,7 +286,7 @@ def test_live_video_of_each_camera_comes_from_its_owner_through_the_dashboard_an
     # an open alert's clip: the dashboard asks the owner (found through Redis) to finish its open segment
     from dashboard.clips import cut_clip
     from dashboard.context import Dashboard
-    from dashboard.routes import live as live_routes
+    from dashboard.services import live as live_service
     from history.catalogue import dashboard_fetcher, lookup
     from history.db import open_database
     from pipeline.config import load_config
@@ -295,13 +295,13 @@ def test_live_video_of_each_camera_comes_from_its_owner_through_the_dashboard_an
     engine = open_database(cfg)
     d = Dashboard(cfg, engine, site.redis_url)
     t0 = time.time()
-    recorded_to = asyncio.run(live_routes._finish_open_segment(d, b))
+    recorded_to = asyncio.run(live_service.finish_open_segment(d, b))
     finish_s = time.time() - t0
     assert recorded_to is not None and t0 - 3.0 < recorded_to <= time.time() + 0.5, (recorded_to, t0)
     # ... and the clip cut on the dashboard host reaches it: the segment is fetched once it is catalogued
     rec_dir = dash_data / "recordings"
     present = any(r.end >= recorded_to - 0.05 for r in lookup(engine, b, recorded_to - 1, recorded_to))
-    assert live_routes._wait_catalogued(d, rec_dir, b, recorded_to), site.log("archiver")
+    assert live_service._wait_catalogued(d, rec_dir, b, recorded_to), site.log("archiver")
     catalogued_s = time.time() - t0 - finish_s
     clip = cut_clip(rec_dir, dash_data / "cache" / "clips", b, "open-alert", recorded_to - 3.0, recorded_to,
                     True, dashboard_fetcher(d))

@@ -314,7 +314,8 @@ def test_generated_edits_land_exactly_and_leave_every_other_line_alone() -> None
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from dashboard.routes.zones import GeometryIn, edit_camera, geometry
+    from dashboard.routes.zones import GeometryIn
+    from pipeline.config.edit import edit_camera, geometry
 
     root = Path(__file__).resolve().parents[2]
     texts = [config_text("bus: {prefix: x}"), config_text().replace("\n", "\r\n"), (root / "streams.yaml").read_text()]
@@ -381,7 +382,8 @@ def test_generated_edits_land_exactly_and_leave_every_other_line_alone() -> None
 
 def test_zones_shared_through_a_yaml_anchor_are_not_edited() -> None:
     """An alias shares one object: moving a corner for one camera would move it for the other as well."""
-    from dashboard.routes.zones import GeometryIn, edit_camera
+    from dashboard.routes.zones import GeometryIn
+    from pipeline.config.edit import edit_camera
 
     gate_zones = "    zones:\n      path:\n        polygon:\n" + "".join(
         f"          - {p}\n" for p in ("[0.0, 0.0]", "[0.5, 0.0]", "[0.5, 0.5]"))

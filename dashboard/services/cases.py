@@ -1,0 +1,185 @@
+"""Cases, protected storage and the camera timeline: the exports page's look-ups besides the jobs.
+
+Scopes as for the jobs: a case is listed only to users who may see every camera of its exports and the
+cell of every alert linked to it (admins and ``*`` see every cell).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+from dashboard import exports_import
+from dashboard.context import Dashboard
+from dashboard.deps import refuse
+from dashboard.services.export_jobs import camera_cells, loads_json, sees_all, zip_cache
+from dashboard.users import User
+from history.audit import record
+from history.schema import alerts, cases, export_jobs
+from pipeline.export import cases as export_cases
+from pipeline.export import holds
+from pipeline.export.paths import UnsafeName, exports_root
+from pipeline.export.protect import alert_ranges
+from pipeline.record.catalog import Recordings
+
+
+def case_doc(d: Dashboard, name: str) -> dict[str, Any]:
+    try:
+        folder = export_cases.case_folder(exports_root(d.data_dir), name)
+    except UnsafeName:
+        return {}
+    return holds.read_json(folder / "case.json", {}) if folder.is_dir() else {}
+
+
+def case_view(d: Dashboard, row: Any, user: User) -> dict[str, Any] | None:
+    """A case for the list, or None when one of its exports has a camera, or one of its linked alerts is of a
+    cell the user may not see."""
+    cfg = d.config()
+    doc = case_doc(d, row.name)
+    cams = sorted({c for e in doc.get("exports", []) for c in e.get("cameras", [])})
+    linked = sorted({*loads_json(row.alerts, []), *doc.get("alerts", [])})
+    cells = set(camera_cells(cfg, cams))
+    if linked:
+        with d.engine.connect() as conn:
+            cells |= set(conn.execute(select(alerts.c.grid_cell_id).where(alerts.c.id.in_(linked[:500]))).scalars())
+    if not sees_all(user, sorted(cells)):
+        return None
+    return {"name": row.name, "description": row.description, "alerts": linked, "created_at": row.created_at,
+            "created_by": row.created_by, "updated_at": row.updated_at, "cameras": cams,
+            "exports": [e.get("id") for e in doc.get("exports", [])],
+            "download": f"/api/cases/{row.name}/download" if doc.get("exports") else None}
+
+
+
+def list_cases(d: Dashboard, user: User) -> list[dict[str, Any]]:
+    """The cases the user may see, newest change first."""
+    exports_import.sync(d)  # cases of `sharpeye export --case` (throttled)
+    with d.engine.connect() as conn:
+        rows = conn.execute(select(cases).order_by(cases.c.updated_at.desc())).all()
+    return [c for c in (case_view(d, r, user) for r in rows) if c]
+
+
+def save_case(d: Dashboard, user: User, name: str, description: str, linked_alerts: list[str],
+              remote: str | None) -> dict[str, Any]:
+    """Create a case, or change its description and linked alerts (alerts of the user's cells only; the
+    caller has stored from the bus those the archiver has not stored yet)."""
+    now = time.time()
+    with d.engine.begin() as conn:
+        for aid in linked_alerts:
+            row = conn.execute(select(alerts.c.grid_cell_id).where(alerts.c.id == aid)).first()
+            if row is None or not user.sees_cell(row.grid_cell_id):
+                raise refuse(404, "not_found", alert_id=aid[:128])
+        old = conn.execute(select(cases).where(cases.c.name == name)).first()
+        if old is not None and case_view(d, old, user) is None:
+            raise refuse(404, "not_found")
+        linked = sorted(set(linked_alerts))
+        if old is None:
+            conn.execute(cases.insert().values(name=name, description=description, alerts=json.dumps(linked),
+                                               created_at=now, created_by=user.username, updated_at=now))
+        else:
+            conn.execute(update(cases).where(cases.c.name == name).values(
+                description=description, alerts=json.dumps(linked), updated_at=now))
+        record(conn, "case_create" if old is None else "case_update", user_id=user.id, username=user.username,
+               remote=remote, data={"case": name, "alerts": linked})
+        row = conn.execute(select(cases).where(cases.c.name == name)).first()
+    view = case_view(d, row, user)
+    assert view is not None
+    return view
+
+
+def case_zip(d: Dashboard, name: str) -> Path:
+    """The whole case as one ZIP (every export with its manifest, and the signed case manifest), made when
+    the case changed since the last one."""
+    folder = export_cases.case_folder(exports_root(d.data_dir), name)
+    stamp = (folder / "case.json").stat().st_mtime_ns
+    tag = holds.read_json(folder / "case.json", {}).get("updated", {}).get("epoch", 0)
+    cache = zip_cache(d)
+    prefix = "case-" + hashlib.sha256(name.encode()).hexdigest()[:20]
+    dest = cache / f"{prefix}-{stamp}-{round(float(tag) * 1000)}.zip"
+    if not dest.is_file():
+        export_cases.zip_folder(folder, dest)
+        for old in cache.glob(f"{prefix}-*.zip"):
+            if old != dest:
+                old.unlink(missing_ok=True)
+    return dest
+
+
+
+def case_download(d: Dashboard, user: User, name: str) -> Path | None:
+    """The whole case as one ZIP, for users who may see every camera of every export in it; None otherwise."""
+    with d.engine.connect() as conn:
+        row = conn.execute(select(cases).where(cases.c.name == name)).first()
+    view = case_view(d, row, user) if row is not None else None
+    if view is None or not view["download"]:
+        return None
+    return case_zip(d, name)
+
+
+# ------------------------------------------------------------------------------------------ protected storage
+
+def protected_storage(d: Dashboard, user: User, open_alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Bytes of recordings retention must keep (held by exports, by open alerts, both together) for the
+    user's cameras, and the bytes of export files on disk."""
+    cfg = d.config()
+    rec = Recordings(d.data_dir / cfg.recordings.dir)
+    now = time.time()
+    held = holds.all_holds(d.data_dir)
+
+    def visible(cam: str) -> bool:
+        c = cfg.cameras.get(cam)
+        return user.all_cells() if c is None else user.sees_cell(c.grid_cell)
+
+    def segments(ranges: dict[str, list[tuple[float, float]]]) -> dict[Path, int]:
+        out: dict[Path, int] = {}
+        for cam, rs in ranges.items():
+            if not visible(cam):
+                continue
+            for s, e in rs:
+                for seg in rec.segments(cam, s, min(e, now)):
+                    out[seg.path] = seg.bytes
+        return out
+    by_exports = segments(holds.ranges_of(held))
+    by_alerts = segments(alert_ranges(open_alerts))
+    files = 0
+    with d.engine.connect() as conn:
+        for r in conn.execute(select(export_jobs.c.grid_cells, export_jobs.c.size_bytes)
+                              .where(export_jobs.c.state.in_(("done", "released")))):
+            if r.size_bytes and sees_all(user, loads_json(r.grid_cells, [""])):
+                files += r.size_bytes
+    return {"exports_bytes": sum(by_exports.values()), "alerts_bytes": sum(by_alerts.values()),
+            "total_bytes": sum({**by_exports, **by_alerts}.values()), "segments": len({*by_exports, *by_alerts}),
+            "holds": len(held), "open_alerts": len(open_alerts), "export_files_bytes": files}
+
+
+
+# ------------------------------------------------------------------------------------------ timeline
+
+def timeline(d: Dashboard, user: User, cams: list[str], t0: float, t1: float) -> dict[str, Any]:
+    """Recorded ranges, gaps (with reasons), held ranges and alerts of ``cams`` (already checked) in [t0, t1]."""
+    cfg = d.config()
+    rec_dir = d.data_dir / cfg.recordings.dir
+    rec = Recordings(rec_dir)
+    held = holds.ranges_of(holds.all_holds(d.data_dir))
+    out = []
+    for c in cams:
+        cam = cfg.cameras.get(c)
+        out.append({"id": c, "name": cam.name if cam else c,
+                    "ranges": [[round(s, 3), round(e, 3)] for s, e in rec.recorded_ranges(c, t0, t1)],
+                    "gaps": [{"start": round(g.start, 3), "end": round(g.end, 3), "reason": g.reason}
+                             for g in rec.gaps(c, t0, t1)],
+                    "held": [[max(s, t0), min(e, t1)] for s, e in held.get(c, []) if s < t1 and e > t0]})
+    with d.engine.connect() as conn:
+        rows = conn.execute(select(alerts.c.id, alerts.c.camera_id, alerts.c.start_time, alerts.c.end_time,
+                                   alerts.c.kind, alerts.c.severity, alerts.c.state)
+                            .where(alerts.c.camera_id.in_(cams), alerts.c.start_time < t1,
+                                   alerts.c.start_time >= t0 - 86400)
+                            .order_by(alerts.c.start_time).limit(2000)).all()
+    marks = [{"alert_id": r.id, "camera": r.camera_id, "start_time": r.start_time, "end_time": r.end_time,
+              "kind": r.kind, "severity": r.severity, "state": r.state}
+             for r in rows if r.end_time is None or r.end_time >= t0]
+    return {"start": t0, "end": t1, "now": time.time(), "cameras": out, "alerts": marks}
