@@ -39,6 +39,7 @@ SESSION_IDLE_S = 12 * 3600.0
 SESSION_MAX_S = 24 * 3600.0
 TOUCH_EVERY_S = 60.0  # last_seen is written at most this often
 THROTTLE_FREE = 3  # failures in a row for one (name, address) before tries are slowed
+THROTTLE_FIRST_S = 5.0  # the first wait; each further failure doubles it
 THROTTLE_MAX_S = 300.0  # the longest wait between two tries of one name from one address
 THROTTLE_FORGET_S = 24 * 3600.0  # failures older than this no longer count
 IP_WINDOW_S = 300.0
@@ -93,10 +94,10 @@ class LoginResult:
 
 def throttle_delay(fails: int) -> float:
     """Seconds a (name, address) pair waits after ``fails`` failures in a row: none for the first few
-    (typing mistakes), then 1, 2, 4, ... up to ``THROTTLE_MAX_S``."""
+    (typing mistakes), then 5, 10, 20, ... up to ``THROTTLE_MAX_S``."""
     if fails < THROTTLE_FREE:
         return 0.0
-    return float(min(THROTTLE_MAX_S, 2 ** min(fails - THROTTLE_FREE, 20)))
+    return float(min(THROTTLE_MAX_S, THROTTLE_FIRST_S * 2 ** min(fails - THROTTLE_FREE, 20)))
 
 
 def _throttle_key(username: str, remote: str | None) -> tuple[str, str]:
