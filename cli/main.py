@@ -204,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench(sub)
     from cli.export import add_parser as add_export  # light; the export is imported when it runs
     add_export(sub)
+    from cli.plates import add_parser as add_plates
+    add_plates(sub)
     p = sub.add_parser("users", help="dashboard log-ins: add, passwd, disable, enable, list", add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_users)
