@@ -31,6 +31,7 @@ from dashboard.escalation import CHECK_EVERY_S, EscalationTurn, escalate_due
 from dashboard.pages import PUBLIC_STATIC, page, static_file
 from dashboard.routes import (
     alerts,
+    audit,
     auth,
     cameras,
     exports,
@@ -120,4 +121,5 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
     app.include_router(exports.router)  # exports, cases, camera timeline (issue 12)
     app.include_router(workers.router)  # workers and camera owners of the cluster (issue 14)
     app.include_router(patrol.router)  # video patrol: plans, tours, manual alarms, faults (history/patrol.py)
+    app.include_router(audit.router)  # the audit log page and the log-in throttles (admins, supervisors)
     return SecurityHeaders(RequestGuard(app), tls=tls)  # body limit and NUL-free paths before any route
