@@ -47,6 +47,7 @@ from dashboard.routes import (
 )
 from dashboard.security import RequestGuard, SecurityHeaders, validation_errors
 from history import open_database
+from history.incidents import configure as configure_incidents
 from pipeline.config import Config
 
 log = logging.getLogger("sharpeye.dashboard")
@@ -57,6 +58,7 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
     """The ASGI app; opens (and migrates) the history database unless an engine is given."""
     engine = engine or open_database(cfg)
     dash = Dashboard(cfg, engine, redis_url, tls=tls)
+    configure_incidents(engine, dash.config)  # alerts it stores from the bus are grouped as the archiver does
 
     turn = EscalationTurn(dash.keys.prefix_key("escalation:lease"))
 

@@ -1,15 +1,21 @@
-"""Escalation (升级): alerts nobody acknowledged, and dispatches nobody signed for, within their time.
+"""Escalation (升级): each step of an alert not done within its time.
 
-Two stages, each with a time per severity from ``dashboard.escalation``:
+Four steps, each with its own deadline per severity from ``dashboard.escalation``, counted from the
+moment the step before it was done:
 
-- ``not_acknowledged``: still ``new`` longer than ``acknowledge_s`` after it started;
-- ``not_signed_for``: dispatched (step ``sent``) and not signed for ``sign_for_s`` after it was sent.
+- ``acknowledge`` (``not_acknowledged``): still ``new`` longer than ``acknowledge_s`` after it started;
+- ``signed_for`` (``not_signed_for``): dispatched and not signed for ``sign_for_s`` after it was sent;
+- ``on_scene`` (``not_on_scene``): signed for, the officer not on scene ``on_scene_s`` after signing;
+- ``feedback`` (``no_feedback``): on scene, no feedback ``feedback_s`` after arriving.
 
-An escalation raises the alert's ``escalation_level`` and is a system row in its timeline; the
-page then moves it up, colours it, sounds again and marks it overdue, and the supervisor view
-lists it.  Each stage escalates again after each further period (level 2 after twice the time, ...),
-so an alert left alone keeps climbing.  The check runs in the dashboard every second; the
-guard on the row's state and level makes it safe if two dashboards run it at once.
+An escalation raises the alert's ``escalation_level`` for the step it waits for (``escalation_step``)
+and is a system row in its timeline; the page then moves it up, colours it, sounds again and marks
+it overdue naming the late step, and the supervisor view lists it.  Each step escalates again after
+each further period (level 2 after twice the time, ...), so an alert left alone keeps climbing; doing
+the step (the workflow) sets the level back to 0 and the next step's clock starts.  Only an
+incident's first alert escalates (history/incidents.py): its later occurrences share its workflow.
+The check runs in the dashboard every second; the guard on the row's state, step and level makes it
+safe if two dashboards run it at once.
 
 Several dashboard processes (behind a load balancer, one database): only the one holding the
 escalation lease in Redis (:class:`EscalationTurn`) runs the check, so N dashboards do not query
@@ -30,8 +36,9 @@ from typing import Any
 from redis.exceptions import RedisError
 from sqlalchemy import Engine, and_, or_, select, update
 
-from dashboard.workflow import alert_view
+from dashboard.workflow import alert_view, waiting_step
 from history.audit import record
+from history.incidents import is_head
 from history.schema import alerts
 from pipeline.config import Config
 
@@ -63,24 +70,31 @@ def _limit(times: Any, severity: str) -> float:
 MAX_LEVEL = 1_000  # an escalation level beyond this is a broken time, not an alert left alone
 
 
-def due(cfg: Config, row: Any, now: float) -> tuple[str, int] | None:
-    """(reason, new level) when the alert must be escalated now, else None.
+# step waited for -> (its limits in dashboard.escalation, the column its clock starts from, the reason)
+STEPS = {"acknowledge": ("acknowledge_s", "start_time", "not_acknowledged"),
+         "signed_for": ("sign_for_s", "dispatched_at", "not_signed_for"),
+         "on_scene": ("on_scene_s", "signed_for_at", "not_on_scene"),
+         "feedback": ("feedback_s", "on_scene_at", "no_feedback")}
 
+
+def due(cfg: Config, row: Any, now: float) -> tuple[str, int] | None:
+    """(reason, new level) when the alert must be escalated now for the step it waits for, else None.
+
+    The level counts the periods since that step's clock started; a level left from an earlier step
+    (``escalation_step`` another one) counts as 0.
     Raises ValueError for a row whose times cannot be counted (not finite): the caller marks it and goes on."""
-    esc = cfg.dashboard.escalation
-    if row.state == "new":
-        limit = _limit(esc.acknowledge_s, row.severity)
-        periods = _periods(now - _finite(row.start_time, "start_time"), limit)
-        if periods > row.escalation_level:
-            return "not_acknowledged", min(periods, MAX_LEVEL)
-    elif row.state == "dispatched" and row.dispatch_step == "sent" and row.dispatched_at is not None:
-        limit = _limit(esc.sign_for_s, row.severity)
-        dispatched = _finite(row.dispatched_at, "dispatched_at")
-        periods = _periods(now - dispatched, limit)
-        since_dispatch = 0 if row.escalated_at is None or row.escalated_at < dispatched else \
-            _periods(_finite(row.escalated_at, "escalated_at") - dispatched, limit)
-        if periods > since_dispatch:
-            return "not_signed_for", min(row.escalation_level + periods - since_dispatch, MAX_LEVEL)
+    m = row._mapping
+    step = waiting_step(m)
+    if step is None:
+        return None
+    times, since_col, reason = STEPS[step]
+    if m[since_col] is None:
+        return None
+    limit = _limit(getattr(cfg.dashboard.escalation, times), row.severity)
+    periods = _periods(now - _finite(m[since_col], since_col), limit)
+    level = row.escalation_level if m.get("escalation_step") in (None, step) else 0
+    if periods > level:
+        return reason, min(periods, MAX_LEVEL)
     return None
 
 
@@ -123,13 +137,15 @@ def _escalate_one(engine: Engine, cfg: Config, row: Any, now: float) -> tuple[di
     with engine.begin() as conn:  # one transaction per alert: one bad row cannot roll back the others
         # guarded by the state and level seen, not the version: an escalation must never make an
         # operator's click on the same alert fail as stale
+        step = waiting_step(row._mapping)
         res = conn.execute(update(alerts).where(alerts.c.id == row.id, alerts.c.state == row.state,
+                                                alerts.c.dispatch_step.is_not_distinct_from(row.dispatch_step),
                                                 alerts.c.escalation_level == row.escalation_level)
-                           .values(escalation_level=level, escalated_at=now))
+                           .values(escalation_level=level, escalated_at=now, escalation_step=step))
         if res.rowcount != 1:
             return None  # an operator acted at this very moment, or another dashboard escalated it
         act = record(conn, "escalate", alert_id=row.id, grid_cell_id=row.grid_cell_id, from_state=row.state,
-                     to_state=row.state, data={"level": level, "reason": reason}, at=now)
+                     to_state=row.state, data={"level": level, "reason": reason, "step": step}, at=now)
         fresh = conn.execute(select(alerts).where(alerts.c.id == row.id)).one()
         return alert_view(fresh), act
 
@@ -142,15 +158,18 @@ def escalate_due(engine: Engine, cfg: Config, now: float | None = None) -> list[
     with the others."""
     now = time.time() if now is None else now
     esc = cfg.dashboard.escalation
-    shortest_ack = min(esc.acknowledge_s.low, esc.acknowledge_s.medium, esc.acknowledge_s.high,
-                       esc.acknowledge_s.critical)
-    shortest_sign = min(esc.sign_for_s.low, esc.sign_for_s.medium, esc.sign_for_s.high, esc.sign_for_s.critical)
+
+    def shortest(times: str) -> float:
+        t = getattr(esc, times)
+        return float(min(t.low, t.medium, t.high, t.critical))
     out = []
     with engine.connect() as conn:
-        rows = conn.execute(select(alerts).where(or_(
-            and_(alerts.c.state == "new", alerts.c.start_time <= now - shortest_ack),
-            and_(alerts.c.state == "dispatched", alerts.c.dispatch_step == "sent",
-                 alerts.c.dispatched_at <= now - shortest_sign)))).all()
+        rows = conn.execute(select(alerts).where(is_head(), or_(
+            and_(alerts.c.state == "new", alerts.c.start_time <= now - shortest("acknowledge_s")),
+            *[and_(alerts.c.state == "dispatched", alerts.c.dispatch_step == done,
+                   alerts.c[STEPS[step][1]] <= now - shortest(STEPS[step][0]))
+              for done, step in (("sent", "signed_for"), ("signed_for", "on_scene"), ("on_scene", "feedback"))]
+        ))).all()
     for row in rows:
         if (row.id, row.version, row.escalation_level) in _failed:
             continue

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, select, update
 
 from dashboard.users import User, from_row, get_user
 from history.audit import record
+from history.incidents import head_of, mirror_workflow
 from history.schema import CLASSIFICATIONS, DISPATCH_STEPS, OPEN_STATES, alerts
 
 ACTIONS = ("acknowledge", "take_over", "forward", "dispatch", "signed_for", "on_scene", "feedback", "close",
@@ -78,7 +79,31 @@ def alert_view(row: Any) -> dict[str, Any]:
         "closed_at": m["closed_at"], "closed_by": m["closed_by"], "classification": m["classification"],
         "close_comment": m["close_comment"], "escalation_level": m["escalation_level"],
         "escalated_at": m["escalated_at"], "end_reason": _end_reason(m),
+        "escalation_step": m.get("escalation_step"), "overdue": overdue_step(m),
+        "incident_id": m.get("incident_id") or m["id"],
     }
+
+
+# the step an open alert waits for, by what was done last: each has its own deadline and escalation level
+WAITING_FOR = {None: "signed_for", "sent": "signed_for", "signed_for": "on_scene", "on_scene": "feedback"}
+
+
+def waiting_step(m: Any) -> str | None:
+    """acknowledge (new), signed_for / on_scene / feedback (dispatched), else None: no deadline runs."""
+    if m["state"] == "new":
+        return "acknowledge"
+    if m["state"] == "dispatched":
+        return WAITING_FOR.get(m["dispatch_step"])
+    return None
+
+
+def overdue_step(m: Any) -> str | None:
+    """The step that is late: escalated for the step the alert still waits for (a level of a step done is spent)."""
+    step = waiting_step(m)
+    if step is None or not m["escalation_level"]:
+        return None
+    counted = m.get("escalation_step")
+    return step if counted in (None, step) else None
 
 
 def _end_reason(m: Any) -> str | None:
@@ -106,6 +131,9 @@ def apply(conn: Connection, alert_id: str, user: User, req: Request, remote: str
     """Do one action; returns (the alert as now, the audit row).  Raises WorkflowError when not allowed."""
     now = time.time() if now is None else now
     row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
+    if row is not None and row.incident_id and row.incident_id != row.id:  # an occurrence: its incident is handled
+        alert_id = row.incident_id
+        row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
     if row is None or not user.sees_cell(row.grid_cell_id):
         raise WorkflowError("not_found", 404)
     if req.action not in ACTIONS:
@@ -192,10 +220,13 @@ def apply(conn: Connection, alert_id: str, user: User, req: Request, remote: str
         note = _note(req.note, required=True)
     values["state"] = new_state
     values["version"] = row.version + 1
+    if new_state != state or "dispatch_step" in values:  # the next step has its own deadline: the level starts over
+        values.update(escalation_level=0, escalation_step=None)
     res = conn.execute(update(alerts).where(alerts.c.id == alert_id, alerts.c.version == row.version)
                        .values(**values))
     if res.rowcount != 1:
         raise WorkflowError("stale", 409)
+    mirror_workflow(conn, alert_id)  # the incident's other occurrences show its state
     act = record(conn, req.action, user_id=user.id, username=user.username, alert_id=alert_id,
                  grid_cell_id=row.grid_cell_id, from_state=state, to_state=new_state, note=note,
                  data=dict(data, by=user.display_name), remote=remote, at=now)
@@ -227,6 +258,7 @@ def create_link(conn: Connection, alert_id: str, user: User, now: float | None =
     from history.schema import dispatch_links
 
     now = time.time() if now is None else now
+    alert_id = head_of(conn, alert_id)  # the link reports the steps of the incident, whichever occurrence was picked
     row = conn.execute(select(alerts.c.officer_name, alerts.c.state, alerts.c.owner_id, alerts.c.grid_cell_id)
                        .where(alerts.c.id == alert_id)).first()
     if row is None or not user.sees_cell(row.grid_cell_id):
@@ -275,9 +307,11 @@ def officer_step(conn: Connection, token: str, step: str, note: str | None = Non
         raise WorkflowError("wrong_step", 409, step=row.dispatch_step)
     note = _note(note)
     res = conn.execute(update(alerts).where(alerts.c.id == row.id, alerts.c.version == row.version)
-                       .values({"dispatch_step": step, STEP_COLUMN[step]: now, "version": row.version + 1}))
+                       .values({"dispatch_step": step, STEP_COLUMN[step]: now, "version": row.version + 1,
+                                "escalation_level": 0, "escalation_step": None}))
     if res.rowcount != 1:
         raise WorkflowError("stale", 409)
+    mirror_workflow(conn, row.id)
     if step == "feedback":
         conn.execute(update(dispatch_links).where(dispatch_links.c.id == token_hash(token)).values(revoked_at=now))
     act = record(conn, step, alert_id=row.id, grid_cell_id=row.grid_cell_id, from_state=row.state,

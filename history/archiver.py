@@ -6,7 +6,8 @@ the group's position, so whatever was published while the archiver (or the dashb
 down is read when it is back.  A batch is written in one transaction and only then
 acknowledged (XACK); if the archiver dies in between, the entries stay pending and are read
 again at start (its own pending list, ``XREADGROUP ... 0``) or claimed from a dead consumer
-of another name (``XAUTOCLAIM``).  Storing is idempotent: a message is keyed by its ``id``
+of another name (``XAUTOCLAIM``).  A new alert joins the open incident of its camera and zone or
+line, or opens one (history/incidents.py).  Storing is idempotent: a message is keyed by its ``id``
 (or ``msg_id``) when it carries one, else by ``(alert_id, phase, time)``, so a redelivered
 entry is stored once.
 """
@@ -28,6 +29,7 @@ from sqlalchemy import Connection, Engine, select, update
 
 from history.catalogue import CatalogArchiver
 from history.db import insert_ignore, open_database
+from history.incidents import Grouping, assign, grouping_for, touch
 from history.schema import alert_messages, alerts, camera_events
 from pipeline.config import load_config
 from pipeline.config.secrets import install_log_scrubber
@@ -54,8 +56,11 @@ def _labels(labels: list[str]) -> str:
     return "," + ",".join(sorted(set(labels))) + "," if labels else ","
 
 
-def store_alert(conn: Connection, sid: str | None, msg: dict[str, Any]) -> bool:
-    """Record one alert message and fold it into the alert's row; False for a duplicate."""
+def store_alert(conn: Connection, sid: str | None, msg: dict[str, Any], grouping: Grouping | None = None) -> bool:
+    """Record one alert message and fold it into the alert's row and its incident; False for a duplicate.
+
+    A new alert joins the open incident of its camera and zone or line, or opens one (history/incidents.py);
+    ``grouping`` defaults to the one configured for the engine (``history.incidents.configure``)."""
     raw = json.dumps(msg, separators=(",", ":"), ensure_ascii=False)
     t = float(msg["time"])
     if not insert_ignore(conn, alert_messages, {
@@ -74,11 +79,14 @@ def store_alert(conn: Connection, sid: str | None, msg: dict[str, Any]) -> bool:
         "start_time": float(msg.get("start_time") or t), "end_time": msg.get("end_time"),
         "phase": msg["phase"], "updated_at": t, "message": raw,
     }
-    row = conn.execute(select(alerts.c.updated_at, alerts.c.phase, alerts.c.snapshot_path)
+    row = conn.execute(select(alerts.c.updated_at, alerts.c.phase, alerts.c.snapshot_path, alerts.c.incident_id)
                        .where(alerts.c.id == msg["alert_id"])).first()
     if row is None:
-        conn.execute(alerts.insert().values(id=msg["alert_id"], snapshot_path=snap, **detection))
+        incident_id, workflow = assign(conn, msg["alert_id"], msg, grouping or grouping_for(conn))
+        conn.execute(alerts.insert().values(id=msg["alert_id"], snapshot_path=snap, incident_id=incident_id,
+                                            **workflow, **detection))
         return True
+    touch(conn, row.incident_id, msg)
     if t < row.updated_at or (row.phase == "end" and msg["phase"] != "end"):
         return True  # an older message reclaimed after a newer one: kept in alert_messages, the row stays newer
     conn.execute(update(alerts).where(alerts.c.id == msg["alert_id"])
@@ -95,11 +103,11 @@ def store_camera(conn: Connection, sid: str | None, msg: dict[str, Any]) -> bool
         "detail": msg.get("detail"), "stream_id": sid})
 
 
-def store(conn: Connection, sid: str | None, msg: dict[str, Any]) -> bool:
+def store(conn: Connection, sid: str | None, msg: dict[str, Any], grouping: Grouping | None = None) -> bool:
     """Store one bus message of any type; unknown types are skipped (a newer publisher)."""
     kind = msg.get("type")
     if kind == "alert":
-        return store_alert(conn, sid, msg)
+        return store_alert(conn, sid, msg, grouping)
     if kind == "camera":
         return store_camera(conn, sid, msg)
     log.debug("skipping message %s of type %r", sid, kind)
@@ -110,8 +118,9 @@ class Archiver:
     """One consumer of the ``archiver`` group; ``step()`` handles one batch."""
 
     def __init__(self, engine: Engine, r: redis.Redis[bytes], keys: bus.BusKeys,
-                 consumer: str | None = None, claim_idle_ms: int = CLAIM_IDLE_MS):
+                 consumer: str | None = None, claim_idle_ms: int = CLAIM_IDLE_MS, grouping: Grouping | None = None):
         self.engine = engine
+        self.grouping = grouping  # the config's incident keys and windows (None: the engine's, if configured)
         self.r = r
         self.keys = keys
         self.consumer = consumer or f"archiver@{socket.gethostname()}"
@@ -142,7 +151,7 @@ class Archiver:
                     log.info("dropped stale message %s (fence %s: the camera has a newer owner)", sid,
                              msg.get("fence"))
                     continue
-                if store(conn, sid, msg):
+                if store(conn, sid, msg, self.grouping):
                     self.stored += 1
                 else:
                     self.duplicates += 1
@@ -213,11 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     install_log_scrubber(cfg)
     url = args.redis or Path(args.redis_url_file).read_text().strip()
     engine = open_database(cfg)
-    arch = Archiver(engine, bus.connect(url), bus.BusKeys(cfg.bus.prefix), args.consumer, args.claim_idle_ms)
+    arch = Archiver(engine, bus.connect(url), bus.BusKeys(cfg.bus.prefix), args.consumer, args.claim_idle_ms,
+                    Grouping(cfg))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nothing in the config changes what is archived
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # incident windows are read at start; the rest is config-free
     log.info("archiving %s into %s", arch.keys.events, engine.url.render_as_string(hide_password=True))
     # the recording catalogue (P:segments, its own stream: the events' consumers never see it)
     catalog = CatalogArchiver(engine, arch.r, cfg.bus.prefix, args.consumer, args.claim_idle_ms)

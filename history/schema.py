@@ -122,6 +122,11 @@ alerts = Table(
     Column("close_comment", Text, nullable=True),
     Column("escalation_level", Integer, nullable=False, server_default="0"),
     Column("escalated_at", Float, nullable=True),
+    Column("escalation_step", String(16), nullable=True,
+           doc="the step escalation_level counts (acknowledge, signed_for, on_scene, feedback); a level of "
+               "another step than the current one is spent (migration 0007)"),
+    Column("incident_id", String(128), nullable=True, index=True,
+           doc="the incident the alert is an occurrence of (its first alert's id); null: its own (migration 0007)"),
     Column("version", Integer, nullable=False, server_default="0", doc="bumped by every action: stale forms fail"),
     # every search is "newest first, by (start_time, id)": each index ends with both, so a page is an
     # index range read in order, with no sort, whatever page it is (migration 0002)

@@ -219,6 +219,10 @@ class RuleBase(Strict):
         "medium", description="Severity of the alert: low, medium (default), high or critical.")
     procedure: str | None = Field(None, max_length=4000, description="Standard operating procedure "
                                   "(处置预案) shown to the operator handling an alert of this rule; free text.")
+    incident_window_s: float | None = Field(None, ge=0, le=86400, description="Seconds after the last end of "
+                                            "an open incident of this camera and this rule's zone or line within "
+                                            "which an alert of this rule joins it instead of opening a new one "
+                                            "(0: never joins); default: the camera's alerts.incident_window_s.")
 
     @field_validator("schedule")
     @classmethod
@@ -326,6 +330,13 @@ class AlertsConfig(Strict):
                                "ends its clip covers (0-120, default 5).")
     update_interval_s: float = Field(2.0, ge=0, le=600, description="Least seconds between two "
                                      "`update` messages of one alert (default 2).")
+    incident_window_s: float = Field(120.0, ge=0, le=86400, description="An alert of the same camera and the "
+                                     "same zone or line (or the same rule, for rules without one) that starts "
+                                     "within this many seconds after the last end of an open incident, or while "
+                                     "one of its alerts is still going on, joins that incident (one room item, "
+                                     "every alert kept as an occurrence) instead of opening a new one; a rule's "
+                                     "own incident_window_s overrides it. 0: every alert is its own incident. "
+                                     "Default 120.")
 
 
 class MotionConfig(Strict):
@@ -646,6 +657,14 @@ class EscalationConfig(Strict):
 
 class DashboardConfig(Strict):
     host: str = Field("127.0.0.1", description="Address the dashboard listens on (default loopback).")
+    on_scene_s: SeverityTimes = Field(
+        default_factory=lambda: SeverityTimes(low=3600, medium=1800, high=900, critical=600),
+        description="A dispatch signed for whose officer has not reported being on scene (已到场) this long after "
+        "signing is escalated; default low 3600, medium 1800, high 900, critical 600 s.")
+    feedback_s: SeverityTimes = Field(
+        default_factory=lambda: SeverityTimes(low=7200, medium=3600, high=1800, critical=1200),
+        description="An officer on scene who has not given feedback (已反馈) this long after arriving is "
+        "escalated; default low 7200, medium 3600, high 1800, critical 1200 s.")
     port: int = Field(8080, ge=1, le=65535, description="Port of the dashboard (default 8080).")
     database_url: str | None = Field(None, description="SQLAlchemy URL of the history database (alerts, "
                                      "their updates, camera changes, operator actions, users), e.g. "

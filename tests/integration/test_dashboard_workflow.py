@@ -168,13 +168,16 @@ def test_escalation_of_unacknowledged_alerts_and_unsigned_dispatches(env: dict[s
     wang.ok("e1", "dispatch")
     sent = wang.c.get("/api/alerts/e1").json()["alert"]["dispatch"]["sent_at"]
     assert [e for e in esc(sent + 299) if e[0] == "e1"] == []  # high: 300 s to sign for
-    assert [e for e in esc(sent + 301) if e[0] == "e1"] == [("e1", 8, "not_signed_for")]
+    # each step has its own level: the signature's starts at 1, whatever the acknowledgement reached
+    assert [e for e in esc(sent + 301) if e[0] == "e1"] == [("e1", 1, "not_signed_for")]
     assert [e for e in esc(sent + 302) if e[0] == "e1"] == []
-    wang.ok("e1", "signed_for")
-    assert [e for e in esc(sent + 2000) if e[0] == "e1"] == []
+    signed = wang.ok("e1", "signed_for")["dispatch"]["signed_for_at"]
+    assert [e for e in esc(signed + 899) if e[0] == "e1"] == []  # high: 900 s to be on scene
+    assert [e for e in esc(signed + 901) if e[0] == "e1"] == [("e1", 1, "not_on_scene")]
     tl = wang.c.get("/api/alerts/e1").json()["timeline"]
     escalations = [t for t in tl if t["action"] == "escalate"]
-    assert [t["data"]["level"] for t in escalations] == [1, 2, 7, 8]  # one row per escalation, levels may jump
+    assert [t["data"]["level"] for t in escalations] == [1, 2, 7, 1, 1]  # one row per escalation, levels may jump
+    assert [t["data"]["step"] for t in escalations] == ["acknowledge"] * 3 + ["signed_for", "on_scene"]
     assert all(t["username"] is None for t in escalations)  # the system did it
 
 
