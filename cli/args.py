@@ -1,4 +1,10 @@
-"""Arguments and config loading shared by the ``sharpeye`` subcommands."""
+"""What every ``sharpeye`` sub-command shares: the config argument, loading the config, finding the bus,
+and the exit codes.
+
+Exit codes, the same for every command: 0 done, 1 a runtime failure (I/O, a model that cannot be
+found or fetched, a verification that failed), 2 a usage or config problem (argparse's own errors, and
+config problems printed as ``FILE:LINE: path: problem``).
+"""
 
 from __future__ import annotations
 
@@ -11,28 +17,44 @@ from pipeline.config import Config, ConfigError, load_config
 from pipeline.config.secrets import scrub
 
 DEFAULT_CONFIG = "streams.yaml"
+CONFIG_ENV = "SHARPEYE_CONFIG"
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+EXIT_CODES = """exit status:
+  0  done
+  1  a runtime failure: I/O, a model that cannot be found or fetched, a verification that failed
+  2  a usage or config problem (config problems are printed as FILE:LINE: path: problem)"""
+
+NO_BUS = ("no redis_url in the config and no running embedded Redis found (is `sharpeye run` running?); "
+          "pass --redis URL")
 
 
 def default_config() -> str:
-    return os.environ.get("SHARPEYE_CONFIG", DEFAULT_CONFIG)
+    """``$SHARPEYE_CONFIG``, else ``./streams.yaml``."""
+    return os.environ.get(CONFIG_ENV, DEFAULT_CONFIG)
 
 
-def add_config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", default=default_config(),
-                   help="config file (default: $SHARPEYE_CONFIG or ./streams.yaml)")
+def add_config_arg(p: argparse.ArgumentParser, verb: bool = False) -> None:
+    """``--config/-c``.  On a verb (``export key -c X``) it is accepted too, and without it the one given
+    before the verb (``export -c X key``) is kept: argparse would otherwise reset it to the default."""
+    p.add_argument("--config", "-c", default=argparse.SUPPRESS if verb else default_config(),
+                   help=f"config file (default: ${CONFIG_ENV} or ./{DEFAULT_CONFIG})")
 
 
 def load_or_exit(path: str, *, full: bool = False) -> Config:
     """The config, or exit 2 after printing each problem as ``FILE:LINE: path: message``.
 
     `full` runs :func:`validate_config` (what `run` needs); without it the model is not opened,
-    which is all that reading the bus (`status`, `events`) needs.
+    which is all that reading the bus (`status`, `events`) or the data folder (`export`) needs.
     """
     try:
         return validate_config(path) if full else load_config(path)
     except ConfigError as e:
         print(scrub("\n".join(e.problems)), file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_USAGE) from None
 
 
 def embedded_url(cfg: Config) -> str | None:
@@ -41,10 +63,14 @@ def embedded_url(cfg: Config) -> str | None:
     return f.read_text().strip() if f.exists() else None
 
 
+def bus_url(cfg: Config, override: str | None) -> str | None:
+    """``--redis``, else the config's ``redis_url``, else the embedded Redis a running `sharpeye run` started."""
+    return override or cfg.redis_url or embedded_url(cfg)
+
+
 def bus_url_or_exit(cfg: Config, override: str | None) -> str:
-    url = override or cfg.redis_url or embedded_url(cfg)
+    url = bus_url(cfg, override)
     if url is None:
-        print("no redis_url in the config and no running embedded Redis found (is `sharpeye run` "
-              "running?); pass --redis URL", file=sys.stderr)
-        raise SystemExit(2)
+        print(NO_BUS, file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
     return url

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline.analyse.models import DEFAULT_MODEL, fetch_model, load_manifest
 from pipeline.tools.bench.command import MAX_CAMERAS, default_results_dir, format_report, run_bench
 from pipeline.tools.bench.run import Plan
 
@@ -27,6 +28,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.capacity and args.counts:
         print("--capacity and --counts exclude each other", file=sys.stderr)
         return 2
+    # the model first, from the shared store: without it, say so in one line before any simulator starts
+    fetch_model(load_manifest(DEFAULT_MODEL))
     results_dir = Path(args.results_dir) if args.results_dir else None
     if results_dir is None and (args.capacity or args.counts):
         results_dir = default_results_dir(plan, plan.cache_dir)

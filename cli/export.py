@@ -22,38 +22,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cli.args import NO_BUS, add_config_arg, bus_url, load_or_exit
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.config.secrets import scrub
-
-DEFAULT_CONFIG_ENV = "SHARPEYE_CONFIG"
-
-
-def _default_config() -> str:
-    import os
-
-    return os.environ.get(DEFAULT_CONFIG_ENV, "streams.yaml")
-
-
-def _config(path: str) -> Config:
-    """The config, or exit 2 with ``FILE:LINE: problem`` lines (as every ``sharpeye`` command does)."""
-    try:
-        return load_config(path)
-    except ConfigError as e:
-        print(scrub("\n".join(e.problems)), file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def _config_arg(p: argparse.ArgumentParser, sub: bool = False) -> None:
-    """``--config``; on a verb (``export key -c X``) it is also accepted, and without it the one given
-    before the verb (``export -c X key``) is kept (argparse would otherwise reset it to the default)."""
-    p.add_argument("--config", "-c", default=argparse.SUPPRESS if sub else _default_config(),
-                   help="config file (default: $SHARPEYE_CONFIG or ./streams.yaml)")
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("export", help="export cameras' recordings over a time range with a signed evidence manifest",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _config_arg(p)
+    add_config_arg(p)
     p.add_argument("--camera", action="append", default=[], metavar="ID", help="camera id (repeat for several)")
     p.add_argument("--start", metavar="T", help="start: ISO 8601 (config time zone when no offset) or epoch s")
     p.add_argument("--end", metavar="T", help="end: ISO 8601 or epoch seconds")
@@ -75,23 +52,23 @@ def add_parser(sub: Any) -> None:
                                  "when the config is found)")
     v.add_argument("--recordings", action="store_true",
                    help="also hash the source segments still in the config's recordings and compare them")
-    _config_arg(v, sub=True)
+    add_config_arg(v, verb=True)
     v.set_defaults(func=cmd_verify)
 
     k = verbs.add_parser("key", help="print this installation's public signing key (made on first use)")
-    _config_arg(k, sub=True)
+    add_config_arg(k, verb=True)
     k.set_defaults(func=cmd_key)
 
     r = verbs.add_parser("release", help="release exports' holds: retention may delete their recordings again")
     r.add_argument("ids", nargs="*", metavar="ID", help="export id(s)")
     r.add_argument("--case", action="append", default=[], metavar="NAME",
                    help="release every export of this case (repeat for several)")
-    _config_arg(r, sub=True)
+    add_config_arg(r, verb=True)
     r.set_defaults(func=cmd_release)
 
     lp = verbs.add_parser("list", help="held exports and cases")
     lp.add_argument("--json", action="store_true")
-    _config_arg(lp, sub=True)
+    add_config_arg(lp, verb=True)
     lp.set_defaults(func=cmd_list)
 
 
@@ -126,7 +103,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pipeline.export.job import ExportError, ExportRequest, os_user, run_export
     from pipeline.export.times import parse_time
 
-    cfg = _config(args.config)
+    cfg = load_or_exit(args.config)
     tz = cfg.tzinfo()
     alert = None
     cameras = list(args.camera)
@@ -204,21 +181,15 @@ def _alert_clip(cfg: Config, args: argparse.Namespace) -> Any:
     from pipeline.export.alerts import AlertNotFound, alert_clip
     from pipeline.publish import bus
 
-    url = args.redis or cfg.redis_url or _embedded_url(cfg)
+    url = bus_url(cfg, args.redis)
     if url is None:
-        raise ValueError("--alert needs the bus: no redis_url in the config and no running embedded Redis "
-                         "(is `sharpeye run` running?); pass --redis URL")
+        raise ValueError(f"--alert needs the bus: {NO_BUS}")
     try:
         return alert_clip(cfg, bus.connect(url), args.alert)
     except AlertNotFound as e:
         raise ValueError(str(e)) from None
     except Exception as e:  # redis connection errors
         raise ValueError(scrub(f"cannot read the bus at {url}: {e}")) from None
-
-
-def _embedded_url(cfg: Config) -> str | None:
-    f = cfg.data_path() / "redis" / "url"
-    return f.read_text().strip() if f.exists() else None
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -238,7 +209,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             local = None
     sources = None
     if args.recordings:
-        cfg = _config(args.config)
+        cfg = load_or_exit(args.config)
         from pipeline.export.fetch import CACHE_DIR
 
         sources = [cfg.data_path() / cfg.recordings.dir, cfg.data_path() / CACHE_DIR]
@@ -265,7 +236,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_key(args: argparse.Namespace) -> int:
     from pipeline.export.signing import fingerprint, key_path, load_or_create_key, public_key_b64
 
-    data = _config(args.config).data_path()
+    data = load_or_exit(args.config).data_path()
     pub = public_key_b64(load_or_create_key(data))
     print(f"ed25519 {pub}")
     print(f"fingerprint {fingerprint(pub)}  (private key: {key_path(data)})", file=sys.stderr)
@@ -279,7 +250,7 @@ def cmd_release(args: argparse.Namespace) -> int:
     if not args.ids and not args.case:
         print("sharpeye export release: give export id(s) or --case NAME", file=sys.stderr)
         return 2
-    data = _config(args.config).data_path()
+    data = load_or_exit(args.config).data_path()
     code = 0
     for export_id in args.ids:
         try:
@@ -319,7 +290,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from pipeline.export import cases, holds
 
-    data = _config(args.config).data_path()
+    data = load_or_exit(args.config).data_path()
     held = holds.all_holds(data)
     index = cases.read_index(data).get("cases", {})
     if args.json:

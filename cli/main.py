@@ -8,8 +8,17 @@ import logging
 import os
 import sys
 
-from cli.args import add_config_arg as _config_arg
-from cli.args import bus_url_or_exit, default_config, load_or_exit, validate_config
+from cli.args import (
+    EXIT_CODES,
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    add_config_arg,
+    bus_url_or_exit,
+    default_config,
+    load_or_exit,
+    validate_config,
+)
+from pipeline.analyse.models import DEFAULT_MODEL, MODELS_DIR_ENV, OFFLINE_ENV, ModelUnavailable
 from pipeline.config import ConfigError
 from pipeline.config.secrets import install_log_scrubber, scrub
 
@@ -21,7 +30,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as e:
         for line in e.problems:
             print(scrub(line), file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     cams = cfg.cameras
     enabled = sum(1 for c in cams.values() if c.enabled)
     rules = sum(len(c.rules) for c in cams.values())
@@ -105,12 +114,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_users(args: argparse.Namespace) -> int:
-    from cli.users import main as users_main  # lazy: only this command needs the dashboard
-
-    return users_main(args.args)
-
-
 def _warn_loose_modes(data_dir: os.PathLike[str]) -> None:
     """Warn (stderr) about anything under the data directory other users may read."""
     from pathlib import Path
@@ -136,37 +139,66 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_model(args: argparse.Namespace) -> int:
-    """Into ``--dest``, else the config's ``data_dir``/models (the config named or ./streams.yaml), else
-    the user's model cache."""
+    """Into ``--dest``, else the folder the ``--config`` given names in ``model.path``, else the shared
+    store; from ``--from FILE`` when given (checked against the manifest's sha256).  Prints the path."""
     from pathlib import Path
 
-    from pipeline.analyse.models import default_models_dir, fetch_model, load_manifest
+    from pipeline.analyse.models import fetch_model, load_manifest
 
+    name = args.name
     dest = Path(args.dest) if args.dest else None
-    if dest is None and Path(args.config).is_file():
-        dest = load_or_exit(args.config).models_path()
-    print(fetch_model(load_manifest(args.name), dest_dir=dest or default_models_dir()))
+    if args.config is not None:
+        cfg = load_or_exit(args.config)
+        dest = dest or cfg.models_path()
+        if name is None and not cfg.model.name.endswith((".onnx", ".json")):
+            name = cfg.model.name
+    try:
+        manifest = load_manifest(name or DEFAULT_MODEL)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"sharpeye fetch-model: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    source = Path(args.source) if args.source else None
+    print(fetch_model(manifest, dest_dir=dest, source_file=source))
     return 0
 
 
+STORE = f"${MODELS_DIR_ENV}, else ~/.cache/sharpeye/models; a config's model.path when it sets one"
+EPILOG = f"""{EXIT_CODES}
+
+model store: $SHARPEYE_MODELS_DIR, else ~/.cache/sharpeye/models (a config's model.path when it sets one);
+  without network, `sharpeye fetch-model --from FILE` installs a downloaded .onnx, and
+  ${OFFLINE_ENV}=1 forbids downloading."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="sharpeye", description="Sharp Eyes: video analytics for a duty command room.")
-    ap.add_argument("--log-level", default=os.environ.get("SHARPEYE_LOG", "INFO"))
+    ap = argparse.ArgumentParser(prog="sharpeye", description="Sharp Eyes: video analytics for a duty command room. "
+                                 "Every command and verb has its own --help.", epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--log-level", default=os.environ.get("SHARPEYE_LOG", "INFO"),
+                    help="log level: DEBUG, INFO, WARNING, ERROR (default $SHARPEYE_LOG or INFO)")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    p = sub.add_parser("check", help="validate a config; exit 2 with FILE:LINE: messages when invalid")
-    p.add_argument("config", nargs="?", default=default_config())
+    p = sub.add_parser("check", help="validate a config; exit 2 with FILE:LINE: messages when invalid",
+                       description="Validate a config as `sharpeye run` does: the schema, the files it names and "
+                       "the rules' labels against the model's classes. Exit 0 with a summary, 2 with every problem.")
+    p.add_argument("config", nargs="?", default=default_config(),
+                   help="config file (default: $SHARPEYE_CONFIG or ./streams.yaml)")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("run", help="start Redis (if embedded), the stream workers and the dashboard")
-    _config_arg(p)
+    p = sub.add_parser("run", help="start Redis (if embedded), the stream workers and the dashboard",
+                       description="Start Redis (when the config has no redis_url), the stream workers, the "
+                       "archiver and the dashboard, and keep them running until interrupted.")
+    add_config_arg(p)
     p.add_argument("--host", help="dashboard address (default from config: 127.0.0.1)")
     p.add_argument("--port", type=int, help="dashboard port (default from config: 8080)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("detect", help="run the detector over an image or a video file")
-    p.add_argument("source")
-    p.add_argument("--model", default="yolox_nano", help="manifest name or .onnx path (default yolox_nano)")
+    p = sub.add_parser("detect", help="run the detector over an image or a video file",
+                       description="Run the detector over an image or a video file and print what it finds. "
+                       f"A model name is read from the model store ({STORE}).")
+    p.add_argument("source", help="image or video file")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"manifest name or .onnx path (default {DEFAULT_MODEL})")
     p.add_argument("--every", type=int, default=1, help="process every Nth frame (default 1)")
     p.add_argument("--score", type=float, default=0.3, help="minimum score (default 0.3)")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
@@ -174,8 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per processed frame")
     p.set_defaults(func=cmd_detect)
 
-    p = sub.add_parser("events", help="print events from the bus")
-    _config_arg(p)
+    p = sub.add_parser("events", help="print events from the bus",
+                       description="Print the latest alerts and camera events from the bus; --follow keeps going.")
+    add_config_arg(p)
     p.add_argument("--redis", help="redis:// URL (default: the config's, or the running embedded one)")
     p.add_argument("--prefix", default="sharpeye", help="key prefix when --redis is given without config")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
@@ -183,17 +216,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_events)
 
-    p = sub.add_parser("status", help="every camera's state, fps, skipped fps, inference ms, reconnects")
-    _config_arg(p)
+    p = sub.add_parser("status", help="every camera's state, fps, skipped fps, inference ms, reconnects",
+                       description="Every configured camera's state as its worker last reported it on the bus.")
+    add_config_arg(p)
     p.add_argument("--redis", help="redis:// URL (default: the config's, or the running embedded one)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON document")
     p.add_argument("--stages", action="store_true", help="milliseconds per frame in each pipeline stage")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("fetch-model", help="fetch a model's weights, verifying the checksum")
-    p.add_argument("name", nargs="?", default="yolox_nano")
-    _config_arg(p)
-    p.add_argument("--dest", help="directory for the weights (default: the config's data_dir/models)")
+    p = sub.add_parser("fetch-model", help="install a model's weights into the model store, verifying the sha256",
+                       description=f"Install a model's weights into the model store ({STORE}) and print "
+                       "the file's path. The file comes from --from FILE, else the asset mirror "
+                       "($SHARPEYE_ASSET_MIRROR/models), else the manifest's url (10 s timeout; never with "
+                       f"${OFFLINE_ENV}=1); it is installed only when its sha256 matches the manifest.")
+    p.add_argument("name", nargs="?", default=None,
+                   help=f"manifest name (default: the --config's model, else {DEFAULT_MODEL})")
+    p.add_argument("--from", dest="source", metavar="FILE",
+                   help="install this file (e.g. downloaded on another machine) after checking its sha256")
+    p.add_argument("--config", "-c", default=None,
+                   help="install where this config's model.path says (default: the shared store)")
+    p.add_argument("--dest", help="directory for the weights (default: the model store)")
     p.set_defaults(func=cmd_fetch_model)
 
     from cli.preview import add_parser as add_preview
@@ -206,9 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_export(sub)
     from cli.plates import add_parser as add_plates
     add_plates(sub)
-    p = sub.add_parser("users", help="dashboard log-ins: add, passwd, disable, enable, list", add_help=False)
-    p.add_argument("args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_users)
+    from cli.users import add_parser as add_users
+    add_users(sub)
     return ap
 
 
@@ -218,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
+    except ModelUnavailable as e:  # one line: where the model was looked for and how to install it
+        print(scrub(f"sharpeye {args.cmd}: {e}"), file=sys.stderr)
+        return EXIT_FAILURE
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:

@@ -2,10 +2,14 @@
 
 Weights are never committed: a small JSON manifest shipped inside the package
 (``pipeline/analyse/manifests/``) names the public origin and the sha256 of each ONNX file, and
-:func:`fetch_model` puts the file at ``<models dir>/<name>.onnx`` (the config's ``data_dir``/models
-for a running system; copied from a local mirror when there is one, downloaded otherwise). A file whose hash does
-not match is never used, so a truncated download or a swapped file cannot silently change
-what the command room's detector sees.
+:func:`fetch_model` puts the file at ``<store>/<name>.onnx``.  There is one store for every command
+(``detect``, ``bench``, ``run``, ``fetch-model``): ``$SHARPEYE_MODELS_DIR``, else
+``~/.cache/sharpeye/models``; a config uses another folder only when its ``model.path`` says so.  The
+file is copied from a file given by hand (``sharpeye fetch-model --from FILE``) or from a local mirror
+when there is one, downloaded otherwise (10 s timeout; never with ``$SHARPEYE_OFFLINE=1``).  A file whose
+hash does not match is never used, so a truncated download or a swapped file cannot silently change
+what the command room's detector sees.  When there is no verified file and no way to get one,
+:class:`ModelUnavailable` says in one line where it looked and how to install the file.
 
 Run ``python -m pipeline.analyse.models fetch [NAME]`` to fetch a model; it prints the file's path.
 """
@@ -34,6 +38,8 @@ MANIFESTS_DIR = Path(__file__).resolve().parent / "manifests"  # package data: w
 MODELS_DIR_ENV = "SHARPEYE_MODELS_DIR"
 DEFAULT_MODEL = "yolox_nano"
 MIRROR_ENV = "SHARPEYE_ASSET_MIRROR"
+OFFLINE_ENV = "SHARPEYE_OFFLINE"
+DOWNLOAD_TIMEOUT_S = 10.0  # per connect and read: no network fails in seconds, not minutes
 
 ModelFormat = Literal["yolox", "yolov8"]
 
@@ -189,43 +195,93 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch_model(manifest: ModelManifest, dest_dir: Path | None = None, mirror: Path | None = None) -> Path:
+def offline() -> bool:
+    """True when ``$SHARPEYE_OFFLINE`` forbids downloading (set it where there is no network, and in tests)."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def install_hint(manifest: ModelManifest) -> str:
+    """How to install the weights by hand: the command, and where the file comes from."""
+    origin = f", FILE being {manifest.name}.onnx from {manifest.url}" if manifest.url else ""
+    return f"install it with `sharpeye fetch-model {manifest.name} --from FILE`{origin}"
+
+
+def fetch_model(
+    manifest: ModelManifest,
+    dest_dir: Path | None = None,
+    mirror: Path | None = None,
+    source_file: Path | None = None,
+) -> Path:
     """Make sure ``<dest_dir>/<name>.onnx`` exists with the manifest's sha256, and return its path.
 
-    A file already in place with the right hash is kept as is (no network). Otherwise it is copied
-    from ``<mirror>/models/<name>.onnx`` when the mirror has it, or downloaded from the manifest's
-    url. Either way it is written to a temporary file in ``dest_dir`` and only renamed into place
-    once its hash is verified, so a crash or a bad file never leaves a half-written model behind.
+    ``dest_dir`` defaults to the shared store (:func:`default_models_dir`).  A file already in place
+    with the right hash is kept as is (no network).  Otherwise it is copied from ``source_file`` when
+    given (``sharpeye fetch-model --from FILE``), else from ``<mirror>/models/<name>.onnx`` when the
+    mirror has it, else downloaded from the manifest's url (with a short timeout, and never when
+    ``$SHARPEYE_OFFLINE`` is set).  Either way it is written to a temporary file in ``dest_dir`` and only
+    renamed into place once its hash is verified, so a crash or a bad file never leaves a half-written
+    model behind.  Raises :class:`ModelUnavailable` (one line: where it looked, how to install the
+    file) when there is no verified file and no source; :class:`ChecksumError` when a source's file
+    does not match.
     """
     if manifest.sha256 is None:
-        raise ValueError(
+        raise ModelUnavailable(
             f"model {manifest.name!r}: the manifest has no sha256, so it cannot be fetched safely"
         )
     dest_dir = Path(dest_dir) if dest_dir is not None else default_models_dir()
     mirror = Path(mirror) if mirror is not None else default_mirror()
     target = dest_dir / f"{manifest.name}.onnx"
 
-    if target.is_file():
+    if source_file is None and target.is_file():
         actual = sha256_file(target)
         if actual == manifest.sha256:
             return target
         log.warning("%s has sha256 %s, expected %s: fetching it again", target, actual, manifest.sha256)
 
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    source = mirror / "models" / f"{manifest.name}.onnx" if mirror is not None else None
-    if source is not None and source.is_file():
-        origin = str(source)
-        log.info("copying model %s from mirror %s", manifest.name, source)
-        _install_verified(manifest, target, origin, lambda out: _copy_from_file(source, out))
-    elif manifest.url:
-        origin = manifest.url
-        log.info("downloading model %s from %s", manifest.name, manifest.url)
-        _install_verified(manifest, target, origin, lambda out: _copy_from_url(manifest.url or "", out))
-    else:
-        raise ModelUnavailable(
-            f"model {manifest.name!r}: not in {target}, not in the mirror ({source}), and the manifest has no url"
-        )
+    mirrored = mirror / "models" / f"{manifest.name}.onnx" if mirror is not None else None
+    if source_file is not None:
+        source = Path(source_file)
+        if not source.is_file():
+            raise ModelUnavailable(f"model {manifest.name!r}: {source}: no such file")
+        _install(manifest, target, str(source), lambda out: _copy_from_file(source, out))
+        return target
+    if mirrored is not None and mirrored.is_file():
+        log.info("copying model %s from mirror %s", manifest.name, mirrored)
+        _install(manifest, target, str(mirrored), lambda out: _copy_from_file(mirrored, out))
+        return target
+
+    looked = f"not found at {target}" + (f" nor in the mirror {mirrored}" if mirrored is not None else "")
+    url = manifest.url
+    if not url:
+        raise ModelUnavailable(f"model {manifest.name!r} {looked}, and its manifest has no url: "
+                               f"{install_hint(manifest)}")
+    if offline() and not url.startswith("file:"):
+        raise ModelUnavailable(f"model {manifest.name!r} {looked}, and downloading is off "
+                               f"({OFFLINE_ENV}={os.environ.get(OFFLINE_ENV)}): {install_hint(manifest)}")
+    log.debug("downloading model %s from %s", manifest.name, url)
+    _install(manifest, target, url, lambda out: _copy_from_url(url, out),
+             failed=f"{looked}, and downloading it failed")
     return target
+
+
+def _install(manifest: ModelManifest, target: Path, origin: str, write: Callable[[IO[bytes]], None],
+             failed: str | None = None) -> None:
+    """:func:`_install_verified` into a folder made first; an I/O error becomes one ModelUnavailable line."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _install_verified(manifest, target, origin, write)
+    except ChecksumError:
+        raise
+    except (OSError, ValueError) as exc:  # URLError, HTTPError and timeouts are OSErrors
+        reason = getattr(exc, "reason", None) or exc
+        reason = getattr(reason, "strerror", None) or reason
+        where = failed or f"could not be copied from {origin} to {target}"
+        raise ModelUnavailable(f"model {manifest.name!r} {where} ({_one_line(reason)}): "
+                               f"{install_hint(manifest)}") from None
+
+
+def _one_line(reason: object) -> str:
+    return " ".join(str(reason).split()) or type(reason).__name__
 
 
 def _copy_from_file(source: Path, out: IO[bytes]) -> None:
@@ -234,7 +290,7 @@ def _copy_from_file(source: Path, out: IO[bytes]) -> None:
 
 
 def _copy_from_url(url: str, out: IO[bytes]) -> None:
-    with urllib.request.urlopen(url, timeout=60) as response:
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
         shutil.copyfileobj(response, out, 1 << 20)
 
 
@@ -273,7 +329,10 @@ def resolve_model(
     """
     text = str(model)
     if not text.endswith(".onnx"):
-        manifest = load_manifest(text)
+        try:
+            manifest = load_manifest(text)
+        except FileNotFoundError as exc:
+            raise ModelUnavailable(str(exc)) from None
         return fetch_model(manifest, dest_dir=dest_dir, mirror=mirror), manifest
     path = Path(text)
     if base_dir is not None and not path.is_absolute():
@@ -368,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     try:
         path = fetch_model(load_manifest(args.name), dest_dir=args.dest, mirror=args.mirror)
-    except (OSError, ValueError, ChecksumError) as exc:
+    except (OSError, ValueError, ModelUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(path)

@@ -618,6 +618,10 @@ class ModelConfig(Strict):
     name: str = Field("yolox_nano", description="Model manifest name in models/ (fetched and "
                       "checksum-verified on first use), or a path to an .onnx file (or a .json "
                       "manifest), relative to the config file's folder.")
+    path: str | None = Field(None, description="Folder the weights of a model name are fetched into and "
+                             "read from, relative to the config file's folder (e.g. data/models to keep them "
+                             "beside the recordings); default: the shared model store, $SHARPEYE_MODELS_DIR "
+                             "or ~/.cache/sharpeye/models, used by every sharpeye command.")
     providers: list[Literal["cpu", "cuda", "tensorrt"]] = Field(
         ["cpu"], min_length=1, description="onnxruntime execution providers in order of preference; "
         "those not installed are skipped, CPU is always the last resort. Default [cpu].")
@@ -913,9 +917,12 @@ class Config(Strict):
     def base_dir(self) -> Path:
         return self.path.parent if self.path else Path.cwd()
 
-    def models_path(self) -> Path:
-        """Where model weights are fetched to: ``<data_dir>/models``."""
-        return self.data_path() / "models"
+    def models_path(self) -> Path | None:
+        """The folder ``model.path`` names (from the config's folder), or None: the shared model store."""
+        if self.model.path is None:
+            return None
+        p = Path(self.model.path).expanduser()
+        return p if p.is_absolute() else (self.base_dir() / p).resolve()
 
     def camera_alerts(self, cid: str) -> AlertsConfig:
         return self.cameras[cid].alerts or self.alerts

@@ -88,7 +88,7 @@ def render_markdown() -> str:
             out += [model.__doc__.strip().splitlines()[0], ""]
         out += ["| key | type | default | description |", "|---|---|---|---|"]
         for name, f in own.items():
-            if name == "path":
+            if model is C.Config and name == "path":  # the file the config was read from, not a key
                 continue
             out.append(f"| `{name}` | {_type_name(f.annotation)} | {_default(f)} | {f.description or ''} |")
         out.append("")

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_detect_json_finds_the_person_walking_in(person_clip: Path) -> None:
@@ -26,17 +30,27 @@ def test_detect_json_finds_the_person_walking_in(person_clip: Path) -> None:
     print(f"first person at frame {first['frame']} ({first['pts']} s): {box}")
 
 
-def test_detect_on_an_image(tmp_path: Path, person_clip: Path) -> None:
+def test_detect_on_an_image_from_a_folder_with_no_config_reads_the_model_store(
+        tmp_path: Path, person_clip: Path, yolox_onnx: Path) -> None:
+    """The model comes from $SHARPEYE_MODELS_DIR alone: no config, no data/, no mirror, no network."""
     import av
     import cv2
 
+    work, store, mirror = tmp_path / "work", tmp_path / "store", tmp_path / "empty-mirror"
+    for d in (work, store, mirror):
+        d.mkdir()
+    shutil.copyfile(yolox_onnx, store / "yolox_nano.onnx")
     with av.open(str(person_clip)) as c:
         for i, frame in enumerate(c.decode(video=0)):
             if i == 100:
                 cv2.imwrite(str(tmp_path / "f.jpg"), frame.to_ndarray(format="bgr24"))
                 break
+    env = {**os.environ, "SHARPEYE_MODELS_DIR": str(store), "SHARPEYE_ASSET_MIRROR": str(mirror),
+           "SHARPEYE_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-m", "cli.main", "detect", str(tmp_path / "f.jpg"), "--json"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, cwd=work, env=env)
     assert out.returncode == 0, out.stderr
     (rec,) = [json.loads(line) for line in out.stdout.splitlines()]
     assert rec["frame"] == 0 and any(d["label"] == "person" for d in rec["detections"])
+    assert list(work.iterdir()) == []  # nothing written where it ran: no data/, no models/
+    assert sorted(p.name for p in store.iterdir()) == ["yolox_nano.onnx"]
