@@ -143,7 +143,7 @@ def plate_colour(region: np.ndarray) -> str | None:
         "green": int(np.count_nonzero(sat & (h >= 35) & (h <= 94))),
         "other": int(np.count_nonzero(sat & ((h < 12) | (h > 130)))),
         "white": int(np.count_nonzero(~sat & (v >= 150))),
-        "black": int(np.count_nonzero(~sat & (v < 80))),
+        "black": int(np.count_nonzero(~sat & (v < 110))),  # black plates look dark grey under light
     }
     best = max(counts, key=lambda k: counts[k])
     if best == "other":
