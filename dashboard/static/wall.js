@@ -1,4 +1,5 @@
-// Camera wall: 1/4/9/16 tiles of live video (player.js), cameras picked per tile or by grid cell,
+// Camera wall: 1/4/9/16 tiles of live video (player.js), cameras picked per tile, by grid cell or by a
+// patrol plan's tour (tour.js: tiles advance every dwell, a touch pauses, marks per tile),
 // health per tile from the camera statuses (polled, and pushed at once over the event stream when a
 // camera goes offline), a tile enlarged to the main stream. The layout lives in the URL's hash
 // (#layout=4&cams=a,b or #layout=9&cell=G1), so a wall can be bookmarked.
@@ -27,6 +28,7 @@ function writeHash() {
 
 function tileCameras() {
   if (W.enlarged) return [W.enlarged];
+  if (window.Tour && Tour.active()) return Tour.cameras(); // a patrol tour decides what each tile shows
   const ids = W.cell ? W.order.filter(id => W.cams[id].grid_cell.id === W.cell) : W.picks;
   const out = [];
   for (let i = 0; i < W.layout; i++) out.push(ids[i] && W.cams[ids[i]] ? ids[i] : null);
@@ -43,48 +45,70 @@ function render() {
     b.classList.toggle("here", !W.enlarged && Number(b.dataset.layout) === W.layout));
   document.getElementById("w-back").hidden = !W.enlarged;
   document.getElementById("w-cell").value = W.cell;
-  const tpl = document.getElementById("tile-tpl");
   wall.replaceChildren();
   ids.forEach((id, i) => {
-    const el = tpl.content.firstElementChild.cloneNode(true);
-    applyLiveI18n(el);
-    wall.append(el);
-    const tile = {
-      el, index: i, camera: id, player: null,
-      video: el.querySelector("video"), img: el.querySelector("img"), canvas: el.querySelector("canvas"),
-      onState: (state, detail) => setTileState(tile, state, detail),
-    };
-    const pick = el.querySelector(".cam-pick");
-    pick.append(SE.el("option", { value: "", text: SE.t("wall.choose") }));
-    for (const cid of W.order) pick.append(SE.el("option", { value: cid, text: `${W.cams[cid].name} · ${W.cams[cid].grid_cell.name}` }));
-    pick.value = id || "";
-    pick.disabled = Boolean(W.enlarged);
-    pick.addEventListener("change", () => {
-      W.cell = "";
-      W.picks = tileCameras().slice();
-      W.picks[i] = pick.value || null;
-      writeHash();
-      render();
-    });
-    el.querySelector(".enlarge").addEventListener("click", () => {
-      if (!tile.camera) return;
-      W.enlarged = W.enlarged ? null : tile.camera;
-      writeHash();
-      render();
-    });
-    el.addEventListener("dblclick", () => el.querySelector(".enlarge").click());
+    const tile = makeTile(id, i);
+    wall.append(tile.el);
     W.tiles.push(tile);
-    if (id) {
-      el.dataset.camera = id;
-      const cam = W.cams[id];
-      const stream = W.enlarged && cam.main_stream ? "main" : "sub";
-      tile.player = new LivePlayer(tile, cam, { stream });
-      if (tile.player.format === "jpeg") document.getElementById("w-note").textContent = SE.t("wall.fallback");
-    }
     paintHealth(tile);
   });
   if (!W.order.length) wall.append(SE.el("p", { class: "empty", text: SE.t("wall.no_cameras") }));
 }
+
+// One tile showing camera ``id`` (or none) at position ``i``, its player started.
+function makeTile(id, i) {
+  const tpl = document.getElementById("tile-tpl");
+  const el = tpl.content.firstElementChild.cloneNode(true);
+  applyLiveI18n(el);
+  const tile = {
+    el, index: i, camera: id, player: null,
+    video: el.querySelector("video"), img: el.querySelector("img"), canvas: el.querySelector("canvas"),
+    onState: (state, detail) => setTileState(tile, state, detail),
+  };
+  const touring = window.Tour && Tour.active();
+  const pick = el.querySelector(".cam-pick");
+  pick.append(SE.el("option", { value: "", text: SE.t("wall.choose") }));
+  for (const cid of W.order) pick.append(SE.el("option", { value: cid, text: `${W.cams[cid].name} · ${W.cams[cid].grid_cell.name}` }));
+  pick.value = id || "";
+  pick.disabled = Boolean(W.enlarged) || touring;
+  pick.addEventListener("change", () => {
+    W.cell = "";
+    W.picks = tileCameras().slice();
+    W.picks[i] = pick.value || null;
+    writeHash();
+    render();
+  });
+  el.querySelector(".enlarge").addEventListener("click", () => {
+    if (!tile.camera || (window.Tour && Tour.active())) return;
+    W.enlarged = W.enlarged ? null : tile.camera;
+    writeHash();
+    render();
+  });
+  el.addEventListener("dblclick", () => el.querySelector(".enlarge").click());
+  if (id) {
+    el.dataset.camera = id;
+    const cam = W.cams[id];
+    const stream = W.enlarged && cam.main_stream ? "main" : "sub";
+    tile.player = new LivePlayer(tile, cam, { stream });
+    if (tile.player.format === "jpeg") document.getElementById("w-note").textContent = SE.t("wall.fallback");
+  }
+  if (window.Tour) Tour.decorate(tile);
+  return tile;
+}
+
+// The tour moves one tile on: only that tile's player changes, the others keep playing.
+function replaceTile(i, id) {
+  const old = W.tiles[i];
+  if (!old) return null;
+  if (old.player) old.player.close();
+  const tile = makeTile(id, i);
+  old.el.replaceWith(tile.el);
+  W.tiles[i] = tile;
+  paintHealth(tile);
+  return tile;
+}
+W.render = () => render();
+W.replaceTile = replaceTile;
 
 function setTileState(tile, state, detail) {
   tile.el.dataset.state = state;
@@ -112,7 +136,10 @@ function paintHealth(tile) {
   el.querySelector(".seen").textContent = cam.last_seen ? SE.t("wall.last_seen", { t: SE.fmt(cam.last_seen, false) }) : "";
 }
 
-function paintAll() { W.tiles.forEach(paintHealth); }
+function paintAll() {
+  W.tiles.forEach(paintHealth);
+  if (window.Tour) Tour.health(); // a toured camera that went offline is skipped at once
+}
 
 let refreshing = false; // a frozen server must not pile up polls
 
@@ -131,7 +158,7 @@ async function refresh(first) {
     for (const c of W.cells) sel.append(SE.el("option", { value: c.id, text: `${c.name} (${c.id})` }));
   }
   const changed = W.order.length !== known.size || W.order.some(id => !known.has(id));
-  if (first || changed) render(); else paintAll();
+  if (first || (changed && !(window.Tour && Tour.active()))) render(); else paintAll();
 }
 
 // The page's event stream, honest about itself (the room page's pattern): the server beats every few
@@ -204,6 +231,7 @@ function setStale(on) {
 
 SE.start().then(async () => {
   await loadLiveI18n();
+  if (window.Tour) await Tour.loadI18n();
   readHash();
   document.querySelectorAll(".layouts button").forEach(b => b.addEventListener("click", () => {
     W.layout = Number(b.dataset.layout);
@@ -219,6 +247,7 @@ SE.start().then(async () => {
   });
   document.getElementById("w-back").addEventListener("click", () => { W.enlarged = null; writeHash(); render(); });
   await refresh(true);
+  if (window.Tour) await Tour.init();
   feed.connect();
   setInterval(feed.watch, 1000);
   setInterval(() => refresh(false).catch(console.error), 2000);
