@@ -59,8 +59,8 @@ class ActionBody(BaseModel):
     note: str | None = Field(None, max_length=4000)
     classification: str | None = None
     to: str | None = Field(None, max_length=64)
-    at: float | None = None
-    version: int | None = None
+    at: float | None = Field(None, allow_inf_nan=False, ge=0, le=1e11)  # the workflow bounds it by the alert and now
+    version: int | None = Field(None, ge=0, le=2**53)
 
 
 class ActionOut(Reply):

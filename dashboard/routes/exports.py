@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from dashboard.deps import CurrentUser, DashboardDep, RemoteAddr, current_user, refuse
+from dashboard.files import UnsafePath, safe_join
 from dashboard.orphans import parse_open
 from dashboard.pages import page
 from dashboard.services import cases as case_service
@@ -36,7 +37,6 @@ from dashboard.services import export_jobs as jobs
 from dashboard.services.alerts import ensure
 from dashboard.services.export_jobs import MAX_CAMERAS, check_cameras, check_case, job_view, loads_json, parse_time_arg
 from dashboard.services.responses import Reply
-from pipeline.export.paths import UnsafeName, inside
 
 router = APIRouter(dependencies=[Depends(current_user)])
 
@@ -166,9 +166,9 @@ async def export_file(job_id: str, name: str, d: DashboardDep, user: CurrentUser
                             export_id=row.export_id, alert_id=row.alert_id, file=name)
     headers = {"Cache-Control": "private, no-store"}
     if path.suffix != ".zip":
-        try:
-            f = inside(path, name)
-        except UnsafeName:
+        try:  # the one safe join for files served
+            f = safe_join(path, name, must_exist=False)
+        except UnsafePath:
             raise refuse(404, "not_found") from None
         if not f.is_file():
             raise refuse(410, "export_gone")

@@ -94,7 +94,7 @@ async def live_socket(ws: WebSocket, camera_id: str, stream: str = "sub", format
         return
     cam = d.config().cameras.get(camera_id)
     if cam is None or not user.sees_cell(cam.grid_cell):
-        await _refuse_ws(ws, "forbidden" if cam is not None else "not_found")
+        await _refuse_ws(ws, "not_found")  # out of scope answers as unknown: camera ids are not probed
         return
     if stream not in protocol.STREAMS or format not in protocol.FORMATS:
         await _refuse_ws(ws, "bad_request")

@@ -28,6 +28,7 @@ from sqlalchemy import or_, select
 from starlette.concurrency import run_in_threadpool
 
 from dashboard.context import Dashboard
+from dashboard.files import UnsafePath, first_part, safe_join
 from dashboard.orphans import orphaned, parse_open
 from dashboard.services.cameras import camera_list, camera_statuses
 from dashboard.users import User
@@ -202,11 +203,15 @@ async def new_officer_link(d: Dashboard, user: User, alert_id: str, remote: str 
 async def snapshot_file(d: Dashboard, user: User, rel: str, remote: str | None) -> Path | None:
     """A snapshot's path, for users of the camera's grid cell only (the path starts with the camera id);
     the viewing is audited (footage can become evidence).  None when not found or not theirs."""
-    root = (d.data_dir / "snapshots").resolve()
-    path = (root / rel).resolve()
-    cam = d.config().cameras.get(rel.split("/", 1)[0])
-    if not path.is_relative_to(root) or not path.is_file() or cam is None or not user.sees_cell(cam.grid_cell):
+    root = d.data_dir / "snapshots"
+    try:  # the one safe join; the scope is the camera the resolved file really lies under
+        path = safe_join(root, rel)
+        cam = d.config().cameras.get(first_part(root, path))
+    except UnsafePath:
         return None
+    if cam is None or not user.sees_cell(cam.grid_cell):
+        return None
+    rel = path.relative_to(root.resolve()).as_posix()  # the audit row names the file served
 
     def _audit() -> None:
         with d.engine.begin() as conn:

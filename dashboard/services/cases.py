@@ -56,6 +56,13 @@ def case_view(d: Dashboard, row: Any, user: User) -> dict[str, Any] | None:
 
 
 
+def may_change(d: Dashboard, row: Any, user: User) -> bool:
+    """Whether ``user`` may add to or change an existing case: it must be visible to them and theirs (its
+    creator), or they are an admin.  Another cell's user adding their camera would hide the case from its
+    owner: a case belongs to who made it."""
+    return case_view(d, row, user) is not None and (user.all_cells() or row.created_by == user.username)
+
+
 def list_cases(d: Dashboard, user: User) -> list[dict[str, Any]]:
     """The cases the user may see, newest change first."""
     exports_import.sync(d)  # cases of `sharpeye export --case` (throttled)
@@ -75,8 +82,8 @@ def save_case(d: Dashboard, user: User, name: str, description: str, linked_aler
             if row is None or not user.sees_cell(row.grid_cell_id):
                 raise refuse(404, "not_found", alert_id=aid[:128])
         old = conn.execute(select(cases).where(cases.c.name == name)).first()
-        if old is not None and case_view(d, old, user) is None:
-            raise refuse(404, "not_found")
+        if old is not None and not may_change(d, old, user):
+            raise refuse(404, "not_found")  # the same answer as for a case that does not exist
         linked = sorted(set(linked_alerts))
         if old is None:
             conn.execute(cases.insert().values(name=name, description=description, alerts=json.dumps(linked),
@@ -143,6 +150,9 @@ def protected_storage(d: Dashboard, user: User, open_alerts: list[dict[str, Any]
                 for seg in rec.segments(cam, s, min(e, now)):
                     out[seg.path] = seg.bytes
         return out
+    # only the holds whose every camera the user sees: counts of other cells' evidence are not theirs to know
+    held = {k: h for k, h in held.items()
+            if all(visible(str(r.get("camera"))) for r in h.get("ranges", []))}
     by_exports = segments(holds.ranges_of(held))
     by_alerts = segments(alert_ranges(open_alerts))
     files = 0

@@ -420,7 +420,11 @@ async def start(d: Dashboard, pool: Runner, user: User, remote: str | None, *, a
         description: str | None = None
         with d.engine.begin() as conn:
             if case is not None:
-                if conn.execute(select(cases.c.name).where(cases.c.name == case)).first() is None:
+                from dashboard.services.cases import may_change
+                existing = conn.execute(select(cases).where(cases.c.name == case)).first()
+                if existing is not None and not may_change(d, existing, user):
+                    raise refuse(404, "not_found")  # another's case: never taken over, nor told apart from none
+                if existing is None:
                     conn.execute(cases.insert().values(name=case, description=case_description or "",
                                                        alerts="[]", created_at=now, created_by=user.username,
                                                        updated_at=now))

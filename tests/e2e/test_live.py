@@ -298,10 +298,12 @@ def test_operator_of_another_cell_cannot_open_the_stream(room: Room) -> None:
     url = room.base.replace("http", "ws")
     with wsc.connect(f"{url}/api/live/lobby", additional_headers={"Cookie": cookie}) as ws:
         msg = json.loads(ws.recv(timeout=5))
-        assert msg == {"type": "error", "code": "forbidden", "detail": ""}
+        assert msg == {"type": "error", "code": "not_found", "detail": ""}  # as for an unknown camera
         with pytest.raises(Exception):  # noqa: B017 (the closed socket raises websockets' ConnectionClosed*)
             ws.recv(timeout=5)
-        assert ws.close_code == 4403
+        assert ws.close_code == 4404
+    with wsc.connect(f"{url}/api/live/no-such-camera", additional_headers={"Cookie": cookie}) as ws:
+        assert json.loads(ws.recv(timeout=5)) == {"type": "error", "code": "not_found", "detail": ""}
     # without a session at all
     with wsc.connect(f"{url}/api/live/square") as ws:
         assert json.loads(ws.recv(timeout=5))["code"] == "no_session"

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from pipeline.runtime.filemodes import loose_modes
-from tests.support.dashboard import write_config
+from tests.support.dashboard import write_dashboard_config
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -28,6 +28,15 @@ con.execute("create table t(x)"); con.execute("insert into t values (1)"); con.c
 (data / "snapshots" / "lobby" / "2026-12-07" / "a.jpg").write_bytes(b"jpeg")
 (data / "exports").mkdir(); (data / "exports" / "e1.zip").write_bytes(b"zip")
 con.close()
+"""
+
+
+CONFIG = """\
+data_dir: data
+grid_cells:
+  G1: {name: Xinhua Street, officer: {name: Wang Wei, phone: "13800000001"}}
+cameras:
+  lobby: {name: Lobby camera, source: "rtsp://127.0.0.1:9/lobby", grid_cell: G1}
 """
 
 
@@ -67,7 +76,7 @@ def test_check_warns_about_each_looser_file(tmp_path: Path) -> None:
     assert any(w.startswith(f"{data / 'history.sqlite'}: mode 0640") and "0600" in w for w in warned)
     assert any(w.startswith(f"{data / 'snapshots' / 'lobby' / 'a.jpg'}: mode 0644") for w in warned)
     assert not any("b.jpg" in w for w in warned)
-    cfg = write_config(tmp_path)  # data_dir: data, beside the config
+    cfg = write_dashboard_config(tmp_path)  # data_dir: data, beside the config
     r = subprocess.run([sys.executable, "-m", "cli", "check", str(cfg)], cwd=ROOT, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
