@@ -237,6 +237,14 @@ def test_patrol_of_four_cameras_with_a_finding_handled_by_another_operator(env: 
     assert faults["door"]["kind"] == "no_picture" and faults["door"]["source"] == "tour"
     assert faults["door"]["since"] == pytest.approx(lost, abs=0.01)
     assert li.ok("GET", "/api/patrol/faults")["faults"] == []
+    # the offline check: a camera the workers have reported without a picture for longer than the threshold
+    gone = time.time() - svc.OFFLINE_FAULT_S - 60
+    bus.set_camera_status(r, keys, CameraStatus("lobby", state="backoff", since=gone, last_frame_time=gone))
+    checked = {f["camera"]: f for f in wang.ok("GET", "/api/patrol/faults")["faults"] if f["kind"] == "offline"}
+    assert checked["lobby"]["source"] == "check" and checked["lobby"]["reported_by"] == "offline_check"
+    assert checked["lobby"]["since"] == pytest.approx(gone, abs=0.01)
+    assert "door" not in checked  # offline for 100 s only: under the threshold
+    assert len([f for f in wang.ok("GET", "/api/patrol/faults")["faults"] if f["kind"] == "offline"]) == 1
     fid = faults["yard"]["id"]
     assert li.code("POST", f"/api/patrol/faults/{fid}/repair", {"step": "requested"}) == (404, "not_found")
     assert wang.ok("POST", f"/api/patrol/faults/{fid}/repair", {"step": "requested"})["state"] == "repair_requested"
