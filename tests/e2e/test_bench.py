@@ -17,7 +17,7 @@ import pytest
 from pipeline.runtime.redis_server import find_redis_server
 from pipeline.tools.bench.content import ClipSpec, ensure_clip
 from pipeline.tools.simulator import RtspSimulator
-from tests.conftest import missing_asset, require_camsim
+from tests.support.assets import missing_asset, require_camsim
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "schemas" / "bench.schema.json").read_text())

@@ -29,10 +29,9 @@ from pipeline.config.schema import check_redis_url
 from pipeline.config.secrets import redact_url
 from pipeline.publish import bus
 from pipeline.publish.outbox import Outbox
-from tests.conftest import wait_for
-from tests.support.dashboard import alert_msg, spawn, stop
-from tests.support.dashboard import write_config as write_dashboard_config
+from tests.support.dashboard import alert_msg, spawn, stop, write_dashboard_config
 from tests.support.redis_lab import RedisLab, alert_message, have_netns
+from tests.support.waits import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DOWN_AFTER_MS = 1000  # Sentinel's detection time in these tests

@@ -24,9 +24,10 @@ import pytest
 
 from pipeline.publish.fencing import FenceFilter
 from pipeline.tools.simulator import RtspSimulator, free_port
-from tests.conftest import missing_asset, require_camsim, wait_for
 from tests.e2e.test_cluster_worker import CAMS, TTL_S, Lab, _events, acquisitions
+from tests.support.assets import missing_asset, require_camsim
 from tests.support.netlab import NetLab, netns_unavailable
+from tests.support.waits import wait_for
 
 
 @pytest.fixture()

@@ -30,8 +30,10 @@ import redis
 from pipeline.cluster.leases import Lease, LeaseKeys, read_moves
 from pipeline.publish import bus
 from pipeline.tools.simulator import RtspSimulator
-from tests.conftest import config_text, require_camsim, wait_for
+from tests.support.assets import require_camsim
+from tests.support.config import config_text
 from tests.support.dashboard import stop_all
+from tests.support.waits import wait_for
 
 TTL_S = 5.0
 RENEW_S = 0.5

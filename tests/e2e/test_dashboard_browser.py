@@ -24,7 +24,7 @@ import pytest
 
 from pipeline.publish import bus
 from pipeline.tools.simulator import free_port
-from tests.support.dashboard import alert_msg, camera_msg, spawn, stop, wait_http, write_config
+from tests.support.dashboard import alert_msg, camera_msg, spawn, stop, wait_http, write_dashboard_config
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -53,8 +53,8 @@ def room(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
         pytest.fail(f"Debian chromium not installed at {CHROMIUM} (scripts/setup installs it)")
     prefix = f"room{time.monotonic_ns()}"
     # critical alerts escalate after 2 s unacknowledged (the escalation test), the others after 10 min
-    cfg = write_config(tmp_path, f"bus: {{prefix: {prefix}}}\ndashboard: {{escalation: {{acknowledge_s: "
-                       "{low: 600, medium: 600, high: 600, critical: 2}}}")
+    cfg = write_dashboard_config(tmp_path, f"bus: {{prefix: {prefix}}}\ndashboard: {{escalation: {{acknowledge_s: "
+                                 "{low: 600, medium: 600, high: 600, critical: 2}}}")
     _user(cfg, "wang", "operator", "G1", "Wang Wei")
     _user(cfg, "zhao", "operator", "G1", "Zhao Lei")
     _user(cfg, "boss", "admin", "*", "Chief Chen")

@@ -25,8 +25,9 @@ from pipeline.publish import bus
 from pipeline.record.segments import SegmentWriter
 from pipeline.tools.simulator import free_port
 from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, PW, _user, artefacts
-from tests.support.dashboard import alert_msg, spawn, stop, wait_http, write_config
-from tests.support.record import T0, feed_file, make_clip
+from tests.support.dashboard import alert_msg, spawn, stop, wait_http, write_dashboard_config
+from tests.support.media import make_clip
+from tests.support.record import T0, feed_file
 
 pytestmark = pytest.mark.e2e
 
@@ -36,9 +37,10 @@ def served(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Debian chromium not installed at {CHROMIUM} (scripts/setup installs it)")
     prefix = f"xb{time.monotonic_ns()}"
-    cfg = write_config(tmp_path, f"bus: {{prefix: {prefix}}}")
+    cfg = write_dashboard_config(tmp_path, f"bus: {{prefix: {prefix}}}")
     writer = SegmentWriter("lobby", tmp_path / "data" / "recordings", segment_s=10)
-    feed_file(writer, make_clip(tmp_path / "clip.mp4", 30))  # lobby recorded from T0 to T0 + 30 s
+    clip = make_clip(tmp_path / "clip.mp4", 30, picture="texture", tune=None)
+    feed_file(writer, clip)  # lobby recorded from T0 to T0 + 30 s
     writer.close()
     _user(cfg, "wang", "operator", "G1", "Wang Wei")
     _user(cfg, "zhao", "operator", "G1", "Zhao Lei", locale="zh-CN")

@@ -33,7 +33,6 @@ from history.schema import actions
 from pipeline.config import load_config
 from pipeline.publish import bus
 from pipeline.tools.simulator import free_port
-from tests.conftest import wait_for
 from tests.support.dashboard import (
     alert_msg,
     fresh_pg_database,
@@ -41,8 +40,9 @@ from tests.support.dashboard import (
     spawn,
     stop,
     wait_http,
-    write_config,
+    write_dashboard_config,
 )
+from tests.support.waits import wait_for
 
 PW = "correct horse battery"
 N_RACE = 200
@@ -54,8 +54,8 @@ def db(tmp_path: Path, postgres_url: str) -> Iterator[dict[str, Any]]:  # noqa: 
     """A config on a fresh PostgreSQL database, migrated, with one operator."""
     prefix = f"multi{time.monotonic_ns()}"
     url = fresh_pg_database(postgres_url, f"mu{time.monotonic_ns() % 10**9}")
-    cfg_path = write_config(tmp_path, f"bus: {{prefix: {prefix}}}\ndashboard: {{database_url: '{url}', escalation: "
-                            "{acknowledge_s: {low: 600, medium: 600, high: 600, critical: 2}}}")
+    cfg_path = write_dashboard_config(tmp_path, f"bus: {{prefix: {prefix}}}\ndashboard: {{database_url: '{url}', "
+                                      "escalation: {acknowledge_s: {low: 600, medium: 600, high: 600, critical: 2}}}")
     cfg = load_config(cfg_path)
     engine = open_database(cfg)
     add_user(engine, "wang", PW, "operator", ["G1"], "Wang Wei")

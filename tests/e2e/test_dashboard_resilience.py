@@ -44,8 +44,8 @@ from pipeline.publish.events import orphan_end_message
 from pipeline.publish.status import CameraStatus
 from pipeline.runtime.redis_server import RedisServer
 from pipeline.tools.simulator import free_port
-from tests.conftest import wait_for
-from tests.support.dashboard import alert_msg, spawn, stop, wait_http, write_config
+from tests.support.dashboard import alert_msg, spawn, stop, wait_http, write_dashboard_config
+from tests.support.waits import wait_for
 
 PW = "correct horse battery"
 CHROMIUM = "/usr/bin/chromium"
@@ -68,7 +68,7 @@ def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]
 
 def _setup(tmp: Path, url: str, extra: str = "") -> dict[str, Any]:
     prefix = f"res{time.monotonic_ns()}"
-    path = write_config(tmp, f"bus: {{prefix: {prefix}}}\n{extra}")
+    path = write_dashboard_config(tmp, f"bus: {{prefix: {prefix}}}\n{extra}")
     cfg = load_config(path)
     engine = open_database(cfg)
     add_user(engine, "op", PW, "operator", ["G1"], "Wang Wei")

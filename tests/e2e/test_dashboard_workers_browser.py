@@ -18,10 +18,10 @@ from history import open_database
 from pipeline.cluster.coordinator import Coordinator
 from pipeline.config import load_config
 from pipeline.tools.simulator import free_port
-from tests.conftest import wait_for
 from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, artefacts
 from tests.integration.test_dashboard_workers import CLUSTER, TTL_S, held_by, start_worker
-from tests.support.dashboard import spawn, stop, wait_http, write_config
+from tests.support.dashboard import spawn, stop, wait_http, write_dashboard_config
+from tests.support.waits import wait_for
 
 PW = "correct horse battery"
 pytestmark = pytest.mark.e2e
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.e2e
 def room(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Debian chromium not installed at {CHROMIUM} (scripts/setup installs it)")
-    cfg_path = write_config(tmp_path, f"bus: {{prefix: wkb{time.monotonic_ns()}}}\n" + CLUSTER)
+    cfg_path = write_dashboard_config(tmp_path, f"bus: {{prefix: wkb{time.monotonic_ns()}}}\n" + CLUSTER)
     cfg = load_config(cfg_path)
     engine = open_database(cfg)
     add_user(engine, "zhou", PW, "engineer", ["*"], "Zhou Gong", locale="en")

@@ -16,7 +16,9 @@ import jsonschema
 import pytest
 
 from pipeline.tools.simulator import RtspSimulator, free_port
-from tests.conftest import missing_asset, require_camsim, wait_for, write_config
+from tests.support.assets import missing_asset, require_camsim
+from tests.support.config import write_config
+from tests.support.waits import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 METRICS_TOKEN = "e2e-scrape-token-0123456789"

@@ -23,8 +23,8 @@ import pytest
 from pipeline.config import load_config
 from pipeline.publish import bus
 from pipeline.tools.simulator import RtspSimulator
-from tests.conftest import require_camsim
 from tests.integration.test_replay import cut_clip, lobby_config
+from tests.support.assets import require_camsim
 
 pytestmark = pytest.mark.e2e
 

@@ -26,7 +26,9 @@ import pytest
 
 from pipeline.live import protocol
 from pipeline.tools.simulator import RtspSimulator, free_port
-from tests.conftest import clip, missing_asset, require_camsim, wait_for, write_config
+from tests.support.assets import clip, missing_asset, require_camsim
+from tests.support.config import write_config
+from tests.support.waits import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "live-password-1"

@@ -38,8 +38,10 @@ from pipeline.cluster.rendezvous import Member, assign
 from pipeline.live import protocol
 from pipeline.live.server import LiveService
 from pipeline.tools.simulator import RtspSimulator, free_port
-from tests.conftest import config_text, require_camsim, wait_for
+from tests.support.assets import require_camsim
+from tests.support.config import config_text
 from tests.support.dashboard import stop_all
+from tests.support.waits import wait_for
 
 PW = "correct horse battery"
 TTL_S = 5.0

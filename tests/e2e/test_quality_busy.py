@@ -19,7 +19,7 @@ import subprocess
 import sys
 from typing import Any
 
-from tests.conftest import ROOT, clip
+from tests.support.assets import ROOT, clip
 
 EXCERPT_START_S = 40.0
 EXCERPT_S = 30.0

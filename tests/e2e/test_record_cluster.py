@@ -58,9 +58,11 @@ from pipeline.record.serve import (
     signed_path,
 )
 from pipeline.tools.simulator import RtspSimulator
-from tests.conftest import config_text, require_camsim, wait_for
+from tests.support.assets import require_camsim
+from tests.support.config import config_text
 from tests.support.dashboard import stop_all
 from tests.support.record import fake_segments
+from tests.support.waits import wait_for
 
 T0 = 1_764_000_000.0
 

@@ -20,8 +20,10 @@ from pipeline.config import CameraConfig, load_config, parse_config
 from pipeline.ingest.source import CameraSource, SampledFrame, State
 from pipeline.publish import bus
 from pipeline.tools.simulator import RtspSimulator, free_port
-from tests.conftest import config_text, line_of, require_camsim, wait_for, write_config
+from tests.support.assets import require_camsim
+from tests.support.config import config_text, line_of, write_config
 from tests.support.media import make_clip
+from tests.support.waits import wait_for
 
 
 @pytest.fixture(scope="module")

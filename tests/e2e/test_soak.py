@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, require_camsim
+from tests.support.assets import ROOT, require_camsim
 
 MINUTES = 3
 MAX_GROWTH_PCT = 10.0

@@ -25,8 +25,9 @@ import numpy as np
 import pytest
 
 from pipeline.tools.simulator import free_port
-from tests.conftest import wait_for, write_config
+from tests.support.config import write_config
 from tests.support.media import reencode
+from tests.support.waits import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "tamper-password-1"
@@ -46,7 +47,7 @@ TAMPERING: dict[str, tuple[str, Transform]] = {  # camera id: (the kind it must 
 }
 
 
-def make_clip(src: Path, dest: Path, transform: Transform | None) -> Path:
+def tampered_clip(src: Path, dest: Path, transform: Transform | None) -> Path:
     """LENGTH_S of the person clip at 640x360, FPS fps (keyframe every 2 s), ``transform`` applied after NORMAL_S."""
     def edit(img: np.ndarray, t: float) -> np.ndarray:
         return transform(img) if transform is not None and t >= NORMAL_S else img
@@ -58,10 +59,10 @@ def room(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterato
     tmp = tmp_path_factory.mktemp("tamperb")
     tamper = {"warmup_s": 4, "interval_s": 0.2, "clear_s": 2,
               **{k: {"for_s": 3} for k in ("dark", "covered", "blur", "moved")}}
-    cams: dict[str, dict[str, Any]] = {"normal": {"source": make_clip(person_clip, tmp / "normal.mp4", None),
+    cams: dict[str, dict[str, Any]] = {"normal": {"source": tampered_clip(person_clip, tmp / "normal.mp4", None),
                                                   "detect_fps": 0.5, "tamper": tamper}}
     for cid, (_kind, transform) in TAMPERING.items():
-        cams[cid] = {"source": make_clip(person_clip, tmp / f"{cid}.mp4", transform), "detect_fps": 0.5,
+        cams[cid] = {"source": tampered_clip(person_clip, tmp / f"{cid}.mp4", transform), "detect_fps": 0.5,
                      "tamper": tamper}
     cfg = write_config(tmp, cams, data_dir="data", recordings={"enabled": False})
     add = subprocess.run([sys.executable, "-m", "cli.main", "users", "add", "op", "--config", str(cfg),

@@ -17,7 +17,7 @@ from pipeline.config import parse_config
 from pipeline.publish import bus
 from pipeline.publish.events import alert_message, camera_message
 from pipeline.publish.status import CameraStatus
-from tests.conftest import config_text
+from tests.support.config import config_text
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "schemas" / "event.schema.json").read_text())

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 
 from pipeline.tools.simulator import CAMSIM, SYSTEM_PYTHON, RtspSimulator
-from tests.conftest import require_camsim
+from tests.support.assets import require_camsim
+from tests.support.media import make_clip
 
 # Short probing: the default (about 1 s of analysis, 2.8 s on the person clip) is too slow for tests.
 OPTS = {"rtsp_transport": "tcp", "timeout": "5000000", "analyzeduration": "100000", "probesize": "32768"}
@@ -41,39 +41,15 @@ def read_packets(url: str, seconds: float, options: dict = OPTS):
         return streams, (video.codec_context.width, video.codec_context.height), packets, frames
 
 
-def make_clip(path: Path, bframes: int = 0, audio: bool = False) -> Path:
-    """2 s of 320x240 H.264 at 10 fps, keyframe every second; optionally B-frames and AAC."""
-    with av.open(str(path), "w") as out:
-        st = out.add_stream("h264", rate=10)
-        st.width, st.height, st.pix_fmt = 320, 240, "yuv420p"
-        st.options = {"preset": "veryfast",
-                      "x264-params": f"keyint=10:min-keyint=10:scenecut=0:bframes={bframes}:b-adapt=0"}
-        au = out.add_stream("aac", rate=48000) if audio else None
-        for i in range(20):
-            img = np.zeros((240, 320, 3), np.uint8)
-            img[:, (i * 15) % 320:(i * 15) % 320 + 20] = 255  # a moving bar
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            frame.pict_type = 0  # NONE: let the encoder choose, or every frame is a keyframe
-            out.mux(st.encode(frame))
-            if au is not None:
-                sound = av.AudioFrame.from_ndarray(np.zeros((1, 4800), np.float32), format="fltp", layout="mono")
-                sound.sample_rate, sound.pts = 48000, i * 4800
-                out.mux(au.encode(sound))
-        out.mux(st.encode())
-        if au is not None:
-            out.mux(au.encode())
-    return path
-
-
 @pytest.fixture(scope="module")
 def short_clip(tmp_path_factory) -> Path:
-    return make_clip(tmp_path_factory.mktemp("clips") / "short.mp4")
+    return make_clip(tmp_path_factory.mktemp("clips") / "short.mp4", 2, fps=10, gop=10, tune=None)
 
 
 @pytest.fixture(scope="module")
 def short_clip_bframes_audio(tmp_path_factory) -> Path:
-    return make_clip(tmp_path_factory.mktemp("clips") / "short_b_aac.mp4", bframes=2, audio=True)
+    return make_clip(tmp_path_factory.mktemp("clips") / "short_b_aac.mp4", 2, fps=10, gop=10, tune=None,
+                     bframes=2, audio=True)
 
 
 def test_serves_person_clip_h264_768x432(person_clip: Path) -> None:

@@ -19,7 +19,7 @@ from pipeline.cluster.leases import Lease, Leases, read_moves
 from pipeline.cluster.membership import Membership, WorkerInfo
 from pipeline.config.schema import ClusterConfig
 from pipeline.publish import bus
-from tests.conftest import wait_for
+from tests.support.waits import wait_for
 
 _prefixes = itertools.count()
 

@@ -23,7 +23,7 @@ from history import open_database
 from history.schema import actions, login_throttles, sessions, users
 from pipeline.config import load_config
 from pipeline.publish import bus
-from tests.support.dashboard import alert_msg, write_config
+from tests.support.dashboard import alert_msg, write_dashboard_config
 
 STATIC = Path(__file__).resolve().parents[2] / "dashboard" / "static"
 TOKEN = "scrape-token-0123456789"
@@ -33,7 +33,8 @@ PW = "correct horse battery"
 @pytest.fixture
 def env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, object]]:
     prefix = f"auth{time.monotonic_ns()}"
-    cfg = load_config(write_config(tmp_path, f"bus: {{prefix: {prefix}}}\ndashboard: {{metrics_token: {TOKEN}}}"))
+    extra = f"bus: {{prefix: {prefix}}}\ndashboard: {{metrics_token: {TOKEN}}}"
+    cfg = load_config(write_dashboard_config(tmp_path, extra))
     engine = open_database(cfg)
     add_user(engine, "op", PW, "operator", ["G1"], "Wang Wei")
     add_user(engine, "eng", PW, "engineer", ["G1"])
@@ -262,7 +263,7 @@ def _cli(cfg: Path, *args: str, stdin: str | None = None) -> subprocess.Complete
 
 
 def test_users_command_adds_changes_and_disables(tmp_path: Path, redis_url: str) -> None:
-    cfg_path = write_config(tmp_path)
+    cfg_path = write_dashboard_config(tmp_path)
     r = _cli(cfg_path, "add", "zhang", "--role", "engineer", "--cells", "G1,G2", "--display-name", "张三",
              "--password-stdin", stdin="first-password\n")
     assert r.returncode == 0, r.stderr
@@ -300,7 +301,7 @@ def test_forwarded_addresses_are_believed_only_from_trusted_proxies(tmp_path: Pa
     from tests.support.dashboard import spawn, stop, wait_http
 
     prefix = f"fwd{time.monotonic_ns()}"
-    cfg_path = write_config(tmp_path, f"bus: {{prefix: {prefix}}}\ndashboard: {{trusted_proxies: {trusted}}}")
+    cfg_path = write_dashboard_config(tmp_path, f"bus: {{prefix: {prefix}}}\ndashboard: {{trusted_proxies: {trusted}}}")
     port, log = free_port(), tmp_path / "dash.log"
     proc = spawn("dashboard", "--config", str(cfg_path), "--redis", redis_url, "--port", str(port), log=log)
     base = f"http://127.0.0.1:{port}"

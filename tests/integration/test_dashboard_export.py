@@ -33,21 +33,22 @@ from pipeline.export import holds
 from pipeline.export.verify import verify
 from pipeline.publish import bus
 from pipeline.record.segments import SegmentWriter
-from tests.conftest import wait_for
 from tests.support.dashboard import (
     alert_msg,
     fresh_pg_database,
     postgres_url,  # noqa: F401  (fixture)
-    write_config,
+    write_dashboard_config,
 )
-from tests.support.record import T0, feed_file, make_clip
+from tests.support.media import make_clip
+from tests.support.record import T0, feed_file
+from tests.support.waits import wait_for
 
 PW = "correct horse battery"
 
 
 @pytest.fixture(scope="module")
 def clip30(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_clip(tmp_path_factory.mktemp("clip") / "clip30.mp4", 30)
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip30.mp4", 30, picture="texture", tune=None)
 
 
 def record(recordings: Path, camera: str, clip: Path) -> None:
@@ -92,7 +93,7 @@ def env(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str, clip30: 
     if request.param == "postgresql":
         db = fresh_pg_database(request.getfixturevalue("postgres_url"), f"ex{time.monotonic_ns() % 10**9}")
         extra += f"\ndashboard: {{database_url: '{db}'}}"
-    cfg = load_config(write_config(tmp_path, extra))
+    cfg = load_config(write_dashboard_config(tmp_path, extra))
     rec = cfg.data_path() / cfg.recordings.dir
     record(rec, "lobby", clip30)  # G1
     record(rec, "square", clip30)  # G2

@@ -30,7 +30,7 @@ from history.archiver import store
 from pipeline.config import load_config
 from pipeline.publish import bus
 from pipeline.tools.simulator import free_port
-from tests.support.dashboard import alert_msg, spawn, stop, wait_http, write_config
+from tests.support.dashboard import alert_msg, spawn, stop, wait_http, write_dashboard_config
 
 schemathesis = pytest.importorskip("schemathesis", reason="pip install -e .[test] installs schemathesis")
 from schemathesis import GenerationMode  # noqa: E402
@@ -48,7 +48,7 @@ ENDS_SESSION = {("POST", "/api/logout"), ("POST", "/api/login")}
 def served(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("fuzz")
     prefix = f"fuzz{time.monotonic_ns()}"
-    path = write_config(tmp, f"bus: {{prefix: {prefix}}}")
+    path = write_dashboard_config(tmp, f"bus: {{prefix: {prefix}}}")
     cfg = load_config(path)
     engine = open_database(cfg)
     add_user(engine, "fuzzadmin", PW, "admin", ["*"], "Fuzz Admin")

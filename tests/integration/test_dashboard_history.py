@@ -29,7 +29,7 @@ from tests.support.dashboard import (
     postgres_url,  # noqa: F401  (fixture)
     spawn,
     stop,
-    write_config,
+    write_dashboard_config,
 )
 
 
@@ -54,7 +54,7 @@ def test_migrations_build_exactly_the_schema_module(engine: Engine) -> None:
 
 
 def test_sqlite_default_lives_under_data_dir_in_wal_mode(tmp_path: Path) -> None:
-    cfg = load_config(write_config(tmp_path))
+    cfg = load_config(write_dashboard_config(tmp_path))
     assert database_url(cfg) == f"sqlite:///{tmp_path / 'data' / 'history.sqlite'}"
     eng = open_database(cfg)
     with eng.connect() as conn:
@@ -135,7 +135,7 @@ def test_archiver_killed_mid_stream_and_restarted_loses_nothing(
     if backend == "postgresql":
         db = fresh_pg_database(request.getfixturevalue("postgres_url"), f"kill{time.monotonic_ns() % 10**9}")
         extra += f"\ndashboard: {{database_url: '{db}'}}"
-    cfg_path = write_config(tmp_path, extra)
+    cfg_path = write_dashboard_config(tmp_path, extra)
     cfg = load_config(cfg_path)
     r = bus.connect(redis_url)
     keys = bus.BusKeys(prefix)

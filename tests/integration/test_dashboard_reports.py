@@ -21,14 +21,14 @@ from history import open_database
 from history.archiver import store
 from history.schema import actions
 from pipeline.config import load_config
-from tests.support.dashboard import alert_msg, write_config
+from tests.support.dashboard import alert_msg, write_dashboard_config
 
 PW = "correct horse battery"
 
 
 @pytest.fixture
 def env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, object]]:
-    cfg = load_config(write_config(tmp_path, f"bus: {{prefix: rep{time.monotonic_ns()}}}"))
+    cfg = load_config(write_dashboard_config(tmp_path, f"bus: {{prefix: rep{time.monotonic_ns()}}}"))
     engine = open_database(cfg)
     add_user(engine, "wang", PW, "operator", ["G1"], "Wang Wei")
     add_user(engine, "li", PW, "operator", ["G2"], "Li Na")

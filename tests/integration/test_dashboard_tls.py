@@ -29,8 +29,9 @@ from pipeline.config import ConfigError, load_config
 from pipeline.config.schema import is_loopback
 from pipeline.runtime.supervisor import DashboardChild
 from pipeline.tools.simulator import free_port
-from tests.conftest import line_of, wait_for
-from tests.support.dashboard import spawn, stop, write_config
+from tests.support.config import line_of
+from tests.support.dashboard import spawn, stop, write_dashboard_config
+from tests.support.waits import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PW = "correct horse battery"
@@ -73,25 +74,25 @@ def _problems(path: Path) -> list[str]:
 def test_check_refuses_missing_unpaired_and_mismatched_tls_files_with_their_line(tmp_path: Path) -> None:
     self_signed(tmp_path, "a")
     self_signed(tmp_path, "b")
-    path = write_config(tmp_path, "dashboard:\n  tls_cert: missing.crt\n  tls_key: a.key")
+    path = write_dashboard_config(tmp_path, "dashboard:\n  tls_cert: missing.crt\n  tls_key: a.key")
     problems = _problems(path)
     assert len(problems) == 1 and problems[0].startswith(f"{path}:{line_of(path, 'tls_cert')}: dashboard.tls_cert:")
     assert "missing.crt" in problems[0] and "config file's folder" in problems[0]
 
-    path = write_config(tmp_path, "dashboard:\n  tls_cert: a.crt")
+    path = write_dashboard_config(tmp_path, "dashboard:\n  tls_cert: a.crt")
     assert any("tls_cert and tls_key go together" in p for p in _problems(path))
 
-    path = write_config(tmp_path, "dashboard:\n  tls_cert: a.crt\n  tls_key: b.key")  # another cert's key
+    path = write_dashboard_config(tmp_path, "dashboard:\n  tls_cert: a.crt\n  tls_key: b.key")  # another cert's key
     problems = _problems(path)
     assert len(problems) == 1 and "do not load as a pair" in problems[0], problems
     assert problems[0].startswith(f"{path}:{line_of(path, 'tls_cert')}: dashboard.tls_cert:")
 
-    path = write_config(tmp_path, "dashboard:\n  tls_cert: a.crt\n  tls_key: a.key")
+    path = write_dashboard_config(tmp_path, "dashboard:\n  tls_cert: a.crt\n  tls_key: a.key")
     cfg = load_config(path)  # relative paths are taken from the config's folder
     assert cfg.dashboard.tls and cfg.dashboard.tls_cert == str(tmp_path / "a.crt")
 
     # the command itself: exit 2 with the FILE:LINE line, exit 0 once right
-    bad = write_config(tmp_path, "dashboard:\n  tls_cert: a.crt\n  tls_key: nope.key")
+    bad = write_dashboard_config(tmp_path, "dashboard:\n  tls_cert: a.crt\n  tls_key: nope.key")
     res = subprocess.run([sys.executable, "-m", "cli.main", "check", str(bad)], capture_output=True, text=True,
                          timeout=120, cwd=ROOT)
     assert res.returncode == 2 and f"{bad}:{line_of(bad, 'tls_key')}: dashboard.tls_key:" in res.stderr, res.stderr
@@ -106,8 +107,8 @@ def test_loopback_addresses() -> None:
 @pytest.fixture
 def tls_dashboard(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
     cert, key = self_signed(tmp_path)
-    path = write_config(tmp_path, f"bus: {{prefix: tls{time.monotonic_ns()}}}\n"
-                                  f"dashboard: {{tls_cert: {cert.name}, tls_key: {key.name}}}")
+    path = write_dashboard_config(tmp_path, f"bus: {{prefix: tls{time.monotonic_ns()}}}\n"
+                                            f"dashboard: {{tls_cert: {cert.name}, tls_key: {key.name}}}")
     engine = open_database(load_config(path))
     add_user(engine, "op", PW, "operator", ["G1"], "Wang Wei")
     engine.dispose()
@@ -163,7 +164,7 @@ def test_dashboard_serves_https_only_with_secure_session_cookies(tls_dashboard: 
 
 def test_supervised_dashboard_over_tls_passes_its_health_checks(tmp_path: Path, redis_url: str) -> None:
     cert, key = self_signed(tmp_path)
-    path = write_config(tmp_path, f"dashboard: {{tls_cert: {cert}, tls_key: {key}}}")
+    path = write_dashboard_config(tmp_path, f"dashboard: {{tls_cert: {cert}, tls_key: {key}}}")
     port = free_port()
     child = DashboardChild([sys.executable, "-m", "dashboard", "--config", str(path), "--redis", redis_url,
                             "--port", str(port)], "127.0.0.1", port, bus_ok=lambda: True, tls=True)
@@ -183,7 +184,7 @@ def test_supervised_dashboard_over_tls_passes_its_health_checks(tmp_path: Path, 
 
 
 def test_run_refuses_a_non_loopback_dashboard_without_tls(tmp_path: Path) -> None:
-    path = write_config(tmp_path, "dashboard: {host: 0.0.0.0}")
+    path = write_dashboard_config(tmp_path, "dashboard: {host: 0.0.0.0}")
     res = subprocess.run([sys.executable, "-m", "cli.main", "run", "--config", str(path), "--port",
                           str(free_port())], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert res.returncode == 2, res.stderr
@@ -193,7 +194,7 @@ def test_run_refuses_a_non_loopback_dashboard_without_tls(tmp_path: Path) -> Non
     # --host on the command line is held to the same rule, and so is the dashboard started on its own
     plain = tmp_path / "plain"
     plain.mkdir()
-    res = subprocess.run([sys.executable, "-m", "cli.main", "run", "--config", str(write_config(plain)),
+    res = subprocess.run([sys.executable, "-m", "cli.main", "run", "--config", str(write_dashboard_config(plain)),
                           "--host", "10.0.0.1", "--port", str(free_port())], capture_output=True, text=True,
                          timeout=120, cwd=ROOT)
     assert res.returncode == 2 and "'10.0.0.1' without TLS" in res.stderr, res.stderr

@@ -19,8 +19,8 @@ from history import open_database
 from pipeline.cluster.coordinator import Coordinator
 from pipeline.config import Config, load_config
 from pipeline.publish import bus
-from tests.conftest import wait_for
-from tests.support.dashboard import write_config
+from tests.support.dashboard import write_dashboard_config
+from tests.support.waits import wait_for
 
 PW = "correct horse battery"
 TOKEN = "scrape-token-0123456789"
@@ -46,8 +46,8 @@ def held_by(workers: list[Coordinator]) -> dict[str, str]:
 @pytest.fixture
 def env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
     prefix = f"wk{time.monotonic_ns()}"
-    cfg = load_config(write_config(tmp_path, f"bus: {{prefix: {prefix}}}\ndashboard: {{metrics_token: {TOKEN}}}\n"
-                                   + CLUSTER))
+    extra = f"bus: {{prefix: {prefix}}}\ndashboard: {{metrics_token: {TOKEN}}}\n" + CLUSTER
+    cfg = load_config(write_dashboard_config(tmp_path, extra))
     engine = open_database(cfg)
     add_user(engine, "eng", PW, "engineer", ["*"], "Zhou Gong")
     add_user(engine, "eng1", PW, "engineer", ["G1"], "Sun Li")
@@ -169,8 +169,8 @@ def test_scopes_only_engineers_and_only_their_cells(env: dict[str, Any]) -> None
 
 
 def test_without_a_cluster_the_view_is_empty_and_metrics_unchanged(tmp_path: Path, redis_url: str) -> None:
-    cfg = load_config(write_config(tmp_path, f"bus: {{prefix: solo{time.monotonic_ns()}}}\n"
-                                   f"dashboard: {{metrics_token: {TOKEN}}}"))
+    cfg = load_config(write_dashboard_config(tmp_path, f"bus: {{prefix: solo{time.monotonic_ns()}}}\n"
+                                                       f"dashboard: {{metrics_token: {TOKEN}}}"))
     engine = open_database(cfg)
     add_user(engine, "eng", PW, "engineer", ["*"])
     env = {"app": create_app(cfg, redis_url, engine)}

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
@@ -20,7 +21,7 @@ from tests.support.dashboard import (
     alert_msg,
     fresh_pg_database,
     postgres_url,  # noqa: F401  (fixture)
-    write_config,
+    write_dashboard_config,
 )
 
 PW = "correct horse battery"
@@ -58,7 +59,7 @@ def env(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> Itera
     if request.param == "postgresql":
         db = fresh_pg_database(request.getfixturevalue("postgres_url"), f"wf{time.monotonic_ns() % 10**9}")
         extra += f"\ndashboard: {{database_url: '{db}'}}"
-    cfg = load_config(write_config(tmp_path, extra))
+    cfg = load_config(write_dashboard_config(tmp_path, extra))
     engine = open_database(cfg)
     add_user(engine, "wang", PW, "operator", ["G1"], "Wang Wei")
     add_user(engine, "zhao", PW, "operator", ["G1"], "Zhao Lei")
@@ -271,11 +272,10 @@ def test_dispatch_pages_the_cells_paging_system_with_retries(tmp_path: Path, red
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         prefix = f"page{time.monotonic_ns()}"
-        path = write_config(tmp_path, f"bus: {{prefix: {prefix}}}")
-        text = path.read_text().replace("    outline: [[0, 0], [400, 0], [400, 300], [0, 300]]\n",
-                                        "    outline: [[0, 0], [400, 0], [400, 300], [0, 300]]\n"
-                                        f"    webhook: http://127.0.0.1:{srv.server_port}/page\n")
-        path.write_text(text)
+        path = write_dashboard_config(tmp_path, f"bus: {{prefix: {prefix}}}")
+        doc = yaml.safe_load(path.read_text())
+        doc["grid_cells"]["G1"]["webhook"] = f"http://127.0.0.1:{srv.server_port}/page"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
         cfg = load_config(path)
         engine = open_database(cfg)
         add_user(engine, "wang", PW, "operator", ["G1"], "Wang Wei")

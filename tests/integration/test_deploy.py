@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from tests.conftest import wait_for
+from tests.support.waits import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -322,7 +322,7 @@ def test_worker_check_follows_the_supervisor_rule(tmp_path: Path) -> None:
 
 
 def test_retention_script_deletes_what_is_due(tmp_path: Path) -> None:
-    from tests.conftest import write_config
+    from tests.support.config import write_config
     from tests.support.record import fake_segments
 
     cfg = write_config(tmp_path, {"cam1": {"source": "rtsp://10.0.0.1/x"}}, data_dir=str(tmp_path / "data"),

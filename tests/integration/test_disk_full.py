@@ -35,9 +35,12 @@ from pipeline.record.catalog import Recordings
 from pipeline.record.janitor import Janitor
 from pipeline.record.layout import iter_index, segment_path
 from pipeline.record.segments import SegmentWriter
-from tests.conftest import ROOT, config_text, wait_for, write_config
 from tests.integration.test_replay import FLOOR, cut_clip
-from tests.support.record import GOP_S, T0, decode_check, feed_file, make_clip
+from tests.support.assets import ROOT
+from tests.support.config import config_text, write_config
+from tests.support.media import make_clip
+from tests.support.record import GOP_S, T0, decode_check, feed_file
+from tests.support.waits import wait_for
 
 MB = 1_000_000
 
@@ -106,7 +109,7 @@ def free_percent(path: Path) -> float:
 
 @pytest.fixture(scope="module")
 def clip30(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_clip(tmp_path_factory.mktemp("clip") / "clip30.mp4", 30)  # ~200 kB/s
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip30.mp4", 30, picture="texture", tune=None)  # ~200 kB/s
 
 
 def test_segment_writer_on_a_full_disk_keeps_no_broken_file_records_a_gap_and_resumes(
@@ -310,7 +313,7 @@ def test_worker_survives_a_full_disk_alerts_arrive_the_janitor_frees_space_recor
             return (st.published + st.failed) if st else 0
 
         def alive() -> None:
-            dead = [t.name for t in worker._threads if not t.is_alive()]
+            dead = [loop.name for loop in worker.running if not loop.alive()]
             assert not dead, f"worker threads died: {dead}"
             assert rt.source.state == State.STREAMING, rt.source.state
             assert record_input.state == State.STREAMING, record_input.state

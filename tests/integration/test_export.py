@@ -35,8 +35,9 @@ from pipeline.record.catalog import Recordings
 from pipeline.record.janitor import Janitor
 from pipeline.record.retention import Retention
 from pipeline.record.segments import SegmentWriter
-from tests.conftest import write_config
-from tests.support.record import FPS, T0, feed_file, make_clip
+from tests.support.config import write_config
+from tests.support.media import make_clip
+from tests.support.record import FPS, T0, feed_file
 
 FRAME = 1 / FPS
 PASSWORD = "s3cret-pass"
@@ -44,7 +45,7 @@ PASSWORD = "s3cret-pass"
 
 @pytest.fixture(scope="module")
 def clip30(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_clip(tmp_path_factory.mktemp("clip") / "clip30.mp4", 30)
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip30.mp4", 30, picture="texture", tune=None)
 
 
 def record(data: Path, camera: str, clip: Path, **shift: float) -> Path:

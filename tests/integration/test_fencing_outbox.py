@@ -28,7 +28,7 @@ from pipeline.publish import bus
 from pipeline.publish.events import orphan_end_message
 from pipeline.publish.fencing import FencedSink
 from pipeline.publish.outbox import Outbox
-from tests.conftest import wait_for
+from tests.support.waits import wait_for
 
 
 def _keys() -> bus.BusKeys:

@@ -22,7 +22,8 @@ from pipeline.ingest.source import CameraSource, SampledFrame
 from pipeline.live import protocol
 from pipeline.live.server import LiveService
 from pipeline.live.tap import LiveCamera, LiveTap, Subscriber
-from tests.conftest import config_text, wait_for
+from tests.support.config import config_text
+from tests.support.waits import wait_for
 
 BITS = 10
 CELL = 16  # each bit a 16x16 black or white block: survives H.264 at any sane quality

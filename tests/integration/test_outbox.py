@@ -24,8 +24,9 @@ from pipeline.publish import bus
 from pipeline.publish.events import camera_message
 from pipeline.publish.outbox import Outbox
 from pipeline.runtime.redis_server import RedisServer
-from tests.conftest import wait_for, write_config
 from tests.integration.test_replay import cut_clip
+from tests.support.config import write_config
+from tests.support.waits import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BUSY = [(40.0, 70.0), (70.0, 100.0)]  # parts of the person clip with people coming and going

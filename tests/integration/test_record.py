@@ -18,12 +18,13 @@ from pipeline.record.catalog import Recordings
 from pipeline.record.layout import INDEX_NAME
 from pipeline.record.ring import PacketRing
 from pipeline.record.segments import SegmentWriter
-from tests.support.record import FPS, decode_check, make_clip
+from tests.support.media import make_clip
+from tests.support.record import FPS, decode_check
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_clip(tmp_path_factory.mktemp("clip") / "clip30.mp4", 30)
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip30.mp4", 30, picture="texture", tune=None)
 
 
 def test_record_input_over_rtsp_records_reconnects_and_shows_the_gap(clip: Path, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import pytest
 from pipeline.analyse.detect import Detector
 from pipeline.config import Config, load_config
 from pipeline.tools.replay import ReplayError, ReplayStats, parse_start, pick_camera, run_replay
-from tests.conftest import write_config
+from tests.support.config import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 START = "2024-05-01T10:00:00+08:00"

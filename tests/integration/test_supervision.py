@@ -28,7 +28,8 @@ from pipeline.runtime.heartbeat import Heartbeat, beat_age
 from pipeline.runtime.lock import DataDirBusy, RunLock
 from pipeline.runtime.supervisor import BACKOFF_FIRST_S, BACKOFF_MAX_S, STABLE_S, Child
 from pipeline.tools.simulator import free_port
-from tests.conftest import config_text, wait_for
+from tests.support.config import config_text
+from tests.support.waits import wait_for
 
 HEARTBEAT_LIMIT_S = 3.0
 PREFIX = "sup-test"

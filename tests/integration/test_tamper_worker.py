@@ -19,7 +19,7 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.publish import bus
-from tests.conftest import write_config
+from tests.support.config import write_config
 from tests.support.media import reencode
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -25,7 +25,8 @@ from history import open_database
 from history.schema import actions
 from pipeline.config import load_config
 from pipeline.publish import bus
-from tests.conftest import line_of, wait_for
+from tests.support.config import line_of
+from tests.support.waits import wait_for
 
 PW = "correct horse battery"
 

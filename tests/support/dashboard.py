@@ -18,10 +18,14 @@ import time
 import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from pipeline.tools.simulator import free_port
+from tests.support.assets import ROOT
+from tests.support.config import write_config
 
 
 def _pg_bin() -> Path | None:
@@ -109,7 +113,7 @@ def spawn(module: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
     """Start ``python -m module args`` in its own session, output to ``log``."""
     fh = open(log, "ab")
     return subprocess.Popen([sys.executable, "-m", module, *args], stdout=fh, stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=Path(__file__).resolve().parents[2])
+                            start_new_session=True, cwd=ROOT)
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10) -> int:
@@ -155,49 +159,32 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = N
     raise TimeoutError(f"{url} not up after {timeout} s")
 
 
-CONFIG = """\
-data_dir: data
-timezone: Asia/Shanghai
-alerts: {{incident_window_s: 0}}  # every alert its own incident: these tests handle each alert they publish
-{extra}
-grid_cells:
-  G1:
-    name: Xinhua Street
-    officer: {{name: Wang Wei, phone: "13800000001"}}
-    outline: [[0, 0], [400, 0], [400, 300], [0, 300]]
-  G2:
-    name: Station Square
-    officer: {{name: Li Na, phone: "13800000002"}}
-    outline: [[400, 0], [700, 0], [700, 300], [400, 300]]
-cameras:
-  lobby:
-    name: Lobby camera
-    source: rtsp://127.0.0.1:9/lobby
-    grid_cell: G1
-    position: [100, 150]
-    rules:
-      zone:
-        kind: presence
-        severity: high
-        procedure: "1. 查看实时视频。2. 电话通知责任民警。"
-  gate:
-    name: School gate
-    source: rtsp://127.0.0.1:9/gate
-    grid_cell: G1
-    position: [300, 50]
-  square:
-    name: Station square
-    source: rtsp://127.0.0.1:9/square
-    grid_cell: G2
-    position: [550, 150]
-"""
+DASHBOARD_CELLS: dict[str, Any] = {
+    "G1": {"name": "Xinhua Street", "officer": {"name": "Wang Wei", "phone": "13800000001"},
+           "outline": [[0, 0], [400, 0], [400, 300], [0, 300]]},
+    "G2": {"name": "Station Square", "officer": {"name": "Li Na", "phone": "13800000002"},
+           "outline": [[400, 0], [700, 0], [700, 300], [400, 300]]},
+}
+DASHBOARD_CAMERAS: dict[str, dict[str, Any]] = {
+    "lobby": {"name": "Lobby camera", "source": "rtsp://127.0.0.1:9/lobby", "grid_cell": "G1", "position": [100, 150],
+              "rules": {"zone": {"kind": "presence", "severity": "high",
+                                 "procedure": "1. 查看实时视频。2. 电话通知责任民警。"}}},
+    "gate": {"name": "School gate", "source": "rtsp://127.0.0.1:9/gate", "grid_cell": "G1", "position": [300, 50]},
+    "square": {"name": "Station square", "source": "rtsp://127.0.0.1:9/square", "grid_cell": "G2",
+               "position": [550, 150]},
+}
 
 
-def write_config(folder: Path, extra: str = "") -> Path:
-    """A config with two cells (G1: lobby, gate; G2: square) and no running cameras needed."""
-    path = folder / "streams.yaml"
-    path.write_text(CONFIG.format(extra=extra))
-    return path
+def write_dashboard_config(folder: Path, extra: str = "") -> Path:
+    """The dashboard tests' config: two cells (G1: lobby, gate; G2: square), no running cameras needed.
+
+    ``extra`` is YAML for more top-level sections (``bus``, ``dashboard`` ...), as a person would
+    write them; written with :func:`tests.support.config.write_config`.
+    """
+    top = (yaml.safe_load(extra) if extra.strip() else None) or {}
+    # every alert its own incident: these tests handle each alert they publish (grouping: test_incidents.py)
+    return write_config(folder, DASHBOARD_CAMERAS, grid_cells=DASHBOARD_CELLS,
+                        **{"data_dir": "data", "timezone": "Asia/Shanghai", "alerts": {"incident_window_s": 0}, **top})
 
 
 CELLS = {"lobby": ("G1", "Xinhua Street"), "gate": ("G1", "Xinhua Street"), "square": ("G2", "Station Square")}

@@ -1,4 +1,4 @@
-"""Small synthetic H.264 clips for tests, encoded with PyAV (libx264, no B-frames, fixed GOP)."""
+"""Small synthetic H.264 clips for tests, encoded with PyAV (libx264, fixed GOP): the one clip maker of the tests."""
 
 from __future__ import annotations
 
@@ -9,46 +9,83 @@ from pathlib import Path
 import av
 import numpy as np
 
+PICTURES = ("square", "still", "texture")
+
+
+def _picture(kind: str, i: int, n: int, w: int, h: int, rng: np.random.Generator,
+             texture: np.ndarray | None) -> np.ndarray:
+    """Frame ``i`` of ``n`` (RGB): see :func:`make_clip` for the kinds."""
+    if kind == "texture":
+        assert texture is not None
+        return np.roll(texture, 3 * i, axis=1)
+    img = np.full((h, w, 3), 90, np.uint8)
+    img += rng.integers(0, 3, size=(h, w, 1), dtype=np.uint8)
+    if kind == "square":
+        x = int((i / n) * (w - 40))
+        img[h // 3:h // 3 + 40, x:x + 40] = (230, 230, 230)
+    return img
+
 
 def make_clip(path: Path, seconds: float = 10.0, size: tuple[int, int] = (320, 240), fps: int = 25,
-              gop: int = 50, moving: bool = True, corrupt_every: int = 0) -> Path:
-    """A clip with a bright square moving across a grey, slightly noisy background.
+              gop: int = 50, *, picture: str = "square", tune: str | None = "zerolatency", bframes: int = 0,
+              audio: bool = False, corrupt_every: int = 0) -> Path:
+    """An H.264 MP4 (libx264, a keyframe every ``gop`` frames and nowhere else) of a synthetic picture.
 
-    ``corrupt_every`` > 0 overwrites the middle of every Nth non-key packet with garbage, so a
-    decoder sees broken slices while the container stays valid.
+    ``picture``: ``"square"``, a bright square moving across a grey, slightly noisy background;
+    ``"still"``, that background alone (nothing for the motion gate); ``"texture"``, a random texture
+    scrolling sideways, so every pixel changes and the bitrate is high (about 200 kB/s at 320x240 with
+    ``tune=None``: the recording tests size their disk quotas on it).  ``tune`` is x264's tune (None:
+    x264's defaults).  ``bframes`` > 0 makes every run of that many frames B-frames (the reader's
+    reordering); ``audio`` adds a silent mono AAC track.  ``corrupt_every`` > 0 overwrites the middle of
+    every Nth non-key packet with garbage, so a decoder sees broken slices while the container stays valid.
     """
+    if picture not in PICTURES:
+        raise ValueError(f"picture {picture!r}: one of {PICTURES}")
     w, h = size
     rng = np.random.default_rng(7)
+    texture = np.random.default_rng(1).integers(0, 255, (h, w, 3), dtype=np.uint8) if picture == "texture" else None
+    # the texture goes in as RGB, the rest as BGR: each clip stays byte for byte what its tests were sized on
+    pix = "rgb24" if picture == "texture" else "bgr24"
     with av.open(str(path), "w") as out:
         st = out.add_stream("libx264", rate=fps)
         st.width, st.height, st.pix_fmt = w, h, "yuv420p"
         st.codec_context.gop_size = gop
-        st.codec_context.options = {"bf": "0", "preset": "veryfast", "tune": "zerolatency",
-                                    "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
+        params = f"keyint={gop}:min-keyint={gop}:scenecut=0" + (f":bframes={bframes}:b-adapt=0" if bframes else "")
+        options = {"bf": str(bframes), "preset": "veryfast", "x264-params": params}
+        if tune:
+            options["tune"] = tune
+        st.codec_context.options = options
         st.time_base = Fraction(1, fps)
+        au = out.add_stream("aac", rate=48000) if audio else None
         n = int(seconds * fps)
+        samples = 48000 // fps
         for i in range(n):
-            img = np.full((h, w, 3), 90, np.uint8)
-            img += rng.integers(0, 3, size=(h, w, 1), dtype=np.uint8)
-            if moving:
-                x = int((i / n) * (w - 40))
-                img[h // 3:h // 3 + 40, x:x + 40] = (230, 230, 230)
-            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+            frame = av.VideoFrame.from_ndarray(_picture(picture, i, n, w, h, rng, texture), format=pix)
             frame.pts = i
             frame.pict_type = av.video.frame.PictureType.NONE  # let the encoder choose (else all keyframes)
             for pkt in st.encode(frame):
                 if corrupt_every and not pkt.is_keyframe and pkt.pts is not None and pkt.pts % corrupt_every == 0:
-                    data = bytearray(bytes(pkt))
-                    mid = len(data) // 2
-                    data[mid:mid + 16] = b"\xff" * min(16, len(data) - mid)
-                    bad = av.Packet(bytes(data))
-                    bad.pts, bad.dts, bad.time_base, bad.stream = pkt.pts, pkt.dts, pkt.time_base, pkt.stream
-                    out.mux(bad)
+                    out.mux(_corrupted(pkt))
                 else:
                     out.mux(pkt)
-        for pkt in st.encode(None):
-            out.mux(pkt)
+            if au is not None:
+                sound = av.AudioFrame.from_ndarray(np.zeros((1, samples), np.float32), format="fltp", layout="mono")
+                sound.sample_rate, sound.pts = 48000, i * samples
+                out.mux(au.encode(sound))
+        out.mux(st.encode(None))
+        if au is not None:
+            out.mux(au.encode(None))
     return path
+
+
+def _corrupted(pkt: av.Packet) -> av.Packet:
+    """A copy of ``pkt`` with 16 bytes of garbage in its middle."""
+    data = bytearray(bytes(pkt))
+    mid = len(data) // 2
+    data[mid:mid + 16] = b"\xff" * min(16, len(data) - mid)
+    bad = av.Packet(bytes(data))
+    bad.pts, bad.dts, bad.time_base, bad.stream = pkt.pts, pkt.dts, pkt.time_base, pkt.stream
+    return bad
 
 
 def reencode(src: Path, dest: Path, seconds: float, fps: int, size: tuple[int, int],

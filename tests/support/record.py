@@ -1,8 +1,9 @@
-"""Helpers for the recording tests (tests/test_record*.py): a real H.264 clip, fed through a simulated clock.
+"""Helpers for the recording tests: a real H.264 clip fed through a simulated clock.
 
-The clip is encoded here with PyAV (320x240, 25 fps, a keyframe every 2 s, no B-frames, the
-muxer's default 1/12800 time base); packets carry a simulated wall clock (``T0`` + stream time)
-so tests about cuts, gaps and the ring run in milliseconds, not in real time.
+The clip is :func:`tests.support.media.make_clip` with ``picture="texture", tune=None`` (320x240,
+``FPS`` fps, a keyframe every ``GOP_S``, no B-frames, the muxer's 1/12800 time base); packets carry a
+simulated wall clock (``T0`` + stream time) so tests about cuts, gaps and the ring run in
+milliseconds, not in real time.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
 
 from pipeline.record.layout import segment_path
 from pipeline.record.packets import PacketCapture, StoredPacket
@@ -20,26 +20,6 @@ from pipeline.record.segments import SegmentWriter
 
 T0 = 1_700_000_000.0  # simulated wall clock of the first packet
 FPS, GOP_S = 25, 2.0
-
-
-def make_clip(path: Path, seconds: float, width: int = 320, height: int = 240) -> Path:
-    """Encode a moving test picture: keyframe every GOP_S, no B-frames."""
-    out = av.open(str(path), "w")
-    s = out.add_stream("libx264", rate=FPS)
-    s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-    gop = int(FPS * GOP_S)
-    s.codec_context.gop_size = gop
-    s.codec_context.options = {"preset": "veryfast", "bf": "0", "g": str(gop), "keyint_min": str(gop),
-                               "sc_threshold": "0"}
-    base = np.random.default_rng(1).integers(0, 255, (height, width, 3), dtype=np.uint8)
-    for i in range(int(seconds * FPS)):
-        frame = av.VideoFrame.from_ndarray(np.roll(base, 3 * i, axis=1), format="rgb24")
-        frame.pts = i
-        frame.pict_type = av.video.frame.PictureType.NONE  # else every frame becomes a keyframe
-        out.mux(s.encode(frame))
-    out.mux(s.encode())
-    out.close()
-    return path
 
 
 def feed_file(writer: SegmentWriter | None, path: Path, shift_at: float | None = None, shift_s: float = 0.0,

@@ -37,7 +37,7 @@ from pipeline.analyse.models import (
     load_manifest,
     resolve_model,
 )
-from tests.conftest import model_file
+from tests.support.assets import model_file
 
 PERSON_FRAME = 100  # 10.0 s: one person standing in the room, YOLOX-Nano scores about 0.88
 

@@ -14,14 +14,15 @@ from pipeline.config import Config, load_config
 from pipeline.publish import bus
 from pipeline.publish.status import stage_table
 from pipeline.runtime.worker import Worker
-from tests.conftest import wait_for, write_config
+from tests.support.config import write_config
 from tests.support.media import make_clip
+from tests.support.waits import wait_for
 
 
 @pytest.fixture(scope="module")
 def still_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # 25 fps, keyframe every 2 s, nothing moves but sensor noise
-    return make_clip(tmp_path_factory.mktemp("media") / "still.mp4", seconds=20, moving=False, gop=50)
+    return make_clip(tmp_path_factory.mktemp("media") / "still.mp4", seconds=20, picture="still", gop=50)
 
 
 def gating_config(folder: Path, source: Path, prefix: str, **cam: Any) -> Config:

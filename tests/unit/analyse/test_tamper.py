@@ -22,7 +22,7 @@ import pytest
 from pipeline.analyse.tamper import KINDS, TamperDetector, TamperEvent
 from pipeline.config import ConfigError, parse_config
 from pipeline.config.schema import TamperConfig
-from tests.conftest import config_text
+from tests.support.config import config_text
 
 FPS = 5.0
 SIZE = (640, 360)

@@ -10,12 +10,13 @@ import av
 import pytest
 
 from pipeline.record.packets import PacketCapture, StoredPacket
-from tests.support.record import FPS, T0, make_clip
+from tests.support.media import make_clip
+from tests.support.record import FPS, T0
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_clip(tmp_path_factory.mktemp("clip") / "clip30.mp4", 30)
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip30.mp4", 30, picture="texture", tune=None)
 
 
 def test_capture_repairs_live_timestamps(clip: Path) -> None:

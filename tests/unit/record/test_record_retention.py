@@ -12,12 +12,13 @@ from pipeline.record.catalog import Recordings
 from pipeline.record.layout import iter_index
 from pipeline.record.retention import Retention
 from pipeline.record.segments import SegmentWriter
-from tests.support.record import T0, fake_segments, feed_file, make_clip
+from tests.support.media import make_clip
+from tests.support.record import T0, fake_segments, feed_file
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_clip(tmp_path_factory.mktemp("clip") / "clip20.mp4", 20)
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip20.mp4", 20, picture="texture", tune=None)
 
 
 def test_retention_by_age_keeps_protected_segments(tmp_path: Path) -> None:

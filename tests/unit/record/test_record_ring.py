@@ -8,12 +8,13 @@ import pytest
 
 from pipeline.record.mux import write_clip
 from pipeline.record.ring import PacketRing
-from tests.support.record import GOP_S, decode_check, feed_file, make_clip
+from tests.support.media import make_clip
+from tests.support.record import GOP_S, decode_check, feed_file
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_clip(tmp_path_factory.mktemp("clip") / "clip30.mp4", 30)
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip30.mp4", 30, picture="texture", tune=None)
 
 
 def test_ring_keeps_the_last_seconds_from_a_keyframe(clip: Path) -> None:

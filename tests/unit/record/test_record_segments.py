@@ -12,12 +12,13 @@ from pipeline.record.catalog import Recordings
 from pipeline.record.layout import iter_index, parse_segment_name, segment_path
 from pipeline.record.packets import StoredPacket
 from pipeline.record.segments import SegmentWriter
-from tests.support.record import FPS, GOP_S, T0, decode_check, feed_file, make_clip
+from tests.support.media import make_clip
+from tests.support.record import FPS, GOP_S, T0, decode_check, feed_file
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_clip(tmp_path_factory.mktemp("clip") / "clip30.mp4", 30)
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip30.mp4", 30, picture="texture", tune=None)
 
 
 @pytest.mark.parametrize("fmt", ["mp4", "fmp4"])
