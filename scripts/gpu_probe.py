@@ -1,4 +1,4 @@
-"""GPU capacity probe (issue 13 item 5): run on a machine with an NVIDIA GPU, print and write JSON.
+"""GPU capacity probe: run on a machine with an NVIDIA GPU, print and write JSON.
 
 What a GPU box can carry is the smaller of two figures: the detector's frames per second on the GPU
 (batched across cameras) divided by each camera's detect rate, and what its CPU cores can decode and

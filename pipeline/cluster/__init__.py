@@ -1,4 +1,4 @@
-"""Camera ownership across machines (issue 14 item 1): which worker runs which camera, decided in Redis.
+"""Camera ownership across machines: which worker runs which camera, decided in Redis.
 
 - ``rendezvous``: pure functions, weighted highest-random-weight hashing of cameras over the live
   workers with a per-worker cap (who *should* own each camera);

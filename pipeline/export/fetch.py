@@ -1,6 +1,6 @@
 """Segments another machine holds, fetched into a local cache so the cutter can read them like its own.
 
-When a camera moved between workers (issue 14), its recording of a range is split over their
+When a camera moved between workers (cluster ownership), its recording of a range is split over their
 disks.  :class:`SegmentFetcher` completes a camera's local segment list for a range: it asks the
 catalogue (``lookup``, given by the caller: the dashboard's history database; this module knows
 no database) which segments exist, keeps the local ones, and fetches each missing one from the

@@ -1,6 +1,6 @@
 """Each finished segment announced on the bus, so the command room knows which machine holds which range.
 
-When cameras move between machines (issue 14), a camera's recording is split over the workers
+When cameras move between machines (cluster ownership), a camera's recording is split over the workers
 that owned it.  Each worker announces every segment it finishes (camera, start, end, bytes, name,
 sha256, its worker id, the fencing token it recorded under, the address of its segment server)
 on a dedicated capped stream ``P:segments``; the archiver stores them in the history database's

@@ -1,4 +1,4 @@
-"""A worker's finished segments, read-only over HTTP, for the machines that export or cut clips (issue 14 item 4).
+"""A worker's finished segments, read-only over HTTP, for the machines that export or cut clips.
 
 When a camera moves between machines its recording is split: each worker keeps the segments it
 wrote.  The dashboard (clips, page exports) and ``sharpeye export`` find the missing pieces in the

@@ -1,4 +1,4 @@
-"""The bus survives Redis failures (issue 14, item 2): a Sentinel URL, the outbox confirming alarms on a
+"""The bus survives Redis failures: a Sentinel URL, the outbox confirming alarms on a
 replica, failover under load (primary ``kill -9``, frozen, link cut in a network namespace) with every
 acknowledged alert counted end to end, and an archiver killed mid-batch whose entries another one reclaims.
 
@@ -35,7 +35,7 @@ from tests.support.waits import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DOWN_AFTER_MS = 1000  # Sentinel's detection time in these tests
-RESUME_BOUND_S = DOWN_AFTER_MS / 1000 + 3.0  # the issue's bound: detection + 3 s
+RESUME_BOUND_S = DOWN_AFTER_MS / 1000 + 3.0  # alarms flow again within Sentinel's detection + 3 s
 
 
 # --------------------------------------------------------------------------- the address

@@ -1,4 +1,4 @@
-"""Exports in headless Chromium (issue 12 item 5): a real dashboard process and archiver, a real Redis bus,
+"""Exports in headless Chromium: a real dashboard process and archiver, a real Redis bus,
 recordings written by the SegmentWriter.
 
 An operator opens an alert, clicks "Export clip", sees the progress line go to done, downloads the

@@ -1,4 +1,4 @@
-"""Several dashboard processes behind a load balancer, sharing one PostgreSQL and one Redis (issue 14 item 3).
+"""Several dashboard processes behind a load balancer, sharing one PostgreSQL and one Redis.
 
 Two real dashboard processes (``python -m dashboard``) on one redis-server and one real PostgreSQL:
 

@@ -1,4 +1,4 @@
-"""The page stays honest (issue 9 items 3 and 7): the dashboard against a Redis of its own that the tests
+"""The page stays honest when Redis fails: the dashboard against a Redis of its own that the tests
 kill, freeze and restart.
 
 - Redis killed (SIGKILL): no /api/* route answers 500; those that need the bus answer 503 with a JSON

@@ -1,4 +1,4 @@
-"""Live video across machines (issue 14): the dashboard reaches each camera's owner through Redis, signed.
+"""Live video across machines: the dashboard reaches each camera's owner through Redis, signed.
 
 - The seam's signed requests (``pipeline/live/protocol.py``, ``server.py``) on a real loopback
   server: a request signed with the site key for this worker is served once; a replay, another

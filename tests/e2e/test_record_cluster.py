@@ -1,4 +1,4 @@
-"""Recordings when cameras move (issue 14 item 4): catalogue, segment endpoint, export across machines.
+"""Recordings when cameras move between machines: catalogue, segment endpoint, export across machines.
 
 - The segment endpoint (``pipeline/record/serve.py``) on real files: refused without a signature
   (401), with a wrong, expired or other file's signature (403), and for every name that is not a

@@ -1,4 +1,4 @@
-"""Exports from the dashboard's API (issue 12 items 3-5): real recordings (segments written by the
+"""Exports from the dashboard's API (page exports, cases, timeline): real recordings (segments written by the
 SegmentWriter from a generated H.264 clip), a real Redis bus, SQLite and PostgreSQL history, the app in a
 TestClient.
 

@@ -1,4 +1,4 @@
-"""The dashboard API fuzzed with Schemathesis from its own OpenAPI schema (issue 9): whatever a client
+"""The dashboard API fuzzed with Schemathesis from its own OpenAPI schema: whatever a client
 sends, valid or not, with a session or without, the answer is never a 5xx and never shows a traceback.
 
 The dashboard runs as it does in production (uvicorn in its own process, SQLite history, a real

@@ -1,4 +1,4 @@
-"""TLS for the dashboard (issue 10 item 1), with a self-signed certificate made by the test.
+"""TLS for the dashboard, with a self-signed certificate made by the test.
 
 - `sharpeye check` refuses a missing, unpaired or mismatched dashboard.tls_cert / tls_key with FILE:LINE.
 - The dashboard serves HTTPS (and nothing in clear) with them: its session cookie is Secure and HSTS is sent.

@@ -1,4 +1,4 @@
-"""The command room over several workers (issue 14 item 3), in-process against a real redis-server: two
+"""The command room over several workers, in-process against a real redis-server: two
 simulated workers own the cameras through the real ``pipeline.cluster`` coordinator (leases, heartbeats,
 the moves stream), the dashboard's API shows who owns what, and a worker that stops renewing loses its
 cameras to the other, which the owners, the move history and /metrics show."""

@@ -1,4 +1,4 @@
-"""Issue 12 item 6 on the command line, the cases tests/test_export.py does not cover: a disk that fills
+"""Export failures on the command line, the cases tests/test_export.py does not cover: a disk that fills
 while the ZIP or the case manifest is written, and manifest paths that would lead out of the recordings.
 
 Real small filesystems (tmpfs, needs root like tests/test_disk_full.py): one sized by bytes for the

@@ -1,4 +1,4 @@
-"""segment_catalog: which worker holds which recorded segment (recordings across machines, issue 14)
+"""segment_catalog: which worker holds which recorded segment (recordings split across machines)
 
 Revision ID: 0005
 Revises: 0004

@@ -11,7 +11,7 @@ per camera count:
 
 - ``round_ms``: one worker's whole round (median, p99, max) and the round trip alone;
 - ``all_workers_round_ms``: every worker's round one after the other: the time the whole site's
-  renewals of one period take on Redis (the issue's bound: 2,000 cameras under 250 ms);
+  renewals of one period take on Redis (the bound a district needs: 2,000 cameras under 250 ms);
 - ``worker_cpu_ms_per_round``: this process's CPU per worker round (the client side: scripts,
   parsing, the rendezvous plan);
 - ``redis_cpu_ms_per_period``: Redis's own CPU (``INFO cpu`` user + sys, before and after) per

@@ -48,7 +48,7 @@ CACHE_ENV = "SHARPEYE_CACHE_DIR"  # generated clips and the verified shared clip
 CACHE_ROOT = Path(os.environ.get(CACHE_ENV) or Path.cwd() / ".cache")
 DEFAULT_CACHE = CACHE_ROOT / "bench"
 
-# (width, height) → target bitrate in bit/s, as the issue asks: 720p ~2, 1080p ~4 Mbit/s; sub-stream 0.5
+# (width, height) → target bitrate in bit/s, what city cameras send: 720p ~2, 1080p ~4 Mbit/s; sub-stream 0.5
 RESOLUTIONS: dict[str, tuple[int, int]] = {"720p": (1280, 720), "1080p": (1920, 1080), "360p": (640, 360)}
 BITRATES: dict[tuple[int, int], int] = {(1280, 720): 2_000_000, (1920, 1080): 4_000_000, (640, 360): 512_000}
 
