@@ -181,7 +181,7 @@ def occurrences(conn: Connection, head_ids: list[str]) -> dict[str, dict[str, An
         for r in conn.execute(select(incidents).where(incidents.c.id.in_(chunk))):
             out[r.id] = {"count": 0, "first_seen": r.first_seen, "last_seen": r.last_seen, "last_end": r.last_end,
                          "severity": r.severity, "group_key": r.group_key, "reasons": json.loads(r.reasons or "[]"),
-                         "alert_ids": [], "active": 0}
+                         "alert_ids": [], "active": 0, "active_ids": []}
         for a in conn.execute(select(alerts.c.id, alerts.c.incident_id, alerts.c.phase, alerts.c.start_time,
                                      alerts.c.updated_at, alerts.c.severity, alerts.c.rule_id, alerts.c.kind)
                               .where(alerts.c.incident_id.in_(chunk) | alerts.c.id.in_(chunk))
@@ -190,12 +190,14 @@ def occurrences(conn: Connection, head_ids: list[str]) -> dict[str, dict[str, An
             o = out.setdefault(inc, {"count": 0, "first_seen": a.start_time, "last_seen": a.updated_at,
                                      "last_end": None, "severity": a.severity, "group_key": f"rule:{a.rule_id}",
                                      "reasons": [{"rule_id": a.rule_id, "kind": a.kind}], "alert_ids": [],
-                                     "active": 0})
+                                     "active": 0, "active_ids": []})
             if a.id in o["alert_ids"]:
                 continue
             o["alert_ids"].append(a.id)
             o["count"] += 1
-            o["active"] += a.phase != "end"
+            if a.phase != "end":
+                o["active"] += 1
+                o["active_ids"].append(a.id)
     return out
 
 
@@ -213,7 +215,7 @@ def room_items(conn: Connection, views: list[dict[str, Any]],
 
     An occurrence is replaced by its incident (its first alert, fetched with ``view`` when not among
     ``views``); each item gets ``camera_id``, ``incident_id`` and ``occurrences`` (count, first and last
-    seen, the alert ids, the reasons, the highest severity, how many are still going on).  A view of an
+    seen, the alert ids, the reasons, the highest severity, which are still going on).  A view of an
     alert not stored yet (straight from the bus) stays an item of its own."""
     ids = [v["alert_id"] for v in views]
     incident: dict[str, str] = {}
@@ -250,7 +252,8 @@ def lone_item(view: dict[str, Any]) -> dict[str, Any]:
         "count": 1, "first_seen": item.get("start_time"), "last_seen": item.get("time", item.get("start_time")),
         "last_end": item.get("end_time"), "severity": rule.get("severity"),
         "reasons": [{"rule_id": rule.get("id"), "kind": rule.get("kind")}], "alert_ids": [item["alert_id"]],
-        "active": int(item.get("phase") != "end")}
+        "active": int(item.get("phase") != "end"),
+        "active_ids": [item["alert_id"]] if item.get("phase") != "end" else []}
     return item
 
 

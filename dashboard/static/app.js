@@ -36,8 +36,11 @@ function merge(old, fresh) {
   return a;
 }
 
-// a bus message (detection): new alert, or new data for one we know; the workflow state stays ours
+// a bus message (detection): new alert, or new data for one we know; the workflow state stays ours.
+// An alert that joined an open incident (the server says which: incident_id) is an occurrence of that item.
 function onBusAlert(msg) {
+  const inc = msg.incident_id || msg.alert_id;
+  if (inc !== msg.alert_id) { onOccurrence(inc, msg); return; }
   const old = alerts.get(msg.alert_id);
   const det = {
     alert_id: msg.alert_id, camera: msg.camera, grid_cell: msg.grid_cell, rule: msg.rule, labels: msg.labels,
@@ -47,10 +50,49 @@ function onBusAlert(msg) {
   if (msg.phase === "end") det.orphaned_since = null; // ended: nobody needs to own it any more
   if (msg.snapshot) det.snapshot = msg.snapshot;
   const a = merge(old || { state: "new", owner: null, dispatch: {}, version: null, escalation_level: 0 }, det);
+  a.occurrences = a.occurrences || { count: 1, alert_ids: [a.alert_id], first_seen: a.start_time, last_seen: msg.time,
+                                     severity: a.rule.severity, reasons: [{ rule_id: a.rule.id, kind: a.rule.kind }],
+                                     active: 0 };
+  noteOccurrence(a, msg);
   alerts.set(a.alert_id, a);
   render(a);
   if (selected === a.alert_id) showDetail(a);
   if (!old) notifyNew(a);
+}
+
+const SEV_RANK = { low: 0, medium: 1, high: 2, critical: 3 };
+const occPhase = new Map(); // occurrence alert id -> its last phase seen live (how many are still going on)
+
+// one message of an incident's occurrence: count, last seen, reasons, highest severity, still going on
+function noteOccurrence(a, msg) {
+  const o = a.occurrences;
+  if (!o.alert_ids.includes(msg.alert_id)) { o.alert_ids.push(msg.alert_id); o.count = o.alert_ids.length; }
+  o.last_seen = Math.max(o.last_seen || 0, msg.time);
+  if ((SEV_RANK[msg.rule.severity] || 0) > (SEV_RANK[o.severity] || 0)) o.severity = msg.rule.severity;
+  if (!(o.reasons || []).some(r => r.rule_id === msg.rule.id)) (o.reasons = o.reasons || []).push({ rule_id: msg.rule.id, kind: msg.rule.kind });
+  const before = occPhase.get(msg.alert_id);
+  if (before === undefined && msg.phase !== "end") o.active = (o.active || 0) + 1;
+  else if (before !== undefined && before !== "end" && msg.phase === "end") o.active = Math.max(0, (o.active || 0) - 1);
+  occPhase.set(msg.alert_id, msg.phase);
+}
+
+function onOccurrence(inc, msg) {
+  const a = alerts.get(inc);
+  if (!a || !a.occurrences) { resync().catch(console.error); return; } // an incident this page has not listed yet
+  const fresh = !a.occurrences.alert_ids.includes(msg.alert_id);
+  noteOccurrence(a, msg);
+  render(a);
+  if (selected === inc) showDetail(a);
+  if (fresh) notifyNew(a);
+}
+
+// the incident is still going on while one of its occurrences is
+function livePhase(a) {
+  return a.phase === "end" && a.occurrences && a.occurrences.active > 0 ? "update" : a.phase;
+}
+function severityOf(a) {
+  const o = a.occurrences;
+  return o && (SEV_RANK[o.severity] || 0) > (SEV_RANK[a.rule.severity] || 0) ? o.severity : a.rule.severity;
 }
 
 // an action from any operator (or the system): the alert as stored now, plus the timeline row
@@ -73,18 +115,23 @@ function render(a) {
     li.addEventListener("keydown", ev => { if (ev.key === "Enter") select(a.alert_id); });
     items.set(a.alert_id, li);
   }
-  li.dataset.phase = a.phase;
-  li.dataset.severity = a.rule.severity;
+  li.dataset.phase = livePhase(a);
+  li.dataset.severity = severityOf(a);
   li.dataset.camera = a.camera.id;
   li.dataset.state = a.state;
   li.dataset.cell = (a.grid_cell || {}).id || "";
   li.dataset.overdue = String(overdue(a));
   const mark = li.querySelector(".overdue");
-  mark.textContent = overdue(a) ? SE.t("alert.overdue") : "";
+  mark.textContent = overdue(a) ? overdueText(a) : "";
+  const occ = a.occurrences || { count: 1 };
+  const badge = li.querySelector(".occ");
+  badge.textContent = occ.count > 1 ? SE.t("incident.count", { n: occ.count }) : "";
+  badge.title = occ.count > 1 ? SE.t("incident.count_title") : "";
+  li.dataset.occurrences = String(occ.count);
   li.classList.toggle("selected", selected === a.alert_id);
-  li.querySelector(".sev").textContent = SE.t(`severity.${a.rule.severity}`);
+  li.querySelector(".sev").textContent = SE.t(`severity.${severityOf(a)}`);
   li.querySelector(".label").textContent = a.labels.map(l => SE.messages[`label.${l}`] ? SE.t(`label.${l}`) : l).join(", ");
-  li.querySelector(".rule").textContent = ruleText(a.rule);
+  li.querySelector(".rule").textContent = reasonsText(a);
   li.querySelector(".state-badge").textContent = SE.t(`state.${a.state}`);
   li.querySelector(".state-badge").dataset.state = a.state;
   li.querySelector(".phase").textContent = phaseText(a);
@@ -96,7 +143,8 @@ function render(a) {
   const off = cell.officer;
   li.querySelector(".officer").textContent = off ? SE.t("alert.officer_named", { name: off.name, phone: off.phone }) : "";
   const tm = li.querySelector(".time");
-  tm.textContent = SE.fmt(a.start_time) + (a.end_time ? ` – ${SE.fmt(a.end_time, false)}` : "");
+  const last = occ.count > 1 ? occ.last_seen : a.end_time;
+  tm.textContent = SE.fmt(a.start_time) + (last ? ` – ${SE.fmt(last, false)}` : "");
   tm.dateTime = new Date(a.start_time * 1000).toISOString();
   li.querySelector(".owner").textContent = a.owner ? SE.t("alert.handled_by", { name: a.owner.name }) : "";
   const mini = li.querySelector(".mini-lights");
@@ -116,8 +164,22 @@ function render(a) {
 function isOrphan(a) { return a.phase !== "end" && !!a.orphaned_since; }
 function orphanText(a) { return SE.t("alert.orphaned", { since: SE.fmt(a.orphaned_since, false) }); }
 
+// every rule that fired in the incident (intrusion · loitering ...), else the alert's own
+function reasonsText(a) {
+  const rs = (a.occurrences || {}).reasons || [];
+  if (rs.length < 2) return ruleText(a.rule);
+  return rs.map(r => ruleText({ id: r.rule_id, kind: r.kind })).filter((t, i, all) => all.indexOf(t) === i).join(" · ");
+}
+
+// the late step, by name: "overdue · sign for"
+function overdueText(a) {
+  const key = `overdue.${a.overdue}`;
+  return SE.messages[key] ? SE.t(key) : SE.t("alert.overdue");
+}
+
 // "ended", with the reason when nobody saw it end (a worker restarted and ended what its predecessor left open)
 function phaseText(a) {
+  if (livePhase(a) !== a.phase) return SE.t(`phase.${livePhase(a)}`);
   const base = SE.t(`phase.${a.phase}`);
   if (a.phase !== "end" || !a.end_reason) return base;
   const key = `end_reason.${a.end_reason.replace(/\W+/g, "_")}`;
@@ -139,10 +201,8 @@ function onOrphans(map) {
 // escalated open alerts move to the top; otherwise newest first
 function sortKey(a) { return (overdue(a) ? 1e11 : 0) + a.start_time; }
 
-// escalated and still waiting for the step it was escalated for
-function overdue(a) {
-  return (a.escalation_level || 0) > 0 && (a.state === "new" || (a.state === "dispatched" && (a.dispatch || {}).step === "sent"));
-}
+// escalated for the step it still waits for: the server names that step (a level of a step done is spent)
+function overdue(a) { return !!a.overdue && OPEN.has(a.state); }
 
 function insertByTime(li, t) {
   li.dataset.start = t;
@@ -183,7 +243,7 @@ let beepLevel = null;
 function syncBeep() {
   let level = null;
   for (const a of alerts.values()) {
-    const sev = overdue(a) ? "critical" : a.state === "new" ? a.rule.severity : null;
+    const sev = overdue(a) ? "critical" : a.state === "new" ? severityOf(a) : null;
     if (SOUND[sev] && (!level || SOUND[sev][1] < SOUND[level][1])) level = sev;
   }
   if (level === beepLevel) return;
@@ -245,13 +305,16 @@ function showDetail(a) {
   panel.dataset.state = a.state;
   document.getElementById("d-print").href = `/alerts/${encodeURIComponent(a.alert_id)}/print`;
   document.getElementById("d-clip").href = `/clip/${encodeURIComponent(a.alert_id)}`;
-  document.getElementById("d-title").textContent = `${ruleText(a.rule)} · ${a.camera.name}`;
+  document.getElementById("d-title").textContent = `${reasonsText(a)} · ${a.camera.name}`;
   const img = document.getElementById("d-snap");
   if (a.snapshot && a.snapshot.path) { img.src = snapUrl(a.snapshot.path); img.hidden = false; } else img.hidden = true;
   const st = document.getElementById("d-state");
   st.textContent = SE.t(`state.${a.state}`);
   st.dataset.state = a.state;
-  document.getElementById("d-overdue").hidden = !overdue(a);
+  const od = document.getElementById("d-overdue");
+  od.hidden = !overdue(a);
+  od.textContent = overdue(a) ? overdueText(a) : "";
+  showOccurrences(a);
   const orphan = document.getElementById("d-orphan");
   orphan.hidden = !isOrphan(a);
   orphan.textContent = isOrphan(a) ? orphanText(a) : "";
@@ -286,6 +349,19 @@ function showDetail(a) {
   document.getElementById("d-link-box").hidden = !(a.state === "dispatched" && mine && d.step !== "feedback");
   document.getElementById("d-link").value = links.get(a.alert_id) || "";
   document.getElementById("d-error").hidden = true;
+}
+
+// the incident's occurrences: how many, from when to when, each one's clip
+function showOccurrences(a) {
+  const o = a.occurrences || { count: 1, alert_ids: [a.alert_id] };
+  document.getElementById("d-occ-box").hidden = o.count < 2;
+  if (o.count < 2) return;
+  document.getElementById("d-occ-count").textContent = SE.t("incident.count", { n: o.count });
+  document.getElementById("d-occ-span").textContent = SE.t("incident.span",
+    { first: SE.fmt(o.first_seen || a.start_time), last: SE.fmt(o.last_seen || a.start_time, false) });
+  document.getElementById("d-occ-list").replaceChildren(...o.alert_ids.map((id, i) => SE.el("li", {},
+    SE.el("a", { href: `/clip/${encodeURIComponent(id)}`, target: "_blank", "data-alert-id": id,
+                 text: SE.t("incident.occurrence", { n: i + 1 }) }))));
 }
 
 function addTimelineRow(act) {
@@ -482,6 +558,7 @@ async function resync() {
   const data = await SE.api("/api/alerts?limit=300");
   for (const a of data.alerts.slice().reverse()) {
     const m = merge(alerts.get(a.alert_id), a);
+    seedOccurrences(m);
     alerts.set(m.alert_id, m);
     render(m);
   }
@@ -491,8 +568,23 @@ async function resync() {
 
 // ------------------------------------------------------------------ start
 
+// the room's own strings (incidents, late steps), merged into the page's catalogue
+async function loadRoomCatalogue() {
+  const res = await fetch(`/static/i18n/incidents.${SE.locale}.json`);
+  if (res.ok) Object.assign(SE.messages, await res.json());
+  SE.applyI18n(document.getElementById("d-occ-box"));
+}
+
+// the listed incident's occurrences still going on, so live messages count them right
+function seedOccurrences(a) {
+  const o = a.occurrences;
+  if (!o) return;
+  for (const id of o.alert_ids || []) occPhase.set(id, (o.active_ids || []).includes(id) ? "update" : "end");
+}
+
 async function main() {
   await SE.start();
+  await loadRoomCatalogue();
   baseTitle = document.title;
   wireDetail();
   if (cellFilter !== null) {
@@ -501,7 +593,7 @@ async function main() {
                                                             text: SE.t("room.cell_filter", { name }) }));
   }
   const data = await SE.api("/api/alerts?limit=300");
-  for (const a of data.alerts.slice().reverse()) { alerts.set(a.alert_id, a); render(a); }
+  for (const a of data.alerts.slice().reverse()) { seedOccurrences(a); alerts.set(a.alert_id, a); render(a); }
   for (const m of data.camera_events.slice().reverse()) renderCameraEvent(m);
   updateCount();
   SE.api("/api/cameras").then(renderCameras).catch(console.error);
