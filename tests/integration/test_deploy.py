@@ -41,6 +41,7 @@ from ruamel.yaml import YAML
 from tests.support.waits import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("pipeline", "dashboard", "history", "cli")
 DEPLOY = ROOT / "deploy"
 SYSTEMD = DEPLOY / "systemd"
 K8S = DEPLOY / "kubernetes"
@@ -184,13 +185,15 @@ def test_sysusers_creates_the_service_user_with_the_image_uid(tmp_path: Path) ->
     assert "sharpeye:x:10001:10001:Sharp Eyes:/var/lib/sharpeye:" in passwd, passwd
     dockerfile = (DEPLOY / "container" / "Dockerfile").read_text()
     assert "--uid 10001" in dockerfile
+    for package in PACKAGES:  # the image installs every top-level package of the project
+        assert f"COPY {package} /src/{package}" in dockerfile, package
     assert all(d["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 10001
                for name, d in ((d["metadata"]["name"], d) for _, d in workloads()) if name != "sharpeye-redis")
 
 
 def test_no_watchdog_claimed_without_sd_notify() -> None:
     """WatchdogSec= would kill a worker that never pings: the program does not speak sd_notify (yet)."""
-    code = "\n".join(p.read_text() for d in ("pipeline", "dashboard") for p in (ROOT / d).rglob("*.py"))
+    code = "\n".join(p.read_text() for d in PACKAGES for p in (ROOT / d).rglob("*.py"))
     speaks = "WATCHDOG=1" in code or "NOTIFY_SOCKET" in code
     for service in SERVICES:
         watchdog = unit_values(SYSTEMD / service, "Service", "WatchdogSec")
