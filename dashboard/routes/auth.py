@@ -5,16 +5,15 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from dashboard.context import ctx
-from dashboard.deps import current_user, refuse, remote_addr, session_required
+from dashboard.deps import CurrentUser, DashboardDep, RemoteAddr, SessionDep, refuse, remote_addr
 from dashboard.pages import page
-from dashboard.security import COOKIE, SESSION_MAX_S, Session, check_login, create_session, end_session, lookup_session
-from dashboard.users import LOCALES, User, update_user
+from dashboard.security import COOKIE, SESSION_MAX_S, check_login, create_session, end_session, lookup_session
+from dashboard.users import LOCALES, update_user
 from history.audit import record
 
 router = APIRouter()
@@ -38,17 +37,16 @@ def _same_origin(request: Request) -> bool:
 
 
 @router.get("/login", include_in_schema=False)
-async def login_page(request: Request) -> Response:
-    if await run_in_threadpool(lookup_session, ctx(request).engine, request.cookies.get(COOKIE)):
+async def login_page(request: Request, d: DashboardDep) -> Response:
+    if await run_in_threadpool(lookup_session, d.engine, request.cookies.get(COOKIE)):
         return RedirectResponse("/", 303)
     return page("login.html")
 
 
 @router.post("/api/login")
-async def login(request: Request, body: LoginBody) -> JSONResponse:
+async def login(request: Request, body: LoginBody, d: DashboardDep) -> JSONResponse:
     if not request.headers.get("content-type", "").startswith("application/json") or not _same_origin(request):
         raise refuse(403, "csrf")
-    d = ctx(request)
     remote = remote_addr(request) or "?"
     wait = await d.limiter.retry_after(d.redis(), remote)
     if wait > 0:
@@ -67,13 +65,12 @@ async def login(request: Request, body: LoginBody) -> JSONResponse:
 
 
 @router.post("/api/logout")
-async def logout(request: Request, sess: Session = Depends(session_required)) -> JSONResponse:
-    d = ctx(request)
+async def logout(d: DashboardDep, sess: SessionDep, remote: RemoteAddr) -> JSONResponse:
 
     def _end() -> None:
         end_session(d.engine, sess.token_id)
         with d.engine.begin() as conn:
-            record(conn, "logout", user_id=sess.user.id, username=sess.user.username, remote=remote_addr(request))
+            record(conn, "logout", user_id=sess.user.id, username=sess.user.username, remote=remote)
     await run_in_threadpool(_end)
     resp = JSONResponse({"ok": True})
     resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
@@ -81,9 +78,9 @@ async def logout(request: Request, sess: Session = Depends(session_required)) ->
 
 
 @router.get("/api/me")
-async def me(request: Request, sess: Session = Depends(session_required)) -> dict[str, Any]:
+async def me(d: DashboardDep, sess: SessionDep) -> dict[str, Any]:
     """Who is logged in, their CSRF token, and what the page needs to show times and cells."""
-    cfg = ctx(request).config()
+    cfg = d.config()
     user = sess.user
     cells = {cid: {"name": c.name, "officer": {"name": c.officer.name, "phone": c.officer.phone}}
              for cid, c in cfg.grid_cells.items() if user.sees_cell(cid)}
@@ -93,8 +90,8 @@ async def me(request: Request, sess: Session = Depends(session_required)) -> dic
 
 
 @router.post("/api/me/locale")
-async def set_locale(request: Request, body: LocaleBody, user: User = Depends(current_user)) -> dict[str, Any]:
+async def set_locale(body: LocaleBody, d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
     if body.locale not in LOCALES:
         raise refuse(400, "bad_locale")
-    u = await run_in_threadpool(update_user, ctx(request).engine, user.username, None, None, None, body.locale)
+    u = await run_in_threadpool(update_user, d.engine, user.username, None, None, None, body.locale)
     return {"user": u.to_dict()}

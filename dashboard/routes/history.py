@@ -10,13 +10,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select, tuple_
 from starlette.concurrency import run_in_threadpool
 
-from dashboard.context import ctx
-from dashboard.deps import current_user, refuse
+from dashboard.deps import CurrentUser, DashboardDep, current_user, refuse
 from dashboard.pages import page
 from dashboard.users import User
 from dashboard.workflow import alert_view
@@ -72,11 +71,10 @@ async def history_page() -> HTMLResponse:
 
 
 @router.get("/api/history")
-async def history(request: Request, user: User = Depends(current_user), start: float | None = None,
+async def history(d: DashboardDep, user: CurrentUser, start: float | None = None,
                   end: float | None = None, camera: str | None = None, cell: str | None = None,
                   rule: str | None = None, kind: str | None = None, label: str | None = None,
                   state: str | None = None, before: str | None = None, limit: int = 50) -> dict[str, Any]:
-    d = ctx(request)
     if cell and not user.sees_cell(cell):
         raise refuse(404, "not_found")
 

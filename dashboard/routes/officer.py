@@ -17,8 +17,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from dashboard.context import ctx
-from dashboard.deps import refuse, remote_addr
+from dashboard.deps import DashboardDep, RemoteAddr, refuse
 from dashboard.files import UnsafePath, safe_join
 from dashboard.pages import page
 from dashboard.workflow import WorkflowError, alert_view, link_alert, officer_step
@@ -32,8 +31,7 @@ class StepBody(BaseModel):
 
 
 @router.get("/o/{token}", include_in_schema=False)
-async def officer_page(token: str, request: Request) -> HTMLResponse:
-    d = ctx(request)
+async def officer_page(token: str, d: DashboardDep) -> HTMLResponse:
 
     def _ok() -> bool:
         with d.engine.connect() as conn:
@@ -43,9 +41,8 @@ async def officer_page(token: str, request: Request) -> HTMLResponse:
 
 
 @router.get("/api/o/{token}")
-async def officer_alert(token: str, request: Request) -> dict[str, Any]:
+async def officer_alert(token: str, d: DashboardDep) -> dict[str, Any]:
     """What the officer needs: where, what, when, and which steps are done (no operator names)."""
-    d = ctx(request)
 
     def _get() -> dict[str, Any] | None:
         with d.engine.connect() as conn:
@@ -60,8 +57,7 @@ async def officer_alert(token: str, request: Request) -> dict[str, Any]:
 
 
 @router.get("/api/o/{token}/snapshot")
-async def officer_snapshot(token: str, request: Request) -> FileResponse:
-    d = ctx(request)
+async def officer_snapshot(token: str, d: DashboardDep) -> FileResponse:
 
     def _path() -> str | None:
         with d.engine.connect() as conn:
@@ -76,16 +72,16 @@ async def officer_snapshot(token: str, request: Request) -> FileResponse:
 
 
 @router.post("/api/o/{token}/steps")
-async def officer_report(token: str, body: StepBody, request: Request) -> dict[str, Any]:
+async def officer_report(token: str, body: StepBody, request: Request, d: DashboardDep,
+                         remote: RemoteAddr) -> dict[str, Any]:
     origin = request.headers.get("origin")
     if not request.headers.get("content-type", "").startswith("application/json") or (
             origin is not None and urlsplit(origin).netloc != request.headers.get("host")):
         raise refuse(403, "csrf")
-    d = ctx(request)
 
     def _step() -> tuple[dict[str, Any], dict[str, Any]]:
         with d.engine.begin() as conn:
-            return officer_step(conn, token, body.step, body.note, remote_addr(request))
+            return officer_step(conn, token, body.step, body.note, remote)
     try:
         alert, action = await run_in_threadpool(_step)
     except WorkflowError as e:

@@ -18,13 +18,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from dashboard.context import ctx
-from dashboard.deps import current_user, refuse
+from dashboard.context import Dashboard
+from dashboard.deps import CurrentUser, DashboardDep, current_user, refuse
 from dashboard.pages import page
 from dashboard.users import User
 from history.schema import OPEN_STATES, alerts
@@ -113,9 +113,8 @@ def build_report(rows: Iterable[Any], cell_names: dict[str, str]) -> dict[str, A
             "total": sum(c["total"] for c in cells)}
 
 
-async def _report(request: Request, user: User, start: float | None, end: float | None,
+async def _report(d: Dashboard, user: User, start: float | None, end: float | None,
                   cell: str | None) -> dict[str, Any]:
-    d = ctx(request)
     end = time.time() if end is None else end
     start = end - 12 * 3600 if start is None else start
     if not 0 < end - start <= MAX_RANGE_S:
@@ -143,9 +142,9 @@ async def reports_page() -> HTMLResponse:
 
 
 @router.get("/api/reports")
-async def reports(request: Request, user: User = Depends(current_user), start: float | None = None,
+async def reports(d: DashboardDep, user: CurrentUser, start: float | None = None,
                   end: float | None = None, cell: str | None = None) -> dict[str, Any]:
-    return await _report(request, user, start, end, cell)
+    return await _report(d, user, start, end, cell)
 
 
 def _num(v: float | None) -> str:
@@ -153,10 +152,10 @@ def _num(v: float | None) -> str:
 
 
 @router.get("/api/reports.csv")
-async def reports_csv(request: Request, user: User = Depends(current_user), start: float | None = None,
+async def reports_csv(d: DashboardDep, user: CurrentUser, start: float | None = None,
                       end: float | None = None, cell: str | None = None) -> Response:
     """The per-cell table as CSV (seconds; UTF-8 with BOM so spreadsheet programs read the Chinese names)."""
-    rep = await _report(request, user, start, end, cell)
+    rep = await _report(d, user, start, end, cell)
     kinds = sorted({k for c in rep["cells"] for k in c["by_kind"]})
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -177,14 +176,13 @@ async def supervisor_page() -> HTMLResponse:
 
 
 @router.get("/api/supervisor")
-async def supervisor(request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+async def supervisor(d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
     """Open alerts by state and age, the overdue ones, and each operator's load this shift."""
-    d = ctx(request)
     now = time.time()
     since = now - 12 * 3600
 
     def _run() -> dict[str, Any]:
-        from dashboard.workflow import alert_view
+        from dashboard.workflow import alert_view, overdue_step
         with d.engine.connect() as conn:
             open_rows = conn.execute(select(alerts).where(_cells_clause(user), alerts.c.state.in_(OPEN_STATES))
                                      .order_by(alerts.c.start_time)).all()
@@ -199,7 +197,7 @@ async def supervisor(request: Request, user: User = Depends(current_user)) -> di
             by_state[r.state][bucket] += 1
             if r.owner_name:
                 load[r.owner_name]["open"] += 1
-            if r.escalation_level > 0 and (r.state == "new" or (r.state == "dispatched" and r.dispatch_step == "sent")):
+            if overdue_step(r._mapping):  # late for the step it waits for (acknowledge, 签收, 到场, 反馈)
                 overdue.append(alert_view(r))
         for (owner,) in closed:
             load[owner]["closed_this_shift"] += 1

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from dashboard.context import ctx
-from dashboard.deps import refuse, remote_addr, require_role
+from dashboard.deps import AdminUser, DashboardDep, RemoteAddr, admin_only, refuse
 from dashboard.pages import page
 from dashboard.users import User, UserError, add_user, list_users, set_disabled, set_password, update_user
 from history.audit import record
 
-admin = require_role("admin")
-router = APIRouter(dependencies=[Depends(admin)])
+router = APIRouter(dependencies=[Depends(admin_only)])
 
 
 class NewUser(BaseModel):
@@ -43,18 +41,17 @@ async def users_page() -> HTMLResponse:
 
 
 @router.get("/api/users")
-async def get_users(request: Request) -> list[dict[str, Any]]:
-    return [u.to_dict() for u in await run_in_threadpool(list_users, ctx(request).engine)]
+async def get_users(d: DashboardDep) -> list[dict[str, Any]]:
+    return [u.to_dict() for u in await run_in_threadpool(list_users, d.engine)]
 
 
 @router.post("/api/users")
-async def post_user(request: Request, body: NewUser, me: User = Depends(admin)) -> dict[str, Any]:
-    d = ctx(request)
+async def post_user(body: NewUser, d: DashboardDep, me: AdminUser, remote: RemoteAddr) -> dict[str, Any]:
 
     def _add() -> User:
         u = add_user(d.engine, body.username, body.password, body.role, body.cells, body.display_name, body.locale)
         with d.engine.begin() as conn:
-            record(conn, "user_added", user_id=me.id, username=me.username, remote=remote_addr(request),
+            record(conn, "user_added", user_id=me.id, username=me.username, remote=remote,
                    data={"user": u.username, "role": u.role, "cells": list(u.cells)})
         return u
     try:
@@ -64,8 +61,8 @@ async def post_user(request: Request, body: NewUser, me: User = Depends(admin)) 
 
 
 @router.patch("/api/users/{username}")
-async def patch_user(username: str, request: Request, body: UserChange, me: User = Depends(admin)) -> dict[str, Any]:
-    d = ctx(request)
+async def patch_user(username: str, body: UserChange, d: DashboardDep, me: AdminUser,
+                     remote: RemoteAddr) -> dict[str, Any]:
 
     def _change() -> User:
         if body.password:
@@ -74,7 +71,7 @@ async def patch_user(username: str, request: Request, body: UserChange, me: User
             set_disabled(d.engine, username, body.disabled)
         u = update_user(d.engine, username, body.role, body.cells, body.display_name, body.locale)
         with d.engine.begin() as conn:
-            record(conn, "user_changed", user_id=me.id, username=me.username, remote=remote_addr(request),
+            record(conn, "user_changed", user_id=me.id, username=me.username, remote=remote,
                    data={"user": username, **body.model_dump(exclude_none=True, exclude={"password"}),
                          "password_reset": bool(body.password)})
         return u
