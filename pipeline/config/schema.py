@@ -527,6 +527,37 @@ class RecordingsConfig(Strict):
                                     "until 1 point above it.")
 
 
+class SightingsConfig(Strict):
+    """Sightings (目标记录): every confirmed track of a person or vehicle kept for search after an incident.
+
+    A track becomes one record (its best crop, colours, direction and, for vehicles on cameras with
+    ``plates`` on, its plate) when it ends, updated every ``every_s`` while it lasts.
+    """
+
+    enabled: bool = Field(True, description="Record sightings for this camera (default true).")
+    labels: list[str] = Field(["person", "car", "bus", "truck", "motorcycle", "bicycle"], min_length=1,
+                              description="Labels whose tracks become sightings (default person, car, bus, "
+                              "truck, motorcycle, bicycle).")
+    every_s: float = Field(60.0, ge=5.0, le=3600.0, description="While a track lasts, its sighting is written "
+                           "again at most this often (5-3600 s, default 60); always when it ends.")
+    min_duration_s: float = Field(1.0, ge=0.0, le=60.0, description="Tracks seen for less than this are not "
+                                  "recorded (0-60 s, default 1): a flicker is not a sighting.")
+    end_after_s: float = Field(2.0, ge=0.5, le=60.0, description="A track not seen for this long has ended "
+                               "(0.5-60 s, default 2).")
+    sample_s: float = Field(0.5, ge=0.0, le=10.0, description="How often a track's view is weighed as its "
+                            "best crop (0-10 s, default 0.5; 0: every detected frame).")
+    crop_px: int = Field(256, ge=64, le=1024, description="Longer side of the stored best crop (64-1024 px, "
+                         "default 256).")
+    plates: bool = Field(False, description="Read licence plates on this camera's vehicle tracks (checkpoints "
+                         "卡口, car parks); off by default.")
+    plate_reads: int = Field(2, ge=1, le=5, description="Plate reads per vehicle track, from its best crops, "
+                             "voted (1-5, default 2): never per frame.")
+    plate_min_width_px: int = Field(96, ge=16, le=4096, description="A vehicle narrower than this (source px) "
+                                    "is not read for a plate (16-4096, default 96): its plate is too small.")
+    retain_days: float = Field(3.0, gt=0.0, le=3650.0, description="Delete this camera's sightings and their "
+                               "crops older than this (days, default 3: shorter than recordings).")
+
+
 class CameraConfig(Strict):
     """One camera: where its video comes from, what raises an alert, and who answers it."""
 
@@ -564,6 +595,8 @@ class CameraConfig(Strict):
                                      "reconnect pacing.")
     tamper: TamperConfig = Field(default_factory=TamperConfig, description="Tamper alerts: dark, covered, "
                                  "defocused or moved camera.")
+    sightings: SightingsConfig = Field(default_factory=SightingsConfig, description="Sightings of people and "
+                                       "vehicles kept for search (研判), plates on vehicles when enabled.")
 
     @field_validator("source", "record_source")
     @classmethod

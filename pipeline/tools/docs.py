@@ -40,6 +40,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("cameras.<id>.tamper.covered", C.TamperCoveredConfig),
     ("cameras.<id>.tamper.blur", C.TamperBlurConfig),
     ("cameras.<id>.tamper.moved", C.TamperMovedConfig),
+    ("cameras.<id>.sightings", C.SightingsConfig),
     ("cameras.<id>.zones.<name>", C.ZoneConfig),
     ("cameras.<id>.lines.<name>", C.LineConfig),
     ("cameras.<id>.rules.<name> (every kind)", C.RuleBase),
