@@ -28,7 +28,6 @@ from typing import Any
 
 import pytest
 import requests
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
@@ -44,7 +43,7 @@ from pipeline.publish.events import orphan_end_message
 from pipeline.publish.status import CameraStatus
 from pipeline.runtime.redis_server import RedisServer
 from pipeline.tools.simulator import free_port
-from tests.support.dashboard import alert_msg, spawn, stop, wait_http, write_dashboard_config
+from tests.support.dashboard import alert_msg, api_routes, spawn, stop, wait_http, write_dashboard_config
 from tests.support.waits import wait_for
 
 PW = "correct horse battery"
@@ -88,15 +87,6 @@ def _login(c: TestClient, name: str) -> str:
     return str(res.json()["csrf"])
 
 
-def _routes(routes: list[Any]) -> Iterator[APIRoute]:
-    for r in routes:
-        nested = getattr(r, "original_router", None)
-        if nested is not None:
-            yield from _routes(nested.routes)
-        elif isinstance(r, APIRoute):
-            yield r
-
-
 # ------------------------------------------------------------------------------------------ API, in-process
 
 
@@ -117,7 +107,7 @@ def test_redis_killed_every_api_route_answers_503_json_or_works_never_500(
     ids = {"alert_id": "k1", "camera_id": "lobby", "username": "op", "token": "x" * 43, "rel": "lobby/x.jpg",
            "job_id": "nosuchjob", "name": "case1"}
     answers: dict[str, int] = {}
-    for route in _routes(app.app.routes):  # type: ignore[attr-defined]
+    for route in api_routes(app.app.routes):  # type: ignore[attr-defined]
         if "GET" not in route.methods or route.path == "/api/stream":
             continue
         path = re.sub(r"\{(\w+)(:path)?\}", lambda m: ids[m.group(1)], route.path)

@@ -18,19 +18,11 @@ import pytest
 from pipeline.tools.simulator import RtspSimulator, free_port
 from tests.support.assets import missing_asset, require_camsim
 from tests.support.config import write_config
-from tests.support.waits import wait_for
+from tests.support.waits import http_up, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 METRICS_TOKEN = "e2e-scrape-token-0123456789"
 pytestmark = pytest.mark.e2e
-
-
-def http_up(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def test_person_on_rtsp_camera_alerts_on_dashboard(tmp_path: Path, person_clip: Path) -> None:

@@ -15,7 +15,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,19 +27,12 @@ from pipeline.live import protocol
 from pipeline.tools.simulator import RtspSimulator, free_port
 from tests.support.assets import clip, missing_asset, require_camsim
 from tests.support.config import write_config
-from tests.support.waits import wait_for
+from tests.support.dashboard import stop
+from tests.support.waits import http_up, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "live-password-1"
 pytestmark = pytest.mark.e2e
-
-
-def http_up(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def sim_sessions(port: int) -> int:
@@ -152,12 +144,7 @@ def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Room]:
                      lambda: f"both cameras' live taps holding a GOP: {room.stats()}", interval=0.2)
             yield room
         finally:
-            os.killpg(run.pid, signal.SIGINT)
-            try:
-                run.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(run.pid, signal.SIGKILL)
-                run.wait()
+            stop(run, signal.SIGINT, 20)
             log.close()
             print("\n" + (tmp / "run.log").read_text()[-1500:] if run.returncode else "")
 

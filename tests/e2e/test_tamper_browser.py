@@ -10,7 +10,6 @@ the timings are shortened (for_s 3 s, warm-up 4 s) so the whole chain runs in ab
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -20,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import httpx
 import numpy as np
 import pytest
 
 from pipeline.tools.simulator import free_port
 from tests.support.config import write_config
+from tests.support.dashboard import stop
 from tests.support.media import reencode
-from tests.support.waits import wait_for
+from tests.support.waits import http_up, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "tamper-password-1"
@@ -76,20 +75,10 @@ def room(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterato
                            stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        def up() -> bool:
-            try:
-                return httpx.get(base + "/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-        wait_for(up, 60, "the dashboard", interval=0.3)
+        wait_for(lambda: http_up(base + "/healthz"), 60, "the dashboard", interval=0.3)
         yield {"base": base, "tmp": tmp, "started": started}
     finally:
-        os.killpg(run.pid, signal.SIGINT)
-        try:
-            run.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
+        stop(run, signal.SIGINT, 20)
         log.close()
 
 

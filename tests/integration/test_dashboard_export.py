@@ -34,6 +34,7 @@ from pipeline.export.verify import verify
 from pipeline.publish import bus
 from pipeline.record.segments import SegmentWriter
 from tests.support.dashboard import (
+    LoggedIn,
     alert_msg,
     fresh_pg_database,
     postgres_url,  # noqa: F401  (fixture)
@@ -43,7 +44,7 @@ from tests.support.media import make_clip
 from tests.support.record import T0, feed_file
 from tests.support.waits import wait_for
 
-PW = "correct horse battery"
+PW = "correct horse battery"  # tests.support.dashboard.PASSWORD, which LoggedIn uses
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +59,8 @@ def record(recordings: Path, camera: str, clip: Path) -> None:
     writer.close()
 
 
-class Op:
+class Op(LoggedIn):
     """A logged-in user's client with the CSRF token at hand."""
-
-    def __init__(self, app: object, name: str):
-        self.c = TestClient(app)  # type: ignore[arg-type]
-        r = self.c.post("/api/login", json={"username": name, "password": PW})
-        assert r.status_code == 200, r.text
-        self.h = {"X-CSRF-Token": r.json()["csrf"]}
 
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         return self.c.post(path, json=body or {}, headers=self.h)

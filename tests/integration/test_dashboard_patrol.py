@@ -15,7 +15,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from dashboard.app import create_app
@@ -26,8 +25,9 @@ from history.schema import actions
 from pipeline.config import load_config
 from pipeline.publish import bus
 from pipeline.publish.status import CameraStatus
+from tests.support.dashboard import PASSWORD, LoggedIn
 
-PW = "correct horse battery"
+PW = PASSWORD
 CONFIG = """\
 data_dir: data
 timezone: Asia/Shanghai
@@ -48,14 +48,8 @@ cameras:
 """
 
 
-class Op:
+class Op(LoggedIn):
     """A logged-in user's client with the CSRF token at hand."""
-
-    def __init__(self, app: object, name: str):
-        self.c = TestClient(app)  # type: ignore[arg-type]
-        r = self.c.post("/api/login", json={"username": name, "password": PW})
-        assert r.status_code == 200, r.text
-        self.csrf = r.json()["csrf"]
 
     def call(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
         r = self.c.request(method, path, json=body, headers={"X-CSRF-Token": self.csrf})

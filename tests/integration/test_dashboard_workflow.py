@@ -18,23 +18,18 @@ from history import open_database
 from pipeline.config import load_config
 from pipeline.publish import bus
 from tests.support.dashboard import (
+    LoggedIn,
     alert_msg,
     fresh_pg_database,
     postgres_url,  # noqa: F401  (fixture)
     write_dashboard_config,
 )
 
-PW = "correct horse battery"
+PW = "correct horse battery"  # tests.support.dashboard.PASSWORD, which LoggedIn uses
 
 
-class Op:
+class Op(LoggedIn):
     """A logged-in user's client with the CSRF token at hand."""
-
-    def __init__(self, app: object, name: str):
-        self.c = TestClient(app)  # type: ignore[arg-type]
-        r = self.c.post("/api/login", json={"username": name, "password": PW})
-        assert r.status_code == 200, r.text
-        self.csrf = r.json()["csrf"]
 
     def act(self, alert_id: str, action: str, **kw: object) -> tuple[int, dict[str, object]]:
         r = self.c.post(f"/api/alerts/{alert_id}/actions", json={"action": action, **kw},

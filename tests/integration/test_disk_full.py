@@ -18,11 +18,9 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 
@@ -224,22 +222,12 @@ def noise_clip(path: Path, seconds: float = 8.0, size: tuple[int, int] = (640, 3
     """A main stream that fills a disk fast: moving noise, ~1.4 MB/s, a keyframe every second."""
     w, h = size
     base = np.random.default_rng(3).integers(0, 255, (h * 2, w * 2, 3), dtype=np.uint8)
-    with av.open(str(path), "w") as out:
-        st = out.add_stream("libx264", rate=fps)
-        st.width, st.height, st.pix_fmt = w, h, "yuv420p"
-        st.codec_context.options = {"bf": "0", "preset": "ultrafast", "tune": "zerolatency", "crf": "20",
-                                    "x264-params": f"keyint={fps}:min-keyint={fps}:scenecut=0"}
-        st.time_base = Fraction(1, fps)
-        for i in range(int(seconds * fps)):
-            y, x = (i * 7) % h, (i * 13) % w
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(base[y:y + h, x:x + w]), format="bgr24")
-            frame.pts = i
-            frame.pict_type = av.video.frame.PictureType.NONE
-            for pkt in st.encode(frame):
-                out.mux(pkt)
-        for pkt in st.encode(None):
-            out.mux(pkt)
-    return path
+
+    def picture(i: int, n: int) -> np.ndarray:
+        y, x = (i * 7) % h, (i * 13) % w
+        return np.ascontiguousarray(base[y:y + h, x:x + w])
+
+    return make_clip(path, seconds, size, fps, gop=fps, picture=picture, preset="ultrafast", crf=20)
 
 
 class BusReader:

@@ -9,7 +9,6 @@ import json
 import socket
 import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from pipeline.live import protocol
 from pipeline.live.server import LiveService
 from pipeline.live.tap import LiveCamera, LiveTap, Subscriber
 from tests.support.config import config_text
+from tests.support.media import make_clip
 from tests.support.waits import wait_for
 
 BITS = 10
@@ -32,24 +32,14 @@ CELL = 16  # each bit a 16x16 black or white block: survives H.264 at any sane q
 def numbered_clip(path: Path, frames: int = 120, fps: int = 25, gop: int = 25) -> Path:
     """A clip whose frame i shows i in binary as a row of blocks (libx264, no B-frames, fixed GOP)."""
     w, h = 320, 96
-    with av.open(str(path), "w") as out:
-        st = out.add_stream("libx264", rate=fps)
-        st.width, st.height, st.pix_fmt = w, h, "yuv420p"
-        st.codec_context.options = {"bf": "0", "preset": "veryfast", "tune": "zerolatency",
-                                    "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
-        st.time_base = Fraction(1, fps)
-        for i in range(frames):
-            img = np.full((h, w, 3), 128, np.uint8)
-            for b in range(BITS):
-                img[CELL:2 * CELL, (b + 1) * CELL:(b + 2) * CELL] = 255 if (i >> b) & 1 else 0
-            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
-            frame.pts = i
-            frame.pict_type = av.video.frame.PictureType.NONE
-            for pkt in st.encode(frame):
-                out.mux(pkt)
-        for pkt in st.encode(None):
-            out.mux(pkt)
-    return path
+
+    def picture(i: int, n: int) -> np.ndarray:
+        img = np.full((h, w, 3), 128, np.uint8)
+        for b in range(BITS):
+            img[CELL:2 * CELL, (b + 1) * CELL:(b + 2) * CELL] = 255 if (i >> b) & 1 else 0
+        return img
+
+    return make_clip(path, frames / fps, (w, h), fps, gop, picture=picture)
 
 
 def number_of(img: np.ndarray) -> int:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.responses import FileResponse, StreamingResponse
-from fastapi.routing import APIRoute
 
 from dashboard.files import UnsafePath, first_part, parts, safe_join
+from tests.support.dashboard import api_routes
 from tests.support.security_room import DAY, Room
 
 OTHER = f"lobby/{DAY}/lobby-1.jpg"  # cell A's snapshot
@@ -38,15 +38,6 @@ def room(tmp_path: Path, redis_url: str) -> Iterator[Room]:
     r = Room(tmp_path, redis_url)
     yield r
     r.close()
-
-
-def _routes(routes: list[object]) -> Iterator[APIRoute]:
-    for r in routes:
-        nested = getattr(r, "original_router", None)
-        if nested is not None:
-            yield from _routes(nested.routes)
-        elif isinstance(r, APIRoute):
-            yield r
 
 
 # every route that answers with a file, and the path it is probed through ({p} is the probe)
@@ -87,7 +78,7 @@ def test_every_file_route_is_probed(room: Room) -> None:
     """A new route that returns a file must be added to FILE_ROUTES (and so probed below)."""
     app = room.app.app  # type: ignore[attr-defined]  (inside the security-header wrapper)
     files = set()
-    for r in _routes(app.routes):  # type: ignore[attr-defined]
+    for r in api_routes(app.routes):  # type: ignore[attr-defined]
         ret = str(getattr(r.endpoint, "__annotations__", {}).get("return", ""))
         if any(t.__name__ in ret for t in (FileResponse, StreamingResponse)) or "snapshot" in r.path \
                 or r.path.endswith(("/download", ".mp4")) or "{rel:path}" in r.path or "/files/" in r.path:

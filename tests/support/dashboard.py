@@ -214,3 +214,31 @@ def camera_msg(camera: str, phase: str, t: float | None = None) -> dict[str, obj
     return {"schema": "sharpeye.event/1", "type": "camera", "phase": phase,
             "time": round(time.time() if t is None else t, 3), "camera": {"id": camera, "name": camera},
             "grid_cell": {"id": cell, "name": cell_name, "officer": None}, "state": "backoff", "detail": "test"}
+
+
+PASSWORD = "correct horse battery"  # every dashboard test user's password
+
+
+class LoggedIn:
+    """A user's TestClient, logged in, with the CSRF token at hand (``csrf``; as headers, ``h``)."""
+
+    def __init__(self, app: object, name: str, password: str = PASSWORD):
+        from fastapi.testclient import TestClient
+
+        self.c = TestClient(app)  # type: ignore[arg-type]
+        r = self.c.post("/api/login", json={"username": name, "password": password})
+        assert r.status_code == 200, r.text
+        self.csrf: str = r.json()["csrf"]
+        self.h = {"X-CSRF-Token": self.csrf}
+
+
+def api_routes(routes: Iterable[object]) -> Iterator[Any]:
+    """Every FastAPI ``APIRoute`` of an app's routes, included routers' routes too (for tests over all routes)."""
+    from fastapi.routing import APIRoute
+
+    for r in routes:
+        nested = getattr(r, "original_router", None)
+        if nested is not None:
+            yield from api_routes(nested.routes)
+        elif isinstance(r, APIRoute):
+            yield r

@@ -12,9 +12,12 @@ import numpy as np
 PICTURES = ("square", "still", "texture")
 
 
+Picture = Callable[[int, int], np.ndarray]  # (frame index, frame count) -> a BGR image of the clip's size
+
+
 def _picture(kind: str, i: int, n: int, w: int, h: int, rng: np.random.Generator,
              texture: np.ndarray | None) -> np.ndarray:
-    """Frame ``i`` of ``n`` (RGB): see :func:`make_clip` for the kinds."""
+    """Frame ``i`` of ``n``: see :func:`make_clip` for the kinds."""
     if kind == "texture":
         assert texture is not None
         return np.roll(texture, 3 * i, axis=1)
@@ -27,19 +30,21 @@ def _picture(kind: str, i: int, n: int, w: int, h: int, rng: np.random.Generator
 
 
 def make_clip(path: Path, seconds: float = 10.0, size: tuple[int, int] = (320, 240), fps: int = 25,
-              gop: int = 50, *, picture: str = "square", tune: str | None = "zerolatency", bframes: int = 0,
-              audio: bool = False, corrupt_every: int = 0) -> Path:
+              gop: int = 50, *, picture: str | Picture = "square", tune: str | None = "zerolatency",
+              preset: str = "veryfast", crf: int | None = None, bframes: int = 0, audio: bool = False,
+              corrupt_every: int = 0) -> Path:
     """An H.264 MP4 (libx264, a keyframe every ``gop`` frames and nowhere else) of a synthetic picture.
 
     ``picture``: ``"square"``, a bright square moving across a grey, slightly noisy background;
     ``"still"``, that background alone (nothing for the motion gate); ``"texture"``, a random texture
     scrolling sideways, so every pixel changes and the bitrate is high (about 200 kB/s at 320x240 with
-    ``tune=None``: the recording tests size their disk quotas on it).  ``tune`` is x264's tune (None:
-    x264's defaults).  ``bframes`` > 0 makes every run of that many frames B-frames (the reader's
-    reordering); ``audio`` adds a silent mono AAC track.  ``corrupt_every`` > 0 overwrites the middle of
+    ``tune=None``: the recording tests size their disk quotas on it); or a function ``(i, n) -> BGR image``
+    for a picture of the test's own.  ``tune``, ``preset`` and ``crf`` are x264's (None: its defaults).
+    ``bframes`` > 0 makes every run of that many frames B-frames (the reader's reordering); ``audio``
+    adds a silent mono AAC track.  ``corrupt_every`` > 0 overwrites the middle of
     every Nth non-key packet with garbage, so a decoder sees broken slices while the container stays valid.
     """
-    if picture not in PICTURES:
+    if isinstance(picture, str) and picture not in PICTURES:
         raise ValueError(f"picture {picture!r}: one of {PICTURES}")
     w, h = size
     rng = np.random.default_rng(7)
@@ -51,16 +56,19 @@ def make_clip(path: Path, seconds: float = 10.0, size: tuple[int, int] = (320, 2
         st.width, st.height, st.pix_fmt = w, h, "yuv420p"
         st.codec_context.gop_size = gop
         params = f"keyint={gop}:min-keyint={gop}:scenecut=0" + (f":bframes={bframes}:b-adapt=0" if bframes else "")
-        options = {"bf": str(bframes), "preset": "veryfast", "x264-params": params}
+        options = {"bf": str(bframes), "preset": preset, "x264-params": params}
         if tune:
             options["tune"] = tune
+        if crf is not None:
+            options["crf"] = str(crf)
         st.codec_context.options = options
         st.time_base = Fraction(1, fps)
         au = out.add_stream("aac", rate=48000) if audio else None
         n = int(seconds * fps)
         samples = 48000 // fps
         for i in range(n):
-            frame = av.VideoFrame.from_ndarray(_picture(picture, i, n, w, h, rng, texture), format=pix)
+            img = picture(i, n) if callable(picture) else _picture(picture, i, n, w, h, rng, texture)
+            frame = av.VideoFrame.from_ndarray(img, format=pix)
             frame.pts = i
             frame.pict_type = av.video.frame.PictureType.NONE  # let the encoder choose (else all keyframes)
             for pkt in st.encode(frame):

@@ -1,8 +1,9 @@
-"""One way to wait for something to happen in a test."""
+"""One way to wait for something to happen in a test, and what tests often wait on."""
 
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable
 
 import pytest
@@ -24,3 +25,12 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str | Callab
             detail = what() if callable(what) else what
             pytest.fail(f"timed out after {timeout:g} s waiting for {detail}")
         time.sleep(interval)
+
+
+def http_up(url: str) -> bool:
+    """``url`` answers (2xx or 3xx) within a second: for ``wait_for(lambda: http_up(...), ...)``."""
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False
