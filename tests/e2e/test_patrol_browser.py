@@ -4,8 +4,9 @@ same grid cell.
 
 One operator runs a 4-camera plan on the wall at a 3 s dwell: the tile advances camera by camera, a touch
 pauses it (it holds two dwells long) and a second touch resumes it, a finding with a note raises a manual
-alarm that the other operator's room shows at once and takes through acknowledge, dispatch and close;
-the patrol log lists all four cameras with their marks and time on screen.
+alarm that the other operator's room shows at once and takes through acknowledge, dispatch and close; the
+last camera, killed during the tour, is shown offline, skipped and put on the fault list since it died; the
+patrol log lists all four cameras with their marks and time on screen.
 """
 
 from __future__ import annotations
@@ -70,13 +71,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("patrol")
     person, car = shared_clip("one-by-one-person-detection.sub.mp4"), shared_clip("car-detection.sub.mp4")
     port = free_port()
-    with RtspSimulator({"lobby": person, "gate": car, "yard": car, "door": person}) as sim:
+    with RtspSimulator({"lobby": person, "gate": car, "yard": car}) as sim, \
+            RtspSimulator({"door": person}) as sim2:  # the one killed during the tour
         cfg = tmp / "streams.yaml"
         cfg.write_text(yaml.safe_dump({
             "data_dir": "data", "timezone": "Asia/Shanghai",
             "grid_cells": {"G1": {"name": "Xinhua Street", "officer": {"name": "Wang Wei", "phone": "13800000001"}}},
-            "cameras": {c: {"name": c.title(), "source": sim.url(c), "grid_cell": "G1", "alert_labels": ["person"],
-                            "detect_fps": 0.5, "record": False} for c in CAMERAS},
+            "cameras": {c: {"name": c.title(), "source": (sim2 if c == "door" else sim).url(c), "grid_cell": "G1",
+                            "alert_labels": ["person"], "detect_fps": 0.5, "record": False} for c in CAMERAS},
         }, sort_keys=False))
         for user, role in (("op1", "operator"), ("op2", "operator"), ("eng1", "engineer")):
             add = subprocess.run([sys.executable, "-m", "cli.main", "users", "add", user, "--config", str(cfg),
@@ -95,7 +97,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             eng.headers["X-CSRF-Token"] = r.json()["csrf"]
             wait(lambda: all(c["online"] for c in eng.get("/api/live/cameras").json()["cameras"]), 90,
                  "the four cameras online")
-            yield {"base": base, "eng": eng, "tmp": tmp}
+            yield {"base": base, "eng": eng, "tmp": tmp, "door": sim2}
         finally:
             os.killpg(run.pid, signal.SIGINT)
             try:
@@ -146,6 +148,8 @@ def test_tour_advances_pauses_raises_a_finding_and_logs_every_camera(stack: dict
         t0 = time.monotonic()
         op1.locator(f'{TILE}[data-camera="gate"]').wait_for(timeout=15_000)
         first_dwell = time.monotonic() - t0
+        killed_at = time.time()
+        stack["door"].stop(kill=True)  # the last camera of the plan dies now
         assert first_dwell <= DWELL_S + 3
         op1.wait_for_function("() => window.__wall.tiles[0].player && "
                               "window.__wall.tiles[0].player.stats.firstFrameMs !== null", timeout=15_000)
@@ -182,13 +186,17 @@ def test_tour_advances_pauses_raises_a_finding_and_logs_every_camera(stack: dict
         room.click("#d-close-alert")
         room.wait_for_function(f"() => document.querySelector('#alerts li[data-alert-id=\"{alert_id}\"]')"
                                ".dataset.state === 'resolved'", timeout=10_000)
+        steps = room.locator("#d-timeline li")
+        assert steps.first.get_attribute("data-action") == "manual_alarm"
+        assert "[timeline." not in room.locator("#d-timeline").inner_text()  # every step has its words
         # the tour goes on to the last camera and ends with the log of all four
         op1.locator('#tour-log[data-state="finished"]').wait_for(timeout=30_000)
         rows = op1.locator("#t-log-rows tr")
         assert [rows.nth(i).get_attribute("data-camera") for i in range(rows.count())] == list(CAMERAS)
         marks = {rows.nth(i).get_attribute("data-camera"): rows.nth(i).get_attribute("data-mark")
                  for i in range(rows.count())}
-        assert marks == {"lobby": "normal", "gate": "normal", "yard": "finding", "door": "normal"}
+        assert marks == {"lobby": "normal", "gate": "normal", "yard": "finding", "door": ""}
+        assert op1.locator('#t-log-rows tr[data-camera="door"]').get_attribute("data-patrolled") == "false"
         op1.screenshot(path=str(SHOTS / "patrol-wall.png"))
         op1.goto(base + "/patrol")
         op1.locator('#r-rows tr[data-operator="op1"]').wait_for(timeout=10_000)
@@ -198,9 +206,13 @@ def test_tour_advances_pauses_raises_a_finding_and_logs_every_camera(stack: dict
     patrols = eng.get("/api/patrols").json()["patrols"]
     log = next(p for p in patrols if p["plan_id"] == plan["id"])
     times = {c["camera"]: c["on_screen_s"] for c in log["cameras"]}
-    assert log["state"] == "finished" and log["not_patrolled"] == [] and log["coverage"] == 100.0
-    assert coverage == "100 %"
-    assert all(DWELL_S - 0.5 <= t for t in times.values()), times
+    assert log["state"] == "finished" and log["not_patrolled"] == ["door"] and log["coverage"] == 75.0
+    assert coverage == "75 %"
+    assert all(DWELL_S - 0.5 <= times[c] for c in ("lobby", "gate", "yard")), times
+    assert log["cameras"][3]["offline"] is True and times["door"] < 2.5  # shown offline, skipped at once
+    faults = {f["camera"]: f for f in eng.get("/api/patrol/faults").json()["faults"]}
+    assert faults["door"]["kind"] == "no_picture" and faults["door"]["source"] == "tour"
+    assert killed_at - 3 <= faults["door"]["since"] <= killed_at + 2, (faults["door"], killed_at)
     assert times["gate"] >= 3 * DWELL_S - 0.5  # on screen while paused too: that is what the log records
     alarm = eng.get(f"/api/alarms/{alert_id}").json()
     assert alarm["state"] == "resolved" and alarm["camera"] == "yard" and alarm["source"] == "patrol"
