@@ -27,6 +27,10 @@ happens in storage; the page shows them in the config's zone.
   plan with who and when; per camera shown its mark (normal, finding, fault) and its time on screen; the
   fault list per cell with its repair; and the alarms raised by hand (a finding on patrol, a phone
   report), whose incident itself is a row of ``alerts`` like any detected one (migration 0008_patrol).
+- ``sightings``: every confirmed track of a person or vehicle (camera, cell, first/last time, label,
+  direction, main colours per part, plate for vehicles on cameras that read them, the best crop's file),
+  searched by plate (exact, prefix, one wrong character), label, colour, camera, cell and time
+  (migration 0009_sightings).
 """
 
 from __future__ import annotations
@@ -380,6 +384,44 @@ incidents = Table(
     Column("reasons", Text, nullable=False, server_default="[]",
            doc="JSON list of {rule_id, kind}: the rules that fired, in order of first firing"),
     Index(None, "camera_id", "group_key", "last_seen"),
+)
+
+sightings = Table(
+    "sightings", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sighting_id", String(160), nullable=False, unique=True,
+           doc="camera:first-seen-ms:track: one row per track, updated while the track lasts"),
+    Column("camera_id", String(64), nullable=False),
+    Column("grid_cell_id", String(64), nullable=True),
+    Column("track_id", Integer, nullable=False),
+    Column("label", String(32), nullable=False),
+    Column("first_time", Float, nullable=False),
+    Column("last_time", Float, nullable=False),
+    Column("best_time", Float, nullable=False, doc="when the best view (the crop) was taken"),
+    Column("direction", String(16), nullable=False),
+    Column("upper_colour", String(8), nullable=True, doc="a person's upper body, main colour (palette name)"),
+    Column("lower_colour", String(8), nullable=True, doc="a person's lower body, main colour"),
+    Column("body_colour", String(8), nullable=True, doc="a vehicle's body, main colour"),
+    Column("colours", Text, nullable=False, server_default="{}", doc="JSON: every part's colours with shares"),
+    Column("plate", String(16), nullable=True, doc="compact form, 藏DT5022"),
+    Column("plate_front", String(8), nullable=True, doc="the plate's first 4 characters (one-wrong search)"),
+    Column("plate_back", String(8), nullable=True, doc="the plate's characters after the 4th (one-wrong search)"),
+    Column("plate_confidence", Float, nullable=True),
+    Column("plate_colour", String(8), nullable=True),
+    Column("crop_path", String(300), nullable=True, doc="the best view, relative to <data_dir>/sightings"),
+    Column("box", Text, nullable=True, doc="JSON [x1, y1, x2, y2] of the best view, source px"),
+    Column("hits", Integer, nullable=False, server_default="0"),
+    Column("final", Boolean, nullable=False, server_default="0", doc="the track ended"),
+    Index(None, "first_time"),
+    Index(None, "camera_id", "first_time"),
+    Index(None, "grid_cell_id", "first_time"),
+    Index(None, "label", "first_time"),
+    Index(None, "upper_colour", "first_time"),
+    Index(None, "lower_colour", "first_time"),
+    Index(None, "body_colour", "first_time"),
+    Index(None, "plate", "first_time"),
+    Index(None, "plate_front"),
+    Index(None, "plate_back"),
 )
 
 APPEND_ONLY_TABLES = ("actions",)

@@ -1,0 +1,300 @@
+"""Sightings in the history database: store, search (研判), follow a plate across cameras, expire.
+
+The worker's sightings stage (:mod:`pipeline.analyse.sightings`) makes one record per confirmed
+track; :func:`store` writes it (an upsert on ``sighting_id``: a track that lasts is written again
+every ``every_s`` and when it ends) and :func:`save_crop` its best view as a JPEG under
+``<data_dir>/sightings/<camera>/<yyyymmdd>/``.
+
+How the searches stay fast at a million rows (figures in docs/benchmarks.md):
+
+* every filter has an index that ends in ``first_time``, and results come newest first with a
+  limit, so the database walks one index backwards and stops at ``limit`` rows;
+* **plate, exact**: ``(plate, first_time)``; **prefix**: a range on the same index
+  (``plate >= p AND plate < p + U+10FFFF``: binary order on SQLite; ``LIKE 'p%'`` on PostgreSQL);
+* **plate, one wrong character** (the province is the character the reader gets wrong most, see
+  :mod:`pipeline.analyse.plates`): one difference lies either in the first four characters or
+  in the rest, so a plate one character away from the query shares its ``plate_front`` or its
+  ``plate_back`` exactly: two index lookups, then the Hamming distance is checked here.  A ``?``
+  in the query is a character not known (a witness saw ``藏D?5022``), matching any;
+* **colour**: the main colour of each part has its own index (``upper_colour``, ``lower_colour``,
+  ``body_colour``); "any part" is their union, which SQLite and PostgreSQL both answer from the
+  three indexes.
+
+Times overlap the query's range: a sighting from ``first_time`` to ``last_time`` is found by a
+range that touches it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
+
+from history.schema import sightings
+from pipeline.analyse.colours import PALETTE
+from pipeline.analyse.plates import compact
+from pipeline.analyse.sightings import Sighting
+
+FRONT = 4  # characters of a compact plate in plate_front; the rest in plate_back
+MAX_LIMIT = 1000
+_ZH_TO_EN = {zh: en for en, zh in PALETTE.items()}
+_PLATE_CHARS = re.compile(r"[·.\s\-_]")
+PlateMatch = Literal["exact", "prefix", "fuzzy"]
+Part = Literal["any", "upper", "lower", "body"]
+
+
+def plate_key(text: str) -> str:
+    """The stored form of a plate as typed or read: compact, upper case (``藏d·t5022`` → ``藏DT5022``)."""
+    return _PLATE_CHARS.sub("", compact(text)).upper()
+
+
+def colour_name(name: str) -> str:
+    """A palette colour as its English name, from English (any case) or Chinese (红 or 红色)."""
+    n = name.strip().lower()
+    if n in PALETTE:
+        return n
+    zh = name.strip().removesuffix("色")
+    if zh in _ZH_TO_EN:
+        return _ZH_TO_EN[zh]
+    if n == "gray":
+        return "grey"
+    raise ValueError(f"colour {name!r}: not in the palette ({', '.join(f'{en} {zh}' for en, zh in PALETTE.items())})")
+
+
+def _top(colours: Mapping[str, Sequence[Any]], part: str) -> str | None:
+    shares = colours.get(part) or []
+    if not shares:
+        return None
+    first = shares[0]
+    return str(first.name if hasattr(first, "name") else first["name"])
+
+
+def row_of(s: Sighting, grid_cell: str | None = None, crop_path: str | None = None) -> dict[str, Any]:
+    """The table row of a sighting."""
+    plate = plate_key(s.plate.text) if s.plate else None
+    return {
+        "sighting_id": s.sighting_id, "camera_id": s.camera, "grid_cell_id": grid_cell, "track_id": s.track_id,
+        "label": s.label, "first_time": s.first_t, "last_time": s.last_t, "best_time": s.best_t,
+        "direction": s.direction, "upper_colour": _top(s.colours, "upper"), "lower_colour": _top(s.colours, "lower"),
+        "body_colour": _top(s.colours, "body"),
+        "colours": json.dumps({p: [c.to_dict() for c in v] for p, v in s.colours.items()}, ensure_ascii=False),
+        "plate": plate, "plate_front": plate[:FRONT] if plate else None, "plate_back": plate[FRONT:] if plate else None,
+        "plate_confidence": s.plate.confidence if s.plate else None,
+        "plate_colour": s.plate.colour if s.plate else None,
+        "crop_path": crop_path, "box": json.dumps([round(v, 1) for v in s.box]), "hits": s.hits, "final": s.final,
+    }
+
+
+def save_crop(root: str | Path, s: Sighting, quality: int = 85) -> str:
+    """Write the sighting's best view as a JPEG under ``root``; returns its path relative to ``root``."""
+    day = time.strftime("%Y%m%d", time.gmtime(s.first_t))
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", s.sighting_id) + ".jpg"
+    camera = re.sub(r"[^A-Za-z0-9_.-]", "_", s.camera)
+    rel = Path(camera) / day / name
+    path = Path(root) / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(".jpg", s.crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"sighting {s.sighting_id}: the crop could not be encoded as JPEG")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(buf.tobytes())
+    tmp.replace(path)
+    return rel.as_posix()
+
+
+def store(conn: Connection, row: Mapping[str, Any]) -> bool:
+    """Insert or update one sighting row (keyed by ``sighting_id``); True when a new row was added."""
+    values = dict(row)
+    sid = values["sighting_id"]
+    changes = {k: v for k, v in values.items() if k not in ("sighting_id", "crop_path") or v is not None}
+    res = conn.execute(update(sightings).where(sightings.c.sighting_id == sid).values(**changes))
+    if res.rowcount:
+        return False
+    try:
+        with conn.begin_nested():
+            conn.execute(sightings.insert().values(**values))
+    except IntegrityError:  # another writer added it between the two statements
+        conn.execute(update(sightings).where(sightings.c.sighting_id == sid).values(**changes))
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class SightingQuery:
+    """A search of the sightings; every field narrows it, none given finds the newest."""
+
+    plate: str | None = None
+    plate_match: PlateMatch = "exact"
+    labels: tuple[str, ...] = ()
+    colour: str | None = None
+    part: Part = "any"
+    cameras: tuple[str, ...] = ()
+    cells: tuple[str, ...] = ()
+    start: float | None = None
+    end: float | None = None
+    limit: int = 100
+    before: tuple[float, int] | None = None  # (first_time, id) of the last row of the previous page
+    extra: dict[str, Any] = field(default_factory=dict)  # not searched: kept for the audit record
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be 1-{MAX_LIMIT}, got {self.limit}")
+        if self.plate_match not in ("exact", "prefix", "fuzzy"):
+            raise ValueError(f"plate_match must be exact, prefix or fuzzy, got {self.plate_match!r}")
+        if self.part not in ("any", "upper", "lower", "body"):
+            raise ValueError(f"part must be any, upper, lower or body, got {self.part!r}")
+        if self.start is not None and self.end is not None and self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        if self.plate is not None and not plate_key(self.plate):
+            raise ValueError("plate is empty")
+
+    def describe(self) -> dict[str, Any]:
+        """The query as plain data (for the audit log: each search is recorded with what was asked)."""
+        return {k: v for k, v in {
+            "plate": self.plate, "plate_match": self.plate_match if self.plate else None,
+            "labels": list(self.labels) or None, "colour": self.colour, "part": self.part if self.colour else None,
+            "cameras": list(self.cameras) or None, "cells": list(self.cells) or None, "start": self.start,
+            "end": self.end, "limit": self.limit}.items() if v is not None}
+
+
+def plate_distance(a: str, b: str) -> float:
+    """Characters that differ between a stored plate and a query (``?`` in the query matches any); inf if the
+    lengths differ."""
+    if len(a) != len(b):
+        return math.inf
+    return sum(1 for x, y in zip(a, b) if y != "?" and x != y)
+
+
+def _plate_filter(conn: Connection, q: SightingQuery) -> tuple[list[ColumnElement[bool]], int | None]:
+    """SQL conditions for the plate part of a query, and the most mismatches the rows may have."""
+    assert q.plate is not None
+    key = plate_key(q.plate)
+    col = sightings.c.plate
+    pg = conn.dialect.name == "postgresql"
+    if q.plate_match == "prefix":
+        if pg:
+            esc = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            return [col.like(esc + "%", escape="\\")], None
+        return [col >= key, col < key + "\U0010ffff"], None
+    wild = "?" in key
+    if q.plate_match == "exact":
+        if not wild:
+            return [col == key], None
+        pattern = key.replace("%", "").replace("_", "").replace("?", "_")
+        return [col.like(pattern), func.length(col) == len(key)], 0
+    # fuzzy: a row at most one character away shares the front or the back exactly
+    front, back = key[:FRONT], key[FRONT:]
+    conds = []
+    if "?" not in front:
+        conds.append(sightings.c.plate_front == front)
+    if "?" not in back:
+        conds.append(sightings.c.plate_back == back)
+    if not conds:  # unknown characters in both halves: only the length narrows it
+        return [func.length(col) == len(key)], 1
+    return [or_(*conds) if len(conds) > 1 else conds[0]], 1
+
+
+def search(engine: Engine | Connection, q: SightingQuery) -> list[dict[str, Any]]:
+    """The sightings matching ``q``, newest first, at most ``q.limit``."""
+    if isinstance(engine, Connection):
+        return _search(engine, q)
+    with engine.connect() as conn:
+        return _search(conn, q)
+
+
+def _search(conn: Connection, q: SightingQuery) -> list[dict[str, Any]]:
+    t = sightings.c
+    where: list[ColumnElement[bool]] = []
+    max_diff: int | None = None
+    if q.plate is not None:
+        conds, max_diff = _plate_filter(conn, q)
+        where += conds
+    if q.labels:
+        where.append(t.label.in_(q.labels) if len(q.labels) > 1 else t.label == q.labels[0])
+    if q.colour is not None:
+        c = colour_name(q.colour)
+        parts = {"upper": [t.upper_colour], "lower": [t.lower_colour], "body": [t.body_colour],
+                 "any": [t.upper_colour, t.lower_colour, t.body_colour]}[q.part]
+        where.append(or_(*[p == c for p in parts]) if len(parts) > 1 else parts[0] == c)
+    if q.cameras:
+        where.append(t.camera_id.in_(q.cameras))
+    if q.cells:
+        where.append(t.grid_cell_id.in_(q.cells))
+    if q.end is not None:
+        where.append(t.first_time <= q.end)
+    if q.start is not None:
+        where.append(t.last_time >= q.start)
+    if q.before is not None:
+        bt, bid = q.before
+        where.append(or_(t.first_time < bt, and_(t.first_time == bt, t.id < bid)))
+    stmt = select(sightings).where(*where).order_by(t.first_time.desc(), t.id.desc())
+    if max_diff is None:
+        rows = conn.execute(stmt.limit(q.limit)).mappings().all()
+        return [_result(r) for r in rows]
+    key = plate_key(q.plate or "")
+    out: list[dict[str, Any]] = []
+    for r in conn.execute(stmt).mappings():  # candidates from the index; distance checked here
+        if r["plate"] is not None and plate_distance(r["plate"], key) <= max_diff:
+            res = _result(r)
+            res["plate_distance"] = int(plate_distance(r["plate"], key))
+            out.append(res)
+            if len(out) >= q.limit:
+                break
+    return out
+
+
+def _result(r: Any) -> dict[str, Any]:  # a RowMapping
+    d = dict(r)
+    d["colours"] = json.loads(d["colours"] or "{}")
+    d["box"] = json.loads(d["box"]) if d.get("box") else None
+    if d.get("plate"):
+        d["plate_text"] = f"{d['plate'][:2]}·{d['plate'][2:]}"
+    return d
+
+
+def plate_path(engine: Engine, plate: str, start: float | None = None, end: float | None = None,
+               fuzzy: bool = False, limit: int = 500) -> list[dict[str, Any]]:
+    """A vehicle's path: every sighting of one plate across cameras, in time order (oldest first)."""
+    rows = search(engine, SightingQuery(plate=plate, plate_match="fuzzy" if fuzzy else "exact", start=start,
+                                        end=end, limit=limit))
+    return sorted(rows, key=lambda r: (r["first_time"], r["id"]))
+
+
+def purge(engine: Engine, retain_days: Mapping[str, float], default_days: float, now: float | None = None,
+          crops_root: str | Path | None = None, batch: int = 5000) -> int:
+    """Delete sightings that ended before their camera's retention (and their crops); returns rows deleted."""
+    now = time.time() if now is None else now
+    t = sightings.c
+    deleted = 0
+    with engine.begin() as conn:
+        cams = [r[0] for r in conn.execute(select(t.camera_id).distinct())]
+    for cam in cams:
+        cutoff = now - retain_days.get(cam, default_days) * 86400.0
+        while True:
+            with engine.begin() as conn:
+                rows = conn.execute(select(t.id, t.crop_path).where(t.camera_id == cam, t.last_time < cutoff)
+                                    .limit(batch)).all()
+                if not rows:
+                    break
+                conn.execute(delete(sightings).where(t.id.in_([r[0] for r in rows])))
+            deleted += len(rows)
+            if crops_root is not None:
+                _remove_files(Path(crops_root), (r[1] for r in rows if r[1]))
+    return deleted
+
+
+def _remove_files(root: Path, rels: Iterable[str]) -> None:
+    for rel in rels:
+        p = (root / rel).resolve()
+        if root.resolve() in p.parents:
+            p.unlink(missing_ok=True)
