@@ -1,6 +1,6 @@
-"""Video patrol through the API on SQLite and a real Redis bus: plans, a patrol of four cameras with their marks
-and time on screen, a finding that raises a manual alarm another operator of the cell handles to the end, a
-phone report with no camera, faults, reports, and the grid-cell scopes."""
+"""Video patrol through the API on SQLite and a real PostgreSQL, with a real Redis bus: plans, a patrol of four
+cameras with their marks and time on screen, a finding that raises a manual alarm another operator of the cell
+handles to the end, a phone report with no camera, faults, reports, and the grid-cell scopes."""
 
 from __future__ import annotations
 
@@ -25,7 +25,12 @@ from history.schema import actions
 from pipeline.config import load_config
 from pipeline.publish import bus
 from pipeline.publish.status import CameraStatus
-from tests.support.dashboard import PASSWORD, LoggedIn
+from tests.support.dashboard import (
+    PASSWORD,
+    LoggedIn,
+    fresh_pg_database,
+    postgres_url,  # noqa: F401  (fixture)
+)
 
 PW = PASSWORD
 CONFIG = """\
@@ -75,11 +80,15 @@ class Op(LoggedIn):
         return self.ok("POST", f"/api/alerts/{alert_id}/actions", {"action": action, **kw})["alert"]  # type: ignore
 
 
-@pytest.fixture
-def env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def env(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
     prefix = f"patrol{time.monotonic_ns()}"
     path = tmp_path / "streams.yaml"
-    path.write_text(CONFIG.format(prefix=prefix))
+    text = CONFIG.format(prefix=prefix)
+    if request.param == "postgresql":
+        db = fresh_pg_database(request.getfixturevalue("postgres_url"), f"pt{time.monotonic_ns() % 10**9}")
+        text += f"dashboard: {{database_url: '{db}'}}\n"
+    path.write_text(text)
     cfg = load_config(path)
     engine = open_database(cfg)
     add_user(engine, "eng", PW, "engineer", ["G1"], "Chief Engineer")
