@@ -106,6 +106,13 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
         return JSONResponse({"detail": {"code": "bus_unavailable"}}, status_code=503,
                             headers={"Retry-After": "2", "Cache-Control": "no-store"})
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        """Browsers ask every page for it: the icon, not a 404 in every log."""
+        resp = static_file("favicon.svg")
+        assert resp is not None
+        return resp
+
     @app.get("/static/{rel:path}", include_in_schema=False)
     async def static(rel: str, request: Request) -> Response:
         if rel not in PUBLIC_STATIC:

@@ -11,7 +11,7 @@ from dashboard.files import UnsafePath, safe_join
 STATIC = Path(__file__).parent / "static"
 # what the log-in page needs before anyone is logged in; every other file needs a session
 PUBLIC_STATIC = frozenset({"login.js", "common.js", "style.css", "i18n/en.json", "i18n/zh-CN.json",
-                           "officer.js"})  # officer.js: the phone page opened by a one-time link
+                           "officer.js", "favicon.svg"})  # officer.js: the phone page opened by a one-time link
 TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
          ".json": "application/json; charset=utf-8", ".svg": "image/svg+xml", ".wav": "audio/wav",
          ".png": "image/png"}

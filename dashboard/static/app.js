@@ -356,6 +356,7 @@ function showOccurrences(a) {
   const o = a.occurrences || { count: 1, alert_ids: [a.alert_id] };
   document.getElementById("d-occ-box").hidden = o.count < 2;
   if (o.count < 2) return;
+  document.getElementById("d-occ-label").textContent = SE.t("incident.occurrences");
   document.getElementById("d-occ-count").textContent = SE.t("incident.count", { n: o.count });
   document.getElementById("d-occ-span").textContent = SE.t("incident.span",
     { first: SE.fmt(o.first_seen || a.start_time), last: SE.fmt(o.last_seen || a.start_time, false) });
@@ -572,7 +573,6 @@ async function resync() {
 async function loadRoomCatalogue() {
   const res = await fetch(`/static/i18n/incidents.${SE.locale}.json`);
   if (res.ok) Object.assign(SE.messages, await res.json());
-  SE.applyI18n(document.getElementById("d-occ-box"));
 }
 
 // the listed incident's occurrences still going on, so live messages count them right

@@ -24,7 +24,8 @@ const SE = {
     r.querySelectorAll("[data-i18n]").forEach(el => { el.textContent = SE.t(el.dataset.i18n); });
     r.querySelectorAll("[data-i18n-placeholder]").forEach(el => { el.placeholder = SE.t(el.dataset.i18nPlaceholder); });
     r.querySelectorAll("[data-i18n-title]").forEach(el => { el.title = SE.t(el.dataset.i18nTitle); });
-    if (document.body.dataset.titleKey) document.title = SE.t(document.body.dataset.titleKey);
+    const tk = document.body.dataset.titleKey; // a feature page's own catalogue may not have loaded yet
+    if (tk && SE.messages[tk] !== undefined) document.title = SE.t(tk);
   },
 
   async api(path, opts) {

@@ -32,6 +32,32 @@ const SEX = {
 
   range(start, end) { return `${SE.fmt(start)} – ${SE.fmt(end, false)}`; },
 
+  // the recorder's and the cutter's sentences (English, also in the signed manifest) in the page's language:
+  // known shapes become catalogue sentences with their figures; anything else is shown as it came
+  NOTES: [
+    [/^not recorded$/, "export.r.not_recorded"],
+    [/^no packets for ([\d.]+) s$/, "export.r.no_packets", ["s"]],
+    [/^stream restarted after ([\d.]+) s$/, "export.r.restarted", ["s"]],
+    [/^input lost: (.*)$/, "export.r.input_lost", ["why"]],
+    [/^disk full \((.*)\)$/, "export.r.disk_full", ["why"]],
+    [/^recording failed \((.*)\)$/, "export.r.failed", ["why"]],
+    [/^(.+?): nothing recorded in the range: no file$/, "export.n.no_file", ["camera"]],
+    [/^(.+?): gap (.+?) to (.+?) \(([\d.]+) s\): (.*)$/, "export.n.gap", ["camera", "from", "to", "s", "reason"]],
+    [/^(.+?): corrupt segment skipped: (.*?): (.*)$/, "export.n.corrupt", ["camera", "path", "why"]],
+    [/^(.+?): (\d+) frame\(s\) shown at or after the requested end are in the file.*$/, "export.n.extra_frames", ["camera", "n"]],
+    [/^(.+?): the stream changed at ([\d.]+) .*a new file starts there$/, "export.n.stream_changed", ["camera", "at"]],
+  ],
+  note(text) {
+    for (const [re, key, names] of SEX.NOTES) {
+      const m = re.exec(text);
+      if (!m || !SE.messages[key]) continue;
+      const vars = {};
+      (names || []).forEach((n, i) => { vars[n] = n === "reason" ? SEX.note(m[i + 1]) : m[i + 1]; });
+      return SE.t(key, vars);
+    }
+    return text;
+  },
+
   start(body) { return SE.api("/api/exports", { method: "POST", body }); },
 
   // poll the job until it is done or failed; onUpdate(job) after every answer
@@ -64,7 +90,7 @@ const SEX = {
       parts.push(SE.el("a", { class: "export-zip", href: job.download, download: "", text: SE.t("export.download_zip") }));
     }
     parts.push(SE.el("a", { class: "export-all", href: `/exports#${job.id}`, text: SE.t("export.all_exports") }));
-    if ((job.warnings || []).length) parts.push(SE.el("div", { class: "export-warn dim", text: SE.t("export.warnings", { text: job.warnings.join(" ") }) }));
+    if ((job.warnings || []).length) parts.push(SE.el("div", { class: "export-warn dim", text: SE.t("export.warnings", { text: job.warnings.map(SEX.note).join(" ") }) }));
     box.replaceChildren(...parts);
   },
 

@@ -8,7 +8,7 @@ function draw(m) {
   const svg = document.getElementById("plan");
   const pts = m.cells.flatMap(c => c.outline || []).concat(m.cameras.filter(c => c.position).map(c => c.position));
   const undrawn = m.cells.filter(c => !c.outline).map(c => c.name);
-  document.getElementById("m-undrawn").textContent = undrawn.length ? SE.t("map.undrawn", { cells: undrawn.join("，") }) : "";
+  document.getElementById("m-undrawn").textContent = undrawn.length ? SE.t("map.undrawn", { cells: undrawn.join(SE.t("list.sep")) }) : "";
   if (!pts.length) { svg.replaceChildren(); return; }
   const xs = pts.map(p => p[0]), ys = pts.map(p => p[1]);
   const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];

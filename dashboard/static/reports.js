@@ -20,7 +20,7 @@ async function show() {
   document.getElementById("r-range").textContent = SE.t("reports.range", { from: SE.fmt(rep.start), to: SE.fmt(rep.end), n: rep.total });
   document.querySelector("#r-cells tbody").replaceChildren(...rep.cells.map(c => SE.el("tr", { "data-cell": c.cell },
     SE.el("td", { text: c.name }), SE.el("td", { class: "total", text: String(c.total) }),
-    SE.el("td", { text: Object.entries(c.by_kind).map(([k, n]) => `${SE.t(`kind.${k}`)} ${n}`).join("，") }),
+    SE.el("td", { text: Object.entries(c.by_kind).map(([k, n]) => `${SE.t(`kind.${k}`)} ${n}`).join(SE.t("list.sep")) }),
     SE.el("td", { text: timing(c.acknowledge) }), SE.el("td", { text: timing(c.sign_for) }),
     SE.el("td", { text: timing(c.arrive) }), SE.el("td", { text: timing(c.resolve) }),
     SE.el("td", { text: pct(c.false_alarm_share) }))));

@@ -56,7 +56,7 @@ function row(cam, ticked) {
   const track = SE.el("div", { class: "tl-track", "data-camera": cam.id });
   for (const [s, e] of cam.ranges) track.append(place(SE.el("div", { class: "tl-rec", "data-start": s, "data-end": e }), s, e));
   for (const g of cam.gaps) {
-    track.append(place(SE.el("div", { class: "tl-gap", title: SE.t("export.gap", { reason: g.reason }) + ` (${SEX.range(g.start, g.end)})`,
+    track.append(place(SE.el("div", { class: "tl-gap", title: SE.t("export.gap", { reason: SEX.note(g.reason) }) + ` (${SEX.range(g.start, g.end)})`,
                                       "data-reason": g.reason }), g.start, g.end));
   }
   for (const [s, e] of cam.held) track.append(place(SE.el("div", { class: "tl-held" }), s, e));
