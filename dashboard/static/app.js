@@ -476,6 +476,11 @@ function renderCameras(cams) {
     const left = SE.el("span", { text: c.name },
       SE.el("span", { class: "cell", text: `${c.id} · ${SE.t("alert.cell_named", { name: c.grid_cell.name })}` }));
     const st = SE.el("span", { class: "state", text: c.online ? SE.t("camera.online") : SE.t("camera.offline_state", { state: SE.t(`cstate.${c.state}`) }) });
+    if (c.detector === "unavailable") { // the worker has no model: the camera records, nothing is analysed
+      li.dataset.detector = "unavailable";
+      st.append(SE.el("span", { class: "detector-off", text: SE.t("camera.detector_unavailable"),
+                                title: SE.t("camera.detector_unavailable_title", { reason: c.detector_error || "" }) }));
+    }
     li.append(left, st);
     return li;
   }));

@@ -10,11 +10,13 @@ async function refresh() {
     return SE.el("tr", { "data-camera": c.id, "data-online": String(c.online),
                          "data-owner": c.owner ? c.owner.worker : "" },
       SE.el("td", { text: `${c.name} (${c.id})` }), SE.el("td", { text: c.grid_cell.name }),
-      SE.el("td", { text: SE.t(`cstate.${c.state}`) }), SE.el("td", { class: "owner" }, owner),
+      SE.el("td", { text: SE.t(`cstate.${c.state}`) }, st.detector === "unavailable"  // recorded, not analysed
+        ? SE.el("span", { class: "detector-off", text: SE.t("camera.detector_unavailable") }) : null),
+      SE.el("td", { class: "owner" }, owner),
       SE.el("td", { text: c.source }),
       SE.el("td", { text: num(st.detected_fps) }), SE.el("td", { text: num(st.inference_ms_p50) }),
       SE.el("td", { text: num(st.reconnects) }), SE.el("td", { text: c.rules.join(", ") }),
-      SE.el("td", { text: st.last_error || "" }));
+      SE.el("td", { text: st.last_error || (st.detector === "unavailable" ? st.detector_error || "" : "") }));
   }));
 }
 // the owner column's strings (and the link to the workers page) come from the workers catalogue

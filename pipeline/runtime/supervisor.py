@@ -387,12 +387,17 @@ class Supervisor:
             log.info("%s (data in %s, AOF fsync every second)", where, server.data_dir)
         write_secret_file(self.url_file, url + "\n")  # children read it: no password on a command line
 
-        # the model is fetched and checked once here, not by every worker on every restart
+        # the model is fetched and checked once here, not by every worker on every restart; without it the
+        # workers still start: recording does not depend on the detector (each camera's status says why)
         from pipeline.analyse.models import resolve_model
         try:
             resolve_model(self.cfg.model.name, self.cfg.models_path(), base_dir=self.cfg.base_dir())
         except Exception as e:
-            raise StartupError(f"model {self.cfg.model.name!r}: {e}") from None
+            reason = (str(e).splitlines() or [""])[0] or type(e).__name__
+            if not reason.startswith("model "):
+                reason = f"model {self.cfg.model.name!r}: {reason}"
+            print(f"sharpeye run: {reason} — cameras record and stream live, nothing is analysed until the "
+                  "model is installed", file=sys.stderr, flush=True)
 
         py = sys.executable
         cfg_path = str(self.cfg.path)

@@ -27,6 +27,7 @@ from tests.support.config import write_config
 from tests.support.waits import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+PW = "correct horse battery"
 
 
 def status(redis_url: str, prefix: str, cid: str) -> CameraStatus | None:
@@ -94,6 +95,30 @@ def test_empty_model_store_still_records_and_says_detector_unavailable(
     assert unavailable[0].exc_info is None  # and no traceback
     assert not list(store.iterdir())  # nothing was fetched into the store
 
+    # the dashboard: the duty page's camera list and the engineer's health page carry it (the pages show
+    # camera.detector_unavailable: "检测器不可用" / "detector unavailable")
+    from fastapi.testclient import TestClient
+
+    from dashboard.app import create_app
+    from dashboard.users import add_user
+    from history import open_database
+
+    engine = open_database(cfg)
+    add_user(engine, "wang", PW, "operator", ["G1"], "Wang Wei")
+    add_user(engine, "chen", PW, "engineer", ["G1"], "Chen Jie")
+    try:
+        app = create_app(cfg, redis_url, engine)
+        for name, url in (("wang", "/api/cameras"), ("chen", "/api/health")):
+            c = TestClient(app)  # type: ignore[arg-type]
+            assert c.post("/api/login", json={"username": name, "password": PW}).status_code == 200
+            cam = next(x for x in c.get(url).json() if x["id"] == "lobby")
+            assert cam["detector"] == "unavailable" and "yolox_nano" in cam["detector_error"], cam
+        for locale, text in (("zh-CN", "检测器不可用"), ("en", "detector unavailable")):
+            catalogue = json.loads((ROOT / f"dashboard/static/i18n/{locale}.json").read_text())
+            assert catalogue["camera.detector_unavailable"] == text
+    finally:
+        engine.dispose()
+
 
 def test_a_broken_model_file_heals_once_a_good_one_is_in_place(
         tmp_path: Path, person_clip: Path, yolox_onnx: Path, redis_url: str) -> None:
@@ -127,3 +152,33 @@ def test_a_broken_model_file_heals_once_a_good_one_is_in_place(
                  "recording goes on after the model loaded")
     finally:
         worker.stop()
+
+
+def test_sharpeye_run_with_an_empty_model_store_says_so_in_one_line_and_records(
+        tmp_path: Path, person_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.tools.simulator import free_port
+    from tests.support.dashboard import spawn, stop
+
+    monkeypatch.setenv("SHARPEYE_MODELS_DIR", str(tmp_path / "empty-store"))
+    monkeypatch.setenv("SHARPEYE_OFFLINE", "1")
+    monkeypatch.delenv("SHARPEYE_ASSET_MIRROR", raising=False)
+    path = write_config(tmp_path, {"lobby": {"source": person_clip, "detect_fps": 5}}, data_dir="data",
+                        recordings={"segment_s": 2, "pre_event_s": 0})
+    log = tmp_path / "run.log"
+    run = spawn("cli.main", "run", "--config", str(path), "--port", str(free_port()), log=log)
+    try:
+        def recorded() -> dict[str, object] | None:
+            if run.poll() is not None:
+                pytest.fail(f"sharpeye run ended ({run.returncode}):\n{log.read_text()}")
+            out = subprocess.run([sys.executable, "-m", "cli.main", "status", "--config", str(path), "--json"],
+                                 capture_output=True, text=True, timeout=60, cwd=ROOT)
+            lobby = json.loads(out.stdout)["lobby"] if out.returncode == 0 else {}
+            return lobby if (lobby.get("recorded_segments") or 0) >= 2 else None
+        wait_for(recorded, 90, lambda: f"two segments recorded by sharpeye run:\n{log.read_text()[-2000:]}")
+        lobby = recorded()
+        assert lobby is not None and lobby["detector"] == "unavailable" and lobby["detected"] == 0
+    finally:
+        assert stop(run, timeout=30) == 0
+    said = [ln for ln in log.read_text().splitlines() if ln.startswith("sharpeye run: model 'yolox_nano'")]
+    assert len(said) == 1 and "fetch-model" in said[0], log.read_text()
+    assert "Traceback" not in log.read_text()
