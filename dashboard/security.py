@@ -343,7 +343,7 @@ class RequestGuard:
     - A body over ``max_body`` bytes (declared by Content-Length, or counted as it arrives) is answered
       413 ``body_too_large`` without the route ever seeing it: an unauthenticated 300 MB post costs
       at most ``max_body`` of memory.  Bodies are read here (they are small) and replayed to the app.
-    - A NUL in the path, raw (``%00``) or decoded, is answered 400 ``bad_path``: no file name holds one.
+    - A NUL in the path, raw (``%00``) or decoded, is answered 404: no file name holds one.
     """
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], max_body: int = MAX_BODY_BYTES):
@@ -360,9 +360,9 @@ class RequestGuard:
         raw = scope.get("raw_path") or b""
         if any(b in raw.lower() for b in _BAD_RAW) or "\x00" in scope.get("path", ""):
             if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 4400})
+                await send({"type": "websocket.close", "code": 4404})
                 return
-            await _answer(send, 400, "bad_path")
+            await _answer(send, 404, "not_found")  # a path with NUL names nothing, as any unknown path
             return
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
