@@ -244,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_preview(sub)
     from cli.bench import add_parser as add_bench
     add_bench(sub)
+    from cli.shift import add_parser as add_shift  # `sharpeye bench shift`: a verb of bench
+    add_shift(sub.choices["bench"])
     from cli.export import add_parser as add_export  # light; the export is imported when it runs
     add_export(sub)
     from cli.plates import add_parser as add_plates
