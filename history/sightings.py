@@ -21,7 +21,10 @@ How the searches stay fast at a million rows (figures in docs/benchmarks.md):
   three indexes.
 
 Times overlap the query's range: a sighting from ``first_time`` to ``last_time`` is found by a
-range that touches it.
+range that touches it.  No record spans more than an hour (the stage closes a longer track's record
+and goes on in a new one), which bounds ``first_time`` from below as well.
+
+SQLite plans better with statistics: :func:`purge` (run regularly) ends with ``PRAGMA optimize``.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from history.schema import sightings
 from pipeline.analyse.colours import PALETTE
 from pipeline.analyse.plates import compact
-from pipeline.analyse.sightings import Sighting
+from pipeline.analyse.sightings import MAX_SPAN_S, Sighting
 
 FRONT = 4  # characters of a compact plate in plate_front; the rest in plate_back
 MAX_LIMIT = 1000
@@ -186,14 +189,14 @@ def _plate_filter(conn: Connection, q: SightingQuery) -> tuple[list[ColumnElemen
             esc = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             return [col.like(esc + "%", escape="\\")], None
         return [col >= key, col < key + "\U0010ffff"], None
-    wild = "?" in key
-    if q.plate_match == "exact":
-        if not wild:
-            return [col == key], None
-        pattern = key.replace("%", "").replace("_", "").replace("?", "_")
-        return [col.like(pattern), func.length(col) == len(key)], 0
-    # fuzzy: a row at most one character away shares the front or the back exactly
     front, back = key[:FRONT], key[FRONT:]
+    if q.plate_match == "exact":
+        if "?" not in key:
+            return [col == key], None
+        # unknown characters: the half without one must match exactly (both halves have one: the length)
+        conds = [c == v for c, v in ((sightings.c.plate_front, front), (sightings.c.plate_back, back)) if "?" not in v]
+        return conds or [func.length(col) == len(key)], 0
+    # fuzzy: a row at most one character away shares the front or the back exactly
     conds = []
     if "?" not in front:
         conds.append(sightings.c.plate_front == front)
@@ -233,7 +236,8 @@ def _search(conn: Connection, q: SightingQuery) -> list[dict[str, Any]]:
     if q.end is not None:
         where.append(t.first_time <= q.end)
     if q.start is not None:
-        where.append(t.last_time >= q.start)
+        # no record spans more than MAX_SPAN_S (the stage splits longer tracks): a bound for the index
+        where += [t.last_time >= q.start, t.first_time >= q.start - MAX_SPAN_S]
     if q.before is not None:
         bt, bid = q.before
         where.append(or_(t.first_time < bt, and_(t.first_time == bt, t.id < bid)))
@@ -290,6 +294,9 @@ def purge(engine: Engine, retain_days: Mapping[str, float], default_days: float,
             deleted += len(rows)
             if crops_root is not None:
                 _remove_files(Path(crops_root), (r[1] for r in rows if r[1]))
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA optimize")  # refresh the planner's statistics where they are stale
     return deleted
 
 

@@ -4,7 +4,9 @@ After an incident the room asks "where did this vehicle go, which cameras saw th
 Alerts only cover what broke a rule, so every confirmed track of a watched label (person, car, bus,
 truck, motorcycle, bicycle by default) becomes one :class:`Sighting`:
 
-* when the track ends (not seen for ``end_after_s``), marked ``final``;
+* when the track ends (not seen for ``end_after_s``), marked ``final``; a track longer than
+  :data:`MAX_SPAN_S` (an hour) is closed and goes on as a new sighting, so that every record spans
+  at most an hour and a search by time can bound its index range;
 * and at most every ``every_s`` while it lasts (a car parked for an hour is findable before it
   leaves), each time with the same ``sighting_id`` so the store updates one row.
 
@@ -44,6 +46,9 @@ from pipeline.analyse.rules import TrackedObject
 from pipeline.config.schema import SightingsConfig
 
 VEHICLE_LABELS = frozenset({"car", "bus", "truck", "motorcycle"})
+# A track lasting longer (a car parked all day) is recorded as consecutive sightings of at most this
+# span each, so a time search can bound its index range (history.sightings relies on it).
+MAX_SPAN_S = 3600.0
 
 
 class PlateReading(Protocol):
@@ -189,6 +194,12 @@ class SightingsStage:
                 del self._tracks[tid]
                 if (s := self._emit(st, final=True)) is not None:
                     out.append(s)
+            elif st.last_t - st.first_t >= MAX_SPAN_S:  # close this span; the track goes on in a new one
+                if (s := self._emit(st, final=True)) is not None:
+                    out.append(s)
+                fresh = _TrackState(tid, st.label, st.last_t, st.last_t, st.last_c, st.last_c)
+                fresh.plate_vote, fresh.plate_reads_done = st.plate_vote, st.plate_reads_done  # read once per track
+                self._tracks[tid] = fresh
             elif t - (st.emitted_t if st.emitted_t is not None else st.first_t) >= self.cfg.every_s:
                 if (s := self._emit(st, final=False)) is not None:
                     st.emitted_t = t

@@ -161,3 +161,22 @@ def test_plates_off_reads_nothing(reader: PlateReader) -> None:
     walk(stage, 10, label="car")
     s = stage.flush(1100.0)[0]
     assert s.plate is None and stage.plate_reads == 0
+
+
+def test_a_track_longer_than_an_hour_goes_on_in_a_new_sighting() -> None:
+    """A car parked all afternoon: one record per hour at most, so a time search can bound its range."""
+    from pipeline.analyse.sightings import MAX_SPAN_S
+
+    stage = SightingsStage("carpark", cfg(every_s=3600.0, sample_s=10.0))
+    frame = street()
+    box = person_at(frame, 300, 300)
+    out = []
+    t = 10_000.0
+    while t <= 10_000.0 + 2.5 * MAX_SPAN_S:
+        out += stage.update(frame, [TrackedObject(5, "car", 0.9, box)], t)
+        t += 10.0
+    out += stage.flush(t)
+    assert [s.final for s in out] == [True, True, True]
+    assert all(s.last_t - s.first_t <= MAX_SPAN_S for s in out)
+    assert len({s.sighting_id for s in out}) == 3 and {s.track_id for s in out} == {5}
+    assert out[1].first_t == out[0].last_t
