@@ -67,7 +67,7 @@ def alert_view(row: Any) -> dict[str, Any]:
         "grid_cell": {"id": m["grid_cell_id"], "name": m["grid_cell_name"],
                       "officer": {"name": m["officer_name"], "phone": m["officer_phone"]}
                       if m["officer_name"] else None},
-        "rule": {"id": m["rule_id"], "kind": m["kind"], "severity": m["severity"]},
+        "rule": {"id": m["rule_id"], "kind": m["kind"], "severity": m["severity"], "name": _rule_name(m)},
         "labels": [x for x in m["labels"].split(",") if x], "score": m["score"],
         "start_time": m["start_time"], "end_time": m["end_time"], "phase": m["phase"],
         "snapshot": {"path": m["snapshot_path"]} if m["snapshot_path"] else None,
@@ -104,6 +104,15 @@ def overdue_step(m: Any) -> str | None:
         return None
     counted = m.get("escalation_step")
     return step if counted in (None, step) else None
+
+
+def _rule_name(m: Any) -> str | None:
+    """The rule's name for operators, as its last bus message carried it (config rules.<id>.name); None: its kind."""
+    try:
+        name = (json.loads(m["message"]).get("rule") or {}).get("name") if m.get("message") else None
+    except (ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None
 
 
 def _end_reason(m: Any) -> str | None:

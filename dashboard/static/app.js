@@ -19,6 +19,7 @@ function snapUrl(path) { return "/" + path.split("/").map(encodeURIComponent).jo
 function kindText(kind) { return SE.messages[`kind.${kind}`] ? SE.t(`kind.${kind}`) : kind; }
 // the rule's kind, and for a camera tamper alert which check fired (rule id "tamper:<check>")
 function ruleText(rule) {
+  if (rule.name) return rule.name; // the rule's configured name
   const check = rule.kind === "tamper" && typeof rule.id === "string" && rule.id.startsWith("tamper:")
     ? rule.id.slice(7) : null;
   const name = check && SE.messages[`tamper.${check}`] ? SE.t(`tamper.${check}`) : check;

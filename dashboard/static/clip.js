@@ -34,7 +34,7 @@ async function others(info) {
   const from = info.alert_start - 600, to = info.alert_start + 600;
   const mine = await SE.api(`/api/history?camera=${encodeURIComponent(info.camera.id)}&start=${from}&end=${to}&limit=20`);
   document.getElementById("c-others").replaceChildren(...mine.alerts.filter(a => a.alert_id !== info.alert_id).map(a =>
-    SE.el("li", {}, SE.el("a", { href: `/clip/${encodeURIComponent(a.alert_id)}`, text: `${SE.fmt(a.start_time)} · ${a.labels.map(l => SE.messages[`label.${l}`] ? SE.t(`label.${l}`) : l).join(SE.t("list.sep"))} · ${SE.messages[`kind.${a.rule.kind}`] ? SE.t(`kind.${a.rule.kind}`) : a.rule.kind}` }))));
+    SE.el("li", {}, SE.el("a", { href: `/clip/${encodeURIComponent(a.alert_id)}`, text: `${SE.fmt(a.start_time)} · ${a.labels.map(l => SE.messages[`label.${l}`] ? SE.t(`label.${l}`) : l).join(SE.t("list.sep"))} · ${SE.ruleName(a.rule)}` }))));
   const cams = await SE.api("/api/live/cameras");
   const me = cams.cameras.find(c => c.id === info.camera.id);
   const near = cams.cameras.filter(c => me && c.id !== me.id && c.grid_cell.id === me.grid_cell.id);

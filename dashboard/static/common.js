@@ -18,6 +18,13 @@ const SE = {
     return s;
   },
 
+  // a rule as operators read it: its configured name (rules.<id>.name), else the name of its kind
+  ruleName(rule) {
+    if (rule && rule.name) return rule.name;
+    const kind = (rule || {}).kind;
+    return SE.messages[`kind.${kind}`] ? SE.t(`kind.${kind}`) : (kind || "");
+  },
+
   // every element with data-i18n gets its text from the catalogue (also placeholders, titles, aria labels)
   applyI18n(root) {
     const r = root || document;

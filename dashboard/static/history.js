@@ -50,7 +50,7 @@ async function run(more) {
 function row(a) {
   const tr = SE.el("tr", { class: "result", "data-alert-id": a.alert_id, "data-state": a.state },
     SE.el("td", { text: SE.fmt(a.start_time) }), SE.el("td", { text: a.camera.name }),
-    SE.el("td", { text: a.grid_cell.name }), SE.el("td", { text: SE.t(`kind.${a.rule.kind}`) }),
+    SE.el("td", { text: a.grid_cell.name }), SE.el("td", { text: SE.ruleName(a.rule) }),
     SE.el("td", { text: a.labels.map(l => SE.messages[`label.${l}`] ? SE.t(`label.${l}`) : l).join(", ") }),
     SE.el("td", { text: SE.t(`state.${a.state}`) }), SE.el("td", { text: a.owner ? a.owner.name : "" }),
     SE.el("td", { text: a.classification ? SE.t(`class.${a.classification}`) : "" }));

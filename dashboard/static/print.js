@@ -4,7 +4,7 @@ SE.start().then(async () => {
   const id = decodeURIComponent(location.pathname.split("/")[2]);
   const data = await SE.api(`/api/alerts/${encodeURIComponent(id)}`);
   const a = data.alert;
-  document.getElementById("p-title").textContent = `${SE.t(`kind.${a.rule.kind}`)} · ${a.camera.name} · ${SE.fmt(a.start_time)}`;
+  document.getElementById("p-title").textContent = `${SE.ruleName(a.rule)} · ${a.camera.name} · ${SE.fmt(a.start_time)}`;
   const facts = [
     ["alert.state", SE.t(`state.${a.state}`)], ["alert.owner", a.owner ? a.owner.name : SE.t("alert.nobody")],
     ["alert.camera", a.camera.name], ["alert.cell", a.grid_cell.name],

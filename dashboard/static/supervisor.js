@@ -9,7 +9,7 @@ async function refresh() {
   document.querySelector("#s-overdue tbody").replaceChildren(...s.overdue.map(a =>
     SE.el("tr", { "data-alert-id": a.alert_id }, SE.el("td", { text: SE.fmt(a.start_time) }),
       SE.el("td", { text: a.camera.name }), SE.el("td", { text: a.grid_cell.name }),
-      SE.el("td", { text: SE.t(`kind.${a.rule.kind}`) }), SE.el("td", { text: SE.t(`state.${a.state}`) }),
+      SE.el("td", { text: SE.ruleName(a.rule) }), SE.el("td", { text: SE.t(`state.${a.state}`) }),
       SE.el("td", { text: a.owner ? a.owner.name : SE.t("alert.nobody") }), SE.el("td", { text: String(a.escalation_level) }))));
   document.querySelector("#s-load tbody").replaceChildren(...s.load.map(l =>
     SE.el("tr", { "data-operator": l.operator }, SE.el("td", { text: l.operator }), SE.el("td", { text: String(l.open) }),

@@ -217,6 +217,9 @@ class RuleBase(Strict):
         None, description="Arming windows; the rule is armed only inside one. Default: always armed.")
     severity: Literal["low", "medium", "high", "critical"] = Field(
         "medium", description="Severity of the alert: low, medium (default), high or critical.")
+    name: str | None = Field(None, min_length=1, max_length=60, description="The rule's name as operators read it "
+                             "in the room, the history, the clip and print pages (e.g. 大堂入侵); carried on the "
+                             "bus as rule.name. Default: the name of its kind (区域入侵, 徘徊 ...).")
     procedure: str | None = Field(None, max_length=4000, description="Standard operating procedure "
                                   "(处置预案) shown to the operator handling an alert of this rule; free text.")
     incident_window_s: float | None = Field(None, ge=0, le=86400, description="Seconds after the last end of "
@@ -690,10 +693,6 @@ class EscalationConfig(Strict):
         default_factory=lambda: SeverityTimes(low=1200, medium=600, high=300, critical=180),
         description="A dispatch not signed for (已签收) by the duty officer this long after it was sent is "
         "escalated; default low 1200, medium 600, high 300, critical 180 s.")
-
-
-class DashboardConfig(Strict):
-    host: str = Field("127.0.0.1", description="Address the dashboard listens on (default loopback).")
     on_scene_s: SeverityTimes = Field(
         default_factory=lambda: SeverityTimes(low=3600, medium=1800, high=900, critical=600),
         description="A dispatch signed for whose officer has not reported being on scene (已到场) this long after "
@@ -702,6 +701,10 @@ class DashboardConfig(Strict):
         default_factory=lambda: SeverityTimes(low=7200, medium=3600, high=1800, critical=1200),
         description="An officer on scene who has not given feedback (已反馈) this long after arriving is "
         "escalated; default low 7200, medium 3600, high 1800, critical 1200 s.")
+
+
+class DashboardConfig(Strict):
+    host: str = Field("127.0.0.1", description="Address the dashboard listens on (default loopback).")
     port: int = Field(8080, ge=1, le=65535, description="Port of the dashboard (default 8080).")
     database_url: str | None = Field(None, description="SQLAlchemy URL of the history database (alerts, "
                                      "their updates, camera changes, operator actions, users), e.g. "

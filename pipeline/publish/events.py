@@ -74,6 +74,10 @@ def alert_message(update: Any, cfg: Config, camera_id: str, snapshot: dict[str, 
                   frame_time: float | None) -> dict[str, Any]:
     """The bus message for one lifecycle step of an alert (see docs/schemas/event.schema.json)."""
     cam: CameraConfig = cfg.cameras[camera_id]
+    rule = {"id": update.rule_id, "kind": update.kind, "severity": update.severity}
+    name = getattr(cam.effective_rules().get(update.rule_id), "name", None)
+    if name:  # the rule's name for operators, when the config gives one
+        rule["name"] = name
     return {
         "schema": SCHEMA_VERSION,
         "type": "alert",
@@ -84,7 +88,7 @@ def alert_message(update: Any, cfg: Config, camera_id: str, snapshot: dict[str, 
         "frame_time": round(frame_time, 3) if frame_time is not None else None,
         "camera": {"id": camera_id, "name": cam.name},
         "grid_cell": grid_cell_ref(cfg, cam),
-        "rule": {"id": update.rule_id, "kind": update.kind, "severity": update.severity},
+        "rule": rule,
         "labels": list(update.labels),
         "track_ids": list(update.track_ids),
         "objects": [{"track_id": o.track_id, "label": o.label, "score": round(float(o.score), 4),

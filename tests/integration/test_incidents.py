@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
@@ -21,8 +23,10 @@ from history import open_database
 from history.archiver import Archiver
 from history.incidents import Grouping
 from history.schema import alert_messages, alerts, incidents
+from pipeline.analyse.alerts import AlertUpdate
 from pipeline.config import Config, load_config
 from pipeline.publish import bus
+from pipeline.publish.events import alert_message
 from tests.support.config import write_config
 from tests.support.dashboard import (
     alert_msg,
@@ -39,7 +43,7 @@ CAMERAS: dict[str, dict[str, Any]] = {
                   "desk": {"polygon": [[0, 0], [0.3, 0], [0.3, 0.3], [0, 0.3]]}},
         "lines": {"door": {"a": [0.5, 0], "b": [0.5, 1]}},
         "rules": {
-            "intruder": {"kind": "intrusion", "zone": "floor", "severity": "high"},
+            "intruder": {"kind": "intrusion", "zone": "floor", "severity": "high", "name": "大堂入侵"},
             "loiterer": {"kind": "loitering", "zone": "floor", "severity": "medium"},
             "crowd": {"kind": "crowding", "zone": "floor", "severity": "critical"},
             "desk": {"kind": "intrusion", "zone": "desk", "severity": "high", "incident_window_s": 10},
@@ -197,3 +201,27 @@ def test_the_room_lists_one_item_per_incident_and_handling_it_handles_every_occu
     assert lobby_items == [("r0", "resolved"), ("r9", "new")]
     detail = c.get("/api/alerts/r2").json()  # every occurrence stays reachable
     assert detail["alert"]["incident_id"] == "r0" and detail["messages"]
+
+
+def test_a_rules_configured_name_goes_on_the_bus_and_into_the_room(env: dict[str, Any]) -> None:
+    cfg: Config = env["cfg"]
+    t = time.time()
+    values: dict[str, Any] = {"phase": "new", "alert_id": "n1", "camera_id": "lobby", "rule_id": "intruder",
+                              "kind": "intrusion", "severity": "high", "labels": ["person"], "track_ids": [1],
+                              "objects": [], "start_time": t, "end_time": None, "time": t, "best_score": 0.8,
+                              "snapshot_due": False, "clip_start": t - 5, "clip_end": None}
+    update = AlertUpdate(**{f.name: values[f.name] for f in fields(AlertUpdate) if f.name in values})
+    named = alert_message(update, cfg, "lobby", None, t)
+    schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "schemas" / "event.schema.json").read_text())
+    jsonschema.validate(named, schema)
+    assert named["rule"]["name"] == "大堂入侵"
+    plain = alert_message(AlertUpdate(**{**update.__dict__, "alert_id": "n2", "rule_id": "door",
+                                         "kind": "line_crossing"}), cfg, "lobby", None, t)
+    assert "name" not in plain["rule"]  # no name configured: the page names the kind
+    env["publish"](named)
+    env["archive"]()
+    add_user(env["engine"], "wang", PW, "operator", ["G1"], "Wang Wei")
+    c = TestClient(create_app(cfg, env["redis_url"], env["engine"]))
+    c.post("/api/login", json={"username": "wang", "password": PW})
+    (item,) = c.get("/api/alerts").json()["alerts"]
+    assert item["rule"]["name"] == "大堂入侵" and item["rule"]["id"] == "intruder"
