@@ -14,17 +14,17 @@ import base64
 import binascii
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from dashboard.context import Dashboard, ctx
-from dashboard.deps import current_user, refuse, remote_addr, require_role
+from dashboard.context import Dashboard
+from dashboard.deps import CurrentUser, DashboardDep, EngineerUser, RemoteAddr, current_user, refuse
 from dashboard.pages import page
-from dashboard.users import User
+from dashboard.services.responses import Reply
 from history import patrol as svc
 from pipeline.publish import bus
 
@@ -96,6 +96,77 @@ class RepairBody(Body):
     note: str | None = Field(None, max_length=2000)
 
 
+# ---------------------------------------------------------------------------------------------------- replies
+# Each names the fields the pages rely on; the rest of what ``history.patrol`` returns passes unchanged.
+
+class PlanListOut(Reply):
+    plans: list[dict[str, Any]]
+
+
+class PlanOut(Reply):
+    id: int
+    name: str
+    cameras: list[dict[str, Any]]
+    version: int
+
+
+class DeletedOut(Reply):
+    deleted: int
+
+
+class PatrolOut(Reply):
+    id: str
+    state: str
+    cameras: list[dict[str, Any]]
+    planned_count: int
+    patrolled_count: int
+    not_patrolled: list[str]
+
+
+class PatrolListOut(Reply):
+    patrols: list[dict[str, Any]]
+
+
+class MarkOut(Reply):
+    """A mark answers the patrol's log; a finding also the manual alarm it raised (``alert_id``, ``pushed``)."""
+    patrol: dict[str, Any]
+
+
+class RaisedOut(Reply):
+    alert_id: str
+    pushed: bool
+
+
+class AlarmOut(Reply):
+    alert_id: str
+    source: str
+    cameras: list[str]
+
+
+class FaultListOut(Reply):
+    faults: list[dict[str, Any]]
+    offline_after_s: float
+
+
+class FaultOut(Reply):
+    id: int
+    camera: str
+    state: str
+
+
+class ReportOut(Reply):
+    start: float
+    end: float
+    operators: list[dict[str, Any]]
+    total: dict[str, Any]
+
+
+class SupervisorOut(Reply):
+    due: list[dict[str, Any]]
+    overdue: list[dict[str, Any]]
+    running: list[dict[str, Any]]
+
+
 async def _run(fn: Callable[..., T], *args: Any) -> T:
     """One service call in a worker thread; its refusals become the page's error codes."""
     try:
@@ -112,12 +183,15 @@ def _tx(d: Dashboard, fn: Callable[..., T], *args: Any) -> Callable[[], T]:
     return call
 
 
-def _alarms(request: Request) -> svc.Alarms:
-    d = ctx(request)
+def _alarms(request: Request, d: DashboardDep) -> svc.Alarms:
+    """The process's manual-alarm writer (it holds a bus connection), made on first use."""
     a = getattr(request.app.state, "patrol_alarms", None)
     if a is None:
         a = request.app.state.patrol_alarms = svc.Alarms(d.engine, d.redis_url)
     return a  # type: ignore[no-any-return]
+
+
+AlarmsDep = Annotated[svc.Alarms, Depends(_alarms)]
 
 
 def _plan_cameras(body: PlanBody) -> tuple[list[svc.PlanCamera], svc.Schedule | None]:
@@ -149,82 +223,69 @@ async def patrol_page() -> HTMLResponse:
 
 # ---------------------------------------------------------------------------------------------------- plans
 
-@router.get("/api/patrol/plans")
-async def plans(request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
-    d = ctx(request)
+@router.get("/api/patrol/plans", response_model=PlanListOut)
+async def plans(d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
     return {"plans": await _run(_tx(d, svc.list_plans, user))}
 
 
-@router.get("/api/patrol/plans/{plan_id}")
-async def plan(plan_id: int, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
-    d = ctx(request)
+@router.get("/api/patrol/plans/{plan_id}", response_model=PlanOut)
+async def plan(plan_id: int, d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
     return await _run(_tx(d, svc.get_plan, user, plan_id))
 
 
-@router.post("/api/patrol/plans")
-async def create_plan(body: PlanBody, request: Request,
-                      user: User = Depends(require_role("engineer"))) -> dict[str, Any]:
-    d = ctx(request)
+@router.post("/api/patrol/plans", response_model=PlanOut)
+async def create_plan(body: PlanBody, d: DashboardDep, user: EngineerUser, remote: RemoteAddr) -> dict[str, Any]:
     cams, sched = _plan_cameras(body)
     return await _run(_tx(d, svc.save_plan, d.config(), user, None, body.name, body.description, cams, sched,
-                          None, remote_addr(request)))
+                          None, remote))
 
 
-@router.put("/api/patrol/plans/{plan_id}")
-async def update_plan(plan_id: int, body: PlanBody, request: Request,
-                      user: User = Depends(require_role("engineer"))) -> dict[str, Any]:
-    d = ctx(request)
+@router.put("/api/patrol/plans/{plan_id}", response_model=PlanOut)
+async def update_plan(plan_id: int, body: PlanBody, d: DashboardDep, user: EngineerUser,
+                      remote: RemoteAddr) -> dict[str, Any]:
     cams, sched = _plan_cameras(body)
     return await _run(_tx(d, svc.save_plan, d.config(), user, plan_id, body.name, body.description, cams, sched,
-                          body.version, remote_addr(request)))
+                          body.version, remote))
 
 
-@router.delete("/api/patrol/plans/{plan_id}")
-async def delete_plan(plan_id: int, request: Request,
-                      user: User = Depends(require_role("engineer"))) -> dict[str, Any]:
-    d = ctx(request)
-    await _run(_tx(d, svc.delete_plan, user, plan_id, remote_addr(request)))
+@router.delete("/api/patrol/plans/{plan_id}", response_model=DeletedOut)
+async def delete_plan(plan_id: int, d: DashboardDep, user: EngineerUser, remote: RemoteAddr) -> dict[str, Any]:
+    await _run(_tx(d, svc.delete_plan, user, plan_id, remote))
     return {"deleted": plan_id}
 
 
-@router.post("/api/patrol/plans/{plan_id}/start")
-async def start(plan_id: int, body: StartBody, request: Request,
-                user: User = Depends(current_user)) -> dict[str, Any]:
-    d = ctx(request)
-    return await _run(_tx(d, svc.start_patrol, d.config(), user, plan_id, body.layout, remote_addr(request)))
+@router.post("/api/patrol/plans/{plan_id}/start", response_model=PatrolOut)
+async def start(plan_id: int, body: StartBody, d: DashboardDep, user: CurrentUser,
+                remote: RemoteAddr) -> dict[str, Any]:
+    return await _run(_tx(d, svc.start_patrol, d.config(), user, plan_id, body.layout, remote))
 
 
 # -------------------------------------------------------------------------------------------------- patrols
 
-@router.get("/api/patrols")
-async def patrol_list(request: Request, user: User = Depends(current_user), start: float | None = None,
+@router.get("/api/patrols", response_model=PatrolListOut)
+async def patrol_list(d: DashboardDep, user: CurrentUser, start: float | None = None,
                       end: float | None = None) -> dict[str, Any]:
-    d = ctx(request)
     t0, t1 = _range(start, end)
     return {"patrols": await _run(_tx(d, svc.list_patrols, d.config(), user, t0, t1))}
 
 
-@router.get("/api/patrols/{patrol_id}")
-async def patrol_log(patrol_id: str, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
-    d = ctx(request)
+@router.get("/api/patrols/{patrol_id}", response_model=PatrolOut)
+async def patrol_log(patrol_id: str, d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
     return await _run(_tx(d, svc.patrol_log, d.config(), user, patrol_id[:32]))
 
 
-@router.post("/api/patrols/{patrol_id}/views")
-async def view(patrol_id: str, body: ViewBody, request: Request,
-               user: User = Depends(current_user)) -> dict[str, Any]:
+@router.post("/api/patrols/{patrol_id}/views", response_model=PatrolOut)
+async def view(patrol_id: str, body: ViewBody, d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
     """The tour showed a camera this long; ``offline``: no picture, skipped, and listed as a fault."""
-    d = ctx(request)
     since = (await _offline_since(d)).get(body.camera) if body.offline else None
     return await _run(_tx(d, svc.record_view, d.config(), user, patrol_id[:32], body.camera, body.on_screen_s,
                           body.offline, since or None))
 
 
-@router.post("/api/patrols/{patrol_id}/marks")
-async def mark(patrol_id: str, body: MarkBody, request: Request,
-               user: User = Depends(current_user)) -> dict[str, Any]:
+@router.post("/api/patrols/{patrol_id}/marks", response_model=MarkOut)
+async def mark(patrol_id: str, body: MarkBody, d: DashboardDep, user: CurrentUser, alarms: AlarmsDep,
+               remote: RemoteAddr) -> dict[str, Any]:
     """正常 / 故障 (with its kind) / 发现情况 (a note and the live frame: raises a manual alarm in every room)."""
-    d = ctx(request)
     if body.mark == "finding":
         jpeg = None
         if body.snapshot:
@@ -233,54 +294,50 @@ async def mark(patrol_id: str, body: MarkBody, request: Request,
                 jpeg = base64.b64decode(raw, validate=True)
             except (binascii.Error, ValueError):
                 raise refuse(400, "bad_snapshot") from None
-        return await _run(_alarms(request).finding, d.config(), user, patrol_id[:32], body.camera,
-                          body.note or "", jpeg, remote_addr(request))
+        return await _run(alarms.finding, d.config(), user, patrol_id[:32], body.camera, body.note or "", jpeg,
+                          remote)
     log = await _run(_tx(d, svc.mark_camera, d.config(), user, patrol_id[:32], body.camera, body.mark,
-                         body.fault_kind, body.note, None, None, remote_addr(request)))
+                         body.fault_kind, body.note, None, None, remote))
     return {"patrol": log}
 
 
-@router.post("/api/patrols/{patrol_id}/finish")
-async def finish(patrol_id: str, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
-    d = ctx(request)
-    return await _run(_tx(d, svc.finish_patrol, d.config(), user, patrol_id[:32], remote_addr(request)))
+@router.post("/api/patrols/{patrol_id}/finish", response_model=PatrolOut)
+async def finish(patrol_id: str, d: DashboardDep, user: CurrentUser, remote: RemoteAddr) -> dict[str, Any]:
+    return await _run(_tx(d, svc.finish_patrol, d.config(), user, patrol_id[:32], remote))
 
 
 # ---------------------------------------------------------------------------------------------- manual alarms
 
-@router.post("/api/alarms/phone")
-async def phone(body: PhoneBody, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+@router.post("/api/alarms/phone", response_model=RaisedOut)
+async def phone(body: PhoneBody, d: DashboardDep, user: CurrentUser, alarms: AlarmsDep,
+                remote: RemoteAddr) -> dict[str, Any]:
     """报警: a citizen's call about a place in one of the user's cells; handled like any alert."""
-    d = ctx(request)
     if body.point is not None and not all(abs(v) < 1e9 and v == v for v in body.point):
         raise refuse(400, "bad_point")
-    return await _run(_alarms(request).phone, d.config(), user, body.grid_cell, body.caller, body.phone,
-                      body.report, body.point, body.severity, remote_addr(request))
+    return await _run(alarms.phone, d.config(), user, body.grid_cell, body.caller, body.phone, body.report,
+                      body.point, body.severity, remote)
 
 
-@router.get("/api/alarms/{alert_id}")
-async def alarm(alert_id: str, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
-    d = ctx(request)
+@router.get("/api/alarms/{alert_id}", response_model=AlarmOut)
+async def alarm(alert_id: str, d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
     return await _run(_tx(d, svc.get_alarm, user, alert_id[:128]))
 
 
-@router.post("/api/alarms/{alert_id}/attach")
-async def attach(alert_id: str, body: AttachBody, request: Request,
-                 user: User = Depends(current_user)) -> dict[str, Any]:
+@router.post("/api/alarms/{alert_id}/attach", response_model=AlarmOut)
+async def attach(alert_id: str, body: AttachBody, d: DashboardDep, user: CurrentUser,
+                 remote: RemoteAddr) -> dict[str, Any]:
     """Cameras and a time range found later (the evidence to export with /api/exports)."""
-    d = ctx(request)
     if not body.start < body.end or body.end - body.start > 86400:
         raise refuse(400, "bad_range")
     return await _run(_tx(d, svc.attach, d.config(), user, alert_id[:128], body.cameras, body.start, body.end,
-                          remote_addr(request)))
+                          remote))
 
 
 # --------------------------------------------------------------------------------------------------- faults
 
-@router.get("/api/patrol/faults")
-async def faults(request: Request, user: User = Depends(current_user), repaired: bool = False) -> dict[str, Any]:
+@router.get("/api/patrol/faults", response_model=FaultListOut)
+async def faults(d: DashboardDep, user: CurrentUser, repaired: bool = False) -> dict[str, Any]:
     """The fault list of the user's cells; cameras offline longer than the threshold are added first."""
-    d = ctx(request)
     offline = await _offline_since(d)
 
     def _list(conn: Any) -> list[dict[str, Any]]:
@@ -289,27 +346,24 @@ async def faults(request: Request, user: User = Depends(current_user), repaired:
     return {"faults": await _run(_tx(d, _list)), "offline_after_s": svc.OFFLINE_FAULT_S}
 
 
-@router.post("/api/patrol/faults/{fault_id}/repair")
-async def repair(fault_id: int, body: RepairBody, request: Request,
-                 user: User = Depends(current_user)) -> dict[str, Any]:
-    d = ctx(request)
+@router.post("/api/patrol/faults/{fault_id}/repair", response_model=FaultOut)
+async def repair(fault_id: int, body: RepairBody, d: DashboardDep, user: CurrentUser,
+                 remote: RemoteAddr) -> dict[str, Any]:
     return await _run(_tx(d, svc.repair_step, user, fault_id, body.step, user.has_role("engineer"), body.note,
-                          remote_addr(request)))
+                          remote))
 
 
 # -------------------------------------------------------------------------------------------------- reports
 
-@router.get("/api/patrol/report")
-async def report(request: Request, user: User = Depends(current_user), start: float | None = None,
+@router.get("/api/patrol/report", response_model=ReportOut)
+async def report(d: DashboardDep, user: CurrentUser, start: float | None = None,
                  end: float | None = None) -> dict[str, Any]:
     """Per operator over a shift (default: the last 12 hours): plans run, coverage, findings, alarms, faults."""
-    d = ctx(request)
     t0, t1 = _range(start, end)
     return await _run(_tx(d, svc.shift_report, d.config(), user, t0, t1))
 
 
-@router.get("/api/patrol/supervisor")
-async def supervisor(request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+@router.get("/api/patrol/supervisor", response_model=SupervisorOut)
+async def supervisor(d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
     """Scheduled plans due and overdue, and the patrols running now."""
-    d = ctx(request)
     return await _run(_tx(d, svc.supervisor_view, d.config(), user))
