@@ -10,7 +10,7 @@ alert the dashboard first asks the worker that runs the camera, through the live
 op, to finish its open segment at the next keyframe (no packet lost, no gap: that segment is only
 shorter), so the clip reaches within about one keyframe interval of now.  With ``cluster.enabled``
 that worker is the camera's lease owner, wherever it runs, reached through the seam it announced in
-Redis with a request signed by the site key (``dashboard/routes/live.py``, docs/live.md); its
+Redis with a request signed by the site key (``dashboard/services/live.py``, docs/live.md); its
 segments come through the fetcher.  When no worker answers (the camera is not running) the clip
 covers what is finished.
 """

@@ -27,7 +27,7 @@ the check costs no decoding and no colour conversion, and decides per camera:
 
 Why these statistics: they are all computed on a ``width`` x ~``width*9/16`` copy (160 x 90 by
 default, ``INTER_AREA`` so sensor noise is averaged away) and on a 4x smaller edge map, a few
-thousand pixels: measured well under 1 ms per check on a 640x360 luma plane (tests/test_tamper.py
+thousand pixels: measured well under 1 ms per check on a 640x360 luma plane (tests/unit/analyse/test_tamper.py
 prints the figure), and checks run at most every ``interval_s``.
 
 A condition must hold for its ``for_s`` (short gaps under ``PENDING_GAP_S`` forgiven) before its

@@ -14,7 +14,7 @@ pair's score does not depend on the other workers:
 A cap (``max_cameras``) is applied by handing the cameras out in a fixed order (by their own hash)
 to their best-ranked worker with room left: while no cap binds, this is exactly the plain hash.
 
-Pure functions on numpy arrays: no Redis, no clock (tests/test_cluster_rendezvous.py).
+Pure functions on numpy arrays: no Redis, no clock (tests/unit/cluster/test_cluster_rendezvous.py).
 """
 
 from __future__ import annotations

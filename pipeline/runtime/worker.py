@@ -463,7 +463,7 @@ class Worker:
         rt.stage_s["gray"] += t1 - t0
         t2 = time.perf_counter()
         rt.stage_s["gate"] += t2 - t1
-        if rt.tamper is not None:  # on the luma already at hand: 0.16 ms a check (tests/test_tamper.py)
+        if rt.tamper is not None:  # on the luma already at hand: 0.16 ms a check (tests/unit/analyse/test_tamper.py)
             try:
                 tampered = rt.tamper.check(luma, frame.capture_time, limited)
             except Exception:  # never let the checks stop the camera: off until it restarts

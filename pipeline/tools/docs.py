@@ -1,6 +1,6 @@
 """Generate docs/config.md and docs/schemas/config.schema.json from the config schema.
 
-The schema in pipeline/config.py is the single source of truth; the docs are derived from
+The schema in pipeline/config/schema.py is the single source of truth; the docs are derived from
 it (``python -m pipeline.tools.docs``), and a test fails when they are out of date.
 """
 
