@@ -30,24 +30,26 @@ SQLite plans better with statistics: :func:`purge` (run regularly) ends with ``P
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import cv2
 from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
+from history.catalogue import CLAIM_IDLE_MS, GROUP, CatalogArchiver
 from history.schema import sightings
 from pipeline.analyse.colours import PALETTE
 from pipeline.analyse.plates import compact
-from pipeline.analyse.sightings import MAX_SPAN_S, Sighting
+from pipeline.analyse.sightings import MAX_SPAN_S, STREAM, Sighting
 
+log = logging.getLogger("sharpeye.sightings")
 FRONT = 4  # characters of a compact plate in plate_front; the rest in plate_back
 MAX_LIMIT = 1000
 _ZH_TO_EN = {zh: en for en, zh in PALETTE.items()}
@@ -74,45 +76,43 @@ def colour_name(name: str) -> str:
     raise ValueError(f"colour {name!r}: not in the palette ({', '.join(f'{en} {zh}' for en, zh in PALETTE.items())})")
 
 
-def _top(colours: Mapping[str, Sequence[Any]], part: str) -> str | None:
-    shares = colours.get(part) or []
-    if not shares:
-        return None
-    first = shares[0]
-    return str(first.name if hasattr(first, "name") else first["name"])
+def row_from_message(msg: Mapping[str, Any]) -> dict[str, Any]:
+    """The table row of a sighting message (``Sighting.to_dict()`` plus ``grid_cell`` and ``crop_path``)."""
+    colours = msg.get("colours") or {}
+
+    def top(part: str) -> str | None:
+        shares = colours.get(part) or []
+        return str(shares[0]["name"]) if shares else None
+
+    p = msg.get("plate") or None
+    plate = plate_key(p["plate"]) if p else None
+    return {
+        "sighting_id": str(msg["sighting_id"]), "camera_id": str(msg["camera"]), "grid_cell_id": msg.get("grid_cell"),
+        "track_id": int(msg["track_id"]), "label": str(msg["label"]), "first_time": float(msg["first_t"]),
+        "last_time": float(msg["last_t"]), "best_time": float(msg["best_t"]), "direction": str(msg["direction"]),
+        "upper_colour": top("upper"), "lower_colour": top("lower"), "body_colour": top("body"),
+        "colours": json.dumps(colours, ensure_ascii=False),
+        "plate": plate, "plate_front": plate[:FRONT] if plate else None, "plate_back": plate[FRONT:] if plate else None,
+        "plate_confidence": float(p["confidence"]) if p else None, "plate_colour": p.get("colour") if p else None,
+        "crop_path": msg.get("crop_path"), "box": json.dumps(msg.get("box")) if msg.get("box") else None,
+        "hits": int(msg.get("hits") or 0), "final": bool(msg.get("final")),
+    }
 
 
 def row_of(s: Sighting, grid_cell: str | None = None, crop_path: str | None = None) -> dict[str, Any]:
     """The table row of a sighting."""
-    plate = plate_key(s.plate.text) if s.plate else None
-    return {
-        "sighting_id": s.sighting_id, "camera_id": s.camera, "grid_cell_id": grid_cell, "track_id": s.track_id,
-        "label": s.label, "first_time": s.first_t, "last_time": s.last_t, "best_time": s.best_t,
-        "direction": s.direction, "upper_colour": _top(s.colours, "upper"), "lower_colour": _top(s.colours, "lower"),
-        "body_colour": _top(s.colours, "body"),
-        "colours": json.dumps({p: [c.to_dict() for c in v] for p, v in s.colours.items()}, ensure_ascii=False),
-        "plate": plate, "plate_front": plate[:FRONT] if plate else None, "plate_back": plate[FRONT:] if plate else None,
-        "plate_confidence": s.plate.confidence if s.plate else None,
-        "plate_colour": s.plate.colour if s.plate else None,
-        "crop_path": crop_path, "box": json.dumps([round(v, 1) for v in s.box]), "hits": s.hits, "final": s.final,
-    }
+    return row_from_message({**s.to_dict(), "grid_cell": grid_cell, "crop_path": crop_path})
 
 
 def save_crop(root: str | Path, s: Sighting, quality: int = 85) -> str:
     """Write the sighting's best view as a JPEG under ``root``; returns its path relative to ``root``."""
-    day = time.strftime("%Y%m%d", time.gmtime(s.first_t))
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", s.sighting_id) + ".jpg"
-    camera = re.sub(r"[^A-Za-z0-9_.-]", "_", s.camera)
-    rel = Path(camera) / day / name
+    rel = s.crop_name()
     path = Path(root) / rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode(".jpg", s.crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError(f"sighting {s.sighting_id}: the crop could not be encoded as JPEG")
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buf.tobytes())
+    tmp.write_bytes(s.crop_jpeg(quality))
     tmp.replace(path)
-    return rel.as_posix()
+    return rel
 
 
 def store(conn: Connection, row: Mapping[str, Any]) -> bool:
@@ -305,3 +305,43 @@ def _remove_files(root: Path, rels: Iterable[str]) -> None:
         p = (root / rel).resolve()
         if root.resolve() in p.parents:
             p.unlink(missing_ok=True)
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class SightingArchiver(CatalogArchiver):
+    """One consumer of the ``archiver`` group on ``{prefix}:sightings``: stores each sighting (upsert).
+
+    The same delivery rules as the segment catalogue (its base): a batch per transaction,
+    acknowledged after the commit, its own pending entries first at start, a dead consumer's claimed.
+    An entry is one field ``json``: ``Sighting.to_dict()`` plus ``grid_cell`` and ``crop_path``.
+    """
+
+    def __init__(self, engine: Engine, r: Any, prefix: str, consumer: str | None = None,
+                 claim_idle_ms: int = CLAIM_IDLE_MS):
+        super().__init__(engine, r, prefix, consumer, claim_idle_ms)
+        self.stream = f"{prefix}:{STREAM}"
+        self.malformed = 0
+
+    def _handle(self, entries: list[Any]) -> int:
+        if not entries:
+            return 0
+        with self.engine.begin() as conn:
+            for sid, fields in entries:
+                if not fields:
+                    continue  # trimmed before it was read
+                raw = fields.get(b"json", fields.get("json"))
+                try:
+                    row = row_from_message(json.loads(_text(raw)))
+                except (TypeError, KeyError, ValueError) as e:
+                    self.malformed += 1
+                    log.warning("skipping malformed sighting %s: %s", _text(sid), e)
+                    continue
+                if store(conn, row):
+                    self.stored += 1
+                else:
+                    self.duplicates += 1  # an update of a track's row, or a redelivery
+        self.r.xack(self.stream, GROUP, *[e[0] for e in entries])
+        return len(entries)

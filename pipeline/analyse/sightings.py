@@ -33,6 +33,8 @@ Pure: frames and tracked objects in, records out; the stage holds only per-track
 from __future__ import annotations
 
 import math
+import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -46,6 +48,10 @@ from pipeline.analyse.rules import TrackedObject
 from pipeline.config.schema import SightingsConfig
 
 VEHICLE_LABELS = frozenset({"car", "bus", "truck", "motorcycle"})
+# The bus stream the workers send sightings on (``{prefix}:sightings``, capped); the archiver stores
+# them.  Its own stream, as for recorded segments: the alert stream's readers never see them.
+STREAM = "sightings"
+STREAM_MAXLEN = 500_000
 # A track lasting longer (a car parked all day) is recorded as consecutive sightings of at most this
 # span each, so a time search can bound its index range (history.sightings relies on it).
 MAX_SPAN_S = 3600.0
@@ -80,6 +86,18 @@ class Sighting:
     def colour_names(self) -> dict[str, list[str]]:
         return {part: [c.name for c in shares] for part, shares in self.colours.items()}
 
+    def crop_name(self) -> str:
+        """Where its crop goes under the sightings folder: ``<camera>/<yyyymmdd UTC>/<id>.jpg``."""
+        day = time.strftime("%Y%m%d", time.gmtime(self.first_t))
+        return f"{_safe(self.camera)}/{day}/{_safe(self.sighting_id)}.jpg"
+
+    def crop_jpeg(self, quality: int = 85) -> bytes:
+        """The best view as JPEG bytes."""
+        ok, buf = cv2.imencode(".jpg", self.crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise ValueError(f"sighting {self.sighting_id}: the crop could not be encoded as JPEG")
+        return bytes(buf.tobytes())
+
     def to_dict(self) -> dict[str, object]:
         """The record without its picture (for messages, JSON, the store)."""
         return {"sighting_id": self.sighting_id, "camera": self.camera, "track_id": self.track_id,
@@ -88,6 +106,10 @@ class Sighting:
                 "colours": {p: [c.to_dict() for c in s] for p, s in self.colours.items()},
                 "direction": self.direction, "plate": self.plate.to_dict() if self.plate else None,
                 "final": self.final, "hits": self.hits}
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def sharpness(img: np.ndarray) -> float:

@@ -3,6 +3,7 @@ path across cameras, retention with the crops on disk."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +167,47 @@ def test_helpers() -> None:
     assert plate_distance("藏DT5022", "?DT5022") == 0 and plate_distance("藏DT5022", "藏DT502") == float("inf")
     assert SightingQuery(plate="x", colour="red").describe() == {"plate": "x", "plate_match": "exact",
                                                                  "colour": "red", "part": "any", "limit": 100}
+
+
+def test_archiver_stores_sightings_from_the_bus(redis_url: str, tmp_path: Path) -> None:
+    """Workers send each sighting on {prefix}:sightings; the archiver stores it once, updates it when
+    the track is written again, skips a malformed entry and acknowledges everything."""
+    import json
+    import threading
+
+    import redis as redis_lib
+
+    from history.sightings import SightingArchiver
+    from pipeline.analyse.sightings import STREAM
+
+    eng = open_database(url=f"sqlite:///{tmp_path / 'h.sqlite'}")
+    r = redis_lib.Redis.from_url(redis_url)
+    prefix = f"t{abs(hash(str(tmp_path))) % 10**9}"
+    stream = f"{prefix}:{STREAM}"
+    first = sighting(1, "gate", "car", T0, plate="藏D·T5022", final=False, dur=60)
+    final = sighting(1, "gate", "car", T0, plate="藏D·T5022", final=True, dur=80)
+    person = sighting(2, "gate", "person", T0 + 5, upper="red", lower="blue")
+    for s in (first, person):
+        r.xadd(stream, {"json": json.dumps({**s.to_dict(), "grid_cell": "G-01", "crop_path": s.crop_name()})})
+    r.xadd(stream, {"json": "{not json"})
+    arch = SightingArchiver(eng, r, prefix, consumer="test")
+    stop = threading.Event()
+    th = threading.Thread(target=arch.run, args=(stop,), daemon=True)
+    th.start()
+    try:
+        deadline = time.monotonic() + 20
+        while arch.stored < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        r.xadd(stream, {"json": json.dumps({**final.to_dict(), "grid_cell": "G-01", "crop_path": None})})
+        while arch.duplicates < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        th.join(5)
+    assert arch.stored == 2 and arch.duplicates == 1 and arch.malformed == 1
+    rows = search(eng, SightingQuery(plate="藏D·T5022"))
+    assert len(rows) == 1 and rows[0]["final"] and rows[0]["last_time"] == T0 + 80
+    assert rows[0]["crop_path"] == first.crop_name() and rows[0]["grid_cell_id"] == "G-01"
+    assert ids(search(eng, SightingQuery(labels=("person",), colour="红"))) == [2]
+    assert r.xpending(stream, "archiver")["pending"] == 0
+    eng.dispose()
