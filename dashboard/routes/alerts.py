@@ -7,9 +7,9 @@ Each route checks its input and the user's cells and calls one function of ``das
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -17,6 +17,7 @@ from dashboard.deps import CurrentUser, DashboardDep, RemoteAddr, current_user, 
 from dashboard.pages import page
 from dashboard.paging import page_officer
 from dashboard.services import alerts as alert_service
+from dashboard.services import triage
 from dashboard.services.alerts import HEARTBEAT_S
 from dashboard.services.responses import Reply
 from dashboard.workflow import Request as ActionRequest
@@ -25,6 +26,7 @@ from dashboard.workflow import WorkflowError
 __all__ = ["HEARTBEAT_S", "router"]  # the heartbeat period is part of the stream's contract with the page
 
 router = APIRouter(dependencies=[Depends(current_user)])
+Short = Annotated[str | None, Query(max_length=200)]
 CURSOR_PART = re.compile(r"(\$|\d{1,20}(-\d{1,20})?)?")  # fullmatch: a stream id, "$" (from now) or empty
 
 
@@ -79,9 +81,30 @@ async def index() -> HTMLResponse:
 
 
 @router.get("/api/alerts", response_model=AlertListOut)
-async def list_alerts(d: DashboardDep, user: CurrentUser, limit: int = 300) -> dict[str, Any]:
-    """Open alerts and those closed this shift, newest first, merged with the bus; the cursor to follow from."""
-    return await alert_service.alert_list(d, user, max(1, min(limit, 2000)))
+async def list_alerts(d: DashboardDep, user: CurrentUser, limit: int = 300, state: Short = None,
+                      severity: Short = None, camera: Short = None, cell: Short = None, owner: Short = None,
+                      rule: Short = None, classification: Short = None, q: Short = None,
+                      sort: Literal["age", "priority"] = "age") -> dict[str, Any]:
+    """The room's items (one per incident: open and closed this shift) merged with the bus, filtered and sorted
+    (dashboard/services/triage.py); the cursor to follow from."""
+    f = triage.Filters(state, severity, camera, cell, owner, rule, classification, q, sort)
+    return await triage.room_list(d, user, max(1, min(limit, 2000)), f)
+
+
+class BulkBody(BaseModel):
+    ids: list[Annotated[str, Field(max_length=128)]] = Field(max_length=triage.MAX_BULK)
+    action: str = Field(max_length=32)
+    classification: str | None = Field(None, max_length=16)
+    note: str | None = Field(None, max_length=4000)
+
+
+@router.post("/api/alerts/bulk")
+async def bulk(body: BulkBody, d: DashboardDep, user: CurrentUser, remote: RemoteAddr) -> dict[str, Any]:
+    """Acknowledge or close (with classification and comment) several items; those not allowed are skipped."""
+    try:
+        return await triage.bulk(d, user, body.ids, body.action, body.classification, body.note, remote)
+    except WorkflowError as e:
+        raise refuse(e.status, e.code, **e.extra) from None
 
 
 @router.get("/api/alerts/{alert_id}", response_model=AlertOut)

@@ -155,7 +155,7 @@ async def bulk_close(d: Dashboard, user: User, camera: str, note: str, remote: s
     def _close() -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], int]:
         done, skipped = [], 0
         with d.engine.connect() as conn:
-            ids = conn.execute(select(alerts.c.id).where(alerts.c.camera_id == camera,
+            ids = conn.execute(select(alerts.c.id).where(alerts.c.camera_id == camera, is_head(),  # one per incident
                                                          alerts.c.state.in_(OPEN_STATES))).scalars().all()
         for aid in ids:
             try:
