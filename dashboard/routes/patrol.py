@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -29,6 +30,7 @@ from history import patrol as svc
 from pipeline.publish import bus
 
 router = APIRouter(dependencies=[Depends(current_user)])
+RowId = Annotated[int, PathParam(ge=1, le=2**62)]  # a row id: larger ones name nothing (and overflow SQL)
 T = TypeVar("T")
 MAX_RANGE_S = 400 * 86400.0
 MAX_EPOCH = 4_102_444_800.0  # 2100: a time after it is a typo
@@ -229,7 +231,7 @@ async def plans(d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
 
 
 @router.get("/api/patrol/plans/{plan_id}", response_model=PlanOut)
-async def plan(plan_id: int, d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
+async def plan(plan_id: RowId, d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
     return await _run(_tx(d, svc.get_plan, user, plan_id))
 
 
@@ -241,7 +243,7 @@ async def create_plan(body: PlanBody, d: DashboardDep, user: EngineerUser, remot
 
 
 @router.put("/api/patrol/plans/{plan_id}", response_model=PlanOut)
-async def update_plan(plan_id: int, body: PlanBody, d: DashboardDep, user: EngineerUser,
+async def update_plan(plan_id: RowId, body: PlanBody, d: DashboardDep, user: EngineerUser,
                       remote: RemoteAddr) -> dict[str, Any]:
     cams, sched = _plan_cameras(body)
     return await _run(_tx(d, svc.save_plan, d.config(), user, plan_id, body.name, body.description, cams, sched,
@@ -249,13 +251,13 @@ async def update_plan(plan_id: int, body: PlanBody, d: DashboardDep, user: Engin
 
 
 @router.delete("/api/patrol/plans/{plan_id}", response_model=DeletedOut)
-async def delete_plan(plan_id: int, d: DashboardDep, user: EngineerUser, remote: RemoteAddr) -> dict[str, Any]:
+async def delete_plan(plan_id: RowId, d: DashboardDep, user: EngineerUser, remote: RemoteAddr) -> dict[str, Any]:
     await _run(_tx(d, svc.delete_plan, user, plan_id, remote))
     return {"deleted": plan_id}
 
 
 @router.post("/api/patrol/plans/{plan_id}/start", response_model=PatrolOut)
-async def start(plan_id: int, body: StartBody, d: DashboardDep, user: CurrentUser,
+async def start(plan_id: RowId, body: StartBody, d: DashboardDep, user: CurrentUser,
                 remote: RemoteAddr) -> dict[str, Any]:
     return await _run(_tx(d, svc.start_patrol, d.config(), user, plan_id, body.layout, remote))
 
@@ -347,7 +349,7 @@ async def faults(d: DashboardDep, user: CurrentUser, repaired: bool = False) -> 
 
 
 @router.post("/api/patrol/faults/{fault_id}/repair", response_model=FaultOut)
-async def repair(fault_id: int, body: RepairBody, d: DashboardDep, user: CurrentUser,
+async def repair(fault_id: RowId, body: RepairBody, d: DashboardDep, user: CurrentUser,
                  remote: RemoteAddr) -> dict[str, Any]:
     return await _run(_tx(d, svc.repair_step, user, fault_id, body.step, user.has_role("engineer"), body.note,
                           remote))

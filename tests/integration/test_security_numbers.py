@@ -150,3 +150,22 @@ def test_nothing_was_left_in_the_log(room: Room, tmp_path: Path) -> None:
     with room.engine.connect() as conn:
         times = [*conn.execute(select(actions.c.time)).scalars(), *conn.execute(select(alerts.c.start_time)).scalars()]
     assert times and all(math.isfinite(t) for t in times)
+
+
+def test_huge_and_negative_ids_in_integer_path_parameters_are_never_a_500(room: Room) -> None:
+    app = room.app.app  # type: ignore[attr-defined]
+    schema = app.openapi()
+    c = room.as_("boss")
+    sent, problems = 0, []
+    for path, ops in schema["paths"].items():
+        for method, op in ops.items():
+            ints = [p["name"] for p in op.get("parameters", [])
+                    if p.get("in") == "path" and _resolve(schema, p.get("schema", {})).get("type") == "integer"]
+            for name in ints:
+                for bad in ("7518789227064261357879689216", "-1", "0", "1e999"):
+                    url = _fill(path.replace("{" + name + "}", bad))
+                    r = c.c.request(method.upper(), url, json={} if method != "get" else None, headers=c.h)
+                    sent += 1
+                    if r.status_code >= 500:
+                        problems.append(f"{method.upper()} {url}: {r.status_code}")
+    assert sent > 0 and not problems, problems
