@@ -36,7 +36,7 @@ import math
 import re
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import cv2
@@ -63,6 +63,18 @@ class PlateReading(Protocol):
     def read(self, img: np.ndarray) -> PlateRead | None: ...
 
 
+@dataclass
+class PendingPlate:
+    """Views of a vehicle still to be read for its plate, and the track's vote they join.
+
+    A worker reads plates off its detect thread (a read takes a few hundred ms on a CPU): the stage
+    hands the views over with the sighting and :func:`complete` reads them on another thread.
+    """
+
+    views: list[np.ndarray]
+    vote: PlateVote
+
+
 @dataclass(frozen=True)
 class Sighting:
     """One track of one camera, as stored and searched."""
@@ -82,6 +94,7 @@ class Sighting:
     plate: PlateRead | None
     final: bool  # the track ended (else a periodic update of a track that goes on)
     hits: int  # frames the track was seen on
+    pending: PendingPlate | None = None  # plate views still to read (a stage with defer_plates)
 
     def colour_names(self) -> dict[str, list[str]]:
         return {part: [c.name for c in shares] for part, shares in self.colours.items()}
@@ -106,6 +119,15 @@ class Sighting:
                 "colours": {p: [c.to_dict() for c in s] for p, s in self.colours.items()},
                 "direction": self.direction, "plate": self.plate.to_dict() if self.plate else None,
                 "final": self.final, "hits": self.hits}
+
+
+def complete(s: Sighting, reader: PlateReading) -> Sighting:
+    """Read a deferred sighting's plate views (off the detect thread); the sighting with its voted plate."""
+    if s.pending is None:
+        return s
+    for view in s.pending.views:
+        s.pending.vote.add(reader.read(view))
+    return replace(s, plate=s.pending.vote.result(), pending=None)
 
 
 def _safe(name: str) -> str:
@@ -171,13 +193,14 @@ class SightingsStage:
 
     camera_id: str
     cfg: SightingsConfig
-    plate_reader: PlateReading | None = None  # needed when cfg.plates is on
+    plate_reader: PlateReading | None = None  # needed when cfg.plates is on (unless defer_plates)
+    defer_plates: bool = False  # hand the views over (Sighting.pending) instead of reading them here
     _tracks: dict[int, _TrackState] = field(default_factory=dict, init=False)
     _frame_wh: tuple[int, int] = field(default=(0, 0), init=False)
     plate_reads: int = field(default=0, init=False)  # reads made (cost accounting)
 
     def __post_init__(self) -> None:
-        if self.cfg.plates and self.plate_reader is None:
+        if self.cfg.plates and self.plate_reader is None and not self.defer_plates:
             raise ValueError(f"camera {self.camera_id}: sightings.plates is on but no plate reader was given")
         self._labels = frozenset(self.cfg.labels)
 
@@ -256,18 +279,25 @@ class SightingsStage:
         if st.last_t - st.first_t < self.cfg.min_duration_s or st.best_crop is None:
             return None
         plate = None
-        if self.cfg.plates and st.label in VEHICLE_LABELS and self.plate_reader is not None:
-            for _, view in st.plate_views:
-                st.plate_vote.add(self.plate_reader.read(view))
-                st.plate_reads_done += 1
-                self.plate_reads += 1
-            st.plate_views.clear()
+        pending = None
+        if self.cfg.plates and st.label in VEHICLE_LABELS:
+            if self.defer_plates:
+                if st.plate_views:
+                    pending = PendingPlate([v for _, v in st.plate_views], st.plate_vote)
+                    st.plate_reads_done += len(st.plate_views)
+            elif self.plate_reader is not None:
+                for _, view in st.plate_views:
+                    st.plate_vote.add(self.plate_reader.read(view))
+                    st.plate_reads_done += 1
+                    self.plate_reads += 1
+            st.plate_views = []
             plate = st.plate_vote.result()
         return Sighting(
             sighting_id=f"{self.camera_id}:{int(st.first_t * 1000)}:{st.track_id}", camera=self.camera_id,
             track_id=st.track_id, label=st.label, first_t=st.first_t, last_t=st.last_t, best_t=st.best_t,
             box=st.best_box, frame_wh=self._frame_wh, crop=st.best_crop, colours=st.best_colours,
-            direction=direction_of(st.first_c, st.last_c, self._frame_wh), plate=plate, final=final, hits=st.hits)
+            direction=direction_of(st.first_c, st.last_c, self._frame_wh), plate=plate, final=final, hits=st.hits,
+            pending=pending)
 
     @property
     def active(self) -> int:

@@ -194,6 +194,10 @@ class DetectLoop(Loop):
                 continue
             rt.stage_s["track"] += result.track_s
             rt.stage_s["rules"] += result.rules_s
+            if rt.sightings is not None:  # the cheap half here; plates, files and the bus on the sightings loop
+                t2 = time.perf_counter()
+                w.sightings_out.put(rt, rt.sightings.update(frame.image, result.objects, frame.capture_time))
+                rt.stage_s["sightings"] += time.perf_counter() - t2
             for upd in result.updates:
                 w.emit(rt, upd, frame)
             w.live.analysed(rt.camera_id, frame.pts, frame.capture_time, frame.size, result.objects)

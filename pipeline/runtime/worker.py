@@ -47,6 +47,7 @@ from pipeline.analyse.alerts import AlertUpdate
 from pipeline.analyse.camera import CameraAnalytics
 from pipeline.analyse.detect import Detector
 from pipeline.analyse.models import model_classes
+from pipeline.analyse.sightings import SightingsStage
 from pipeline.analyse.tamper import TamperDetector, TamperEvent
 from pipeline.cluster.coordinator import Coordinator
 from pipeline.config import Config, load_config, reload_config
@@ -69,6 +70,7 @@ from pipeline.record.ring import PacketRing
 from pipeline.record.segments import SegmentWriter
 from pipeline.record.serve import SegmentServer, advertised_host, bind_address, key_path, load_or_create_key
 from pipeline.runtime.loops import ConfigLoop, DetectLoop, LiveAnnounceLoop, Loop, ModelLoop, StatusLoop
+from pipeline.runtime.sightings import SightingsLoop
 
 log = logging.getLogger(__name__)
 LIVE_STALE_S = 600.0  # an entry not refreshed this long is a dead worker's: removed by the next announcement
@@ -87,6 +89,7 @@ class CameraRuntime:
     ring: PacketRing | None = None  # the last recordings.pre_event_s of record packets, for pre-roll
     record_input: RecordInput | None = None  # a separate record URL (main stream), demuxed only
     tamper: TamperDetector | None = None  # dark/covered/blur/moved checks: source thread only (flushed once stopped)
+    sightings: SightingsStage | None = None  # tracks → sighting records: detect thread only
     gate_lock: threading.Lock = field(default_factory=threading.Lock)  # motion gate: source vs detect thread
     pending: collections.deque[SampledFrame] = field(default_factory=lambda: collections.deque(maxlen=SLOT_DEPTH))
     gated_frame: SampledFrame | None = None  # newest frame the gate kept from the detector, not yet ticked
@@ -102,7 +105,7 @@ class CameraRuntime:
     last_frame_time: float = 0.0
     rates: dict[str, float] = field(default_factory=dict)
     stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
-        ("gray", "gate", "queue_wait", "convert", "detect", "track", "rules", "tamper"), 0.0))
+        ("gray", "gate", "queue_wait", "convert", "detect", "track", "rules", "tamper", "sightings"), 0.0))
     _last_counts: tuple[float, dict[str, int]] | None = None
 
     def counters(self) -> dict[str, int]:
@@ -217,6 +220,7 @@ class Worker:
         for cid in self._mine(cfg) if self.coordinator is None else ():  # leased cameras start when acquired
             self._add_camera(cid)
         self.running: list[Loop] = []  # the loops started by start()
+        self.sightings_out = SightingsLoop(self)  # plates, crop files and the bus, off the detect thread
 
     def loops(self, watch_config: bool) -> list[Loop]:
         """The worker's own threads, one small class each (pipeline/runtime/loops.py)."""
@@ -226,6 +230,7 @@ class Worker:
             *([ConfigLoop(self)] if watch_config and self.cfg.path is not None else []),
             *([LiveAnnounceLoop(self)] if self.coordinator is not None else []),
             *([ModelLoop(self)] if self.detector is None else []),
+            self.sightings_out,
         ]
 
     @property
@@ -344,7 +349,9 @@ class Worker:
                            on_packet=on_packet,  # the recorder (shared input) and live view
                            on_disconnect=writer.mark_gap if shared_input and writer else None)
         rt = CameraRuntime(cid, src, analytics, writer=writer, ring=ring, record_input=record_input,
-                           tamper=TamperDetector(cid, cam.tamper) if cam.tamper.enabled else None)
+                           tamper=TamperDetector(cid, cam.tamper) if cam.tamper.enabled else None,
+                           sightings=SightingsStage(cid, cam.sightings, defer_plates=True)
+                           if cam.sightings.enabled else None)
         with self.wake:
             self.cameras[cid] = rt
         if self.started:
@@ -373,6 +380,9 @@ class Worker:
             return
         # its open alerts end on the detect thread, which owns every alert lifecycle
         self._post(lambda: self.end_alerts(rt, rt.analytics.flush(time.time())))
+        if rt.sightings is not None:  # its tracks end: their sightings are written
+            stage = rt.sightings
+            self._post(lambda: self.sightings_out.put(rt, stage.flush(time.time())))
         if rt.tamper is not None:  # the source thread has stopped: nothing else touches it now
             ended = rt.tamper.flush(time.time())
             self._post(lambda: self._emit_tamper(rt, ended, None))

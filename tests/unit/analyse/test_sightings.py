@@ -180,3 +180,23 @@ def test_a_track_longer_than_an_hour_goes_on_in_a_new_sighting() -> None:
     assert all(s.last_t - s.first_t <= MAX_SPAN_S for s in out)
     assert len({s.sighting_id for s in out}) == 3 and {s.track_id for s in out} == {5}
     assert out[1].first_t == out[0].last_t
+
+
+def test_deferred_plates_are_read_by_complete(reader: PlateReader) -> None:
+    """A worker reads plates off its detect thread: the stage hands over the views, complete() reads them."""
+    from pipeline.analyse.sightings import complete
+
+    car = cv2.resize(photo(BLUE), (570, 228), interpolation=cv2.INTER_AREA)
+    stage = SightingsStage("checkpoint", cfg(plates=True, plate_reads=2), defer_plates=True)
+    out = []
+    for i in range(10):
+        frame = street()
+        x = 20 + 30 * i
+        frame[400:628, x:x + 570] = car
+        out += stage.update(frame, [TrackedObject(11, "car", 0.9, (x, 400, x + 570, 628))], 3000.0 + i / 5)
+    out += stage.update(street(), [], 3010.0)
+    s = out[0]
+    assert s.plate is None and s.pending is not None and len(s.pending.views) == 2
+    done = complete(s, reader)
+    assert done.plate is not None and done.plate.text == "藏D·T5022" and done.pending is None
+    assert complete(done, reader) is done
