@@ -31,6 +31,7 @@ from history.catalogue import CatalogArchiver
 from history.db import insert_ignore, open_database
 from history.incidents import Grouping, assign, grouping_for, touch
 from history.schema import alert_messages, alerts, camera_events
+from history.sightings import SightingArchiver
 from pipeline.config import load_config
 from pipeline.config.secrets import install_log_scrubber
 from pipeline.publish import bus
@@ -233,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     catalog = CatalogArchiver(engine, arch.r, cfg.bus.prefix, args.consumer, args.claim_idle_ms)
     catalog_thread = threading.Thread(target=catalog.run, args=(stop,), name="segment-catalog", daemon=True)
     catalog_thread.start()
+    # sightings (P:sightings, their own stream too), expired per camera with their crops
+    sightings = SightingArchiver.for_config(engine, arch.r, cfg, args.consumer, args.claim_idle_ms)
+    threading.Thread(target=sightings.run, args=(stop,), name="sightings", daemon=True).start()
     arch.run(stop)
     catalog_thread.join(5)
     log.info("stopped: %d messages stored, %d duplicates skipped", arch.stored, arch.duplicates)

@@ -320,10 +320,34 @@ class SightingArchiver(CatalogArchiver):
     """
 
     def __init__(self, engine: Engine, r: Any, prefix: str, consumer: str | None = None,
-                 claim_idle_ms: int = CLAIM_IDLE_MS):
+                 claim_idle_ms: int = CLAIM_IDLE_MS, retain_days: Mapping[str, float] | None = None,
+                 default_days: float = 3.0, crops_root: str | Path | None = None, purge_every_s: float = 3600.0):
         super().__init__(engine, r, prefix, consumer, claim_idle_ms)
         self.stream = f"{prefix}:{STREAM}"
         self.malformed = 0
+        self.retain_days = dict(retain_days or {})
+        self.default_days = default_days
+        self.crops_root = crops_root
+        self.purge_every_s = purge_every_s
+        self.next_purge = time.monotonic() + 60.0  # the first soon after start, then every purge_every_s
+        self.purged = 0
+
+    @classmethod
+    def for_config(cls, engine: Engine, r: Any, cfg: Any, consumer: str | None = None,
+                   claim_idle_ms: int = CLAIM_IDLE_MS) -> SightingArchiver:
+        """The archiver of a config: its bus prefix, each camera's ``sightings.retain_days``, its crops folder."""
+        days = {cid: cam.sightings.retain_days for cid, cam in cfg.cameras.items()}
+        return cls(engine, r, cfg.bus.prefix, consumer, claim_idle_ms, days,
+                   min(days.values(), default=3.0), cfg.data_path() / "sightings")
+
+    def step(self, block_ms: int = 1000) -> int:
+        if time.monotonic() >= self.next_purge:
+            self.next_purge = time.monotonic() + self.purge_every_s
+            try:
+                self.purged += purge(self.engine, self.retain_days, self.default_days, crops_root=self.crops_root)
+            except Exception:
+                log.exception("expiring sightings failed; tried again in %.0f s", self.purge_every_s)
+        return super().step(block_ms)
 
     def _handle(self, entries: list[Any]) -> int:
         if not entries:

@@ -190,7 +190,11 @@ def test_archiver_stores_sightings_from_the_bus(redis_url: str, tmp_path: Path) 
     for s in (first, person):
         r.xadd(stream, {"json": json.dumps({**s.to_dict(), "grid_cell": "G-01", "crop_path": s.crop_name()})})
     r.xadd(stream, {"json": "{not json"})
-    arch = SightingArchiver(eng, r, prefix, consumer="test")
+    old = sighting(9, "gate", "car", time.time() - 5 * 86400)  # past the 3 days kept: expired by the archiver
+    with eng.begin() as conn:
+        store(conn, row_of(old, "G-01", None))
+    arch = SightingArchiver(eng, r, prefix, consumer="test", default_days=3.0)
+    arch.next_purge = 0.0
     stop = threading.Event()
     th = threading.Thread(target=arch.run, args=(stop,), daemon=True)
     th.start()
@@ -204,7 +208,7 @@ def test_archiver_stores_sightings_from_the_bus(redis_url: str, tmp_path: Path) 
     finally:
         stop.set()
         th.join(5)
-    assert arch.stored == 2 and arch.duplicates == 1 and arch.malformed == 1
+    assert arch.stored == 2 and arch.duplicates == 1 and arch.malformed == 1 and arch.purged == 1
     rows = search(eng, SightingQuery(plate="藏D·T5022"))
     assert len(rows) == 1 and rows[0]["final"] and rows[0]["last_time"] == T0 + 80
     assert rows[0]["crop_path"] == first.crop_name() and rows[0]["grid_cell_id"] == "G-01"
