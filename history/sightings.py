@@ -24,7 +24,9 @@ Times overlap the query's range: a sighting from ``first_time`` to ``last_time``
 range that touches it.  No record spans more than an hour (the stage closes a longer track's record
 and goes on in a new one), which bounds ``first_time`` from below as well.
 
-SQLite plans better with statistics: :func:`purge` (run regularly) ends with ``PRAGMA optimize``.
+SQLite plans better with statistics: :func:`purge` (run regularly) ends with ``ANALYZE`` (sampled,
+tens of ms at a million rows); and where a few cameras or cells are asked for, the search keeps the
+label and colour indexes out of the planner's choice (``+column``) so it takes the camera or cell one.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, literal_column, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -182,12 +184,14 @@ def _plate_filter(conn: Connection, q: SightingQuery) -> tuple[list[ColumnElemen
     """SQL conditions for the plate part of a query, and the most mismatches the rows may have."""
     assert q.plate is not None
     key = plate_key(q.plate)
-    col = sightings.c.plate
+    col: Any = sightings.c.plate
     pg = conn.dialect.name == "postgresql"
     if q.plate_match == "prefix":
         if pg:
             esc = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             return [col.like(esc + "%", escape="\\")], None
+        if len(key) <= 2:  # a province (and letter) matches most plates: newest first by time, not by plate
+            col = literal_column("+sightings.plate", col.type)
         return [col >= key, col < key + "\U0010ffff"], None
     front, back = key[:FRONT], key[FRONT:]
     if q.plate_match == "exact":
@@ -222,12 +226,21 @@ def _search(conn: Connection, q: SightingQuery) -> list[dict[str, Any]]:
     if q.plate is not None:
         conds, max_diff = _plate_filter(conn, q)
         where += conds
+    # SQLite's planner prefers the label or colour index even when a few cameras or cells narrow far
+    # more (a white car in 3 of 500 cameras: 1.4 s against 27 ms at a million rows): there, the label
+    # and colour columns are written ``+column``, which SQLite never looks up in an index
+    steer = conn.dialect.name == "sqlite" and q.plate is None and (
+        0 < len(q.cameras) <= 50 or 0 < len(q.cells) <= 50)
+
+    def col(c: Any) -> Any:
+        return literal_column(f"+sightings.{c.name}", c.type) if steer else c
+
     if q.labels:
-        where.append(t.label.in_(q.labels) if len(q.labels) > 1 else t.label == q.labels[0])
+        where.append(col(t.label).in_(q.labels) if len(q.labels) > 1 else col(t.label) == q.labels[0])
     if q.colour is not None:
         c = colour_name(q.colour)
-        parts = {"upper": [t.upper_colour], "lower": [t.lower_colour], "body": [t.body_colour],
-                 "any": [t.upper_colour, t.lower_colour, t.body_colour]}[q.part]
+        parts = {"upper": [col(t.upper_colour)], "lower": [col(t.lower_colour)], "body": [col(t.body_colour)],
+                 "any": [col(t.upper_colour), col(t.lower_colour), col(t.body_colour)]}[q.part]
         where.append(or_(*[p == c for p in parts]) if len(parts) > 1 else parts[0] == c)
     if q.cameras:
         where.append(t.camera_id.in_(q.cameras))
@@ -296,7 +309,8 @@ def purge(engine: Engine, retain_days: Mapping[str, float], default_days: float,
                 _remove_files(Path(crops_root), (r[1] for r in rows if r[1]))
     if engine.dialect.name == "sqlite":
         with engine.begin() as conn:
-            conn.exec_driver_sql("PRAGMA optimize")  # refresh the planner's statistics where they are stale
+            conn.exec_driver_sql("PRAGMA analysis_limit=1000")  # sampled: ~30 ms at a million rows
+            conn.exec_driver_sql("ANALYZE sightings")  # the planner's statistics
     return deleted
 
 
