@@ -37,7 +37,7 @@ import math
 import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -383,3 +383,18 @@ class SightingArchiver(CatalogArchiver):
                     self.duplicates += 1  # an update of a track's row, or a redelivery
         self.r.xack(self.stream, GROUP, *[e[0] for e in entries])
         return len(entries)
+
+
+def scoped_search(conn: Connection, cfg: Any, actor: Any, q: SightingQuery, remote: str | None = None
+                  ) -> list[dict[str, Any]]:
+    """A user's search: only the grid cells they see (``actor.sees_cell``), and recorded in the audit log
+    with what was asked and how many rows came back (searches of people and plates are reviewed)."""
+    from history.audit import record
+
+    if not actor.all_cells():
+        allowed = [c for c in cfg.grid_cells if actor.sees_cell(c)]
+        q = replace(q, cells=tuple(c for c in (q.cells or allowed) if c in allowed))
+    rows = search(conn, q) if q.cells or actor.all_cells() else []
+    record(conn, "sightings_search", user_id=actor.id, username=actor.username,
+           data={**q.describe(), "results": len(rows)}, remote=remote)
+    return rows

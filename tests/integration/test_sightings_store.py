@@ -3,6 +3,7 @@ path across cameras, retention with the crops on disk."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -215,3 +216,39 @@ def test_archiver_stores_sightings_from_the_bus(redis_url: str, tmp_path: Path) 
     assert ids(search(eng, SightingQuery(labels=("person",), colour="红"))) == [2]
     assert r.xpending(stream, "archiver")["pending"] == 0
     eng.dispose()
+
+
+class _User:
+    def __init__(self, cells: set[str] | None) -> None:
+        self.cells = cells
+        self.id = 7
+        self.username = "wang"
+        self.display_name = "Wang"
+
+    def sees_cell(self, cell: str | None) -> bool:
+        return self.cells is None or cell in self.cells
+
+    def all_cells(self) -> bool:
+        return self.cells is None
+
+
+def test_a_users_search_sees_only_their_cells_and_is_audited(filled: Engine) -> None:
+    from types import SimpleNamespace
+
+    from history.schema import actions
+    from history.sightings import scoped_search
+
+    cfg = SimpleNamespace(grid_cells={"G-01": {}, "G-02": {}, "G-03": {}})
+    with filled.begin() as conn:
+        mine = scoped_search(conn, cfg, _User({"G-02"}), SightingQuery(plate="藏D·T5022", plate_match="fuzzy"),
+                             remote="10.0.0.5")
+        asked_other = scoped_search(conn, cfg, _User({"G-02"}), SightingQuery(cells=("G-01",)))
+        chief = scoped_search(conn, cfg, _User(None), SightingQuery(plate="藏D·T5022", plate_match="fuzzy"))
+    assert ids(mine) == [3] and asked_other == [] and ids(chief) == [5, 3, 2, 1]
+    with filled.connect() as conn:
+        logged = conn.execute(select(actions).where(actions.c.action == "sightings_search")
+                              .order_by(actions.c.id)).mappings().all()
+    assert len(logged) == 3 and logged[0]["username"] == "wang" and logged[0]["remote"] == "10.0.0.5"
+    data = json.loads(logged[0]["data"])
+    assert data["plate"] == "藏D·T5022" and data["plate_match"] == "fuzzy" and data["cells"] == ["G-02"]
+    assert data["results"] == 1
