@@ -33,6 +33,7 @@ NOW = time.time()
 # body: the JSON a write sends (valid enough to reach the scope check)
 MATRIX: dict[str, tuple[str, str | None, Any]] = {
     "GET /static/{rel:path}": ("public", None, None),
+    "GET /favicon.ico": ("public", None, None),
     "GET /login": ("public", None, None),
     "POST /api/login": ("public", None, {"username": "nobody", "password": "x"}),
     "POST /api/logout": ("session", None, {}),
@@ -47,6 +48,7 @@ MATRIX: dict[str, tuple[str, str | None, Any]] = {
     "GET /": ("session", None, None),
     "GET /api/alerts": ("session", None, None),
     "GET /api/alerts/{alert_id}": ("session", "alert", None),
+    "POST /api/alerts/bulk": ("session", None, {"ids": ["al-A"], "action": "acknowledge"}),  # B must skip A's
     "POST /api/alerts/bulk-close": ("session", None, {"camera": "lobby", "note": "flapping"}),
     "POST /api/alerts/{alert_id}/actions": ("session", "alert", {"action": "note", "note": "seen"}),
     "POST /api/alerts/{alert_id}/officer-link": ("session", "alert", {}),
@@ -99,6 +101,8 @@ MATRIX: dict[str, tuple[str, str | None, Any]] = {
     "GET /workers": ("engineer", None, None),
     "GET /api/workers": ("engineer", None, None),
     "GET /api/workers/moves": ("engineer", None, None),
+    "GET /api/sightings": ("session", None, None),
+    "GET /api/sightings/path": ("session", None, None),
     "GET /patrol": ("session", None, None),
     "GET /api/patrol/plans": ("session", None, None),
     "GET /api/patrol/plans/{plan_id}": ("session", "plan", None),
