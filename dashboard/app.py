@@ -41,6 +41,7 @@ from dashboard.routes import (
     officer,
     patrol,
     reports,
+    sightings,
     users,
     workers,
     zones,
@@ -131,4 +132,5 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
     app.include_router(workers.router)  # workers and camera owners of the cluster (issue 14)
     app.include_router(patrol.router)  # video patrol: plans, tours, manual alarms, faults (history/patrol.py)
     app.include_router(audit.router)  # the audit log page and the log-in throttles (admins, supervisors)
+    app.include_router(sightings.router)  # sightings search (研判): plates, labels, colours (history/sightings.py)
     return SecurityHeaders(RequestGuard(app), tls=tls)  # body limit and NUL-free paths before any route
