@@ -8,7 +8,6 @@ const alertsEl = document.getElementById("alerts");
 const tpl = document.getElementById("alert-tpl");
 const alerts = new Map(); // alert_id -> alert (detection data + workflow state)
 const items = new Map(); // alert_id -> <li>
-let filter = "open";
 const cellFilter = new URLSearchParams(location.search).get("cell"); // from the grid map
 let selected = null;
 let baseTitle = "";
@@ -155,7 +154,12 @@ function render(a) {
     const url = snapUrl(a.snapshot.path);
     if (img.getAttribute("src") !== url) img.src = url;
   }
-  li.hidden = (filter === "open" && !OPEN.has(a.state)) || (cellFilter !== null && li.dataset.cell !== cellFilter);
+  li.hidden = !shown(a);
+  const oc = li.querySelector(".outcome");
+  oc.textContent = a.classification && !OPEN.has(a.state) ? SE.t(`class.${a.classification}`) : "";
+  oc.dataset.class = a.classification || "";
+  li.dataset.class = a.classification || "";
+  li.querySelector(".pick").checked = picked.has(a.alert_id);
   const key = sortKey(a);
   if (isNew || parseFloat(li.dataset.start) !== key) { li.remove(); insertByTime(li, key); }
   updateCount();
@@ -199,8 +203,136 @@ function onOrphans(map) {
   }
 }
 
-// escalated open alerts move to the top; otherwise newest first
-function sortKey(a) { return (overdue(a) ? 1e11 : 0) + a.start_time; }
+// the list is ordered by a key, highest first: by priority (overdue, then new, then other open ones, then closed;
+// within each the higher severity; then the one waiting longest first), or by age alone (newest first)
+function sortKey(a) {
+  if (triage.sort === "age") return a.start_time;
+  const group = !OPEN.has(a.state) ? 0 : overdue(a) ? 3 : a.state === "new" ? 2 : 1;
+  return (group * 10 + (SEV_RANK[severityOf(a)] || 0)) * 1e10 + (1e10 - a.start_time);
+}
+
+// ------------------------------------------------------------------ triage: filters kept in the URL, bulk
+
+const TRIAGE_KEYS = ["sort", "state", "severity", "camera", "cell", "owner", "rule", "classification", "q"];
+const triage = { sort: "priority", state: "open" };
+const picked = new Set();
+
+function readTriage() {
+  const p = new URLSearchParams(location.search);
+  for (const k of TRIAGE_KEYS) if (p.has(k)) triage[k] = p.get(k);
+}
+function writeTriage() {
+  const p = new URLSearchParams();
+  for (const k of TRIAGE_KEYS) if (triage[k]) p.set(k, triage[k]);
+  history.replaceState(null, "", p.toString() ? `?${p}` : location.pathname);
+}
+
+// the same filters as the API's (dashboard/services/triage.py)
+function shown(a) {
+  const t = triage;
+  if (t.state && !(t.state === "open" ? OPEN.has(a.state) : a.state === t.state)) return false;
+  if (t.severity && severityOf(a) !== t.severity) return false;
+  if (t.camera && a.camera.id !== t.camera) return false;
+  if (t.cell && (a.grid_cell || {}).id !== t.cell) return false;
+  const owner = a.owner ? a.owner.name : null;
+  if (t.owner && (t.owner === "none" ? owner !== null : owner !== t.owner)) return false;
+  if (t.rule && !ruleNames(a).includes(t.rule)) return false;
+  if (t.classification && a.classification !== t.classification) return false;
+  if (t.q) {
+    const o = a.occurrences || {};
+    const text = [a.camera.name, a.camera.id, (a.grid_cell || {}).name, reasonsText(a), a.rule.id, owner,
+                  a.close_comment, ...(a.labels || []), ...(o.alert_ids || [a.alert_id])].join(" ").toLowerCase();
+    if (!text.includes(t.q.toLowerCase())) return false;
+  }
+  return true;
+}
+function ruleNames(a) {
+  return [ruleText(a.rule), ...((a.occurrences || {}).reasons || []).map(r => ruleText({ id: r.rule_id, kind: r.kind }))];
+}
+
+// the choices of the filter menus: fixed ones, and what the list holds (cameras, owners, rules)
+function fillChoices() {
+  const form = document.getElementById("triage");
+  const fill = (name, values, label) => {
+    const sel = form.elements[name];
+    const keep = [...sel.options].filter(o => o.value === "" || (name === "owner" && o.value === "none"));
+    sel.replaceChildren(...keep, ...values.map(v => SE.el("option", { value: v, text: label(v) })));
+    sel.value = triage[name] || "";
+  };
+  const all = [...alerts.values()];
+  const uniq = xs => [...new Set(xs.filter(Boolean))].sort();
+  fill("state", ["open", ...OPEN, "resolved", "false_alarm"], v => v === "open" ? SE.t("room.filter_open") : SE.t(`state.${v}`));
+  fill("severity", ["critical", "high", "medium", "low"], v => SE.t(`severity.${v}`));
+  const camNames = Object.fromEntries(all.map(a => [a.camera.id, a.camera.name]));
+  fill("camera", uniq(all.map(a => a.camera.id)), v => camNames[v] || v);
+  fill("owner", uniq(all.map(a => a.owner && a.owner.name)), v => v);
+  fill("rule", uniq(all.flatMap(ruleNames)), v => v);
+  fill("classification", ["genuine", "false_alarm", "duplicate", "test"], v => SE.t(`class.${v}`));
+  form.elements.sort.value = triage.sort || "priority";
+  form.elements.q.value = triage.q || "";
+  const bc = document.getElementById("bulk-class");
+  bc.replaceChildren(...[...bc.options].filter(o => o.value === ""),
+    ...["genuine", "false_alarm", "duplicate", "test"].map(v => SE.el("option", { value: v, text: SE.t(`class.${v}`) })));
+}
+
+function applyTriage() {
+  writeTriage();
+  document.querySelectorAll(".filter").forEach(x => x.classList.toggle("here", (x.dataset.filter === "open") === (triage.state === "open")));
+  for (const li of items.values()) li.dataset.start = "reorder"; // every item is placed again by the new key
+  for (const a of alerts.values()) render(a);
+  syncPicked();
+}
+
+function syncPicked() {
+  for (const id of [...picked]) { const a = alerts.get(id); if (!a || !shown(a)) picked.delete(id); }
+  document.getElementById("picked").textContent = picked.size ? SE.t("triage.picked", { n: picked.size }) : "";
+  document.getElementById("bulk-ack").disabled = !picked.size;
+  document.getElementById("bulk-close").disabled = !picked.size;
+}
+
+async function bulkAct(action, extra) {
+  const out = document.getElementById("bulk-result");
+  try {
+    const res = await SE.api("/api/alerts/bulk", { method: "POST", body: Object.assign({ ids: [...picked], action }, extra || {}) });
+    out.textContent = SE.t("triage.bulk_done", { done: res.done.length, skipped: Object.keys(res.skipped).length });
+    for (const id of res.done) picked.delete(id);
+    for (const a of alerts.values()) render(a);
+    syncPicked();
+  } catch (e) { out.textContent = SE.errorText(e); }
+}
+
+function wireTriage() {
+  const form = document.getElementById("triage");
+  const tr = root => {
+    root.querySelectorAll("[data-l]").forEach(el => { el.textContent = SE.t(el.dataset.l); });
+    root.querySelectorAll("[data-lp]").forEach(el => { el.placeholder = SE.t(el.dataset.lp); });
+  };
+  tr(form); tr(document.getElementById("bulk"));
+  form.addEventListener("input", () => {
+    for (const k of TRIAGE_KEYS) if (form.elements[k]) triage[k] = form.elements[k].value;
+    applyTriage();
+  });
+  form.addEventListener("submit", ev => ev.preventDefault());
+  alertsEl.addEventListener("click", ev => {
+    if (!ev.target.classList.contains("pick")) return;
+    ev.stopPropagation();
+    const id = ev.target.closest("li").dataset.alertId;
+    if (ev.target.checked) picked.add(id); else picked.delete(id);
+    syncPicked();
+  }, true);
+  document.getElementById("pick-all").addEventListener("change", ev => {
+    for (const li of alertsEl.children) {
+      if (!li.dataset.alertId || li.hidden) continue;
+      if (ev.target.checked) picked.add(li.dataset.alertId); else picked.delete(li.dataset.alertId);
+      li.querySelector(".pick").checked = ev.target.checked;
+    }
+    syncPicked();
+  });
+  document.getElementById("bulk-ack").addEventListener("click", () => bulkAct("acknowledge"));
+  document.getElementById("bulk-close").addEventListener("click", () => bulkAct("close", {
+    classification: document.getElementById("bulk-class").value, note: document.getElementById("bulk-note").value }));
+}
+
 
 // escalated for the step it still waits for: the server names that step (a level of a step done is spent)
 function overdue(a) { return !!a.overdue && OPEN.has(a.state); }
@@ -312,6 +444,9 @@ function showDetail(a) {
   const st = document.getElementById("d-state");
   st.textContent = SE.t(`state.${a.state}`);
   st.dataset.state = a.state;
+  const outc = document.getElementById("d-outcome");
+  outc.textContent = a.classification && !OPEN.has(a.state) ? SE.t(`class.${a.classification}`) : "";
+  outc.dataset.class = a.classification || "";
   const od = document.getElementById("d-overdue");
   od.hidden = !overdue(a);
   od.textContent = overdue(a) ? overdueText(a) : "";
@@ -447,9 +582,9 @@ function wireDetail() {
                          note: document.getElementById("d-comment").value });
   });
   document.querySelectorAll(".filter").forEach(b => b.addEventListener("click", () => {
-    filter = b.dataset.filter;
-    document.querySelectorAll(".filter").forEach(x => x.classList.toggle("here", x === b));
-    for (const a of alerts.values()) render(a);
+    triage.state = b.dataset.filter === "open" ? "open" : "";
+    fillChoices();
+    applyTriage();
   }));
   // keyboard: j/k move, a acknowledge, d next dispatch step, t take over, Esc closes the view
   document.addEventListener("keydown", ev => {
@@ -591,15 +726,19 @@ function seedOccurrences(a) {
 async function main() {
   await SE.start();
   await loadRoomCatalogue();
+  readTriage();
   baseTitle = document.title;
   wireDetail();
+  wireTriage();
   if (cellFilter !== null) {
     const name = (SE.me.cells[cellFilter] || {}).name || cellFilter;
     document.querySelector(".filters").append(SE.el("a", { id: "cell-filter", class: "cell-filter", href: "/",
                                                             text: SE.t("room.cell_filter", { name }) }));
   }
   const data = await SE.api("/api/alerts?limit=300");
-  for (const a of data.alerts.slice().reverse()) { seedOccurrences(a); alerts.set(a.alert_id, a); render(a); }
+  for (const a of data.alerts.slice().reverse()) { seedOccurrences(a); alerts.set(a.alert_id, a); }
+  fillChoices();
+  applyTriage();
   for (const m of data.camera_events.slice().reverse()) renderCameraEvent(m);
   updateCount();
   SE.api("/api/cameras").then(renderCameras).catch(console.error);

@@ -329,12 +329,13 @@ def test_an_unacknowledged_alert_escalates_on_the_page(room: dict[str, Any]) -> 
         room["publish"](alert_msg("esc1", camera="lobby", severity="critical", t=t0))
         room["publish"](alert_msg("calm1", camera="gate", severity="low", t=t0 + 1))
         page.locator('#alerts li[data-alert-id="calm1"]').wait_for(timeout=5000)
-        assert page.locator("#alerts li").first.get_attribute("data-alert-id") == "calm1"  # newest first
+        # by priority (the room's default): the critical one before the low one, though older
+        assert page.locator("#alerts li").first.get_attribute("data-alert-id") == "esc1"
         assert page.get_attribute("body", "data-sound") == "critical"  # the critical one sounds until taken
         page.locator('#alerts li[data-alert-id="esc1"][data-overdue="true"]').wait_for(timeout=6000)
         took = time.time() - t0
         assert page.locator("#alerts li").first.get_attribute("data-alert-id") == "esc1"  # moved up
-        assert page.locator('#alerts li[data-alert-id="esc1"] .overdue').inner_text() == "overdue"
+        assert page.locator('#alerts li[data-alert-id="esc1"] .overdue').inner_text() == "overdue · acknowledge"
         page.click('#alerts li[data-alert-id="esc1"]')
         page.locator("#d-overdue:not([hidden])").wait_for()
         page.locator('#d-timeline li[data-action="escalate"]').first.wait_for()

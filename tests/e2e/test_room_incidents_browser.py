@@ -25,6 +25,7 @@ CAMERAS: dict[str, dict[str, Any]] = {
               "rules": {"intruder": {"kind": "intrusion", "zone": "floor", "severity": "high"},
                         "loiterer": {"kind": "loitering", "zone": "floor", "severity": "medium"}}},
     "gate": {"name": "School gate", "source": "rtsp://127.0.0.1:9/gate", "grid_cell": "G1"},
+    "square": {"name": "Station square", "source": "rtsp://127.0.0.1:9/square", "grid_cell": "G1"},
 }
 
 
@@ -56,6 +57,7 @@ def room(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
 def rule_msg(alert_id: str, rule: str, kind: str, severity: str, camera: str = "lobby") -> dict[str, Any]:
     m = alert_msg(alert_id, camera=camera, severity=severity, kind=kind)
     m["rule"] = {"id": rule, "kind": kind, "severity": severity}
+    m["grid_cell"] = {"id": "G1", "name": "Xinhua Street", "officer": {"name": "Wang Wei", "phone": "13800000001"}}
     return m
 
 
@@ -101,4 +103,46 @@ def test_alerts_of_one_zone_are_one_item_and_overdue_names_the_late_step(room: d
         assert time.monotonic() - t_sent >= 3.0  # not before the 4 s signature deadline (1 s checks)
         assert page.locator("#d-overdue").inner_text() == "overdue · sign for"
         page.screenshot(path=str(artefacts() / "room-incidents.png"), full_page=True)
+        browser.close()
+
+
+def test_triage_filters_in_the_url_sort_and_bulk_close_with_an_outcome(room: dict[str, Any]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    now = time.time()
+    for aid, cam, rule, kind, sev, age in (("t-old", "lobby", "intruder", "intrusion", "high", 50),
+                                           ("t-new", "square", "zone", "intrusion", "medium", 5),
+                                           ("t-mid", "gate", "zone", "intrusion", "high", 20)):
+        m = rule_msg(aid, rule, kind, sev, camera=cam)
+        m.update(time=round(now - age, 3), start_time=round(now - age, 3))
+        room["publish"](m)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = login(browser, room["base"], "wang")
+        page.locator('#alerts li.alert[data-alert-id="t-new"]').wait_for(timeout=5000)
+        order = page.eval_on_selector_all("#alerts li.alert:not([hidden])", "ls => ls.map(l => l.dataset.alertId)")
+        assert order == ["t-old", "t-mid", "t-new"]  # by priority: high first, the longest waiting first
+        page.select_option('#triage select[name="sort"]', "age")
+        order = page.eval_on_selector_all("#alerts li.alert:not([hidden])", "ls => ls.map(l => l.dataset.alertId)")
+        assert order == ["t-new", "t-mid", "t-old"]
+        page.select_option('#triage select[name="camera"]', "gate")
+        assert "camera=gate" in page.url and "sort=age" in page.url
+        page.reload()  # the filters are in the URL
+        page.locator('#alerts li.alert[data-alert-id="t-mid"]').wait_for(timeout=5000)
+        assert page.locator('#alerts li.alert[data-alert-id="t-old"]').is_hidden()
+        assert page.locator('#alerts li.alert[data-alert-id="t-new"]').is_hidden()
+        assert page.locator('#triage select[name="camera"]').input_value() == "gate"
+        page.check("#pick-all")
+        assert page.locator("#picked").inner_text() == "1 picked"
+        page.select_option("#bulk-class", "test")
+        page.fill("#bulk-note", "drill at the gate")
+        page.click("#bulk-close")
+        page.locator("#bulk-result").filter(has_text="1 done, 0 skipped").wait_for(timeout=5000)
+        page.select_option('#triage select[name="state"]', "")  # closed ones too
+        badge = page.locator('#alerts li.alert[data-alert-id="t-mid"] .outcome[data-class="test"]')
+        badge.wait_for(timeout=5000)
+        assert badge.inner_text() == "test"
+        page.locator('#alerts li.alert[data-alert-id="t-mid"]').click()
+        page.locator('#d-outcome[data-class="test"]').wait_for(timeout=5000)
+        page.screenshot(path=str(artefacts() / "room-triage.png"), full_page=True)
         browser.close()
