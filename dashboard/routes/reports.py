@@ -62,7 +62,7 @@ def _cells_clause(user: User) -> Any:
 def build_report(rows: Iterable[Any], cell_names: dict[str, str]) -> dict[str, Any]:
     """Aggregate alert rows (with the columns of ``alerts``) into the report."""
     per_cell: dict[str, dict[str, Any]] = defaultdict(lambda: {
-        "total": 0, "by_kind": Counter(), "closed": 0, "false_alarms": 0,
+        "total": 0, "by_kind": Counter(), "closed": 0, "false_alarms": 0, "by_outcome": Counter(),
         **{k: [] for k in DURATIONS}})
     by_camera: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     by_rule: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -78,6 +78,7 @@ def build_report(rows: Iterable[Any], cell_names: dict[str, str]) -> dict[str, A
                 c[name].append(max(0.0, e - s))
         if r.classification is not None:
             c["closed"] += 1
+            c["by_outcome"][r.classification] += 1  # genuine, false_alarm, duplicate, test
             fa = r.classification == "false_alarm"
             c["false_alarms"] += fa
             camera_names[r.camera_id] = r.camera_name
@@ -89,6 +90,7 @@ def build_report(rows: Iterable[Any], cell_names: dict[str, str]) -> dict[str, A
         cells.append({"cell": cid, "name": cell_names.get(cid, cid), "total": c["total"],
                       "by_kind": dict(c["by_kind"]), "closed": c["closed"], "false_alarms": c["false_alarms"],
                       "false_alarm_share": c["false_alarms"] / c["closed"] if c["closed"] else None,
+                      "by_outcome": dict(c["by_outcome"]),
                       **{k: _stats(c[k]) for k in DURATIONS}})
 
     def rank(key: str) -> list[dict[str, Any]]:

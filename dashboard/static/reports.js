@@ -23,7 +23,8 @@ async function show() {
     SE.el("td", { text: Object.entries(c.by_kind).map(([k, n]) => `${SE.t(`kind.${k}`)} ${n}`).join(SE.t("list.sep")) }),
     SE.el("td", { text: timing(c.acknowledge) }), SE.el("td", { text: timing(c.sign_for) }),
     SE.el("td", { text: timing(c.arrive) }), SE.el("td", { text: timing(c.resolve) }),
-    SE.el("td", { text: pct(c.false_alarm_share) }))));
+    SE.el("td", {}, pct(c.false_alarm_share), ...Object.entries(c.by_outcome || {}).map(([k, n]) =>
+      SE.el("span", { class: "outcome", "data-class": k, text: `${SE.t(`class.${k}`)} ${n}` }))))));
   const rank = (id, list) => document.getElementById(id).replaceChildren(...list.map(r =>
     SE.el("li", { "data-cell": r.cell, text: `${r.name}: ${dur(r.median_s)} / ${dur(r.p90_s)}` })));
   rank("r-rank-sign", rep.rank_sign_for);

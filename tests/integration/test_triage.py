@@ -97,3 +97,6 @@ def test_bulk_acknowledge_and_close_with_a_classification(env: dict[str, Any]) -
     assert set(closed) == {"old-low", "mid-high"}
     assert all(a["state"] == "resolved" and a["close_comment"] == "drill on the lobby floor" for a in closed.values())
     assert wang.ids(state="open") == ["new-crit", "late-med"]
+    report = wang.c.get("/api/reports").json()
+    (g1,) = [c for c in report["cells"] if c["cell"] == "G1"]
+    assert g1["by_outcome"] == {"test": 2}  # each outcome counted apart in the reports
