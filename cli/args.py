@@ -44,6 +44,12 @@ def add_config_arg(p: argparse.ArgumentParser, verb: bool = False) -> None:
                    help=f"config file (default: ${CONFIG_ENV} or ./{DEFAULT_CONFIG})")
 
 
+def add_bus_args(p: argparse.ArgumentParser) -> None:
+    """``--config`` and ``--redis``: what a command that reads the bus takes (see :func:`bus_url`)."""
+    add_config_arg(p)
+    p.add_argument("--redis", help="redis:// URL (default: the config's, or the running embedded one)")
+
+
 def load_or_exit(path: str, *, full: bool = False) -> Config:
     """The config, or exit 2 after printing each problem as ``FILE:LINE: path: message``.
 

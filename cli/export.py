@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -243,9 +244,21 @@ def cmd_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unsafe(check: Callable[[str], object], name: str) -> bool:
+    """True, said on stderr, when ``name`` is not a safe export id or case name (``check`` says which)."""
+    from pipeline.export.paths import UnsafeName
+
+    try:
+        check(name)
+    except UnsafeName as e:
+        print(f"sharpeye export release: {e}", file=sys.stderr)
+        return True
+    return False
+
+
 def cmd_release(args: argparse.Namespace) -> int:
     from pipeline.export import cases, holds
-    from pipeline.export.paths import UnsafeName, check_case_name, check_export_id
+    from pipeline.export.paths import check_case_name, check_export_id
 
     if not args.ids and not args.case:
         print("sharpeye export release: give export id(s) or --case NAME", file=sys.stderr)
@@ -253,10 +266,7 @@ def cmd_release(args: argparse.Namespace) -> int:
     data = load_or_exit(args.config).data_path()
     code = 0
     for export_id in args.ids:
-        try:
-            check_export_id(export_id)
-        except UnsafeName as e:
-            print(f"sharpeye export release: {e}", file=sys.stderr)
+        if _unsafe(check_export_id, export_id):
             code = 2
             continue
         if holds.release(data, export_id):
@@ -266,10 +276,7 @@ def cmd_release(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             code = 2
     for name in args.case:
-        try:
-            check_case_name(name)
-        except UnsafeName as e:
-            print(f"sharpeye export release: {e}", file=sys.stderr)
+        if _unsafe(check_case_name, name):
             code = 2
             continue
         ids = holds.case_exports(data, name, cases.read_index(data))

@@ -12,6 +12,7 @@ from cli.args import (
     EXIT_CODES,
     EXIT_FAILURE,
     EXIT_USAGE,
+    add_bus_args,
     add_config_arg,
     bus_url_or_exit,
     default_config,
@@ -208,8 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("events", help="print events from the bus",
                        description="Print the latest alerts and camera events from the bus; --follow keeps going.")
-    add_config_arg(p)
-    p.add_argument("--redis", help="redis:// URL (default: the config's, or the running embedded one)")
+    add_bus_args(p)
     p.add_argument("--prefix", default="sharpeye", help="key prefix when --redis is given without config")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     p.add_argument("--count", "-n", type=int, default=20, help="how many recent events first (default 20)")
@@ -218,8 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="every camera's state, fps, skipped fps, inference ms, reconnects",
                        description="Every configured camera's state as its worker last reported it on the bus.")
-    add_config_arg(p)
-    p.add_argument("--redis", help="redis:// URL (default: the config's, or the running embedded one)")
+    add_bus_args(p)
     p.add_argument("--json", action="store_true", help="one JSON document")
     p.add_argument("--stages", action="store_true", help="milliseconds per frame in each pipeline stage")
     p.set_defaults(func=cmd_status)

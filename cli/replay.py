@@ -5,32 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
 from cli.args import add_config_arg
-from pipeline.config import ConfigError, load_config
-from pipeline.tools.replay import (
-    ReplayError,
-    ReplayStats,
-    config_tz,
-    format_message,
-    parse_start,
-    pick_camera,
-    run_replay,
-)
+from pipeline.config import ConfigError
+from pipeline.tools.replay import ReplayError, ReplayStats, format_message, replay_input, run_replay
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """``sharpeye replay``: print the alerts of a video, then the stats."""
     try:
-        cfg = load_config(args.config)
-        cid = pick_camera(cfg, args.camera)
-        tz = config_tz(cfg)
-        start = parse_start(args.start, tz) if args.start else time.time()
-        if not Path(args.video).is_file():
-            raise ReplayError(f"video not found: {args.video}")
+        cfg, cid, tz, start = replay_input(args.config, args.camera, args.start, args.video)
     except ConfigError as e:
         print("\n".join(e.problems), file=sys.stderr)
         return 2

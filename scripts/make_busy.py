@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -43,6 +42,8 @@ from typing import Literal
 import av
 import cv2
 import numpy as np
+
+from pipeline.tools.bench.content import write_atomically
 
 GENERATOR_VERSION = 1  # bump when the way scenes are made changes: old cache entries are then ignored
 PERSON_CLIP = "one-by-one-person-detection.mp4"
@@ -161,13 +162,7 @@ def ensure_busy(spec: BusySpec, folder: Path | None = None, source: Path | None 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / spec.filename(source)
     if not path.is_file():
-        fd, tmp = tempfile.mkstemp(suffix=".mp4", dir=folder)
-        os.close(fd)
-        try:
-            _encode(spec, source, Path(tmp))
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        write_atomically(path, lambda tmp: _encode(spec, source, tmp))
     return path
 
 

@@ -35,7 +35,6 @@ import hashlib
 import json
 import statistics
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,15 +45,8 @@ import yaml
 from pydantic import ValidationError
 
 from pipeline.analyse.detect import Detector
-from pipeline.config import Config, ConfigError, MotionConfig, load_config
-from pipeline.tools.replay import (
-    ReplayError,
-    ReplayStats,
-    config_tz,
-    parse_start,
-    pick_camera,
-    run_replay,
-)
+from pipeline.config import Config, ConfigError, MotionConfig
+from pipeline.tools.replay import ReplayError, ReplayStats, replay_input, run_replay
 
 MIN_RECALL = 0.98
 MAX_SHARE = 0.30
@@ -266,11 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                     "clip, camera config, start, model and tracker/rules/alerts code are unchanged")
     args = ap.parse_args(argv)
     try:
-        cfg = load_config(args.config)
-        cid = pick_camera(cfg, args.camera)
-        start = parse_start(args.start, config_tz(cfg)) if args.start else time.time()
-        if not Path(args.clip).is_file():
-            raise ReplayError(f"clip not found: {args.clip}")
+        cfg, cid, _, start = replay_input(args.config, args.camera, args.start, args.clip, what="clip")
         changes = motion_changes(args.motion)
         if args.no_gate:
             changes["enabled"] = False

@@ -39,6 +39,7 @@ from dashboard.context import Dashboard
 from dashboard.users import User
 from pipeline.cluster.leases import Lease, LeaseKeys
 from pipeline.config import Config
+from pipeline.publish.bus import PrefixedKey
 
 SCAN_PAGE = 1000  # stream entries read per round trip when looking for one camera's moves
 
@@ -53,13 +54,8 @@ class ClusterKeys:
 
     prefix: str
 
-    @property
-    def workers(self) -> str:
-        return f"{self.prefix}:cluster:workers"
-
-    @property
-    def info(self) -> str:
-        return f"{self.prefix}:cluster:info"
+    workers = PrefixedKey("cluster:workers")
+    info = PrefixedKey("cluster:info")
 
     @property
     def leases(self) -> LeaseKeys:

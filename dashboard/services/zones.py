@@ -169,23 +169,29 @@ async def save(d: Dashboard, user: User, camera_id: str, geo: GeometryEdit, expe
 
 # ------------------------------------------------------------------------------------------ the picture
 
-async def live_jpeg(d: Dashboard, camera_id: str) -> bytes | None:
-    """One JPEG from the worker that runs the camera (its own packets, decoded for JPEG viewers only)."""
+async def _first_frame(d: Dashboard, camera_id: str, fmt: str, kind: bytes, timeout: float) -> bytes | None:
+    """The first ``kind`` frame of the camera's live stream in ``fmt`` from the worker that runs it, or None when
+    no worker answers within ``timeout``."""
     try:
-        stream = await protocol.open_stream(await live_seams(d, camera_id), camera_id, "sub", "jpeg")
+        stream = await protocol.open_stream(await live_seams(d, camera_id), camera_id, "sub", fmt)
     except LiveError:
         return None
     try:
-        deadline = time.monotonic() + FRAME_TIMEOUT_S
+        deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            kind, payload = await asyncio.wait_for(stream.read(), left)
-            if kind == protocol.JPEG:
+            got, payload = await asyncio.wait_for(stream.read(), left)
+            if got == kind:
                 return payload
         return None
     except (TimeoutError, LiveError, OSError):
         return None
     finally:
         await stream.close()
+
+
+async def live_jpeg(d: Dashboard, camera_id: str) -> bytes | None:
+    """One JPEG from the worker that runs the camera (its own packets, decoded for JPEG viewers only)."""
+    return await _first_frame(d, camera_id, "jpeg", protocol.JPEG, FRAME_TIMEOUT_S)
 
 
 def newest_snapshot(d: Dashboard, camera_id: str) -> Path | None:
@@ -210,20 +216,10 @@ async def live_overlay(d: Dashboard, camera_id: str, timeout: float) -> dict[str
     core), the video bytes are dropped.
     """
     try:
-        stream = await protocol.open_stream(await live_seams(d, camera_id), camera_id, "sub", "fmp4")
-    except LiveError:
+        payload = await _first_frame(d, camera_id, "fmp4", protocol.OVERLAY, timeout)
+        return None if payload is None else dict(json.loads(payload))
+    except ValueError:  # a malformed frame or overlay
         return None
-    try:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            kind, payload = await asyncio.wait_for(stream.read(), left)
-            if kind == protocol.OVERLAY:
-                return dict(json.loads(payload))
-        return None
-    except (TimeoutError, LiveError, OSError, ValueError):
-        return None
-    finally:
-        await stream.close()
 
 
 def rule_params(cam: CameraConfig) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.publish.bus import token_key
+from pipeline.publish.bus import PrefixedKey, token_key
 
 ACQUIRE = """
 local owner, ttl, maxlen = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -118,13 +118,8 @@ class LeaseKeys:
     def token(self, camera: str) -> str:
         return token_key(self.prefix, camera)
 
-    @property
-    def last(self) -> str:
-        return f"{self.prefix}:cluster:last"
-
-    @property
-    def moves(self) -> str:
-        return f"{self.prefix}:cluster:moves"
+    last = PrefixedKey("cluster:last")
+    moves = PrefixedKey("cluster:moves")
 
 
 class Leases:

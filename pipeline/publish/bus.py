@@ -154,21 +154,24 @@ def _node_kwargs(addr: SentinelAddress) -> dict[str, Any]:
             "socket_keepalive": True, "health_check_interval": 5}
 
 
+class PrefixedKey:
+    """A key named under its owner's ``prefix``: ``events = PrefixedKey("events")`` on a keys class with
+    ``prefix`` "P" reads "P:events" (one line per key, every key of a family under one prefix)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, keys: Any, owner: type | None = None) -> str:
+        return f"{keys.prefix}:{self.name}"
+
+
 @dataclass(frozen=True)
 class BusKeys:
     prefix: str = "sharpeye"
 
-    @property
-    def events(self) -> str:
-        return f"{self.prefix}:events"
-
-    @property
-    def cameras(self) -> str:
-        return f"{self.prefix}:cameras"
-
-    @property
-    def open_alerts(self) -> str:
-        return f"{self.prefix}:open"
+    events = PrefixedKey("events")
+    cameras = PrefixedKey("cameras")
+    open_alerts = PrefixedKey("open")
 
     def prefix_key(self, name: str) -> str:
         return f"{self.prefix}:{name}"

@@ -70,6 +70,22 @@ def grid_cell_ref(cfg: Config, cam: CameraConfig) -> dict[str, Any]:
             "officer": {"name": cell.officer.name, "phone": cell.officer.phone} if cell else None}
 
 
+def _alert_head(cfg: Config, cam: CameraConfig, camera_id: str, alert_id: str, phase: str, t: float,
+                frame_time: float | None) -> dict[str, Any]:
+    """The fields every alert message starts with: the envelope, the alert's step, its camera and grid cell."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "type": "alert",
+        "id": message_id(),
+        "alert_id": alert_id,
+        "phase": phase,
+        "time": round(t, 3),
+        "frame_time": round(frame_time, 3) if frame_time is not None else None,
+        "camera": {"id": camera_id, "name": cam.name},
+        "grid_cell": grid_cell_ref(cfg, cam),
+    }
+
+
 def alert_message(update: Any, cfg: Config, camera_id: str, snapshot: dict[str, Any] | None,
                   frame_time: float | None) -> dict[str, Any]:
     """The bus message for one lifecycle step of an alert (see docs/schemas/event.schema.json)."""
@@ -79,15 +95,7 @@ def alert_message(update: Any, cfg: Config, camera_id: str, snapshot: dict[str, 
     if name:  # the rule's name for operators, when the config gives one
         rule["name"] = name
     return {
-        "schema": SCHEMA_VERSION,
-        "type": "alert",
-        "id": message_id(),
-        "alert_id": update.alert_id,
-        "phase": update.phase,
-        "time": round(update.time, 3),
-        "frame_time": round(frame_time, 3) if frame_time is not None else None,
-        "camera": {"id": camera_id, "name": cam.name},
-        "grid_cell": grid_cell_ref(cfg, cam),
+        **_alert_head(cfg, cam, camera_id, update.alert_id, update.phase, update.time, frame_time),
         "rule": rule,
         "labels": list(update.labels),
         "track_ids": list(update.track_ids),
@@ -113,15 +121,7 @@ def tamper_message(event: Any, cfg: Config, camera_id: str, snapshot: dict[str, 
     cam: CameraConfig = cfg.cameras[camera_id]
     alerts = cfg.camera_alerts(camera_id)
     return {
-        "schema": SCHEMA_VERSION,
-        "type": "alert",
-        "id": message_id(),
-        "alert_id": event.alert_id,
-        "phase": event.phase,
-        "time": round(event.time, 3),
-        "frame_time": round(frame_time, 3) if frame_time is not None else None,
-        "camera": {"id": camera_id, "name": cam.name},
-        "grid_cell": grid_cell_ref(cfg, cam),
+        **_alert_head(cfg, cam, camera_id, event.alert_id, event.phase, event.time, frame_time),
         "rule": {"id": f"tamper:{event.kind}", "kind": "tamper", "severity": cam.tamper.severity},
         "labels": [],
         "track_ids": [],

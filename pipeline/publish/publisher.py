@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -82,22 +83,12 @@ class Publisher:
 
     def alert(self, camera_id: str, update: AlertUpdate, frame: Frame | None) -> dict[str, Any]:
         """Publish one lifecycle step of an alert; returns the message (also when the sink failed)."""
-        st = self._stats(camera_id)
         snapshot: dict[str, Any] | None = None
         snapshot_error: str | None = None
         if frame is not None and update.snapshot_due and self.snapshot_dir is not None:
-            t0 = time.perf_counter()
-            try:
-                img = draw_snapshot(frame.image, update.objects, update.severity)
-                name = f"{update.alert_id}-{int(update.time * 1000) % 10_000_000}"
-                rel = write_snapshot(self.snapshot_dir, camera_id, name, img)
-                snapshot = {"path": rel, "width": int(img.shape[1]), "height": int(img.shape[0]),
-                            "score": round(float(update.best_score), 4)}
-            except Exception as e:  # disk full, permissions, encoder: the alert goes out without it
-                st.snapshot_errors += 1
-                snapshot_error = f"{type(e).__name__}: {e}"
-                log.warning("camera %s: snapshot of %s not written: %s", camera_id, update.alert_id, snapshot_error)
-            st.snapshot_s += time.perf_counter() - t0
+            snapshot, snapshot_error = self._snapshot(
+                camera_id, update.alert_id, update.time, update.best_score,
+                lambda: draw_snapshot(frame.image, update.objects, update.severity))
         msg = alert_message(update, self.cfg, camera_id, snapshot, frame.capture_time if frame else None)
         if snapshot_error is not None:
             msg["snapshot_error"] = snapshot_error
@@ -108,26 +99,35 @@ class Publisher:
 
         The ``new`` carries a snapshot of what the camera shows now (black, covered, blurred, the
         wrong view): the operator confirms the tampering by looking, like any alert."""
-        st = self._stats(camera_id)
         snapshot: dict[str, Any] | None = None
         snapshot_error: str | None = None
         if frame is not None and event.phase == "new" and self.snapshot_dir is not None:
-            t0 = time.perf_counter()
-            try:
-                img = frame.image
-                rel = write_snapshot(self.snapshot_dir, camera_id,
-                                     f"{event.alert_id}-{int(event.time * 1000) % 10_000_000}", img)
-                snapshot = {"path": rel, "width": int(img.shape[1]), "height": int(img.shape[0]),
-                            "score": round(float(event.score), 4)}
-            except Exception as e:  # the alert goes out without it, as any alert would
-                st.snapshot_errors += 1
-                snapshot_error = f"{type(e).__name__}: {e}"
-                log.warning("camera %s: snapshot of %s not written: %s", camera_id, event.alert_id, snapshot_error)
-            st.snapshot_s += time.perf_counter() - t0
+            snapshot, snapshot_error = self._snapshot(camera_id, event.alert_id, event.time, event.score,
+                                                      lambda: frame.image)
         msg = tamper_message(event, self.cfg, camera_id, snapshot, frame.capture_time if frame else None)
         if snapshot_error is not None:
             msg["snapshot_error"] = snapshot_error
         return self._send(camera_id, msg)
+
+    def _snapshot(self, camera_id: str, alert_id: str, t: float, score: float,
+                  picture: Callable[[], np.ndarray]) -> tuple[dict[str, Any] | None, str | None]:
+        """Write an alert's snapshot: (its reference, None), or (None, why) when it cannot be written (disk
+        full, permissions, the encoder): the alert goes out without it."""
+        assert self.snapshot_dir is not None
+        st = self._stats(camera_id)
+        t0 = time.perf_counter()
+        try:
+            img = picture()
+            rel = write_snapshot(self.snapshot_dir, camera_id, f"{alert_id}-{int(t * 1000) % 10_000_000}", img)
+            return {"path": rel, "width": int(img.shape[1]), "height": int(img.shape[0]),
+                    "score": round(float(score), 4)}, None
+        except Exception as e:
+            st.snapshot_errors += 1
+            error = f"{type(e).__name__}: {e}"
+            log.warning("camera %s: snapshot of %s not written: %s", camera_id, alert_id, error)
+            return None, error
+        finally:
+            st.snapshot_s += time.perf_counter() - t0
 
     def camera(self, camera_id: str, state: str, detail: str, online: bool) -> dict[str, Any]:
         """Publish a camera going offline or coming back."""

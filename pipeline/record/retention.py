@@ -205,29 +205,32 @@ class Retention:
             return False
         return True
 
-    def _delete_snapshot(self, snap: SnapshotInfo, result: SweepResult) -> bool:
+    @staticmethod
+    def _unlink(path: Path, result: SweepResult) -> bool | None:
+        """Delete a file: True when deleted now, None when it was gone already, False (counted, logged) when
+        it could not be deleted."""
         try:
-            snap.path.unlink()
+            path.unlink()
         except FileNotFoundError:
-            return True
+            return None
         except OSError as e:
             result.errors += 1
-            log.error("retention: cannot delete %s: %s", snap.path, e)
+            log.error("retention: cannot delete %s: %s", path, e)
             return False
-        result.deleted_snapshots += 1
-        result.freed_bytes += snap.bytes
         return True
+
+    def _delete_snapshot(self, snap: SnapshotInfo, result: SweepResult) -> bool:
+        deleted = self._unlink(snap.path, result)
+        if deleted:
+            result.deleted_snapshots += 1
+            result.freed_bytes += snap.bytes
+        return deleted is not False
 
     def _delete(self, s: SegmentInfo, why: str, result: SweepResult) -> bool:
         assert self.dir is not None  # segments are only found under a recordings folder
-        try:
-            s.path.unlink()
-        except FileNotFoundError:
-            return True
-        except OSError as e:
-            result.errors += 1
-            log.error("retention: cannot delete %s: %s", s.path, e)
-            return False
+        deleted = self._unlink(s.path, result)
+        if not deleted:
+            return deleted is None
         result.deleted_files += 1
         result.freed_bytes += s.bytes
         try:

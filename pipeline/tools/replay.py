@@ -36,7 +36,7 @@ from typing import Any
 
 from pipeline.analyse.camera import CameraAnalytics
 from pipeline.analyse.detect import Detector
-from pipeline.config import Config
+from pipeline.config import Config, load_config
 from pipeline.ingest.source import SampledFrame, Sampler
 from pipeline.publish.publisher import ListSink, Publisher
 
@@ -128,6 +128,20 @@ def parse_start(text: str, tz: dt.tzinfo | None) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=tz) if tz else when.astimezone()
     return when.timestamp()
+
+
+def replay_input(config: str | Path, camera: str | None, start: str | None, video: str | Path,
+                 what: str = "video") -> tuple[Config, str, dt.tzinfo | None, float]:
+    """(config, camera, time zone, start) of a replay of ``video``, checked before any decoding starts:
+    ``ConfigError`` for the config, ``ReplayError`` (one sentence) for the camera, the start or a missing
+    ``what``.  ``start`` None: now."""
+    cfg = load_config(config)
+    cid = pick_camera(cfg, camera)
+    tz = config_tz(cfg)
+    t0 = parse_start(start, tz) if start else time.time()
+    if not Path(video).is_file():
+        raise ReplayError(f"{what} not found: {video}")
+    return cfg, cid, tz, t0
 
 
 # --------------------------------------------------------------------------- the replay

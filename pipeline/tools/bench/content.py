@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -128,14 +129,20 @@ def ensure_clip(spec: ClipSpec, cache_dir: Path = DEFAULT_CACHE, source: Path | 
     path = cache_dir / spec.filename(source)
     if not path.is_file():
         log.info("bench: encoding %s (once; cached in %s)", path.name, cache_dir)
-        fd, tmp = tempfile.mkstemp(suffix=".mp4", dir=cache_dir)
-        os.close(fd)
-        try:
-            _encode(spec, source, Path(tmp))
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        write_atomically(path, lambda tmp: _encode(spec, source, tmp))
     return probe(path, spec)
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` fills a temporary file beside ``path`` (same suffix: encoders choose the container by it), which
+    then replaces ``path``: a crash leaves no half file that a later run would take for a finished one."""
+    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def probe(path: Path, spec: ClipSpec) -> Clip:
