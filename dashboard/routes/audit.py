@@ -23,7 +23,11 @@ from dashboard.services.responses import Reply
 from history.audit import record
 
 router = APIRouter(dependencies=[Depends(current_user)])
-TIME = {"ge": 0, "le": 1e11, "allow_inf_nan": False}
+
+
+def _time() -> Any:
+    """A time filter: finite epoch seconds."""
+    return Query(None, ge=0, le=1e11, allow_inf_nan=False)
 
 
 class AuditOut(Reply):
@@ -52,7 +56,7 @@ async def audit_page(_user: EngineerUser) -> HTMLResponse:
 async def audit_rows(d: DashboardDep, viewer: EngineerUser,
                      user: str | None = Query(None, max_length=64), action: str | None = Query(None, max_length=32),
                      camera: str | None = Query(None, max_length=64), cell: str | None = Query(None, max_length=64),
-                     since: float | None = Query(None, **TIME), until: float | None = Query(None, **TIME),
+                     since: float | None = _time(), until: float | None = _time(),
                      before: int | None = Query(None, ge=1, le=2**53),
                      limit: int = Query(200, ge=1, le=audit.MAX_PAGE)) -> dict[str, Any]:
     """Newest first; ``next_before`` asks for the next page."""
@@ -64,8 +68,8 @@ async def audit_rows(d: DashboardDep, viewer: EngineerUser,
 async def audit_csv(d: DashboardDep, viewer: EngineerUser, remote: RemoteAddr,
                     user: str | None = Query(None, max_length=64), action: str | None = Query(None, max_length=32),
                     camera: str | None = Query(None, max_length=64), cell: str | None = Query(None, max_length=64),
-                    since: float | None = Query(None, **TIME),
-                    until: float | None = Query(None, **TIME)) -> StreamingResponse:
+                    since: float | None = _time(),
+                    until: float | None = _time()) -> StreamingResponse:
     """The filtered rows as a CSV file (the export itself is audited)."""
     f = _filter(user, action, camera, cell, since, until, None)
 
