@@ -17,8 +17,22 @@ TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf
          ".png": "image/png"}
 
 
+# The head every page shares.  A page file starting with ``<head>`` holds only its own head lines (a
+# viewport, its stylesheet) and its body; ``render`` puts it in the document.  A file that is a whole
+# document (``<!doctype html>``) is served as it is.
+SHARED_HEAD = ('<!doctype html>\n<html lang="zh-CN">\n<head>\n<meta charset="utf-8">\n<title>Sharp Eyes</title>\n'
+               '<link rel="stylesheet" href="/static/style.css">\n')
+
+
+def render(text: str) -> str:
+    """The document served for a page file: the shared head lines added to a file that starts with ``<head>``."""
+    if not text.startswith("<head>"):
+        return text
+    return SHARED_HEAD + text.removeprefix("<head>").lstrip("\n") + "</html>\n"
+
+
 def page(name: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse((STATIC / name).read_text(encoding="utf-8"), status_code=status,
+    return HTMLResponse(render((STATIC / name).read_text(encoding="utf-8")), status_code=status,
                         headers={"Cache-Control": "no-store"})
 
 

@@ -1,0 +1,37 @@
+"""Every page is served as one whole document: the shared head (charset, title, stylesheet) once, then the
+page's own head lines and its body, whether its file holds the whole document or only its own part."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from dashboard.pages import SHARED_HEAD, STATIC, render
+
+PAGES = sorted(STATIC.glob("*.html"))
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.name)
+def test_a_page_is_served_as_one_whole_document(path: Path) -> None:
+    served = render(path.read_text(encoding="utf-8"))
+    assert served.startswith('<!doctype html>\n<html lang="zh-CN">\n<head>\n<meta charset="utf-8">\n')
+    head, sep, body = served.partition("</head>")
+    assert sep, f"{path.name}: no </head>"
+    for tag in ("<!doctype", "<html", "<head>", 'charset="utf-8"', "<title>", 'href="/static/style.css"'):
+        assert served.count(tag) == 1, f"{path.name}: {tag} {served.count(tag)} times"
+    assert "<body" not in head and re.search(r"<body[ >]", body), path.name
+    assert served.rstrip().endswith("</body>\n</html>"), path.name
+
+
+def test_a_file_with_only_its_own_part_gets_the_shared_head_and_keeps_its_own_lines() -> None:
+    own = '<head>\n<link rel="stylesheet" href="/static/x.css">\n</head>\n<body>\n<p>x</p>\n</body>\n'
+    assert render(own) == SHARED_HEAD + '<link rel="stylesheet" href="/static/x.css">\n</head>\n<body>\n<p>x</p>\n' \
+        "</body>\n</html>\n"
+    assert render("<head></head>\n<body></body>\n") == SHARED_HEAD + "</head>\n<body></body>\n</html>\n"
+
+
+def test_a_whole_document_is_served_as_it_is() -> None:
+    doc = "<!doctype html>\n<html><head><title>t</title></head><body></body></html>\n"
+    assert render(doc) == doc
