@@ -635,6 +635,16 @@ def attach(conn: Connection, cfg: Config, actor: Actor, alert_id: str, cameras: 
     return get_alarm(conn, actor, alert_id)
 
 
+def evidence(conn: Connection, alert_id: str) -> tuple[list[str], float, float] | None:
+    """The cameras and time range attached to a manual alarm (what its export holds), or None when none is."""
+    row = conn.execute(select(manual_alarms.c.cameras, manual_alarms.c.range_start, manual_alarms.c.range_end)
+                       .where(manual_alarms.c.alert_id == alert_id)).first()
+    cams = _loads(row.cameras, []) if row is not None else []
+    if not cams or row is None or row.range_start is None or row.range_end is None:
+        return None
+    return cams, float(row.range_start), float(row.range_end)
+
+
 # ---------------------------------------------------------------------------------------------- reports
 
 def shift_report(conn: Connection, cfg: Config, actor: Actor, start: float, end: float) -> dict[str, Any]:

@@ -50,6 +50,7 @@ from dashboard import exports_import
 from dashboard.context import Dashboard
 from dashboard.deps import refuse
 from dashboard.users import User
+from history import patrol
 from history.audit import record
 from history.catalogue import dashboard_fetcher, recorded_anywhere
 from history.schema import alerts, cases, export_jobs
@@ -400,7 +401,13 @@ async def start(d: Dashboard, pool: Runner, user: User, remote: str | None, *, a
 
     def _prepare() -> dict[str, Any]:
         clip = _alert_range(d, cfg, alert_id, user) if alert_id else None
-        if clip is not None:
+        if clip is not None and not clip.camera:  # a manual alarm raised with no camera: what was attached later
+            with d.engine.connect() as conn:
+                attached = patrol.evidence(conn, clip.alert_id)
+            if attached is None:
+                raise refuse(400, "no_camera", message=f"alert {clip.alert_id} has no camera attached")
+            cams, start, end = attached
+        elif clip is not None:
             cams, start, end = [clip.camera], clip.start, clip.end
         else:
             cams, start, end = cameras, parse_time_arg(t_start, cfg, "start"), parse_time_arg(t_end, cfg, "end")

@@ -205,7 +205,7 @@ SE.start().then(async () => {
   document.getElementById("at-export").addEventListener("click", async () => {
     const a = P.attached;
     try {
-      await SE.api("/api/exports", { method: "POST", body: { cameras: a.cameras, start: a.range_start, end: a.range_end } });
+      await SE.api("/api/exports", { method: "POST", body: { alert_id: a.alert_id } });  // the alarm's evidence: its attached cameras and range, held with the alarm
       msg("at-msg", SE.t("patrol.exported"));
     } catch (err) { msg("at-msg", SE.errorText(err), true); }
   });

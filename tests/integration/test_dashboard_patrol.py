@@ -25,12 +25,16 @@ from history.schema import actions
 from pipeline.config import load_config
 from pipeline.publish import bus
 from pipeline.publish.status import CameraStatus
+from pipeline.record.segments import SegmentWriter
 from tests.support.dashboard import (
     PASSWORD,
     LoggedIn,
     fresh_pg_database,
     postgres_url,  # noqa: F401  (fixture)
 )
+from tests.support.media import make_clip
+from tests.support.record import T0, feed_file
+from tests.support.waits import wait_for
 
 PW = PASSWORD
 CONFIG = """\
@@ -292,6 +296,51 @@ def test_phone_report_without_a_camera_is_dispatched_closed_and_gets_cameras_lat
     assert alarm["cameras"] == ["lobby", "gate"] and alarm["range_end"] == pytest.approx(t1 - 300)
     assert alarm["caller"] == "Ms Chen" and alarm["source"] == "phone" and alarm["state"] == "resolved"
     assert alarm["point"] == [120.5, 80]
+
+
+@pytest.fixture(scope="module")
+def clip20(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip20.mp4", 20, picture="texture", tune=None)
+
+
+def test_phone_report_goes_through_the_workflow_and_its_attached_cameras_export_as_evidence(
+        env: dict[str, Any], clip20: Path) -> None:
+    """A phone report (no camera) is dispatched, worked through and closed; cameras and a recorded range found
+    afterwards are attached, and the alarm's export (the page's Export button) holds them, named in the manifest."""
+    cfg = env["cfg"]
+    for camera in ("lobby", "gate"):  # 20 s of recordings each, from T0 on (simulated clock)
+        writer = SegmentWriter(camera, cfg.data_path() / cfg.recordings.dir, segment_s=10)
+        feed_file(writer, clip20)
+        writer.close()
+    wang, zhao, li = (Op(env["app"], n) for n in ("wang", "zhao", "li"))
+    aid = wang.ok("POST", "/api/alarms/phone", {"grid_cell": "G1", "caller": "Mr Sun", "phone": "13911112222",
+                                                "report": "two people fighting at the school gate"})["alert_id"]
+    assert wang.code("POST", "/api/exports", {"alert_id": aid}) == (400, "no_camera"), "nothing attached yet"
+    zhao.act(aid, "acknowledge")
+    assert zhao.act(aid, "dispatch")["dispatch"]["step"] == "sent"
+    for step in ("signed_for", "on_scene", "feedback"):
+        assert zhao.act(aid, step)["dispatch"]["step"] == step
+    closed = zhao.act(aid, "close", classification="genuine", note="two youths separated, no injuries")
+    assert closed["state"] == "resolved" and closed["classification"] == "genuine"
+    alarm = wang.ok("POST", f"/api/alarms/{aid}/attach", {"cameras": ["lobby", "gate"], "start": T0 + 3,
+                                                           "end": T0 + 14})
+    assert (alarm["state"], alarm["cameras"]) == ("resolved", ["lobby", "gate"])
+    assert li.code("POST", "/api/exports", {"alert_id": aid}) == (404, "not_found"), "another cell's alarm"
+    r = wang.c.post("/api/exports", json={"alert_id": aid}, headers={"X-CSRF-Token": wang.csrf})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    url = f"/api/exports/{job['id']}"
+    wait_for(lambda: wang.c.get(url).json()["state"] in ("done", "failed"), 60, lambda: str(wang.c.get(url).json()))
+    done = wang.c.get(url).json()
+    assert done["state"] == "done", done
+    assert done["alert_id"] == aid and done["cameras"] == ["lobby", "gate"]
+    assert (done["start"], done["end"]) == (pytest.approx(T0 + 3), pytest.approx(T0 + 14))
+    assert {f["name"] for f in done["files"]} >= {"lobby.mp4", "gate.mp4", "manifest.json"}
+    manifest = json.loads(wang.c.get(done["file_urls"]["manifest.json"]).content)
+    assert manifest["alert"]["alert_id"] == aid and manifest["alert"]["rule"] == "phone_report"
+    assert [c["id"] for c in manifest["cameras"]] == ["lobby", "gate"]
+    assert manifest["requested"]["start"]["epoch"] == pytest.approx(T0 + 3)
+    assert manifest["requested"]["end"]["epoch"] == pytest.approx(T0 + 14)
 
 
 def test_supervisor_view_shows_due_running_and_overdue_plans(env: dict[str, Any]) -> None:
