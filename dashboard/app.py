@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -47,6 +48,7 @@ from dashboard.routes import (
     zones,
 )
 from dashboard.security import RequestGuard, SecurityHeaders, validation_errors
+from dashboard.services import patrol_faults
 from history import open_database
 from history.incidents import configure as configure_incidents
 from pipeline.config import Config
@@ -64,7 +66,9 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
     turn = EscalationTurn(dash.keys.prefix_key("escalation:lease"))
 
     async def escalations() -> None:
-        """Every second: escalate what is overdue, and push it to the pages (one dashboard of several)."""
+        """Every second: escalate what is overdue, and push it to the pages (one dashboard of several); every
+        30 s, the patrol fault checks."""
+        faults_due = 0.0
         while True:
             await asyncio.sleep(CHECK_EVERY_S)
             try:
@@ -74,6 +78,13 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
                     await dash.push_action(alert, act)
             except Exception:
                 log.exception("escalation check failed; trying again in %.0f s", CHECK_EVERY_S)
+                continue
+            if time.monotonic() >= faults_due:  # cameras offline or tampered too long: on the patrol fault list
+                faults_due = time.monotonic() + patrol_faults.CHECK_EVERY_S
+                try:
+                    await patrol_faults.check(dash)
+                except Exception:
+                    log.exception("camera fault check failed; trying again in %.0f s", patrol_faults.CHECK_EVERY_S)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

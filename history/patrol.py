@@ -14,8 +14,9 @@ raises one with no camera (kind ``phone_report``): a grid cell, the caller, the 
 cameras and a time range are attached later.  ``manual_alarms`` keeps what only a manual alarm has.
 
 **Faults** go on a list per cell: marked by an operator, found by the tour (a camera with no picture),
-or by the offline check (a camera the pipeline has reported offline for longer than a threshold); each
-has its start time and who or what found it, and a repair that is requested and then done.
+or by a check (a camera the pipeline has reported offline, or a tamper alert has held, for longer than
+``dashboard.fault_after_s``); each has its start time and who or which check found it, and a repair that
+is requested and then done.
 
 Scopes are the command room's: a user sees a plan, a patrol, a fault or a manual alarm only when every
 one of its grid cells is theirs; anything else answers as unknown (``not_found``).  Every change is in
@@ -57,7 +58,8 @@ from pipeline.publish.bus import SCHEMA_VERSION
 log = logging.getLogger("sharpeye.patrol")
 MARK_FAULT_KINDS = ("no_picture", "blurred", "moved", "dark", "wrong_time")  # what an operator can mark
 DWELL_TOLERANCE_S = 0.5  # a camera shown this much less than its dwell still counts (timer granularity)
-OFFLINE_FAULT_S = 300.0  # the offline check lists a camera offline this long as a fault
+OFFLINE_CHECK, TAMPER_CHECK = "offline_check", "tamper_check"  # the checks that list faults (``reported_by``)
+TAMPER_KIND = "tamper"  # the rule kind of the workers' tamper alerts (rule id ``tamper:<dark|covered|blur|moved>``)
 MAX_SNAPSHOT_BYTES = 2_000_000
 FINDING_KIND = "patrol_finding"
 PHONE_KIND = "phone_report"
@@ -356,6 +358,7 @@ def fault_view(row: Any) -> dict[str, Any]:
     return {"id": row.id, "camera": row.camera_id, "camera_name": row.camera_name, "grid_cell": row.grid_cell_id,
             "kind": row.kind, "since": row.since, "source": row.source, "reported_by": row.reported_by,
             "patrol_id": row.patrol_id, "note": row.note, "state": row.state,
+            "check": row.reported_by if row.source == "check" else None,
             "repair_requested_at": row.repair_requested_at, "repair_requested_by": row.repair_requested_by,
             "repaired_at": row.repaired_at, "repaired_by": row.repaired_by}
 
@@ -384,21 +387,38 @@ def add_fault(conn: Connection, cfg: Config, camera: str, kind: str, since: floa
     return fault_view(conn.execute(select(camera_faults).where(camera_faults.c.id == fid)).one())
 
 
-def check_offline(conn: Connection, cfg: Config, offline_since: dict[str, float], now: float | None = None,
-                  threshold_s: float = OFFLINE_FAULT_S) -> int:
-    """Put cameras the pipeline has reported offline for ``threshold_s`` or longer on the fault list.
+def check_faults(conn: Connection, cfg: Config, offline_since: dict[str, float], now: float | None = None) -> int:
+    """Put on the fault list the cameras a check has flagged for ``dashboard.fault_after_s`` or longer: the
+    offline check (the pipeline reports the camera offline) and the tamper check (a tamper alert, dark,
+    covered, blurred or moved, still holds); each fault names its check and starts when the condition did.
 
-    ``offline_since``: camera → when it went offline (its last frame), for the cameras not online now."""
+    ``offline_since``: camera → when it went offline (its last frame), for the cameras not online now.
+    Returns how many faults were added (a camera with an open fault of the same kind keeps that one)."""
     now = time.time() if now is None else now
-    n = 0
+    threshold = cfg.dashboard.fault_after_s
+    found: list[tuple[str, str, float, str, str | None]] = []  # camera, kind, since, check, note
     for camera, since in offline_since.items():
-        if camera in cfg.cameras and cfg.cameras[camera].enabled and now - since >= threshold_s:
-            before = conn.execute(select(camera_faults.c.id).where(camera_faults.c.camera_id == camera,
-                                                                   camera_faults.c.kind == "offline",
-                                                                   camera_faults.c.state != "repaired")).first()
-            if before is None:
-                add_fault(conn, cfg, camera, "offline", since, "check", "offline_check")
-                n += 1
+        if now - since >= threshold:
+            found.append((camera, "offline", since, OFFLINE_CHECK, None))
+    tampered: dict[str, tuple[float, list[str]]] = {}
+    for r in conn.execute(select(alerts.c.camera_id, alerts.c.rule_id, alerts.c.start_time)
+                          .where(alerts.c.kind == TAMPER_KIND, alerts.c.end_time.is_(None),
+                                 alerts.c.start_time <= now - threshold).order_by(alerts.c.start_time)):
+        since, kinds = tampered.get(r.camera_id, (r.start_time, []))
+        kinds.append(r.rule_id.partition(":")[2] or r.rule_id)
+        tampered[r.camera_id] = (min(since, r.start_time), kinds)
+    for camera, (since, kinds) in tampered.items():
+        found.append((camera, "tampered", since, TAMPER_CHECK, ", ".join(sorted(set(kinds)))))
+    n = 0
+    for camera, kind, since, check, note in found:
+        if camera not in cfg.cameras or not cfg.cameras[camera].enabled:
+            continue
+        before = conn.execute(select(camera_faults.c.id).where(camera_faults.c.camera_id == camera,
+                                                               camera_faults.c.kind == kind,
+                                                               camera_faults.c.state != "repaired")).first()
+        if before is None:
+            add_fault(conn, cfg, camera, kind, since, "check", check, note=note)
+            n += 1
     return n
 
 

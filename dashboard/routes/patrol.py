@@ -25,9 +25,9 @@ from starlette.concurrency import run_in_threadpool
 from dashboard.context import Dashboard
 from dashboard.deps import CurrentUser, DashboardDep, EngineerUser, RemoteAddr, current_user, refuse
 from dashboard.pages import page
+from dashboard.services import patrol_faults as faultcheck
 from dashboard.services.responses import Reply
 from history import patrol as svc
-from pipeline.publish import bus
 
 router = APIRouter(dependencies=[Depends(current_user)])
 RowId = Annotated[int, PathParam(ge=1, le=2**62)]  # a row id: larger ones name nothing (and overflow SQL)
@@ -210,12 +210,6 @@ def _range(start: float | None, end: float | None, default_s: float = 12 * 3600.
     return start, end
 
 
-async def _offline_since(d: Dashboard) -> dict[str, float]:
-    """Cameras the workers report not online, with when their picture stopped (last frame, else the state change)."""
-    statuses = bus.parse_statuses(await d.redis().hgetall(d.keys.cameras))
-    return {cid: (st.last_frame_time or st.since or st.updated) for cid, st in statuses.items() if not st.online}
-
-
 # ---------------------------------------------------------------------------------------------------- pages
 
 @router.get("/patrol", include_in_schema=False)
@@ -279,7 +273,7 @@ async def patrol_log(patrol_id: str, d: DashboardDep, user: CurrentUser) -> dict
 @router.post("/api/patrols/{patrol_id}/views", response_model=PatrolOut)
 async def view(patrol_id: str, body: ViewBody, d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
     """The tour showed a camera this long; ``offline``: no picture, skipped, and listed as a fault."""
-    since = (await _offline_since(d)).get(body.camera) if body.offline else None
+    since = (await faultcheck.offline_since(d)).get(body.camera) if body.offline else None
     return await _run(_tx(d, svc.record_view, d.config(), user, patrol_id[:32], body.camera, body.on_screen_s,
                           body.offline, since or None))
 
@@ -339,13 +333,10 @@ async def attach(alert_id: str, body: AttachBody, d: DashboardDep, user: Current
 
 @router.get("/api/patrol/faults", response_model=FaultListOut)
 async def faults(d: DashboardDep, user: CurrentUser, repaired: bool = False) -> dict[str, Any]:
-    """The fault list of the user's cells; cameras offline longer than the threshold are added first."""
-    offline = await _offline_since(d)
-
-    def _list(conn: Any) -> list[dict[str, Any]]:
-        svc.check_offline(conn, d.config(), offline)
-        return svc.list_faults(conn, user, include_repaired=repaired)
-    return {"faults": await _run(_tx(d, _list)), "offline_after_s": svc.OFFLINE_FAULT_S}
+    """The fault list of the user's cells; cameras offline or tampered longer than the threshold are added first."""
+    await faultcheck.check(d)
+    return {"faults": await _run(_tx(d, svc.list_faults, user, repaired)),
+            "offline_after_s": d.config().dashboard.fault_after_s}
 
 
 @router.post("/api/patrol/faults/{fault_id}/repair", response_model=FaultOut)

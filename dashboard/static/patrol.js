@@ -138,6 +138,13 @@ async function loadReport() {
     SE.el("td", { text: p.not_patrolled.length ? `${SE.t("patrol.not_patrolled")}: ${p.not_patrolled.map(camName).join(", ")}` : "" }))));
 }
 
+// Which check listed a fault, and for the tamper check which kinds held (dark, covered, blur, moved).
+function checkText(x) {
+  const kinds = x.check === "tamper_check" && x.note
+    ? x.note.split(", ").map(k => SE.messages[`patrol.tamper.${k}`] ? SE.t(`patrol.tamper.${k}`) : k).join(", ") : "";
+  return SE.t(`patrol.check.${x.check}`) + (kinds ? ` (${kinds})` : "");
+}
+
 async function loadFaults() {
   const f = (await SE.api("/api/patrol/faults")).faults;
   document.getElementById("f-rows").replaceChildren(...f.map(x => {
@@ -156,7 +163,7 @@ async function loadFaults() {
     return SE.el("tr", { "data-fault": String(x.id), "data-camera": x.camera },
       SE.el("td", { text: x.camera_name }), SE.el("td", { text: SE.t(`patrol.fault.${x.kind}`) }),
       SE.el("td", { text: SE.fmt(x.since) }),
-      SE.el("td", { text: `${x.reported_by} · ${SE.t(`patrol.source.${x.source}`)}` }),
+      SE.el("td", { "data-check": x.check || "", text: x.check ? checkText(x) : `${x.reported_by} · ${SE.t(`patrol.source.${x.source}`)}` }),
       SE.el("td", { text: SE.t(`patrol.fault_state.${x.state}`) }), act);
   }));
 }

@@ -730,6 +730,10 @@ class DashboardConfig(Strict):
     orphan_alert_s: float = Field(60.0, ge=10, le=86400, description="An alert still open on the bus whose "
                                   "camera no worker has reported for this long is shown as stale (no worker "
                                   "owns it) instead of live, until a restarted worker ends it; default 60 s.")
+    fault_after_s: float = Field(300.0, ge=30, le=7 * 86400, title="Camera fault threshold", description="A "
+                                 "camera the workers report offline, or a tamper alert (dark, covered, blurred, "
+                                 "moved) holds, this long goes on the patrol fault list (故障报修) with the "
+                                 "check that found it and since when; checked every 30 s. Default 300 s.")
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -15,13 +15,15 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from dashboard.app import create_app
 from dashboard.users import add_user, from_row, get_user
 from history import open_database
 from history import patrol as svc
-from history.schema import actions
+from history.archiver import store
+from history.schema import actions, camera_faults
 from pipeline.config import load_config
 from pipeline.publish import bus
 from pipeline.publish.status import CameraStatus
@@ -29,6 +31,7 @@ from pipeline.record.segments import SegmentWriter
 from tests.support.dashboard import (
     PASSWORD,
     LoggedIn,
+    alert_msg,
     fresh_pg_database,
     postgres_url,  # noqa: F401  (fixture)
 )
@@ -245,7 +248,7 @@ def test_patrol_of_four_cameras_with_a_finding_handled_by_another_operator(env: 
     assert faults["door"]["since"] == pytest.approx(lost, abs=0.01)
     assert li.ok("GET", "/api/patrol/faults")["faults"] == []
     # the offline check: a camera the workers have reported without a picture for longer than the threshold
-    gone = time.time() - svc.OFFLINE_FAULT_S - 60
+    gone = time.time() - env["cfg"].dashboard.fault_after_s - 60
     bus.set_camera_status(r, keys, CameraStatus("lobby", state="backoff", since=gone, last_frame_time=gone))
     checked = {f["camera"]: f for f in wang.ok("GET", "/api/patrol/faults")["faults"] if f["kind"] == "offline"}
     assert checked["lobby"]["source"] == "check" and checked["lobby"]["reported_by"] == "offline_check"
@@ -296,6 +299,51 @@ def test_phone_report_without_a_camera_is_dispatched_closed_and_gets_cameras_lat
     assert alarm["cameras"] == ["lobby", "gate"] and alarm["range_end"] == pytest.approx(t1 - 300)
     assert alarm["caller"] == "Ms Chen" and alarm["source"] == "phone" and alarm["state"] == "resolved"
     assert alarm["point"] == [120.5, 80]
+
+
+def test_cameras_offline_or_tampered_past_the_configured_threshold_go_on_the_fault_list_unasked(
+        env: dict[str, Any]) -> None:
+    """The threshold is ``dashboard.fault_after_s``; the dashboard checks by itself (no page has to read the list),
+    and a tamper alert that has held that long lists its camera too, with the check and the tamper kinds."""
+    cfg, engine, r, keys = env["cfg"], env["engine"], env["r"], env["keys"]
+    assert cfg.dashboard.fault_after_s == 300.0  # the default
+    cfg60 = cfg.model_copy(update={"dashboard": cfg.dashboard.model_copy(update={"fault_after_s": 60.0})})
+    now = time.time()
+
+    def tamper(alert_id: str, camera: str, kind: str, start: float, phase: str = "new") -> None:
+        msg = alert_msg(alert_id, phase=phase, t=now if phase == "end" else start, camera=camera, kind="tamper",
+                        start=start)
+        msg["rule"] = {"id": f"tamper:{kind}", "kind": "tamper", "severity": "high"}
+        with engine.begin() as conn:
+            store(conn, None, msg)
+
+    tamper("t-moved", "lobby", "moved", now - 400)  # held 400 s: over both thresholds
+    tamper("t-dark", "lobby", "dark", now - 200)  # the same camera: its open fault stays the one
+    tamper("t-blur", "gate", "blur", now - 120)  # 120 s: over 60, under 300
+    tamper("t-over", "square", "covered", now - 900, phase="end")  # ended: the picture is normal again
+    with engine.begin() as conn:
+        assert svc.check_faults(conn, cfg, {"yard": now - 120}, now) == 1  # lobby only: 300 s threshold
+        assert svc.check_faults(conn, cfg60, {"yard": now - 120}, now) == 2  # then gate, and yard offline
+        assert svc.check_faults(conn, cfg60, {"yard": now - 120}, now) == 0  # each listed once
+    wang = Op(env["app"], "wang")
+    faults = {(f["camera"], f["kind"]): f for f in wang.ok("GET", "/api/patrol/faults")["faults"]}
+    assert set(faults) == {("lobby", "tampered"), ("gate", "tampered"), ("yard", "offline")}
+    lobby = faults["lobby", "tampered"]
+    assert lobby["since"] == pytest.approx(now - 400, abs=0.01) and lobby["source"] == "check"
+    assert lobby["check"] == "tamper_check" and lobby["note"] == "moved"  # dark: 200 s, under 300 when listed
+    assert faults["yard", "offline"]["check"] == "offline_check"
+    assert wang.ok("GET", "/api/patrol/faults")["offline_after_s"] == 300.0
+
+    # no page reads the list: the dashboard's own check (every 30 s, the first a second after it starts)
+    gone = time.time() - 400
+    bus.set_camera_status(r, keys, CameraStatus("door", state="backoff", since=gone, last_frame_time=gone))
+
+    def door_listed() -> bool:
+        with engine.connect() as conn:
+            return conn.execute(select(camera_faults.c.id).where(camera_faults.c.camera_id == "door",
+                                                                 camera_faults.c.kind == "offline")).first() is not None
+    with TestClient(env["app"]):  # runs the app's lifespan (its background checks)
+        wait_for(door_listed, 20, lambda: "door not on the fault list")
 
 
 @pytest.fixture(scope="module")
