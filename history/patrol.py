@@ -45,6 +45,7 @@ from history.schema import (
     FAULT_KINDS,
     PATROL_MARKS,
     alerts,
+    camera_events,
     camera_faults,
     manual_alarms,
     patrol_marks,
@@ -461,28 +462,91 @@ def repair_step(conn: Connection, actor: Actor, fault_id: int, step: str, can_cl
     return fault_view(conn.execute(select(camera_faults).where(camera_faults.c.id == fault_id)).one())
 
 
-def availability(conn: Connection, actor: Actor, start: float, end: float) -> dict[str, float]:
-    """Per camera, the share of [start, end) without an unrepaired fault (0..100): availability for reports."""
-    span = max(end - start, 1e-9)
-    down: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for r in conn.execute(select(camera_faults).where(camera_faults.c.since < end,
-                                                      or_(camera_faults.c.repaired_at.is_(None),
-                                                          camera_faults.c.repaired_at > start))):
-        if actor.sees_cell(r.grid_cell_id):
-            down[r.camera_id].append((max(r.since, start), min(r.repaired_at or end, end)))
-    out = {}
-    for cam, spans in down.items():
-        spans.sort()
-        total, cur_s, cur_e = 0.0, spans[0][0], spans[0][1]
-        for s, e in spans[1:]:
-            if s > cur_e:
-                total += cur_e - cur_s
-                cur_s, cur_e = s, e
-            else:
-                cur_e = max(cur_e, e)
-        total += cur_e - cur_s
-        out[cam] = round(100.0 * (1 - total / span), 1)
+def _merged(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(x for x in spans if x[1] > x[0]):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
     return out
+
+
+def _overlap(spans: list[tuple[float, float]], a: float, b: float) -> float:
+    return sum(max(0.0, min(e, b) - max(s, a)) for s, e in spans)
+
+
+def down_spans(conn: Connection, cfg: Config, actor: Actor, start: float,
+               stop: float) -> dict[str, list[tuple[float, float]]]:
+    """Per camera of the user's cells, the merged spans of [start, stop) it was down: on the fault list (from its
+    start until it is marked repaired) or offline (the workers' camera events: from going offline to coming back)."""
+    cams = [c for c, cam in cfg.cameras.items() if actor.sees_cell(cam.grid_cell)]
+    down: dict[str, list[tuple[float, float]]] = {c: [] for c in cams}
+    for r in conn.execute(select(camera_faults.c.camera_id, camera_faults.c.since, camera_faults.c.repaired_at)
+                          .where(camera_faults.c.since < stop,
+                                 or_(camera_faults.c.repaired_at.is_(None), camera_faults.c.repaired_at > start))):
+        if r.camera_id in down:
+            down[r.camera_id].append((max(r.since, start), min(r.repaired_at or stop, stop)))
+    for c in cams:
+        before = conn.execute(select(camera_events.c.phase).where(camera_events.c.camera_id == c,
+                                                                  camera_events.c.time < start)
+                              .order_by(camera_events.c.time.desc(), camera_events.c.id.desc()).limit(1)).first()
+        off_since = start if before is not None and before.phase == "offline" else None
+        for e in conn.execute(select(camera_events.c.phase, camera_events.c.time)
+                              .where(camera_events.c.camera_id == c, camera_events.c.time >= start,
+                                     camera_events.c.time < stop).order_by(camera_events.c.time, camera_events.c.id)):
+            if e.phase == "offline" and off_since is None:
+                off_since = e.time
+            elif e.phase == "online" and off_since is not None:
+                down[c].append((off_since, e.time))
+                off_since = None
+        if off_since is not None:
+            down[c].append((off_since, stop))
+    return {c: _merged(spans) for c, spans in down.items()}
+
+
+def availability(conn: Connection, cfg: Config, actor: Actor, start: float, end: float,
+                 now: float | None = None) -> dict[str, float]:
+    """Per camera of the user's cells, the share (0..100) of [start, end) up to now it was not down."""
+    stop = min(end, time.time() if now is None else now)
+    span = stop - start
+    if span <= 0:
+        return {}
+    return {c: round(100.0 * (1 - _overlap(spans, start, stop) / span), 1)
+            for c, spans in down_spans(conn, cfg, actor, start, stop).items()}
+
+
+def availability_by_day(conn: Connection, cfg: Config, actor: Actor, start: float, end: float,
+                        now: float | None = None) -> dict[str, Any]:
+    """Per camera of the user's cells and per local day (the config's zone) of [start, end): the fraction
+    (0..1) of the day, up to now, it was neither on the fault list nor offline, and the seconds it was down.
+
+    A day only partly inside the range (or today, until now) counts the part inside."""
+    stop = min(end, time.time() if now is None else now)
+    tz = cfg.tzinfo()
+    days: list[tuple[str, float, float]] = []
+    if stop > start:
+        day = dt.datetime.fromtimestamp(start, tz).date()
+        while True:
+            d0 = dt.datetime.combine(day, dt.time(), tzinfo=tz).timestamp()
+            if d0 >= stop:
+                break
+            nxt = day + dt.timedelta(days=1)
+            d1 = dt.datetime.combine(nxt, dt.time(), tzinfo=tz).timestamp()
+            a, b = max(d0, start), min(d1, stop)
+            if b > a:
+                days.append((day.isoformat(), a, b))
+            day = nxt
+    rows = []
+    for c, spans in down_spans(conn, cfg, actor, start, stop).items():
+        cam = cfg.cameras[c]
+        per = []
+        for name, a, b in days:
+            lost = _overlap(spans, a, b)
+            per.append({"day": name, "seconds": round(b - a, 1), "down_s": round(lost, 1),
+                        "available": round(1 - lost / (b - a), 4)})
+        rows.append({"camera": c, "name": cam.name, "grid_cell": cam.grid_cell, "days": per})
+    return {"days": [d[0] for d in days], "cameras": rows}
 
 
 # ----------------------------------------------------------------------------------------- manual alarms
@@ -669,7 +733,8 @@ def evidence(conn: Connection, alert_id: str) -> tuple[list[str], float, float] 
 
 def shift_report(conn: Connection, cfg: Config, actor: Actor, start: float, end: float) -> dict[str, Any]:
     """Per operator over [start, end): plans run, cameras patrolled vs planned (coverage %), findings, manual
-    alarms and what became of them, faults found; plus the cells' availability per camera."""
+    alarms and what became of them, faults found; plus the cells' availability per camera, over the range
+    (``availability``, %) and per day (``availability_by_day``, fractions)."""
     ops: dict[str, dict[str, Any]] = {}
 
     def op(username: str, name: str | None = None) -> dict[str, Any]:
@@ -712,7 +777,8 @@ def shift_report(conn: Connection, cfg: Config, actor: Actor, start: float, end:
                       "coverage": round(100.0 * patrolled / planned, 1) if planned else None,
                       "findings": sum(o["findings"] for o in rows),
                       "alarms": sum(len(o["alarms"]) for o in rows), "faults": sum(o["faults"] for o in rows)},
-            "availability": availability(conn, actor, start, end)}
+            "availability": availability(conn, cfg, actor, start, end),
+            "availability_by_day": availability_by_day(conn, cfg, actor, start, end)}
 
 
 def last_slot(schedule: dict[str, Any], now: float, tz: dt.tzinfo | None) -> float | None:

@@ -161,6 +161,8 @@ class ReportOut(Reply):
     end: float
     operators: list[dict[str, Any]]
     total: dict[str, Any]
+    availability: dict[str, float]
+    availability_by_day: dict[str, Any]
 
 
 class SupervisorOut(Reply):
@@ -351,7 +353,8 @@ async def repair(fault_id: RowId, body: RepairBody, d: DashboardDep, user: Curre
 @router.get("/api/patrol/report", response_model=ReportOut)
 async def report(d: DashboardDep, user: CurrentUser, start: float | None = None,
                  end: float | None = None) -> dict[str, Any]:
-    """Per operator over a shift (default: the last 12 hours): plans run, coverage, findings, alarms, faults."""
+    """Per operator over a shift (default: the last 12 hours): plans run, coverage, findings, alarms, faults;
+    per camera its availability over the range and per day (the share not faulty nor offline)."""
     t0, t1 = _range(start, end)
     return await _run(_tx(d, svc.shift_report, d.config(), user, t0, t1))
 

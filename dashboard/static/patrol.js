@@ -130,6 +130,7 @@ async function loadReport() {
     SE.el("td", { class: "num", text: String(o.findings) }), SE.el("td", { class: "num", text: String(o.alarms.length) }),
     SE.el("td", { text: outcome(o.outcomes) }), SE.el("td", { class: "num", text: String(o.faults) })));
   document.getElementById("r-rows").replaceChildren(...rows);
+  showAvailability(r.availability_by_day);
   const ps = (await SE.api(`/api/patrols?start=${start}&end=${end}`)).patrols;
   document.getElementById("r-patrols").replaceChildren(...ps.map(p => SE.el("tr", { "data-patrol": p.id },
     SE.el("td", { text: SE.fmt(p.started_at) }), SE.el("td", { text: p.plan_name }), SE.el("td", { text: p.user.name }),
@@ -143,6 +144,25 @@ function checkText(x) {
   const kinds = x.check === "tamper_check" && x.note
     ? x.note.split(", ").map(k => SE.messages[`patrol.tamper.${k}`] ? SE.t(`patrol.tamper.${k}`) : k).join(", ") : "";
   return SE.t(`patrol.check.${x.check}`) + (kinds ? ` (${kinds})` : "");
+}
+
+// Availability per camera per day: the share of the day (up to now) a camera was neither faulty nor offline.
+function showAvailability(av) {
+  let table = document.getElementById("r-avail");
+  if (!table) {
+    const report = document.querySelector("[data-testid=report]");
+    report.append(SE.el("h3", { text: SE.t("patrol.availability_by_day") }),
+      SE.el("p", { class: "dim", text: SE.t("patrol.availability_hint") }));
+    table = SE.el("table", { class: "grid", id: "r-avail" });
+    report.append(table);
+  }
+  const head = SE.el("tr", {}, SE.el("th", { text: SE.t("patrol.camera") }),
+    ...av.days.map(d => SE.el("th", { class: "num", text: d })));
+  const pct = x => (100 * x.available).toFixed(1) + " %";
+  const rows = av.cameras.map(c => SE.el("tr", { "data-camera": c.camera }, SE.el("td", { text: c.name }),
+    ...c.days.map(x => SE.el("td", { class: x.available < 1 ? "num down" : "num", "data-day": x.day, text: pct(x),
+      title: SE.t("patrol.down_for", { d: SE.duration(x.down_s) }) }))));
+  table.replaceChildren(SE.el("thead", {}, head), SE.el("tbody", {}, ...rows));
 }
 
 async function loadFaults() {

@@ -23,7 +23,7 @@ from dashboard.users import add_user, from_row, get_user
 from history import open_database
 from history import patrol as svc
 from history.archiver import store
-from history.schema import actions, camera_faults
+from history.schema import actions, camera_events, camera_faults
 from pipeline.config import load_config
 from pipeline.publish import bus
 from pipeline.publish.status import CameraStatus
@@ -344,6 +344,58 @@ def test_cameras_offline_or_tampered_past_the_configured_threshold_go_on_the_fau
                                                                  camera_faults.c.kind == "offline")).first() is not None
     with TestClient(env["app"]):  # runs the app's lifespan (its background checks)
         wait_for(door_listed, 20, lambda: "door not on the fault list")
+
+
+def test_report_shows_each_cameras_availability_per_day(env: dict[str, Any]) -> None:
+    """Availability per camera per local day: the share of the day it was neither on the fault list (until
+    repaired) nor offline (the workers' camera events); overlapping causes count once; only the user's cells."""
+    cfg, engine = env["cfg"], env["engine"]
+    tz = cfg.tzinfo()
+    day0 = dt.datetime.combine(dt.datetime.now(tz).date() - dt.timedelta(days=3), dt.time(), tzinfo=tz).timestamp()
+    h = 3600.0
+
+    def event(camera: str, phase: str, t: float) -> None:
+        cam = cfg.cameras[camera]
+        with engine.begin() as conn:
+            conn.execute(camera_events.insert().values(dedupe_key=f"{camera}|{phase}|{t}", camera_id=camera,
+                                                       camera_name=cam.name, grid_cell_id=cam.grid_cell,
+                                                       phase=phase, time=t, state="backoff"))
+
+    def fault(camera: str, kind: str, since: float, repaired: float | None) -> None:
+        with engine.begin() as conn:
+            f = svc.add_fault(conn, cfg, camera, kind, since, "patrol", "wang")
+            if repaired is not None:
+                conn.execute(camera_faults.update().where(camera_faults.c.id == f["id"])
+                             .values(state="repaired", repaired_at=repaired, repaired_by="eng"))
+
+    event("gate", "offline", day0 + 6 * h)  # 3 h offline on the first day
+    event("gate", "online", day0 + 9 * h)
+    fault("yard", "dark", day0 + 20 * h, day0 + 30 * h)  # 4 h on the first day, 6 h on the second
+    event("lobby", "offline", day0 - h)  # offline since before the range, back at 01:30 ...
+    event("lobby", "online", day0 + 1.5 * h)
+    fault("lobby", "blurred", day0 + h, day0 + 2 * h)  # ... and a fault overlapping it: 2 h down, not 2.5
+    event("door", "offline", day0 + 47 * h)  # the last hour of the second day, still offline
+    event("square", "offline", day0 + 2 * h)  # G2: not wang's
+    wang, li = Op(env["app"], "wang"), Op(env["app"], "li")
+    rep = wang.ok("GET", f"/api/patrol/report?start={day0}&end={day0 + 48 * h}")
+    av = rep["availability_by_day"]
+    first = dt.datetime.fromtimestamp(day0, tz).date()
+    assert av["days"] == [first.isoformat(), (first + dt.timedelta(days=1)).isoformat()]
+    got = {c["camera"]: [d["available"] for d in c["days"]] for c in av["cameras"]}
+    assert set(got) == {"lobby", "gate", "yard", "door"}
+    assert got["gate"] == [pytest.approx(1 - 3 / 24, abs=1e-4), 1.0]
+    assert got["yard"] == [pytest.approx(1 - 4 / 24, abs=1e-4), pytest.approx(1 - 6 / 24, abs=1e-4)]
+    assert got["lobby"] == [pytest.approx(1 - 2 / 24, abs=1e-4), 1.0]
+    assert got["door"] == [1.0, pytest.approx(1 - 1 / 24, abs=1e-4)]
+    yard = next(c for c in av["cameras"] if c["camera"] == "yard")
+    assert yard["days"][1]["down_s"] == pytest.approx(6 * h) and yard["days"][1]["seconds"] == pytest.approx(24 * h)
+    assert rep["availability"]["yard"] == pytest.approx(100 * (1 - 10 / 48), abs=0.1)
+    li_av = li.ok("GET", f"/api/patrol/report?start={day0}&end={day0 + 48 * h}")["availability_by_day"]
+    assert [(c["camera"], [d["available"] for d in c["days"]]) for c in li_av["cameras"]] == \
+        [("square", [pytest.approx(1 - 22 / 24, abs=1e-4), 0.0])]
+    # today counts up to now: a range ending later than now is not padded with available time
+    today = wang.ok("GET", f"/api/patrol/report?start={time.time() - 600}&end={time.time() + 3000}")
+    assert all(d["seconds"] <= 601 for c in today["availability_by_day"]["cameras"] for d in c["days"])
 
 
 @pytest.fixture(scope="module")
