@@ -201,6 +201,10 @@ def test_tour_advances_pauses_raises_a_finding_and_logs_every_camera(stack: dict
         op1.goto(base + "/patrol")
         op1.locator('#r-rows tr[data-operator="op1"]').wait_for(timeout=10_000)
         coverage = op1.locator('#r-rows tr[data-operator="op1"] .coverage').inner_text()
+        door_today = op1.locator('#r-avail tr[data-camera="door"] td[data-day]').last
+        door_today.wait_for(timeout=10_000)  # availability per day: the killed camera lost part of today
+        door_avail = (door_today.get_attribute("class") or "", door_today.inner_text())
+        lobby_avail = op1.locator('#r-avail tr[data-camera="lobby"] td[data-day]').last.inner_text()
         op1.screenshot(path=str(SHOTS / "patrol-page.png"), full_page=True)
         browser.close()
     patrols = eng.get("/api/patrols").json()["patrols"]
@@ -208,6 +212,8 @@ def test_tour_advances_pauses_raises_a_finding_and_logs_every_camera(stack: dict
     times = {c["camera"]: c["on_screen_s"] for c in log["cameras"]}
     assert log["state"] == "finished" and log["not_patrolled"] == ["door"] and log["coverage"] == 75.0
     assert coverage == "75 %"
+    assert "down" in door_avail[0].split() and door_avail[1].endswith(" %"), door_avail
+    assert lobby_avail.endswith(" %"), lobby_avail
     assert all(DWELL_S - 0.5 <= times[c] for c in ("lobby", "gate", "yard")), times
     assert log["cameras"][3]["offline"] is True and times["door"] < 2.5  # shown offline, skipped at once
     faults = {f["camera"]: f for f in eng.get("/api/patrol/faults").json()["faults"]}
