@@ -125,7 +125,8 @@ def _scan(d: Dashboard, root: Path) -> SyncResult:
         known = {r.export_id: r for r in conn.execute(
             select(export_jobs.c.id, export_jobs.c.export_id, export_jobs.c.state, export_jobs.c.runner,
                    export_jobs.c.path).where(export_jobs.c.export_id.is_not(None)))}
-        known_cases = set(conn.execute(select(cases.c.name)).scalars())
+        # a case folder <cases>/<name> is taken by the row without a folder of its own (one per name)
+        known_cases = set(conn.execute(select(cases.c.name).where(cases.c.folder.is_(None))).scalars())
     found = {f.export_id: f for f in _exports(root, set(known))}
     for name, folder in _case_folders(root):
         if name not in known_cases and _import_case(d, name, folder):
@@ -271,7 +272,8 @@ def _import_export(d: Dashboard, cfg: Config, f: _Found) -> bool:
     warnings = _warnings(m)
     try:
         with d.engine.begin() as conn:
-            if case is not None and conn.execute(select(cases.c.name).where(cases.c.name == case)).first() is None:
+            if case is not None and conn.execute(select(cases.c.name).where(
+                    cases.c.name == case, cases.c.folder.is_(None))).first() is None:
                 case = None  # its case folder is gone (or was refused as a name): the export stands alone
             conn.execute(export_jobs.insert().values(
                 id=f"cli-{f.export_id}", export_id=f.export_id, user_id=None, username=cli_user(os_user),

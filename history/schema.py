@@ -17,7 +17,8 @@ happens in storage; the page shows them in the config's zone.
   dispatch steps (signed for, on scene, feedback) without an account (migration 0003).
 - ``export_jobs`` and ``cases``: exports started from the page (who, which cameras and range, their
   progress, files and manifest hash, release) and the cases grouping them (name, description,
-  linked alerts) (migration 0004).  The files themselves live under ``<data_dir>/exports``.
+  linked alerts) (migration 0004); a case is its owner and its name, with its own folder (migration
+  0010_case_owner).  The files themselves live under ``<data_dir>/exports``.
 - ``segment_catalog``: which worker holds which recorded segment (camera, start, end, bytes, sha256,
   fencing token, the worker's segment server), announced by the workers on ``P:segments`` and
   stored by the archiver, so export and the alert clip find recordings across machines
@@ -237,12 +238,16 @@ export_jobs = Table(
 
 cases = Table(
     "cases", metadata,
-    Column("name", String(80), primary_key=True, doc="also the case's folder name (pipeline.export.paths checks it)"),
+    Column("name", String(80), primary_key=True, doc="the case's name (pipeline.export.paths checks it)"),
     Column("description", Text, nullable=False, server_default=""),
     Column("alerts", Text, nullable=False, server_default="[]", doc="JSON list of linked alert ids"),
     Column("created_at", Float, nullable=False),
-    Column("created_by", String(64), nullable=False),
+    Column("created_by", String(64), primary_key=True,
+           doc="its owner: a case is (owner, name), so two users' cases of one name are two cases"),
     Column("updated_at", Float, nullable=False),
+    Column("folder", String(200), nullable=True,
+           doc="its folder under <exports>/cases (pipeline.export.cases.owned_dir); NULL: the name itself "
+               "(cases of the command line, and those made before cases had an owner)"),
 )
 
 login_throttles = Table(

@@ -221,13 +221,16 @@ async def save_case(body: CaseBody, d: DashboardDep, user: CurrentUser, remote: 
 
 
 @router.get("/api/cases/{name}/download")
-async def download_case(name: str, d: DashboardDep, user: CurrentUser, remote: RemoteAddr) -> FileResponse:
-    """A case as one ZIP, for users who may see every camera of every export in it."""
+async def download_case(name: str, d: DashboardDep, user: CurrentUser, remote: RemoteAddr,
+                        owner: str | None = Query(None, max_length=64)) -> FileResponse:
+    """The user's own case as one ZIP, or (``owner``) the command line's or, for admins, anyone's; for users
+    who may see every camera of every export in it."""
     check_case(name)
-    path = await run_in_threadpool(case_service.case_download, d, user, name)
+    path = await run_in_threadpool(case_service.case_download, d, user, name, owner)
     if path is None:
         raise refuse(404, "not_found")
-    await run_in_threadpool(jobs.audit, d, "case_download", user, remote, case=name, file=path.name)
+    await run_in_threadpool(jobs.audit, d, "case_download", user, remote, case=name, owner=owner or user.username,
+                            file=path.name)
     return FileResponse(path, media_type="application/zip", filename=f"sharpeye-case-{name.replace(' ', '_')}.zip",
                         headers={"Cache-Control": "private, no-store"})
 

@@ -1,6 +1,8 @@
 """Cases, protected storage and the camera timeline: the exports page's look-ups besides the jobs.
 
-Scopes as for the jobs: a case is listed only to users who may see every camera of its exports and the
+A case belongs to who made it: it is its owner and its name, so a name another user has already taken
+gives a new case of one's own (its own folder and signed manifest), answered as any new name is.  Scopes
+as for the jobs besides: a case is listed only to users who may see every camera of its exports and the
 cell of every alert linked to it (admins and ``*`` see every cell).
 """
 
@@ -11,6 +13,7 @@ import json
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import select, update
 
@@ -27,20 +30,36 @@ from pipeline.export.paths import UnsafeName, exports_root
 from pipeline.export.protect import alert_ranges
 from pipeline.record.catalog import Recordings
 
+CLI_OWNER = "cli:"  # the owner of a case made by `sharpeye export --case` (dashboard.exports_import.cli_user)
 
-def case_doc(d: Dashboard, name: str) -> dict[str, Any]:
+
+def own_row(conn: Any, user: User, name: str) -> Any:
+    """The user's own case of that name, or None: a case is its owner and its name."""
+    return conn.execute(select(cases).where(cases.c.name == name, cases.c.created_by == user.username)).first()
+
+
+def case_folder(d: Dashboard, row: Any) -> Path:
+    """The case's folder: ``<exports>/cases/<name>`` (command line, older cases) or its owner's (``folder``)."""
+    return export_cases.case_folder(exports_root(d.data_dir), row.name, row.folder)
+
+
+def case_doc(d: Dashboard, row: Any) -> dict[str, Any]:
     try:
-        folder = export_cases.case_folder(exports_root(d.data_dir), name)
+        folder = case_folder(d, row)
     except UnsafeName:
         return {}
     return holds.read_json(folder / "case.json", {}) if folder.is_dir() else {}
 
 
 def case_view(d: Dashboard, row: Any, user: User) -> dict[str, Any] | None:
-    """A case for the list, or None when one of its exports has a camera, or one of its linked alerts is of a
-    cell the user may not see."""
+    """A case for the list, or None when it is not the user's to see: another user's case (only admins see
+    those; cases of the command line are everyone's who sees their cells), or one of its exports has a camera,
+    or one of its linked alerts is of a cell the user may not see."""
+    own = row.created_by == user.username
+    if not (own or user.all_cells() or row.created_by.startswith(CLI_OWNER)):
+        return None
     cfg = d.config()
-    doc = case_doc(d, row.name)
+    doc = case_doc(d, row)
     cams = sorted({c for e in doc.get("exports", []) for c in e.get("cameras", [])})
     linked = sorted({*loads_json(row.alerts, []), *doc.get("alerts", [])})
     cells = set(camera_cells(cfg, cams))
@@ -49,22 +68,17 @@ def case_view(d: Dashboard, row: Any, user: User) -> dict[str, Any] | None:
             cells |= set(conn.execute(select(alerts.c.grid_cell_id).where(alerts.c.id.in_(linked[:500]))).scalars())
     if not sees_all(user, sorted(cells)):
         return None
+    # another's case (an admin's list, the command line's) names its owner: the name alone is the user's own
+    link = f"/api/cases/{row.name}/download" + ("" if own else f"?owner={quote(row.created_by, safe='')}")
     return {"name": row.name, "description": row.description, "alerts": linked, "created_at": row.created_at,
             "created_by": row.created_by, "updated_at": row.updated_at, "cameras": cams,
             "exports": [e.get("id") for e in doc.get("exports", [])],
-            "download": f"/api/cases/{row.name}/download" if doc.get("exports") else None}
-
-
-
-def may_change(d: Dashboard, row: Any, user: User) -> bool:
-    """Whether ``user`` may add to or change an existing case: it must be visible to them and theirs (its
-    creator), or they are an admin.  Another cell's user adding their camera would hide the case from its
-    owner: a case belongs to who made it."""
-    return case_view(d, row, user) is not None and (user.all_cells() or row.created_by == user.username)
+            "download": link if doc.get("exports") else None}
 
 
 def list_cases(d: Dashboard, user: User) -> list[dict[str, Any]]:
-    """The cases the user may see, newest change first."""
+    """The cases the user may see (their own, the command line's, and for admins everyone's), newest change
+    first."""
     exports_import.sync(d)  # cases of `sharpeye export --case` (throttled)
     with d.engine.connect() as conn:
         rows = conn.execute(select(cases).order_by(cases.c.updated_at.desc())).all()
@@ -73,40 +87,44 @@ def list_cases(d: Dashboard, user: User) -> list[dict[str, Any]]:
 
 def save_case(d: Dashboard, user: User, name: str, description: str, linked_alerts: list[str],
               remote: str | None) -> dict[str, Any]:
-    """Create a case, or change its description and linked alerts (alerts of the user's cells only; the
-    caller has stored from the bus those the archiver has not stored yet)."""
+    """Create the user's case, or change its description and linked alerts (alerts of the user's cells only;
+    the caller has stored from the bus those the archiver has not stored yet).
+
+    A case is its owner and its name: a name another user already has gives this user a case of their own,
+    with its own folder, answered exactly as a new name is, so a name cannot be probed and nobody's case is
+    reached through its name."""
     now = time.time()
     with d.engine.begin() as conn:
         for aid in linked_alerts:
             row = conn.execute(select(alerts.c.grid_cell_id).where(alerts.c.id == aid)).first()
             if row is None or not user.sees_cell(row.grid_cell_id):
                 raise refuse(404, "not_found", alert_id=aid[:128])
-        old = conn.execute(select(cases).where(cases.c.name == name)).first()
-        if old is not None and not may_change(d, old, user):
-            raise refuse(404, "not_found")  # the same answer as for a case that does not exist
+        old = own_row(conn, user, name)
         linked = sorted(set(linked_alerts))
         if old is None:
             conn.execute(cases.insert().values(name=name, description=description, alerts=json.dumps(linked),
-                                               created_at=now, created_by=user.username, updated_at=now))
+                                               created_at=now, created_by=user.username, updated_at=now,
+                                               folder=export_cases.owned_dir(user.username, name)))
         else:
-            conn.execute(update(cases).where(cases.c.name == name).values(
+            conn.execute(update(cases).where(cases.c.name == name, cases.c.created_by == user.username).values(
                 description=description, alerts=json.dumps(linked), updated_at=now))
         record(conn, "case_create" if old is None else "case_update", user_id=user.id, username=user.username,
                remote=remote, data={"case": name, "alerts": linked})
-        row = conn.execute(select(cases).where(cases.c.name == name)).first()
+        row = own_row(conn, user, name)
     view = case_view(d, row, user)
-    assert view is not None
+    if view is None:  # the user's own case holding a camera or alert they may no longer see
+        raise refuse(404, "not_found")
     return view
 
 
-def case_zip(d: Dashboard, name: str) -> Path:
+def case_zip(d: Dashboard, row: Any) -> Path:
     """The whole case as one ZIP (every export with its manifest, and the signed case manifest), made when
     the case changed since the last one."""
-    folder = export_cases.case_folder(exports_root(d.data_dir), name)
+    folder = case_folder(d, row)
     stamp = (folder / "case.json").stat().st_mtime_ns
     tag = holds.read_json(folder / "case.json", {}).get("updated", {}).get("epoch", 0)
     cache = zip_cache(d)
-    prefix = "case-" + hashlib.sha256(name.encode()).hexdigest()[:20]
+    prefix = "case-" + hashlib.sha256(f"{row.created_by}\0{row.name}".encode()).hexdigest()[:20]
     dest = cache / f"{prefix}-{stamp}-{round(float(tag) * 1000)}.zip"
     if not dest.is_file():
         export_cases.zip_folder(folder, dest)
@@ -116,15 +134,16 @@ def case_zip(d: Dashboard, name: str) -> Path:
     return dest
 
 
-
-def case_download(d: Dashboard, user: User, name: str) -> Path | None:
-    """The whole case as one ZIP, for users who may see every camera of every export in it; None otherwise."""
+def case_download(d: Dashboard, user: User, name: str, owner: str | None = None) -> Path | None:
+    """The whole case as one ZIP: the user's own case of that name, or (``owner``) a case of the command line
+    or, for admins, anyone's, when the user may see every camera of every export in it; None otherwise."""
     with d.engine.connect() as conn:
-        row = conn.execute(select(cases).where(cases.c.name == name)).first()
+        row = own_row(conn, user, name) if owner is None else conn.execute(
+            select(cases).where(cases.c.name == name, cases.c.created_by == owner)).first()
     view = case_view(d, row, user) if row is not None else None
     if view is None or not view["download"]:
         return None
-    return case_zip(d, name)
+    return case_zip(d, row)
 
 
 # ------------------------------------------------------------------------------------------ protected storage

@@ -329,7 +329,7 @@ def _run_job(d: Dashboard, job_id: str, req: ExportRequest, user: User, remote: 
                 files=json.dumps(files), manifest_sha256=manifest_sha, size_bytes=size,
                 warnings=json.dumps(res.warnings, ensure_ascii=False), finished_at=time.time()))
             if req.case:
-                _touch_case(conn, req.case, user, (req.alert or {}).get("alert_id"))
+                _touch_case(conn, req, user)
             record(conn, "export_done", user_id=user.id, username=user.username,
                    alert_id=(req.alert or {}).get("alert_id"), remote=remote,
                    data={"job": job_id, "export_id": res.id, "bytes": size, "seconds": round(res.seconds, 3),
@@ -345,17 +345,21 @@ def _run_job(d: Dashboard, job_id: str, req: ExportRequest, user: User, remote: 
                    alert_id=(req.alert or {}).get("alert_id"), remote=remote, data={"job": job_id, "error": msg[:500]})
 
 
-def _touch_case(conn: Any, name: str, user: User, alert_id: str | None) -> None:
-    row = conn.execute(select(cases).where(cases.c.name == name)).first()
+def _touch_case(conn: Any, req: ExportRequest, user: User) -> None:
+    """The user's own case the export went into: its alert linked, its change time now."""
+    name, alert_id = req.case, (req.alert or {}).get("alert_id")
+    mine = (cases.c.name == name, cases.c.created_by == user.username)
+    row = conn.execute(select(cases).where(*mine)).first()
     now = time.time()
     if row is None:
         conn.execute(cases.insert().values(name=name, description="", alerts=json.dumps([alert_id] if alert_id else []),
-                                           created_at=now, created_by=user.username, updated_at=now))
+                                           created_at=now, created_by=user.username, updated_at=now,
+                                           folder=req.case_dir))
         return
     linked = loads_json(row.alerts, [])
     if alert_id and alert_id not in linked:
         linked.append(alert_id)
-    conn.execute(update(cases).where(cases.c.name == name).values(alerts=json.dumps(linked), updated_at=now))
+    conn.execute(update(cases).where(*mine).values(alerts=json.dumps(linked), updated_at=now))
 
 
 
@@ -425,19 +429,21 @@ async def start(d: Dashboard, pool: Runner, user: User, remote: str | None, *, a
         cells = camera_cells(cfg, cams)
         now = time.time()
         description: str | None = None
+        case_dir: str | None = None
         with d.engine.begin() as conn:
             if case is not None:
-                from dashboard.services.cases import may_change
-                existing = conn.execute(select(cases).where(cases.c.name == case)).first()
-                if existing is not None and not may_change(d, existing, user):
-                    raise refuse(404, "not_found")  # another's case: never taken over, nor told apart from none
-                if existing is None:
+                # the user's own case of that name: another's of the same name is never reached (nor told
+                # apart from none); a name new to this user makes their case, in a folder of its own
+                mine = (cases.c.name == case, cases.c.created_by == user.username)
+                if conn.execute(select(cases.c.name).where(*mine)).first() is None:
                     conn.execute(cases.insert().values(name=case, description=case_description or "",
                                                        alerts="[]", created_at=now, created_by=user.username,
-                                                       updated_at=now))
+                                                       updated_at=now,
+                                                       folder=export_cases.owned_dir(user.username, case)))
                     record(conn, "case_create", user_id=user.id, username=user.username, remote=remote,
                            data={"case": case})
-                description = conn.execute(select(cases.c.description).where(cases.c.name == case)).scalar()
+                description, case_dir = conn.execute(select(cases.c.description, cases.c.folder)
+                                                     .where(*mine)).one()
             conn.execute(export_jobs.insert().values(
                 id=job_id, user_id=user.id, username=user.username, cameras=json.dumps(cams),
                 grid_cells=json.dumps(cells), start=start, end=end, alert_id=clip.alert_id if clip else None,
@@ -448,7 +454,7 @@ async def start(d: Dashboard, pool: Runner, user: User, remote: str | None, *, a
                    remote=remote, data={"job": job_id, "cameras": cams, "start": start, "end": end, "case": case,
                                         "precise": precise})
             row = conn.execute(select(export_jobs).where(export_jobs.c.id == job_id)).first()
-        req = ExportRequest(cams, start, end, precise=precise, zip=case is None, case=case,
+        req = ExportRequest(cams, start, end, precise=precise, zip=case is None, case=case, case_dir=case_dir,
                             case_description=(description or None) if case else None,
                             alert=clip.summary() if clip else None)
         return {"row": row, "req": req}

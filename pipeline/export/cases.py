@@ -11,7 +11,9 @@ the dashboard, not here).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -21,20 +23,39 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline.export.holds import locked, read_json, write_json
 from pipeline.export.manifest import CASE_SCHEMA, hash_path, signing_block, write_signed
-from pipeline.export.paths import CASES_DIR, check_case_name, exports_root, inside
+from pipeline.export.paths import CASES_DIR, UnsafeName, check_case_name, exports_root, inside
 from pipeline.export.times import both, zone_name
 
 INDEX_NAME = "cases.json"
 STORED_SUFFIXES = (".mp4", ".zip")  # already compressed: stored in a ZIP as they are
+_OWNER_RE = re.compile(r"^@[0-9a-f]{20}$")
 
 
 def index_path(data_dir: Path) -> Path:
     return exports_root(data_dir) / INDEX_NAME
 
 
-def case_folder(root: Path, name: str) -> Path:
-    """``<root>/cases/<name>``, the name checked and the path kept inside ``root``."""
-    return inside(root, CASES_DIR, check_case_name(name))
+def owned_dir(owner: str, name: str) -> str:
+    """The folder of ``owner``'s case ``name``, relative to ``<root>/cases``: ``@<owner hash>/<name>``.
+
+    A case is its owner and its name: two users who both name a case ``C-1`` get two folders, two
+    signed manifests.  The owner's part is a hash (an account name never becomes a path) and starts
+    with ``@``, which no case name does, so it is never read as a case of the command line (those,
+    and cases made before cases had an owner, are ``<root>/cases/<name>``)."""
+    return f"@{hashlib.sha256(owner.encode()).hexdigest()[:20]}/{check_case_name(name)}"
+
+
+def check_case_dir(name: str, sub: str) -> list[str]:
+    """The parts of ``sub`` (a case folder relative to ``<root>/cases``): ``<name>`` or ``@<hash>/<name>``."""
+    parts = sub.split("/")
+    if parts[-1] != check_case_name(name) or len(parts) > 2 or (len(parts) == 2 and not _OWNER_RE.match(parts[0])):
+        raise UnsafeName(f"case folder {sub!r} is not the folder of case {name!r}")
+    return parts
+
+
+def case_folder(root: Path, name: str, sub: str | None = None) -> Path:
+    """``<root>/cases/<sub or name>``, the name and folder checked and the path kept inside ``root``."""
+    return inside(root, CASES_DIR, *check_case_dir(name, sub or name))
 
 
 def read_index(data_dir: Path) -> dict[str, Any]:
@@ -42,12 +63,14 @@ def read_index(data_dir: Path) -> dict[str, Any]:
 
 
 def add_export(data_dir: Path, root: Path, name: str, export_doc: dict[str, Any], folder_name: str,
-               key: Ed25519PrivateKey, tz: dt.tzinfo | None, user: str, description: str | None = None) -> Path:
+               key: Ed25519PrivateKey, tz: dt.tzinfo | None, user: str, description: str | None = None,
+               sub: str | None = None) -> Path:
     """Record an export (already written inside the case folder) in the case manifest and the index.
 
-    Returns the case folder.  The case manifest is rewritten and re-signed each time.
+    ``sub``: the case's folder under ``<root>/cases`` when not its name (``owned_dir``); the index
+    keys the case by it.  Returns the case folder.  The case manifest is rewritten and re-signed each time.
     """
-    folder = case_folder(root, name)
+    folder = case_folder(root, name, sub)
     with locked(index_path(data_dir)):
         case_doc_path = folder / "case.json"
         old = read_json(case_doc_path, {})
@@ -71,7 +94,7 @@ def add_export(data_dir: Path, root: Path, name: str, export_doc: dict[str, Any]
                 hashes[f"{e['folder']}/{f}"] = hash_path(folder / e["folder"] / f)
         write_signed(folder, "case", body, render_case_text(body), key, hashes)
         index = read_index(data_dir)
-        index.setdefault("cases", {})[name] = {
+        index.setdefault("cases", {})[sub or name] = {
             "path": str(folder), "description": desc, "created": body["created"]["utc"],
             "updated": body["updated"]["utc"], "exports": [e["id"] for e in exports], "alerts": alerts}
         write_json(index_path(data_dir), index)

@@ -75,6 +75,8 @@ class ExportRequest:
     case: str | None = None
     case_description: str | None = None
     alert: dict[str, Any] | None = None  # the alert the export was made for (AlertClip.summary())
+    # the case's folder under <exports>/cases when not its name: a page user's own case (cases.owned_dir)
+    case_dir: str | None = None
 
 
 @dataclass
@@ -158,7 +160,7 @@ def run_export(cfg: Config, req: ExportRequest, user: str, via: str = "command l
     export_id = f"{compact_utc(created)}-{secrets.token_hex(3)}"
     root = Path(req.out_dir) if req.out_dir is not None else exports_root(data)
     try:
-        base = cases.case_folder(root, req.case) if req.case else Path(root).resolve()
+        base = cases.case_folder(root, req.case, req.case_dir) if req.case else Path(root).resolve()
         folder = inside(base, export_id)
     except UnsafeName as e:
         raise ExportError(str(e), 2) from None
@@ -172,7 +174,7 @@ def run_export(cfg: Config, req: ExportRequest, user: str, via: str = "command l
         raise
     try:
         holds.put(data, export_id, [holds.HeldRange(c, s[0].start, s[-1].end) for c, s in plan.items() if s],
-                  pending=True, user=user, path=str(folder), case=req.case)
+                  pending=True, user=user, path=str(folder), case=req.case_dir or req.case)
         cuts, hashes = _cut_all(cfg, req, cams, plan, rec_dir, folder, progress)
         progress.stage("manifest")
         for cut in cuts:
@@ -181,7 +183,7 @@ def run_export(cfg: Config, req: ExportRequest, user: str, via: str = "command l
         doc = write_signed(folder, "manifest", doc, render_text(doc), key, hashes)
         holds.put(data, export_id, [holds.HeldRange(c.camera, c.used[0].start, c.used[-1].end)
                                     for c in cuts if c.used],
-                  pending=False, user=user, path=str(folder), case=req.case,
+                  pending=False, user=user, path=str(folder), case=req.case_dir or req.case,
                   alert=(req.alert or {}).get("alert_id"))
     except BaseException as e:
         shutil.rmtree(folder, ignore_errors=True)
@@ -217,7 +219,8 @@ def _add_to_case(data: Path, root: Path, req: ExportRequest, doc: dict[str, Any]
     case_dir = folder.parent
     old = {n: (case_dir / n).read_bytes() for n in CASE_FILES if (case_dir / n).is_file()}
     try:
-        return cases.add_export(data, root, req.case, doc, export_id, key, tz, user, req.case_description)
+        return cases.add_export(data, root, req.case, doc, export_id, key, tz, user, req.case_description,
+                                req.case_dir)
     except OSError as e:
         if not is_disk_full(e):
             raise
@@ -253,7 +256,7 @@ def _zip(result: ExportResult, data: Path, req: ExportRequest, user: str) -> Non
     shutil.rmtree(result.folder)
     holds.put(data, result.id, [holds.HeldRange(c.camera, c.used[0].start, c.used[-1].end)
                                 for c in result.cuts if c.used],
-              pending=False, user=user, path=str(result.zip_path), case=req.case,
+              pending=False, user=user, path=str(result.zip_path), case=req.case_dir or req.case,
               alert=(req.alert or {}).get("alert_id"))
 
 

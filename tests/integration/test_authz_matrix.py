@@ -225,7 +225,8 @@ def _call(room: Room, who: str | None, key: str, value: str) -> tuple[int, Any]:
 def _cell_a_rows(room: Room) -> list[Any]:
     with room.engine.connect() as conn:
         return [conn.execute(select(alerts).where(alerts.c.grid_cell_id == "G1").order_by(alerts.c.id)).all(),
-                conn.execute(select(cases).where(cases.c.name == "C-A")).all(),
+                # B naming "C-A" makes B's own case of that name: A's must stay as it was
+                conn.execute(select(cases).where(cases.c.name == "C-A", cases.c.created_by == "opA")).all(),
                 conn.execute(select(export_jobs).where(export_jobs.c.id == "job-A")).all()]
 
 

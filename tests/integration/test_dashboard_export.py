@@ -263,7 +263,130 @@ def test_cases_group_exports_and_download_as_one_verified_zip(env: dict[str, Any
     assert li.post("/api/cases", {"name": "Square fight", "alerts": ["al-3"]}).status_code == 200
     assert [c["name"] for c in li.c.get("/api/cases").json()] == ["Square fight"]
     assert [c["name"] for c in wang.c.get("/api/cases").json()] == [case]
-    assert wang.post("/api/cases", {"name": "Square fight", "description": "mine now"}).status_code == 404
+    # a name li already has is wang's own new case: li's is neither reached nor told apart
+    mine = wang.post("/api/cases", {"name": "Square fight", "description": "mine now"})
+    assert mine.status_code == 200 and mine.json()["created_by"] == "wang" and mine.json()["alerts"] == []
+    (theirs,) = li.c.get("/api/cases").json()
+    assert theirs["description"] == "" and theirs["alerts"] == ["al-3"] and theirs["created_by"] == "li"
+    assert sorted(c["name"] for c in wang.c.get("/api/cases").json()) == sorted([case, "Square fight"])
+
+
+def _case_row(engine: Any, owner: str, name: str) -> Any:
+    from history.schema import cases
+    with engine.connect() as conn:
+        return conn.execute(select(cases).where(cases.c.name == name, cases.c.created_by == owner)).one()
+
+
+def _same_but(a: dict[str, Any], b: dict[str, Any], *differ: str) -> bool:
+    """The same keys, and the same values but for ``differ`` (ids, names, times)."""
+    return a.keys() == b.keys() and {k: v for k, v in a.items() if k not in differ} == \
+        {k: v for k, v in b.items() if k not in differ}
+
+
+def test_a_case_name_another_user_has_is_a_new_case_of_ones_own(env: dict[str, Any]) -> None:
+    """A case is its owner and its name: li naming wang's C-1 gets a C-1 of her own, answered exactly as a new
+    name is; wang's case (files, signature, row), list and download are as they were."""
+    from pipeline.export.cases import owned_dir
+    wang, li, boss = Op(env["app"], "wang"), Op(env["app"], "li"), Op(env["app"], "boss")
+    cases_dir = env["data"] / "exports" / "cases"
+    assert wang.post("/api/cases", {"name": "C-1", "description": "fence"}).status_code == 200
+    a = wang.export(cameras=["lobby"], start=T0 + 2, end=T0 + 8, case="C-1")
+    row_a = _case_row(env["engine"], "wang", "C-1")
+    folder_a = cases_dir / owned_dir("wang", "C-1")
+    assert row_a.folder == owned_dir("wang", "C-1") and (folder_a / "case.json").is_file()
+    files_a = {n: (folder_a / n).read_bytes() for n in ("case.json", "case.sig", "case.txt")}
+
+    # the two answers li gets, for wang's name and for a new one, differ only in the name and times
+    taken = li.post("/api/cases", {"name": "C-1", "description": "mine"})
+    fresh = li.post("/api/cases", {"name": "C-2", "description": "mine"})
+    assert taken.status_code == fresh.status_code == 200, (taken.text, fresh.text)
+    assert _same_but(taken.json(), fresh.json(), "name", "created_at", "updated_at"), (taken.json(), fresh.json())
+    assert taken.json()["created_by"] == "li" and taken.json()["description"] == "mine"
+    r1 = li.post("/api/exports", {"cameras": ["square"], "start": T0 + 2, "end": T0 + 8, "case": "C-1"})
+    r2 = li.post("/api/exports", {"cameras": ["square"], "start": T0 + 2, "end": T0 + 8, "case": "C-2"})
+    assert r1.status_code == r2.status_code == 202, (r1.text, r2.text)
+    assert _same_but(r1.json(), r2.json(), "id", "case", "created_at"), (r1.json(), r2.json())
+    # a brand-new name straight from an export is answered alike too
+    r3 = li.post("/api/exports", {"cameras": ["square"], "start": T0 + 2, "end": T0 + 8, "case": "C-3"})
+    assert r3.status_code == 202 and _same_but(r1.json(), r3.json(), "id", "case", "created_at")
+    for r in (r1, r2, r3):
+        url = f"/api/exports/{r.json()['id']}"
+        wait_for(lambda url=url: li.c.get(url).json()["state"] in ("done", "failed"), 60, f"export {url}")
+    b1 = li.c.get(f"/api/exports/{r1.json()['id']}").json()
+    assert b1["state"] == "done" and b1["case"] == "C-1", b1
+
+    # li's own C-1: its own folder and signed manifest, holding only her export
+    folder_b = cases_dir / owned_dir("li", "C-1")
+    assert folder_b != folder_a and (folder_b / "case.sig").is_file()
+    doc_b = json.loads((folder_b / "case.json").read_text())
+    assert doc_b["name"] == "C-1" and doc_b["updated_by"] == "Li Na (li)"
+    assert [e["id"] for e in doc_b["exports"]] == [b1["export_id"]]
+    # wang's case: the same bytes, signature and row
+    assert {n: (folder_a / n).read_bytes() for n in files_a} == files_a
+    assert _case_row(env["engine"], "wang", "C-1") == row_a
+    assert not (cases_dir / "C-1").exists(), "neither case is in the folder of the bare name"
+
+    # each one's list and download: their own only
+    (mine,) = wang.c.get("/api/cases").json()
+    assert mine["name"] == "C-1" and mine["created_by"] == "wang" and mine["exports"] == [a["export_id"]]
+    z = wang.c.get(mine["download"])
+    assert z.status_code == 200
+    (env["tmp"] / "a.zip").write_bytes(z.content)
+    report = verify(env["tmp"] / "a.zip")
+    assert report.ok and set(report.exports) == {"C-1", a["export_id"]}, (report.problems, report.exports)
+    hers = {c["name"]: c for c in li.c.get("/api/cases").json()}
+    assert sorted(hers) == ["C-1", "C-2", "C-3"] and {c["created_by"] for c in hers.values()} == {"li"}
+    assert hers["C-1"]["exports"] == [b1["export_id"]] and hers["C-1"]["download"] == mine["download"]
+    z = li.c.get(hers["C-1"]["download"])
+    assert z.status_code == 200
+    (env["tmp"] / "b.zip").write_bytes(z.content)
+    report = verify(env["tmp"] / "b.zip")
+    assert report.ok and set(report.exports) == {"C-1", b1["export_id"]}, (report.problems, report.exports)
+    # naming wang as the owner reaches nothing: the same 404 as an owner who does not exist
+    other = li.c.get("/api/cases/C-1/download?owner=wang")
+    unknown = li.c.get("/api/cases/C-1/download?owner=nobody")
+    assert other.status_code == unknown.status_code == 404 and other.json() == unknown.json()
+    # an admin sees both, each downloading its owner's case
+    both = [c for c in boss.c.get("/api/cases").json() if c["name"] == "C-1"]
+    assert sorted(c["created_by"] for c in both) == ["li", "wang"]
+    for c in both:
+        assert boss.c.get(c["download"]).status_code == 200
+    with env["engine"].connect() as conn:
+        from history.schema import cases
+        assert conn.execute(select(cases.c.created_by).where(cases.c.name == "C-1")
+                            .order_by(cases.c.created_by)).scalars().all() == ["li", "wang"]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_cases_made_before_owners_keep_their_row_and_folder(dialect: str, request: pytest.FixtureRequest,
+                                                            tmp_path: Path) -> None:
+    """Migration 0010_case_owner: an existing case keeps its row, with no folder of its own (its files stay in
+    <exports>/cases/<name>); afterwards another owner may have a case of the same name."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from history.db import MIGRATIONS, create, migrate
+    from history.schema import cases
+    if dialect == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    else:
+        url = fresh_pg_database(request.getfixturevalue("postgres_url"), f"mig{time.monotonic_ns() % 10**9}")
+    engine = create(url)
+    acfg = AlembicConfig()
+    acfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        acfg.attributes["connection"] = conn
+        command.upgrade(acfg, "0005")
+        conn.exec_driver_sql("INSERT INTO cases (name, description, alerts, created_at, created_by, updated_at) "
+                             "VALUES ('C-1', 'fence', '[]', 1.0, 'wang', 2.0)")
+    migrate(engine)
+    with engine.begin() as conn:
+        (old,) = conn.execute(select(cases)).all()
+        assert (old.name, old.created_by, old.description, old.folder) == ("C-1", "wang", "fence", None)
+        conn.execute(cases.insert().values(name="C-1", description="", alerts="[]", created_at=3.0,
+                                           created_by="li", updated_at=3.0, folder="@x/C-1"))
+        assert sorted(conn.execute(select(cases.c.created_by)).scalars()) == ["li", "wang"]
+    engine.dispose()
 
 
 def test_a_job_left_running_by_a_dead_dashboard_process_is_marked_failed(env: dict[str, Any]) -> None:

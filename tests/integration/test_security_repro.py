@@ -60,15 +60,22 @@ def test_another_cells_case_is_neither_taken_over_nor_told_apart(room: Room, tmp
     _stored(room, "al-A", "lobby", "opA")
     r = a.call("POST", "/api/cases", {"name": "C-1", "description": "fence", "alerts": ["al-A"]})
     assert r.status_code == 200, r.text
-    before = [c["name"] for c in a.call("GET", "/api/cases").json()]
-    r = b.call("POST", "/api/exports", {"cameras": ["square"], "start": T0, "end": T0 + 5, "case": "C-1"})
-    assert r.status_code == 404 and r.json()["detail"]["code"] == "not_found", r.text
-    r = b.call("POST", "/api/cases", {"name": "C-1", "description": "mine now"})
-    assert r.status_code == 404
+    before = a.call("GET", "/api/cases").json()
     with room.engine.connect() as conn:
-        row = conn.execute(select(cases).where(cases.c.name == "C-1")).one()
-    assert row.created_by == "opA" and row.description == "fence"
-    assert [c["name"] for c in a.call("GET", "/api/cases").json()] == before == ["C-1"]
+        row_a = conn.execute(select(cases).where(cases.c.name == "C-1")).one()
+    # B naming A's case gets a case of B's own, answered as a name nobody has
+    taken = b.call("POST", "/api/exports", {"cameras": ["square"], "start": T0, "end": T0 + 5, "case": "C-1"})
+    fresh = b.call("POST", "/api/exports", {"cameras": ["square"], "start": T0, "end": T0 + 5, "case": "C-9"})
+    assert taken.status_code == fresh.status_code == 202, (taken.text, fresh.text)
+    assert taken.json().keys() == fresh.json().keys()
+    taken = b.call("POST", "/api/cases", {"name": "C-1", "description": "mine now"})
+    fresh = b.call("POST", "/api/cases", {"name": "C-8", "description": "mine now"})
+    assert taken.status_code == fresh.status_code == 200 and taken.json().keys() == fresh.json().keys()
+    with room.engine.connect() as conn:
+        rows = {r.created_by: r for r in conn.execute(select(cases).where(cases.c.name == "C-1"))}
+    assert sorted(rows) == ["opA", "opB"] and rows["opA"] == row_a and rows["opB"].description == "mine now"
+    assert a.call("GET", "/api/cases").json() == before and [c["name"] for c in before] == ["C-1"]
+    assert "C-1" in [c["name"] for c in b.call("GET", "/api/cases").json()]
     assert not (room.data / "exports" / "cases" / "C-1" / "case.json").exists() or \
         json.loads((room.data / "exports" / "cases" / "C-1" / "case.json").read_text()).get("updated_by") != "opB"
 
