@@ -18,7 +18,7 @@ happens in storage; the page shows them in the config's zone.
 - ``export_jobs`` and ``cases``: exports started from the page (who, which cameras and range, their
   progress, files and manifest hash, release) and the cases grouping them (name, description,
   linked alerts) (migration 0004); a case is its owner and its name, with its own folder (migration
-  0010_case_owner).  The files themselves live under ``<data_dir>/exports``.
+  0006).  The files themselves live under ``<data_dir>/exports``.
 - ``segment_catalog``: which worker holds which recorded segment (camera, start, end, bytes, sha256,
   fencing token, the worker's segment server), announced by the workers on ``P:segments`` and
   stored by the archiver, so export and the alert clip find recordings across machines
@@ -27,11 +27,11 @@ happens in storage; the page shows them in the config's zone.
   (视频巡查): named, ordered camera lists with a dwell per camera and an optional schedule; each run of a
   plan with who and when; per camera shown its mark (normal, finding, fault) and its time on screen; the
   fault list per cell with its repair; and the alarms raised by hand (a finding on patrol, a phone
-  report), whose incident itself is a row of ``alerts`` like any detected one (migration 0008_patrol).
+  report), whose incident itself is a row of ``alerts`` like any detected one (migration 0006).
 - ``sightings``: every confirmed track of a person or vehicle (camera, cell, first/last time, label,
   direction, main colours per part, plate for vehicles on cameras that read them, the best crop's file),
   searched by plate (exact, prefix, one wrong character), label, colour, camera, cell and time
-  (migration 0009_sightings).
+  (migration 0006).
 """
 
 from __future__ import annotations
@@ -129,9 +129,9 @@ alerts = Table(
     Column("escalated_at", Float, nullable=True),
     Column("escalation_step", String(16), nullable=True,
            doc="the step escalation_level counts (acknowledge, signed_for, on_scene, feedback); a level of "
-               "another step than the current one is spent (migration 0007)"),
+               "another step than the current one is spent (migration 0006)"),
     Column("incident_id", String(128), nullable=True, index=True,
-           doc="the incident the alert is an occurrence of (its first alert's id); null: its own (migration 0007)"),
+           doc="the incident the alert is an occurrence of (its first alert's id); null: its own (migration 0006)"),
     Column("version", Integer, nullable=False, server_default="0", doc="bumped by every action: stale forms fail"),
     # every search is "newest first, by (start_time, id)": each index ends with both, so a page is an
     # index range read in order, with no sort, whatever page it is (migration 0002)

@@ -360,7 +360,7 @@ def test_a_case_name_another_user_has_is_a_new_case_of_ones_own(env: dict[str, A
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_cases_made_before_owners_keep_their_row_and_folder(dialect: str, request: pytest.FixtureRequest,
                                                             tmp_path: Path) -> None:
-    """Migration 0010_case_owner: an existing case keeps its row, with no folder of its own (its files stay in
+    """Migration 0006 (cases per owner): an existing case keeps its row, with no folder of its own (its files stay in
     <exports>/cases/<name>); afterwards another owner may have a case of the same name."""
     from alembic import command
     from alembic.config import Config as AlembicConfig
