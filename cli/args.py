@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from pipeline.analyse.models import validate_config
 from pipeline.config import Config, ConfigError, load_config
@@ -42,6 +44,22 @@ def add_config_arg(p: argparse.ArgumentParser, verb: bool = False) -> None:
     before the verb (``export -c X key``) is kept: argparse would otherwise reset it to the default."""
     p.add_argument("--config", "-c", default=argparse.SUPPRESS if verb else default_config(),
                    help=f"config file (default: ${CONFIG_ENV} or ./{DEFAULT_CONFIG})")
+
+
+def add_command(subparsers: Any, name: str, func: Callable[[argparse.Namespace], int], summary: str,
+                description: str, config: bool = True) -> argparse.ArgumentParser:
+    """A sub-command ``name`` that runs ``func``: ``summary`` in ``sharpeye --help``, ``description`` in its
+    own; with ``config`` it takes ``--config/-c``."""
+    p: argparse.ArgumentParser = subparsers.add_parser(name, help=summary, description=description)
+    if config:
+        add_config_arg(p)
+    p.set_defaults(func=func)
+    return p
+
+
+def add_json_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """``--json``: print ``what`` (one JSON object per line, one document ...) instead of text."""
+    p.add_argument("--json", action="store_true", help=what)
 
 
 def add_bus_args(p: argparse.ArgumentParser) -> None:

@@ -13,7 +13,9 @@ from cli.args import (
     EXIT_FAILURE,
     EXIT_USAGE,
     add_bus_args,
+    add_command,
     add_config_arg,
+    add_json_arg,
     bus_url_or_exit,
     default_config,
     load_or_exit,
@@ -204,22 +206,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score", type=float, default=0.3, help="minimum score (default 0.3)")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
     p.add_argument("--max-frames", type=int, default=0, help="stop after N processed frames (0: all)")
-    p.add_argument("--json", action="store_true", help="one JSON object per processed frame")
+    add_json_arg(p, "one JSON object per processed frame")
     p.set_defaults(func=cmd_detect)
 
-    p = sub.add_parser("events", help="print events from the bus",
-                       description="Print the latest alerts and camera events from the bus; --follow keeps going.")
+    p = add_command(sub, "events", cmd_events, "print events from the bus",
+                    "Print the latest alerts and camera events from the bus; --follow keeps going.", config=False)
     add_bus_args(p)
     p.add_argument("--prefix", default="sharpeye", help="key prefix when --redis is given without config")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     p.add_argument("--count", "-n", type=int, default=20, help="how many recent events first (default 20)")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.set_defaults(func=cmd_events)
+    add_json_arg(p, "one JSON object per line")
 
     p = sub.add_parser("status", help="every camera's state, fps, skipped fps, inference ms, reconnects",
                        description="Every configured camera's state as its worker last reported it on the bus.")
     add_bus_args(p)
-    p.add_argument("--json", action="store_true", help="one JSON document")
+    add_json_arg(p, "one JSON document")
     p.add_argument("--stages", action="store_true", help="milliseconds per frame in each pipeline stage")
     p.set_defaults(func=cmd_status)
 

@@ -9,9 +9,13 @@ from typing import Any
 
 import cv2
 
-from cli.args import add_config_arg, load_or_exit
+from cli.args import add_command, load_or_exit
 from pipeline.config import redact_url
 from pipeline.tools.preview import capture, summary
+
+SUMMARY = "a JPEG of a camera with its zones, lines, masks and detections drawn"
+DESCRIPTION = ("Open the camera's live source, decode about --seconds of video, run detector and tracker on the "
+               "frames sampled at detect_fps, and draw zones, lines, masks and detections on the last one.")
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -45,14 +49,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``preview`` on the ``sharpeye`` command's subparsers."""
-    p = subparsers.add_parser(
-        "preview", help="a JPEG of a camera with its zones, lines, masks and detections drawn",
-        description="Open the camera's live source, decode about --seconds of video, run detector and "
-        "tracker on the frames sampled at detect_fps, and draw zones, lines, masks and detections on "
-        "the last one.")
+    p = add_command(subparsers, "preview", cmd_preview, SUMMARY, DESCRIPTION)
     p.add_argument("camera", help="camera id")
-    add_config_arg(p)
     p.add_argument("--output", "-o", required=True, help="JPEG to write")
     p.add_argument("--seconds", type=float, default=2.0, help="seconds of video to decode (default 2)")
-    p.set_defaults(func=cmd_preview)
     return p

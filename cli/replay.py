@@ -7,9 +7,14 @@ import json
 import sys
 from typing import Any
 
-from cli.args import add_config_arg
+from cli.args import add_command, add_json_arg
 from pipeline.config import ConfigError
 from pipeline.tools.replay import ReplayError, ReplayStats, format_message, replay_input, run_replay
+
+SUMMARY = "run a camera's analytics over a video file, as fast as possible"
+DESCRIPTION = ("Run the live pipeline of one camera (sampling, motion gating, detector, tracker, rules, alert "
+               "lifecycle) over a video file as fast as the machine allows, and print the alert messages it "
+               "would publish. Frame times are START + pts; START defaults to now.")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -42,22 +47,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``replay`` on the ``sharpeye`` command's subparsers."""
-    p = subparsers.add_parser(
-        "replay", help="run a camera's analytics over a video file, as fast as possible",
-        description="Run the live pipeline of one camera (sampling, motion gating, detector, tracker, "
-        "rules, alert lifecycle) over a video file as fast as the machine allows, and print the alert "
-        "messages it would publish. Frame times are START + pts; START defaults to now.")
+    p = add_command(subparsers, "replay", cmd_replay, SUMMARY, DESCRIPTION)
     p.add_argument("video", help="video file (any format PyAV reads)")
-    add_config_arg(p)
     p.add_argument("--camera", help="camera whose zones, rules and motion settings apply "
                    "(default: the config's only camera)")
     p.add_argument("--exhaustive", action="store_true",
                    help="run the detector on every decoded frame, no sampling, no gating (the reference)")
-    p.add_argument("--json", action="store_true", help="one bus message (JSON) per line")
+    add_json_arg(p, "one bus message (JSON) per line")
     p.add_argument("--start", help="wall clock of the video's pts 0, ISO 8601 (no offset: the config's "
                    "time zone); makes results reproducible and sets the time schedules see (default: now)")
     p.add_argument("--snapshots", metavar="DIR", help="write alert snapshots under DIR (as under data_dir)")
     p.add_argument("--stats", action="store_true",
                    help='print the stats as a final JSON line {"type": "stats", ...} instead of to stderr')
-    p.set_defaults(func=cmd_replay)
     return p

@@ -22,9 +22,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipeline.publish import bus
-from pipeline.tools.simulator import free_port
-from tests.support.dashboard import alert_msg, camera_msg, spawn, stop, wait_http, write_dashboard_config
+from tests.support.dashboard import (
+    alert_msg,
+    browser_login,
+    camera_msg,
+    served_dashboard,
+    write_dashboard_config,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -58,30 +62,12 @@ def room(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
     _user(cfg, "wang", "operator", "G1", "Wang Wei")
     _user(cfg, "zhao", "operator", "G1", "Zhao Lei")
     _user(cfg, "boss", "admin", "*", "Chief Chen")
-    port = free_port()
-    log = tmp_path / "dashboard.log"
-    dash = spawn("dashboard", "--config", str(cfg), "--redis", redis_url, "--port", str(port), log=log)
-    arch = spawn("history.archiver", "--config", str(cfg), "--redis", redis_url, log=tmp_path / "archiver.log")
-    r = bus.connect(redis_url)
-    keys = bus.BusKeys(prefix)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/healthz", 30, dash, log)
-        yield {"base": base, "cfg": cfg, "publish": lambda m: bus.publish_event(r, keys, m, 10_000),
-               "tmp": tmp_path}
-    finally:
-        stop(arch)
-        stop(dash)
+    with served_dashboard(cfg, redis_url, prefix, tmp_path) as served:
+        yield {"base": served.base, "cfg": cfg, "publish": served.publish, "tmp": tmp_path}
 
 
 def login(browser: Any, base: str, name: str) -> Any:
-    page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-    page.goto(base + "/")
-    assert page.url.endswith("/login")
-    page.fill("#username", name)
-    page.fill("#password", PW)
-    page.click("#submit")
-    page.wait_for_url(base + "/", timeout=60_000)  # argon2 log-in on a loaded 2-core machine
+    page = browser_login(browser, base, name, "/", password=PW)
     page.locator('#conn[data-state="live"]').wait_for(timeout=10_000)
     return page
 

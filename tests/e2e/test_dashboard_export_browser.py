@@ -21,13 +21,14 @@ from typing import Any
 import pytest
 
 from pipeline.export.verify import verify
-from pipeline.publish import bus
-from pipeline.record.segments import SegmentWriter
-from pipeline.tools.simulator import free_port
 from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, PW, _user, artefacts
-from tests.support.dashboard import alert_msg, spawn, stop, wait_http, write_dashboard_config
-from tests.support.media import make_clip
-from tests.support.record import T0, feed_file
+from tests.support.dashboard import (
+    alert_msg,
+    browser_login,
+    served_dashboard,
+    write_dashboard_config,
+)
+from tests.support.record import T0, record_clip
 
 pytestmark = pytest.mark.e2e
 
@@ -38,35 +39,15 @@ def served(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
         pytest.fail(f"Debian chromium not installed at {CHROMIUM} (scripts/setup installs it)")
     prefix = f"xb{time.monotonic_ns()}"
     cfg = write_dashboard_config(tmp_path, f"bus: {{prefix: {prefix}}}")
-    writer = SegmentWriter("lobby", tmp_path / "data" / "recordings", segment_s=10)
-    clip = make_clip(tmp_path / "clip.mp4", 30, picture="texture", tune=None)
-    feed_file(writer, clip)  # lobby recorded from T0 to T0 + 30 s
-    writer.close()
+    record_clip(tmp_path)  # lobby recorded from T0 to T0 + 30 s
     _user(cfg, "wang", "operator", "G1", "Wang Wei")
     _user(cfg, "zhao", "operator", "G1", "Zhao Lei", locale="zh-CN")
-    port = free_port()
-    log = tmp_path / "dashboard.log"
-    dash = spawn("dashboard", "--config", str(cfg), "--redis", redis_url, "--port", str(port), log=log)
-    arch = spawn("history.archiver", "--config", str(cfg), "--redis", redis_url, log=tmp_path / "archiver.log")
-    r = bus.connect(redis_url)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/healthz", 30, dash, log)
-        yield {"base": base, "tmp": tmp_path, "log": log,
-               "publish": lambda m: bus.publish_event(r, bus.BusKeys(prefix), m, 10_000)}
-    finally:
-        stop(arch)
-        stop(dash)
+    with served_dashboard(cfg, redis_url, prefix, tmp_path) as room:
+        yield {"base": room.base, "tmp": tmp_path, "log": room.log, "publish": room.publish}
 
 
 def login(browser: Any, base: str, name: str, path: str = "/") -> Any:
-    page = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True).new_page()
-    page.goto(base + path)
-    page.fill("#username", name)
-    page.fill("#password", PW)
-    page.click("#submit")
-    page.wait_for_url(base + "/", timeout=60_000)  # argon2 log-in on a loaded 2-core machine
-    return page
+    return browser_login(browser, base, name, path, password=PW, accept_downloads=True)
 
 
 def download(page: Any, selector: str, dest: Path) -> Path:

@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 
-from pipeline.publish import bus
-from pipeline.tools.simulator import free_port
 from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, PW, _user, artefacts
-from tests.support.dashboard import alert_msg, camera_msg, spawn, stop, wait_http, write_dashboard_config
+from tests.support.dashboard import (
+    alert_msg,
+    camera_msg,
+    served_dashboard,
+    write_dashboard_config,
+)
 
 pytestmark = pytest.mark.e2e
 PAGES = ["/", "/history", "/reports", "/supervisor", "/map", "/wall", "/timeline", "/exports", "/users",
@@ -37,25 +40,14 @@ def site(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
                                  "{low: 600, medium: 600, high: 1, critical: 1}}}")
     _user(cfg, "boss", "admin", "*", "Chief Chen", locale="en")
     _user(cfg, "laoban", "admin", "*", "Chief Chen", locale="zh-CN")
-    port = free_port()
-    log = tmp_path / "dashboard.log"
-    dash = spawn("dashboard", "--config", str(cfg), "--redis", redis_url, "--port", str(port), log=log)
-    arch = spawn("history.archiver", "--config", str(cfg), "--redis", redis_url, log=tmp_path / "archiver.log")
-    r = bus.connect(redis_url)
-    keys = bus.BusKeys(prefix)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/healthz", 30, dash, log)
+    with served_dashboard(cfg, redis_url, prefix, tmp_path) as served:
         t = time.time() - 120
         for m in (alert_msg("lang1", camera="lobby", severity="high", t=t),
                   alert_msg("lang1", phase="end", camera="lobby", severity="high", t=t + 20, start=t),
                   alert_msg("lang2", camera="square", severity="critical", t=time.time() - 30),
                   camera_msg("gate", "offline")):
-            bus.publish_event(r, keys, m, 10_000)
-        yield {"base": base}
-    finally:
-        stop(arch)
-        stop(dash)
+            served.publish(m)
+        yield {"base": served.base}
 
 
 def visible_text(page: Any) -> str:

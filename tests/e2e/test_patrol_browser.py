@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from pipeline.tools.simulator import RtspSimulator, camsim_unavailable, free_port
+from tests.support.dashboard import browser_login
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,13 +110,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 def login(browser: Any, base: str, user: str) -> Any:
-    page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-    page.goto(base + "/login")
-    page.fill("#username", user)
-    page.fill("#password", PASSWORD)
-    page.click("#submit")
-    page.wait_for_url(base + "/", timeout=60_000)  # argon2 on a loaded machine
-    return page
+    return browser_login(browser, base, user, password=PASSWORD)
 
 
 TILE = "#wall .tile"

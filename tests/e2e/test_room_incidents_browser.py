@@ -11,11 +11,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.publish import bus
-from pipeline.tools.simulator import free_port
 from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, _user, artefacts, login
 from tests.support.config import write_config
-from tests.support.dashboard import alert_msg, spawn, stop, wait_http
+from tests.support.dashboard import alert_msg, served_dashboard
 
 pytestmark = pytest.mark.e2e
 CELLS = {"G1": {"name": "Xinhua Street", "officer": {"name": "Wang Wei", "phone": "13800000001"}}}
@@ -39,19 +37,8 @@ def room(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
                        dashboard={"escalation": {"acknowledge_s": {**slow, "critical": 3},
                                                  "sign_for_s": {**slow, "critical": 4}}})
     _user(cfg, "wang", "operator", "G1", "Wang Wei")
-    port = free_port()
-    log = tmp_path / "dashboard.log"
-    dash = spawn("dashboard", "--config", str(cfg), "--redis", redis_url, "--port", str(port), log=log)
-    arch = spawn("history.archiver", "--config", str(cfg), "--redis", redis_url, log=tmp_path / "archiver.log")
-    r = bus.connect(redis_url)
-    keys = bus.BusKeys(prefix)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/healthz", 30, dash, log)
-        yield {"base": base, "publish": lambda m: bus.publish_event(r, keys, m, 10_000)}
-    finally:
-        stop(arch)
-        stop(dash)
+    with served_dashboard(cfg, redis_url, prefix, tmp_path) as served:
+        yield {"base": served.base, "publish": served.publish}
 
 
 def rule_msg(alert_id: str, rule: str, kind: str, severity: str, camera: str = "lobby") -> dict[str, Any]:

@@ -7,6 +7,7 @@ are missing (scripts/setup installs ``postgresql``).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -16,13 +17,15 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from pipeline.publish import bus
 from pipeline.tools.simulator import free_port
 from tests.support.assets import ROOT
 from tests.support.config import write_config
@@ -157,6 +160,63 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = N
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"{url} not up after {timeout} s")
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running dashboard: its base URL, its log, and ``publish(msg)`` onto the config's bus."""
+
+    base: str
+    log: Path
+    publish: Callable[[dict[str, Any]], object]
+
+
+@contextlib.contextmanager
+def served_dashboard(cfg: Path, redis_url: str, prefix: str, folder: Path) -> Iterator[Served]:
+    """A dashboard process on a free port and an archiver for ``cfg`` (bus ``prefix``), logs in ``folder``;
+    both are up (the dashboard answers /healthz) when it yields and stopped when it exits."""
+    port = free_port()
+    log = folder / "dashboard.log"
+    dash = spawn("dashboard", "--config", str(cfg), "--redis", redis_url, "--port", str(port), log=log)
+    arch = spawn("history.archiver", "--config", str(cfg), "--redis", redis_url, log=folder / "archiver.log")
+    r = bus.connect(redis_url)
+    keys = bus.BusKeys(prefix)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/healthz", 30, dash, log)
+        yield Served(base, log, lambda m: bus.publish_event(r, keys, m, 10_000))
+    finally:
+        stop(arch)
+        stop(dash)
+
+
+def browser_login(browser: Any, base: str, name: str, path: str = "/login", password: str | None = None,
+                  **context: Any) -> Any:
+    """A new 1400x900 browser page signed in as ``name``: opens ``path`` (the log-in page, or a page that
+    sends there), signs in and waits for the command room.  ``context`` goes to ``new_context``."""
+    page = browser.new_context(viewport={"width": 1400, "height": 900}, **context).new_page()
+    page.goto(base + path)
+    assert page.url.endswith("/login"), page.url
+    page.fill("#username", name)
+    page.fill("#password", PASSWORD if password is None else password)
+    page.click("#submit")
+    page.wait_for_url(base + "/", timeout=60_000)  # argon2 log-in on a loaded 2-core machine
+    return page
+
+
+TWO_CELLS_YAML = """\
+data_dir: data
+timezone: Asia/Shanghai
+bus: {{prefix: {prefix}}}
+grid_cells:
+  G1:
+    name: Xinhua Street
+    officer: {{name: Wang Wei, phone: "13800000001"}}
+  G2:
+    name: Station Square
+    officer: {{name: Li Na, phone: "13800000002"}}
+cameras:
+"""  # a config's head, for ``.format(prefix=...)``: two cells, the cameras to follow
 
 
 DASHBOARD_CELLS: dict[str, Any] = {

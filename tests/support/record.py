@@ -17,6 +17,7 @@ from pipeline.record.layout import segment_path
 from pipeline.record.packets import PacketCapture, StoredPacket
 from pipeline.record.ring import PacketRing
 from pipeline.record.segments import SegmentWriter
+from tests.support.media import make_clip
 
 T0 = 1_700_000_000.0  # simulated wall clock of the first packet
 FPS, GOP_S = 25, 2.0
@@ -44,6 +45,14 @@ def feed_file(writer: SegmentWriter | None, path: Path, shift_at: float | None =
                 if ring is not None:
                     ring.add(sp)
     return stored
+
+
+def record_clip(folder: Path, camera: str = "lobby", seconds: int = 30) -> None:
+    """Record ``seconds`` of a textured test clip as ``camera``'s 10 s segments under ``folder/data/recordings``,
+    from T0 to T0 + ``seconds`` (the clip itself is written to ``folder/clip.mp4``)."""
+    writer = SegmentWriter(camera, folder / "data" / "recordings", segment_s=10)
+    feed_file(writer, make_clip(folder / "clip.mp4", seconds, picture="texture", tune=None))
+    writer.close()
 
 
 def decode_check(path: Path) -> tuple[int, float, bool]:

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.analyse.plates import PlateReader
 from pipeline.analyse.rules import TrackedObject
-from pipeline.analyse.sightings import SightingsStage, direction_of, sharpness
+from pipeline.analyse.sightings import Sighting, SightingsStage, direction_of, sharpness
 from pipeline.config.schema import SightingsConfig
 from tests.unit.analyse.plate_clips import BLUE, photo
 
@@ -128,6 +128,19 @@ def reader() -> PlateReader:
     return PlateReader(threads=2)
 
 
+def drive_past(stage: SightingsStage, car: np.ndarray, frames: int) -> list[Sighting]:
+    """``car`` (a 570x228 picture, track 11) drives left to right along the street at 5 fps from t=3000,
+    then the street is empty at t=3010: what the stage made."""
+    out: list[Sighting] = []
+    for i in range(frames):
+        frame = street()
+        x = 20 + 30 * i
+        frame[400:628, x:x + 570] = car
+        out += stage.update(frame, [TrackedObject(11, "car", 0.9, (x, 400, x + 570, 628))], 3000.0 + i / 5)
+    out += stage.update(street(), [], 3010.0)
+    return out
+
+
 def test_vehicle_track_gets_its_plate_from_two_reads_only(reader: PlateReader) -> None:
     """The plate photo's car drives across a 1280x720 picture for 4 s at 5 fps: 20 frames, 2 reads."""
     car = photo(BLUE)
@@ -140,13 +153,7 @@ def test_vehicle_track_gets_its_plate_from_two_reads_only(reader: PlateReader) -
             return reader.read(img)
 
     stage = SightingsStage("checkpoint", cfg(plates=True, plate_reads=2), plate_reader=Counting())
-    out = []
-    for i in range(20):
-        frame = street()
-        x = 20 + 30 * i
-        frame[400:628, x:x + 570] = car
-        out += stage.update(frame, [TrackedObject(11, "car", 0.9, (x, 400, x + 570, 628))], 3000.0 + i / 5)
-    out += stage.update(street(), [], 3010.0)
+    out = drive_past(stage, car, 20)
     assert len(out) == 1
     s = out[0]
     assert s.plate is not None and s.plate.text == "藏D·T5022" and s.plate.reads == 2
@@ -188,13 +195,7 @@ def test_deferred_plates_are_read_by_complete(reader: PlateReader) -> None:
 
     car = cv2.resize(photo(BLUE), (570, 228), interpolation=cv2.INTER_AREA)
     stage = SightingsStage("checkpoint", cfg(plates=True, plate_reads=2), defer_plates=True)
-    out = []
-    for i in range(10):
-        frame = street()
-        x = 20 + 30 * i
-        frame[400:628, x:x + 570] = car
-        out += stage.update(frame, [TrackedObject(11, "car", 0.9, (x, 400, x + 570, 628))], 3000.0 + i / 5)
-    out += stage.update(street(), [], 3010.0)
+    out = drive_past(stage, car, 10)
     s = out[0]
     assert s.plate is None and s.pending is not None and len(s.pending.views) == 2
     done = complete(s, reader)
