@@ -30,6 +30,7 @@ from pipeline.publish.status import CameraStatus
 from pipeline.record.segments import SegmentWriter
 from tests.support.dashboard import (
     PASSWORD,
+    TWO_CELLS_YAML,
     LoggedIn,
     alert_msg,
     fresh_pg_database,
@@ -40,18 +41,7 @@ from tests.support.record import T0, feed_file
 from tests.support.waits import wait_for
 
 PW = PASSWORD
-CONFIG = """\
-data_dir: data
-timezone: Asia/Shanghai
-bus: {{prefix: {prefix}}}
-grid_cells:
-  G1:
-    name: Xinhua Street
-    officer: {{name: Wang Wei, phone: "13800000001"}}
-  G2:
-    name: Station Square
-    officer: {{name: Li Na, phone: "13800000002"}}
-cameras:
+CONFIG = TWO_CELLS_YAML + """\
   lobby: {{name: Lobby camera, source: "rtsp://127.0.0.1:9/lobby", grid_cell: G1}}
   gate: {{name: School gate, source: "rtsp://127.0.0.1:9/gate", grid_cell: G1}}
   yard: {{name: Yard, source: "rtsp://127.0.0.1:9/yard", grid_cell: G1}}

@@ -19,7 +19,7 @@ from history import open_database
 from pipeline.cluster.coordinator import Coordinator
 from pipeline.config import Config, load_config
 from pipeline.publish import bus
-from tests.support.dashboard import write_dashboard_config
+from tests.support.dashboard import open_with_users, write_dashboard_config
 from tests.support.waits import wait_for
 
 PW = "correct horse battery"
@@ -48,10 +48,7 @@ def env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
     prefix = f"wk{time.monotonic_ns()}"
     extra = f"bus: {{prefix: {prefix}}}\ndashboard: {{metrics_token: {TOKEN}}}\n" + CLUSTER
     cfg = load_config(write_dashboard_config(tmp_path, extra))
-    engine = open_database(cfg)
-    add_user(engine, "eng", PW, "engineer", ["*"], "Zhou Gong")
-    add_user(engine, "eng1", PW, "engineer", ["G1"], "Sun Li")
-    add_user(engine, "op", PW, "operator", ["*"], "Wang Wei")
+    engine = open_with_users(cfg, "eng engineer * Zhou Gong", "eng1 engineer G1 Sun Li", "op operator * Wang Wei")
     app = create_app(cfg, redis_url, engine)
     workers: list[Coordinator] = []
     try:

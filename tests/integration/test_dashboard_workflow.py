@@ -21,6 +21,7 @@ from tests.support.dashboard import (
     LoggedIn,
     alert_msg,
     fresh_pg_database,
+    open_with_users,
     postgres_url,  # noqa: F401  (fixture)
     write_dashboard_config,
 )
@@ -55,10 +56,7 @@ def env(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> Itera
         db = fresh_pg_database(request.getfixturevalue("postgres_url"), f"wf{time.monotonic_ns() % 10**9}")
         extra += f"\ndashboard: {{database_url: '{db}'}}"
     cfg = load_config(write_dashboard_config(tmp_path, extra))
-    engine = open_database(cfg)
-    add_user(engine, "wang", PW, "operator", ["G1"], "Wang Wei")
-    add_user(engine, "zhao", PW, "operator", ["G1"], "Zhao Lei")
-    add_user(engine, "li", PW, "operator", ["G2"], "Li Na")
+    engine = open_with_users(cfg, "wang operator G1 Wang Wei", "zhao operator G1 Zhao Lei", "li operator G2 Li Na")
     app = create_app(cfg, redis_url, engine)
     r = bus.connect(redis_url)
     keys = bus.BusKeys(prefix)

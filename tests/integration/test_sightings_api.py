@@ -19,20 +19,9 @@ from history.schema import actions
 from history.sightings import row_of, store
 from pipeline.config import load_config
 from tests.integration.test_sightings_store import T0, sighting
-from tests.support.dashboard import PASSWORD, LoggedIn
+from tests.support.dashboard import PASSWORD, TWO_CELLS_YAML, LoggedIn
 
-CONFIG = """\
-data_dir: data
-timezone: Asia/Shanghai
-bus: {{prefix: {prefix}}}
-grid_cells:
-  G1:
-    name: Xinhua Street
-    officer: {{name: Wang Wei, phone: "13800000001"}}
-  G2:
-    name: Station Square
-    officer: {{name: Li Na, phone: "13800000002"}}
-cameras:
+CONFIG = TWO_CELLS_YAML + """\
   gate: {{name: School gate, source: "rtsp://127.0.0.1:9/gate", grid_cell: G1}}
   street: {{name: Xinhua street, source: "rtsp://127.0.0.1:9/street", grid_cell: G1}}
   carpark: {{name: Station car park, source: "rtsp://127.0.0.1:9/carpark", grid_cell: G2}}

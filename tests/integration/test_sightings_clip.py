@@ -3,7 +3,9 @@ what the stage costs beside detection and tracking."""
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -18,22 +20,20 @@ from pipeline.config.schema import SightingsConfig
 from tests.unit.analyse.plate_clips import TRUCK, photo
 
 
-def run_clip(clip: Path, model: Path, seconds: float, every: int) -> tuple[list[Sighting], float, float, int]:
-    """Detect + track every ``every``-th frame of the first ``seconds``; the stage on each processed frame.
+def run_stage(frames: Iterable[tuple[float, np.ndarray]], model: Path, cfg: SightingsConfig
+              ) -> tuple[list[Sighting], float, float, int]:
+    """Detect + track each ``(wall clock, picture)``; the stage on each, then flushed.
 
     Returns the sightings, the seconds spent detecting and tracking, the seconds in the stage, frames.
     """
     det = Detector(*resolve_model(str(model)), threads=1)
     tracker = Tracker()
-    stage = SightingsStage("clip", SightingsConfig(every_s=60.0, sample_s=0.5))
+    stage = SightingsStage("clip", cfg)
     out: list[Sighting] = []
     det_s = stage_s = 0.0
-    frames = 0
-    t = 0.0
-    for _, pts, img in iter_media(clip, every=every):
-        if pts > seconds:
-            break
-        t = 1_780_000_000.0 + pts
+    n = 0
+    t = 1_780_000_000.0
+    for t, img in frames:
         t0 = time.process_time()
         dets = det.detect(img)
         tracks = tracker.update(dets.xyxy, dets.score, dets.class_id, t)
@@ -41,14 +41,20 @@ def run_clip(clip: Path, model: Path, seconds: float, every: int) -> tuple[list[
                    for tr in tracks]
         t1 = time.process_time()
         out += stage.update(img, objects, t)
-        t2 = time.process_time()
+        stage_s += time.process_time() - t1
         det_s += t1 - t0
-        stage_s += t2 - t1
-        frames += 1
+        n += 1
     t0 = time.process_time()
     out += stage.flush(t + 10)
     stage_s += time.process_time() - t0
-    return out, det_s, stage_s, frames
+    return out, det_s, stage_s, n
+
+
+def run_clip(clip: Path, model: Path, seconds: float, every: int) -> tuple[list[Sighting], float, float, int]:
+    """:func:`run_stage` on every ``every``-th frame of the first ``seconds`` of ``clip``."""
+    first = itertools.takewhile(lambda f: f[1] <= seconds, iter_media(clip, every=every))  # stop decoding there
+    return run_stage(((1_780_000_000.0 + pts, img) for _, pts, img in first), model,
+                     SightingsConfig(every_s=60.0, sample_s=0.5))
 
 
 def truck_clip(frames: int = 25) -> list[np.ndarray]:
@@ -69,24 +75,9 @@ def truck_clip(frames: int = 25) -> list[np.ndarray]:
 
 def run_frames(frames: list[np.ndarray], model: Path, fps: float, cfg: SightingsConfig | None = None
                ) -> tuple[list[Sighting], float, float]:
-    det = Detector(*resolve_model(str(model)), threads=1)
-    tracker = Tracker()
-    stage = SightingsStage("clip", cfg or SightingsConfig(sample_s=0.0))
-    out: list[Sighting] = []
-    det_s = stage_s = 0.0
-    t = 1_780_000_000.0
-    for i, img in enumerate(frames):
-        t = 1_780_000_000.0 + i / fps
-        t0 = time.process_time()
-        dets = det.detect(img)
-        tracks = tracker.update(dets.xyxy, dets.score, dets.class_id, t)
-        objects = [TrackedObject(tr.track_id, det.names[tr.class_id], float(tr.score), tuple(tr.box))  # type: ignore[arg-type]
-                   for tr in tracks]
-        t1 = time.process_time()
-        out += stage.update(img, objects, t)
-        stage_s += time.process_time() - t1
-        det_s += t1 - t0
-    out += stage.flush(t + 10)
+    """:func:`run_stage` on ``frames`` at ``fps``."""
+    out, det_s, stage_s, _ = run_stage(((1_780_000_000.0 + i / fps, img) for i, img in enumerate(frames)), model,
+                                       cfg or SightingsConfig(sample_s=0.0))
     return out, det_s, stage_s
 
 

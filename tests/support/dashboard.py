@@ -219,6 +219,19 @@ cameras:
 """  # a config's head, for ``.format(prefix=...)``: two cells, the cameras to follow
 
 
+def open_with_users(cfg: Any, *users: str) -> Any:
+    """The config's history database (an Engine) with these users, each ``"name role cells display name"``
+    (cells comma-separated, ``*`` for all), every one with :data:`PASSWORD`."""
+    from dashboard.users import add_user
+    from history import open_database
+
+    engine = open_database(cfg)
+    for spec in users:
+        name, role, cells, display = spec.split(" ", 3)
+        add_user(engine, name, PASSWORD, role, cells.split(","), display)
+    return engine
+
+
 DASHBOARD_CELLS: dict[str, Any] = {
     "G1": {"name": "Xinhua Street", "officer": {"name": "Wang Wei", "phone": "13800000001"},
            "outline": [[0, 0], [400, 0], [400, 300], [0, 300]]},
