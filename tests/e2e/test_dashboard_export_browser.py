@@ -22,12 +22,7 @@ import pytest
 
 from pipeline.export.verify import verify
 from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, PW, _user, artefacts
-from tests.support.dashboard import (
-    alert_msg,
-    browser_login,
-    served_dashboard,
-    write_dashboard_config,
-)
+from tests.support.dashboard import alert_msg, browser_login, served_dashboard, write_dashboard_config
 from tests.support.record import T0, record_clip
 
 pytestmark = pytest.mark.e2e

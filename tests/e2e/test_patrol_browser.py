@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import yaml
 
 from pipeline.tools.simulator import RtspSimulator, camsim_unavailable, free_port
 from tests.support.dashboard import browser_login
+from tests.support.waits import http_up
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,14 +53,6 @@ def wait(pred: Callable[[], Any], timeout: float, what: str) -> Any:
             return v
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def http_up(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
