@@ -453,6 +453,14 @@ def wait_for_frame(c: TestClient) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ the page
 
 @pytest.mark.e2e
+def drag(page: Any, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """Press the mouse at ``start`` (page pixels), move to ``end`` in 5 steps, release."""
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(*end, steps=5)
+    page.mouse.up()
+
+
 def test_an_engineer_drags_a_corner_in_the_browser_and_the_file_changes(tmp_path: Path, redis_url: str) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -507,28 +515,18 @@ def test_an_engineer_drags_a_corner_in_the_browser_and_the_file_changes(tmp_path
 
             # a corner dragged: select the floor, then drag its corner (0.9, 0.5) to about (0.8, 0.4)
             page.mouse.click(*at(0.5, 0.7))
-            page.mouse.move(*at(0.9, 0.5))
-            page.mouse.down()
-            for k in range(1, 6):
-                page.mouse.move(*at(0.9 - 0.02 * k, 0.5 - 0.02 * k))
-            page.mouse.up()
+            drag(page, at(0.9, 0.5), at(0.8, 0.4))  # in 5 steps of (-0.02, -0.02)
             page.locator('#z-status[data-state="dirty"]').wait_for(timeout=5000)
             moved = page.evaluate("() => window.__zones.shapes[0].points[1]")
             assert abs(moved[0] - 0.8) < 0.01 and abs(moved[1] - 0.4) < 0.01, moved
             # a bow tie (its corner dragged across the opposite edge) cannot even be sent
-            page.mouse.move(*at(0.1, 0.95))
-            page.mouse.down()
-            page.mouse.move(*at(0.95, 0.45), steps=5)
-            page.mouse.up()
+            drag(page, at(0.1, 0.95), at(0.95, 0.45))
             assert page.locator('#z-list li[data-kind="zone"] .err').count() == 1 and page.is_disabled("#z-save")
             page.click("#z-revert")
             page.locator('#z-canvas[data-ready="true"]').wait_for(timeout=10_000)
             assert page.locator('#z-status[data-state="idle"]').count() == 1
             page.mouse.click(*at(0.5, 0.7))
-            page.mouse.move(*at(0.9, 0.5))
-            page.mouse.down()
-            page.mouse.move(*at(moved[0], moved[1]), steps=5)
-            page.mouse.up()
+            drag(page, at(0.9, 0.5), at(moved[0], moved[1]))
             moved = page.evaluate("() => window.__zones.shapes[0].points[1]")
             # a new zone: its corners clicked, Enter to finish, then named
             page.click("#z-add-zone")
