@@ -111,7 +111,8 @@ function wireRoomExport() {
   const jobs = new Map(); // alert id -> its latest export in this page
   const show = () => {
     const job = jobs.get(detail.dataset.alertId);
-    if (job) SEX.render(box, job); else { box.hidden = true; box.replaceChildren(); }
+    if (job) SEX.render(box, job);
+    else if (!box.hidden || box.childNodes.length) { box.hidden = true; box.replaceChildren(); } // only when shown
   };
   new MutationObserver(show).observe(detail, { attributes: true, attributeFilter: ["data-alert-id"] });
   btn.addEventListener("click", async () => {
