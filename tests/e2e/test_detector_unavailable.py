@@ -56,7 +56,8 @@ def test_empty_model_store_still_records_and_says_detector_unavailable(
     assert worker.detector is None and worker.detector_error
     assert "yolox_nano" in worker.detector_error
     assert "person" in worker.class_names  # from the manifest: the rules are still checked
-    assert [loop.name for loop in worker.loops(watch_config=True)] == ["detect", "status", "config", "model"]
+    names = [loop.name for loop in worker.loops(watch_config=True)]
+    assert names == ["detect", "status", "config", "model", "sightings"]
     t0 = time.time()
     worker.start()
     try:
