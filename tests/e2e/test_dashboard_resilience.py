@@ -105,7 +105,7 @@ def test_redis_killed_every_api_route_answers_503_json_or_works_never_500(
 
     own_redis.kill()
     ids = {"alert_id": "k1", "camera_id": "lobby", "username": "op", "token": "x" * 43, "rel": "lobby/x.jpg",
-           "job_id": "nosuchjob", "name": "case1"}
+           "job_id": "nosuchjob", "name": "case1", "plan_id": "1", "patrol_id": "1", "fault_id": "1"}
     answers: dict[str, int] = {}
     for route in api_routes(app.app.routes):  # type: ignore[attr-defined]
         if "GET" not in route.methods or route.path == "/api/stream":
