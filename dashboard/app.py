@@ -76,6 +76,9 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
                     continue  # another dashboard process checks
                 for alert, act in await run_in_threadpool(escalate_due, dash.engine, dash.config()):
                     await dash.push_action(alert, act)
+            except (RedisError, OSError, TimeoutError) as e:  # the bus is down or frozen: a line, not a traceback
+                log.warning("escalation check: bus unavailable (%s); trying again in %.0f s", e, CHECK_EVERY_S)
+                continue
             except Exception:
                 log.exception("escalation check failed; trying again in %.0f s", CHECK_EVERY_S)
                 continue
@@ -83,6 +86,9 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
                 faults_due = time.monotonic() + patrol_faults.CHECK_EVERY_S
                 try:
                     await patrol_faults.check(dash)
+                except (RedisError, OSError, TimeoutError) as e:
+                    log.warning("camera fault check: bus unavailable (%s); trying again in %.0f s", e,
+                                patrol_faults.CHECK_EVERY_S)
                 except Exception:
                     log.exception("camera fault check failed; trying again in %.0f s", patrol_faults.CHECK_EVERY_S)
 

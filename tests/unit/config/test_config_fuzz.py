@@ -108,11 +108,15 @@ def dump(tree: Any) -> str:
     return yaml.safe_dump(tree, allow_unicode=True, sort_keys=False, width=100)
 
 
+MODE_WARNING = re.compile(r"warning: .+: mode 0[0-7]{3} lets other users in; should be ")
+
+
 def assert_answer(path: Path, rc: int, out: str, err: str) -> None:
     """Exit 0 with one OK line, or exit 2 with FILE:LINE lines only, never a traceback or a password."""
     assert "Traceback" not in out + err, err
     assert "s3cret-pw" not in out + err, err
-    if rc == 0:
+    if rc == 0:  # a config whose data_dir is its own folder also hears that the file is readable by others
+        err = "".join(ln for ln in err.splitlines(keepends=True) if not MODE_WARNING.match(ln))
         assert err == "" and re.fullmatch(rf"{re.escape(str(path))}: OK: .*\n", out), (out, err)
         return
     assert rc == 2, (rc, out, err)
