@@ -33,17 +33,6 @@ from tests.support.dashboard import (
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
-    if request.param == "sqlite":
-        eng = open_database(url=f"sqlite:///{tmp_path / 'h.sqlite'}")
-    else:
-        server = request.getfixturevalue("postgres_url")
-        eng = open_database(url=fresh_pg_database(server, f"t{abs(hash(str(tmp_path))) % 10**9}"))
-    yield eng
-    eng.dispose()
-
-
 def test_migrations_build_exactly_the_schema_module(engine: Engine) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)

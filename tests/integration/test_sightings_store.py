@@ -33,17 +33,6 @@ from tests.support.dashboard import fresh_pg_database, postgres_url  # noqa: F40
 T0 = 1_780_000_000.0
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
-    if request.param == "sqlite":
-        eng = open_database(url=f"sqlite:///{tmp_path / 'h.sqlite'}")
-    else:
-        server = request.getfixturevalue("postgres_url")
-        eng = open_database(url=fresh_pg_database(server, f"s{abs(hash(str(tmp_path))) % 10**9}"))
-    yield eng
-    eng.dispose()
-
-
 def sighting(n: int, camera: str, label: str, t: float, plate: str | None = None, upper: str | None = None,
              lower: str | None = None, body: str | None = None, final: bool = True, dur: float = 10.0) -> Sighting:
     colours = {}

@@ -112,6 +112,20 @@ def fresh_pg_database(server_url: str, name: str) -> str:
     return server_url.rsplit("/", 1)[0] + "/" + name
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A migrated history database, once on SQLite and once on a fresh PostgreSQL database."""
+    from history.db import open_database
+
+    if request.param == "sqlite":
+        eng = open_database(url=f"sqlite:///{tmp_path / 'h.sqlite'}")
+    else:
+        server = request.getfixturevalue("postgres_url")
+        eng = open_database(url=fresh_pg_database(server, f"h{abs(hash(str(tmp_path))) % 10**9}"))
+    yield eng
+    eng.dispose()
+
+
 def spawn(module: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
     """Start ``python -m module args`` in its own session, output to ``log``."""
     fh = open(log, "ab")
