@@ -568,6 +568,12 @@ class CameraConfig(Strict):
     source: str = Field(min_length=1, description="rtsp://[user:password@]host[:port]/path, or a "
                         "video file (path or file://) played at real-time pace for demos and tests.")
     grid_cell: str = Field(description="Id of the grid cell (under `grid_cells`) the camera belongs to.")
+    neighbours: list[str] = Field(default_factory=list, max_length=32, title="Neighbouring cameras",
+                                  description="Ids of cameras (under `cameras`) that look at the same place "
+                                  "or the way in and out of it, shown as related cameras in the handling view "
+                                  "of this camera's alerts beside those of its grid cell, whatever cell "
+                                  "they belong to (each operator sees only those of their own cells). "
+                                  "At most 32; default none.")
     position: PlanPoint | None = Field(None, description="Where the camera is on the district plan of the "
                                        "grid map, [x, y] in the unit of the cells' outlines. Default: not drawn.")
     enabled: bool = Field(True, description="Set false to keep the camera configured but not run it.")
@@ -1004,6 +1010,12 @@ def cross_check(data: Any, classes: list[str] | None = None) -> list[tuple[tuple
             known = ", ".join(sorted(map(str, cells))) or "none defined"
             problems.append((("cameras", cid, "grid_cell"),
                              f"grid cell {cell!r} is not defined under grid_cells (defined: {known})"))
+        neighbours = cam.get("neighbours")
+        for i, other in enumerate(neighbours if isinstance(neighbours, list) else []):
+            if isinstance(other, str) and (other not in cameras or other == cid):
+                what = "is the camera itself" if other == cid else "is not defined under cameras"
+                problems.append((("cameras", cid, "neighbours", i),
+                                 f"camera {cid!r}: neighbour {other!r} {what}"))
         rules = mapping(cam.get("rules"))
         for rid, rule in rules.items():
             if not isinstance(rule, dict):
