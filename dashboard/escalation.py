@@ -13,7 +13,9 @@ and is a system row in its timeline; the page then moves it up, colours it, soun
 it overdue naming the late step, and the supervisor view lists it.  Each step escalates again after
 each further period (level 2 after twice the time, ...), so an alert left alone keeps climbing; doing
 the step (the workflow) sets the level back to 0 and the next step's clock starts.  Only an
-incident's first alert escalates (history/incidents.py): its later occurrences share its workflow.
+incident's first alert escalates (history/incidents.py): its later occurrences share its workflow, and
+its deadlines count by the incident's highest severity (a medium intrusion joined by a critical
+crowding alert is due as critical), as the room's sound and order do.
 The check runs in the dashboard every second; the guard on the row's state, step and level makes it
 safe if two dashboards run it at once.
 
@@ -39,7 +41,8 @@ from sqlalchemy import Engine, and_, or_, select, update
 from dashboard.workflow import alert_view, waiting_step
 from history.audit import record
 from history.incidents import is_head
-from history.schema import alerts
+from history.schema import alerts, incidents
+from history.shelves import Cover
 from pipeline.config import Config
 
 log = logging.getLogger("sharpeye.dashboard")
@@ -67,6 +70,17 @@ def _limit(times: Any, severity: str) -> float:
     return float(getattr(times, severity, times.medium))
 
 
+SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+
+def severity_of(row: Any) -> str:
+    """The severity an incident's deadlines count by: the highest of its occurrences (``incident_severity``,
+    joined from ``incidents`` by :func:`escalate_due`), never lower than the row's own."""
+    m = row._mapping
+    own, inc = str(m["severity"]), m.get("incident_severity")
+    return str(inc) if inc is not None and SEVERITY_RANK.get(str(inc), 1) > SEVERITY_RANK.get(own, 1) else own
+
+
 MAX_LEVEL = 1_000  # an escalation level beyond this is a broken time, not an alert left alone
 
 
@@ -90,7 +104,7 @@ def due(cfg: Config, row: Any, now: float) -> tuple[str, int] | None:
     times, since_col, reason = STEPS[step]
     if m[since_col] is None:
         return None
-    limit = _limit(getattr(cfg.dashboard.escalation, times), row.severity)
+    limit = _limit(getattr(cfg.dashboard.escalation, times), severity_of(row))
     periods = _periods(now - _finite(m[since_col], since_col), limit)
     level = row.escalation_level if m.get("escalation_step") in (None, step) else 0
     if periods > level:
@@ -145,7 +159,8 @@ def _escalate_one(engine: Engine, cfg: Config, row: Any, now: float) -> tuple[di
         if res.rowcount != 1:
             return None  # an operator acted at this very moment, or another dashboard escalated it
         act = record(conn, "escalate", alert_id=row.id, grid_cell_id=row.grid_cell_id, from_state=row.state,
-                     to_state=row.state, data={"level": level, "reason": reason, "step": step}, at=now)
+                     to_state=row.state, data={"level": level, "reason": reason, "step": step,
+                                               "severity": severity_of(row)}, at=now)
         fresh = conn.execute(select(alerts).where(alerts.c.id == row.id)).one()
         return alert_view(fresh), act
 
@@ -164,13 +179,17 @@ def escalate_due(engine: Engine, cfg: Config, now: float | None = None) -> list[
         return float(min(t.low, t.medium, t.high, t.critical))
     out = []
     with engine.connect() as conn:
-        rows = conn.execute(select(alerts).where(is_head(), or_(
+        rows = conn.execute(select(alerts, incidents.c.severity.label("incident_severity"))
+                            .outerjoin(incidents, incidents.c.id == alerts.c.id).where(is_head(), or_(
             and_(alerts.c.state == "new", alerts.c.start_time <= now - shortest("acknowledge_s")),
             *[and_(alerts.c.state == "dispatched", alerts.c.dispatch_step == done,
                    alerts.c[STEPS[step][1]] <= now - shortest(STEPS[step][0]))
               for done, step in (("sent", "signed_for"), ("signed_for", "on_scene"), ("on_scene", "feedback"))]
         ))).all()
+        cover = Cover.load(conn, now) if rows else None
     for row in rows:
+        if cover is not None and cover.of(row.camera_id, row.rule_id, row.start_time) is not None:
+            continue  # shelved (history/shelves.py): stored and shown, but it does not escalate
         if (row.id, row.version, row.escalation_level) in _failed:
             continue
         try:

@@ -5,7 +5,9 @@ minute later and raises them again: for the room that is one thing to handle, no
 alert of the same camera and the same zone or line (or the same rule, for a rule without one) joins
 the open incident when it starts while one of that incident's alerts is still going on, or within the
 rule's ``incident_window_s`` after the incident's last end (``alerts.incident_window_s``, default
-120 s; 0: never joins).  Rules of one zone that fire on the same person (intrusion, loitering,
+120 s; 0: never joins), unless the incident began ``incident_max_s`` (default 3600 s) or longer before
+the alert started: a camera that raises an alert every minute for hours is then one incident per hour,
+not one swallowing the whole shift.  Rules of one zone that fire on the same person (intrusion, loitering,
 crowding) land in one incident whose ``reasons`` list every rule that fired.
 
 Nothing is dropped: every alert keeps its own row in ``alerts`` (with ``incident_id``) and all its
@@ -66,6 +68,20 @@ class Grouping:
         key = f"zone:{zone}" if zone else f"line:{line}" if line else f"rule:{rule_id}"
         return key, window
 
+    def max_s(self, msg: dict[str, Any]) -> float:
+        """Seconds after an incident's first alert started after which this alert opens a new one (0: no cap)."""
+        if self.cfg is None:
+            return 0.0
+        cam_id = msg["camera"]["id"]
+        cam = self.cfg.cameras.get(cam_id)
+        if cam is None:
+            return self.cfg.alerts.incident_max_s
+        cap = self.cfg.camera_alerts(cam_id).incident_max_s
+        rule = cam.effective_rules().get(str(msg["rule"]["id"]))
+        if rule is not None and rule.incident_max_s is not None:
+            cap = rule.incident_max_s
+        return cap
+
 
 _configured: weakref.WeakKeyDictionary[Engine, Callable[[], Config]] = weakref.WeakKeyDictionary()
 
@@ -119,7 +135,9 @@ def assign(conn: Connection, alert_id: str, msg: dict[str, Any], grouping: Group
         if cand is not None:
             active = conn.execute(select(func.count()).select_from(alerts).where(
                 alerts.c.incident_id == cand.id, alerts.c.phase != "end")).scalar_one()
-            if active or (cand.last_end is not None and start <= cand.last_end + window):
+            cap = grouping.max_s(msg)
+            capped = cap > 0 and start >= cand.first_seen + cap  # long enough: a new room item from here on
+            if not capped and (active or (cand.last_end is not None and start <= cand.last_end + window)):
                 reasons = json.loads(cand.reasons or "[]")
                 if _reason(msg) not in reasons:
                     reasons.append(_reason(msg))

@@ -1,146 +1,38 @@
 """Reports, the supervisor view and the printable alert: what the room did and how fast.
 
-- ``/api/reports``: per grid cell over a time range (a shift, a day, a quarter): alerts by kind,
-  time to acknowledge, to sign for, to arrive and to resolve (median and 90th percentile),
-  cells ranked by signing-for and feedback speed, and the false-alarm share by camera and by
-  rule (what an engineer tunes next).  ``/api/reports.csv`` is the same per-cell table as CSV.
+- ``/api/reports``: per grid cell over a time range: alerts and incidents by kind, outcomes, times to
+  each step, rankings and false-alarm shares, rules by the name operators read
+  (:mod:`dashboard.services.reports`).  ``/api/reports.csv`` is the same per-cell table as CSV.
 - ``/api/supervisor``: open alerts by state and age, the overdue ones, the load per operator.
 - ``/alerts/{id}/print``: one alert with its timeline and snapshots, laid out for paper.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import math
-import time
-from collections import Counter, defaultdict
-from collections.abc import Iterable
 from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
-from starlette.concurrency import run_in_threadpool
 
 from dashboard.context import Dashboard
 from dashboard.deps import CurrentUser, DashboardDep, current_user, refuse
 from dashboard.pages import page
+from dashboard.services import reports as service
 from dashboard.users import User
-from history.schema import OPEN_STATES, alerts
 
 router = APIRouter(dependencies=[Depends(current_user)])
-DURATIONS = {  # name -> (end column, start column)
-    "acknowledge": ("acknowledged_at", "start_time"),
-    "sign_for": ("signed_for_at", "dispatched_at"),
-    "arrive": ("on_scene_at", "dispatched_at"),
-    "feedback": ("feedback_at", "dispatched_at"),
-    "resolve": ("closed_at", "start_time"),
-}
-AGE_BUCKETS = ((300, "lt5m"), (900, "5to15m"), (3600, "15to60m"), (math.inf, "gt60m"))
-MAX_RANGE_S = 400 * 86400
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The q-th percentile (0-100) by linear interpolation; None for no values."""
-    if not values:
-        return None
-    v = sorted(values)
-    k = (len(v) - 1) * q / 100.0
-    lo, hi = math.floor(k), math.ceil(k)
-    return v[lo] + (v[hi] - v[lo]) * (k - lo)
-
-
-def _stats(values: list[float]) -> dict[str, Any]:
-    return {"n": len(values), "median_s": percentile(values, 50), "p90_s": percentile(values, 90)}
-
-
-def _cells_clause(user: User) -> Any:
-    return True if user.all_cells() else alerts.c.grid_cell_id.in_(user.cells)
-
-
-def build_report(rows: Iterable[Any], cell_names: dict[str, str]) -> dict[str, Any]:
-    """Aggregate alert rows (with the columns of ``alerts``) into the report."""
-    per_cell: dict[str, dict[str, Any]] = defaultdict(lambda: {
-        "total": 0, "by_kind": Counter(), "closed": 0, "false_alarms": 0, "by_outcome": Counter(),
-        **{k: [] for k in DURATIONS}})
-    by_camera: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    by_rule: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    camera_names: dict[str, str] = {}
-    for r in rows:
-        c = per_cell[r.grid_cell_id]
-        cell_names.setdefault(r.grid_cell_id, r.grid_cell_name)
-        c["total"] += 1
-        c["by_kind"][r.kind] += 1
-        for name, (end, start) in DURATIONS.items():
-            e, s = getattr(r, end), getattr(r, start)
-            if e is not None and s is not None:
-                c[name].append(max(0.0, e - s))
-        if r.classification is not None:
-            c["closed"] += 1
-            c["by_outcome"][r.classification] += 1  # genuine, false_alarm, duplicate, test
-            fa = r.classification == "false_alarm"
-            c["false_alarms"] += fa
-            camera_names[r.camera_id] = r.camera_name
-            for table, key in ((by_camera, r.camera_id), (by_rule, f"{r.camera_id}/{r.rule_id}")):
-                table[key][0] += 1
-                table[key][1] += fa
-    cells = []
-    for cid, c in sorted(per_cell.items()):
-        cells.append({"cell": cid, "name": cell_names.get(cid, cid), "total": c["total"],
-                      "by_kind": dict(c["by_kind"]), "closed": c["closed"], "false_alarms": c["false_alarms"],
-                      "false_alarm_share": c["false_alarms"] / c["closed"] if c["closed"] else None,
-                      "by_outcome": dict(c["by_outcome"]),
-                      **{k: _stats(c[k]) for k in DURATIONS}})
-
-    def rank(key: str) -> list[dict[str, Any]]:
-        timed = [c for c in cells if c[key]["median_s"] is not None]
-        return [{"cell": c["cell"], "name": c["name"], "median_s": c[key]["median_s"], "p90_s": c[key]["p90_s"]}
-                for c in sorted(timed, key=lambda c: c[key]["median_s"])]
-
-    def shares(table: dict[str, list[int]], label: str) -> list[dict[str, Any]]:
-        out = []
-        for key, (closed, fa) in table.items():
-            item: dict[str, Any] = {"closed": closed, "false_alarms": fa, "share": fa / closed}
-            if label == "camera":
-                item.update(camera=key, name=camera_names.get(key, key))
-            else:
-                cam, rule = key.split("/", 1)
-                item.update(camera=cam, name=camera_names.get(cam, cam), rule=rule)
-            out.append(item)
-        return sorted(out, key=lambda x: (-x["share"], -x["closed"]))
-
-    return {"cells": cells, "rank_sign_for": rank("sign_for"), "rank_feedback": rank("feedback"),
-            "false_alarms_by_camera": shares(by_camera, "camera"), "false_alarms_by_rule": shares(by_rule, "rule"),
-            "total": sum(c["total"] for c in cells)}
-
-
-async def _report(d: Dashboard, user: User, start: float | None, end: float | None,
-                  cell: str | None) -> dict[str, Any]:
-    end = time.time() if end is None else end
-    start = end - 12 * 3600 if start is None else start
-    if not 0 < end - start <= MAX_RANGE_S:
-        raise refuse(400, "bad_query", message="the range must be positive and at most 400 days")
-    if cell and not user.sees_cell(cell):
-        raise refuse(404, "not_found")
-    cfg = d.config()
-    names = {cid: c.name for cid, c in cfg.grid_cells.items()}
-
-    def _run() -> dict[str, Any]:
-        q = select(alerts).where(_cells_clause(user), alerts.c.start_time >= start, alerts.c.start_time < end)
-        if cell:
-            q = q.where(alerts.c.grid_cell_id == cell)
-        with d.engine.connect() as conn:
-            rows = conn.execute(q.with_only_columns(*[c for c in alerts.c if c.name != "message"]))
-            return build_report(rows, names)
-    out = await run_in_threadpool(_run)
-    out.update(start=start, end=end)
-    return out
 
 
 @router.get("/reports", include_in_schema=False)
 async def reports_page() -> HTMLResponse:
     return page("reports.html")
+
+
+async def _report(d: Dashboard, user: User, start: float | None, end: float | None, cell: str | None) -> dict[str, Any]:
+    try:
+        return await service.report(d, user, start, end, cell)
+    except service.ReportError as e:
+        raise refuse(e.status, e.code, **({"message": str(e)} if e.status == 400 else {})) from None
 
 
 @router.get("/api/reports")
@@ -149,26 +41,12 @@ async def reports(d: DashboardDep, user: CurrentUser, start: float | None = None
     return await _report(d, user, start, end, cell)
 
 
-def _num(v: float | None) -> str:
-    return "" if v is None else f"{v:.1f}"
-
-
 @router.get("/api/reports.csv")
 async def reports_csv(d: DashboardDep, user: CurrentUser, start: float | None = None,
                       end: float | None = None, cell: str | None = None) -> Response:
     """The per-cell table as CSV (seconds; UTF-8 with BOM so spreadsheet programs read the Chinese names)."""
-    rep = await _report(d, user, start, end, cell)
-    kinds = sorted({k for c in rep["cells"] for k in c["by_kind"]})
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["cell", "name", "alerts"] + [f"kind_{k}" for k in kinds] + ["closed", "false_alarms",
-               "false_alarm_share"] + [f"{k}_{m}" for k in DURATIONS for m in ("median_s", "p90_s", "n")])
-    for c in rep["cells"]:
-        w.writerow([c["cell"], c["name"], c["total"]] + [c["by_kind"].get(k, 0) for k in kinds]
-                   + [c["closed"], c["false_alarms"], _num(c["false_alarm_share"])]
-                   + [x for k in DURATIONS for x in (_num(c[k]["median_s"]), _num(c[k]["p90_s"]), c[k]["n"])])
-    name = time.strftime("sharpeye-report-%Y%m%d-%H%M.csv", time.gmtime(rep["end"]))
-    return Response("\ufeff" + buf.getvalue(), media_type="text/csv; charset=utf-8",
+    name, text = service.report_csv(await _report(d, user, start, end, cell))
+    return Response(text, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
@@ -180,35 +58,9 @@ async def supervisor_page() -> HTMLResponse:
 @router.get("/api/supervisor")
 async def supervisor(d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
     """Open alerts by state and age, the overdue ones, and each operator's load this shift."""
-    now = time.time()
-    since = now - 12 * 3600
-
-    def _run() -> dict[str, Any]:
-        from dashboard.workflow import alert_view, overdue_step
-        with d.engine.connect() as conn:
-            open_rows = conn.execute(select(alerts).where(_cells_clause(user), alerts.c.state.in_(OPEN_STATES))
-                                     .order_by(alerts.c.start_time)).all()
-            closed = conn.execute(select(alerts.c.owner_name).where(
-                _cells_clause(user), alerts.c.closed_at >= since, alerts.c.owner_name.is_not(None))).all()
-        by_state = {s: {b: 0 for _, b in AGE_BUCKETS} for s in OPEN_STATES}
-        load: dict[str, dict[str, int]] = defaultdict(lambda: {"open": 0, "closed_this_shift": 0})
-        overdue = []
-        for r in open_rows:
-            age = now - r.start_time
-            bucket = next(b for limit, b in AGE_BUCKETS if age < limit)
-            by_state[r.state][bucket] += 1
-            if r.owner_name:
-                load[r.owner_name]["open"] += 1
-            if overdue_step(r._mapping):  # late for the step it waits for (acknowledge, 签收, 到场, 反馈)
-                overdue.append(alert_view(r))
-        for (owner,) in closed:
-            load[owner]["closed_this_shift"] += 1
-        return {"by_state": by_state, "overdue": overdue, "open": len(open_rows),
-                "load": [{"operator": k, **v} for k, v in sorted(load.items(), key=lambda kv: -kv[1]["open"])]}
-    return await run_in_threadpool(_run)
+    return await service.supervisor(d, user)
 
 
 @router.get("/alerts/{alert_id}/print", include_in_schema=False)
 async def print_page(alert_id: str) -> HTMLResponse:
     return page("print.html")
-

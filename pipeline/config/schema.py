@@ -205,6 +205,32 @@ class ScheduleWindow(Strict):
 # --------------------------------------------------------------------------- rules
 
 
+class HandlingPolicy(Strict):
+    """How the room may close, and the system closes or acknowledges, the alerts of one rule."""
+
+    close_while_active: bool | None = Field(
+        None, title="Close while the condition lasts",
+        description="Whether an operator may close an incident of this rule while one of its alerts is still "
+        "going on (the camera still dark, covered, ...). false: the close is refused (409 condition_active) "
+        "until the condition clears. Default: true for detection rules, false for tamper alerts.")
+    close_on_clear: bool | None = Field(
+        None, title="Close when the condition clears",
+        description="Close the incident by itself (as the system, audited, outcome genuine) once none of its "
+        "alerts is going on any more, if nobody has dispatched it. Default: false for detection rules, true "
+        "for tamper alerts.")
+    auto_acknowledge: bool = Field(
+        False, title="Acknowledge automatically",
+        description="The system acknowledges a new incident of this rule at once (audited), so it neither "
+        "waits as new nor escalates for acknowledgement; only for severity low. Default false.")
+
+    def effective(self, condition: bool) -> tuple[bool, bool, bool]:
+        """(close_while_active, close_on_clear, auto_acknowledge), the defaults filled in for a rule whose
+        alert is a lasting condition of the camera (``condition``: tamper) or a detection."""
+        cwa = self.close_while_active if self.close_while_active is not None else not condition
+        coc = self.close_on_clear if self.close_on_clear is not None else condition
+        return cwa, coc, self.auto_acknowledge
+
+
 class RuleBase(Strict):
     labels: list[str] = Field(["person"], min_length=1,
                               description="Object labels (model class names) this rule watches.")
@@ -226,6 +252,14 @@ class RuleBase(Strict):
                                             "an open incident of this camera and this rule's zone or line within "
                                             "which an alert of this rule joins it instead of opening a new one "
                                             "(0: never joins); default: the camera's alerts.incident_window_s.")
+    incident_max_s: float | None = Field(None, ge=0, le=7 * 86400, title="Incident length cap (this rule)",
+                                         description="Seconds after an incident's first alert after which an "
+                                         "alert of this rule opens a new incident instead of joining it (0: no "
+                                         "cap); default: the camera's alerts.incident_max_s.")
+
+    handling: HandlingPolicy = Field(default_factory=HandlingPolicy, title="Handling policy",
+                                     description="Closing and acknowledging the incidents of this rule: "
+                                     "close_while_active, close_on_clear, auto_acknowledge (see below).")
 
     @field_validator("schedule")
     @classmethod
@@ -234,6 +268,13 @@ class RuleBase(Strict):
             raise ValueError("an empty schedule never arms the rule; list at least one window, or remove "
                              "`schedule` to arm the rule always")
         return v
+
+    @model_validator(mode="after")
+    def _auto_ack_low(self) -> RuleBase:
+        if self.handling.auto_acknowledge and self.severity != "low":
+            raise ValueError(f"handling.auto_acknowledge is only for severity low (this rule is {self.severity}): "
+                             "an acknowledged alert does not ring or escalate")
+        return self
 
 
 class PresenceRule(RuleBase):
@@ -340,6 +381,11 @@ class AlertsConfig(Strict):
                                      "every alert kept as an occurrence) instead of opening a new one; a rule's "
                                      "own incident_window_s overrides it. 0: every alert is its own incident. "
                                      "Default 120.")
+    incident_max_s: float = Field(3600.0, ge=0, le=7 * 86400, title="Incident length cap", description="An "
+                                  "incident takes no new alert this many seconds after its first alert started: "
+                                  "the next alert opens a new incident, so a camera that raises an alert every "
+                                  "minute for hours is one room item per hour, not one for the whole shift; a "
+                                  "rule's own incident_max_s overrides it. 0: no cap. Default 3600 (one hour).")
 
 
 class MotionConfig(Strict):
@@ -498,10 +544,20 @@ class TamperConfig(Strict):
                               "(0-1, default 0.25).")
     severity: Literal["low", "medium", "high", "critical"] = Field("high", description="Severity of tamper "
                                                                     "alerts (default high).")
+    handling: HandlingPolicy = Field(default_factory=HandlingPolicy, title="Handling policy of tamper alerts",
+                                     description="Closing and acknowledging tamper incidents; by default they "
+                                     "cannot be closed while the camera is still tampered and close by themselves "
+                                     "when it is clear again.")
     dark: TamperDarkConfig = Field(default_factory=TamperDarkConfig, description="Dark picture.")
     covered: TamperCoveredConfig = Field(default_factory=TamperCoveredConfig, description="Covered lens.")
     blur: TamperBlurConfig = Field(default_factory=TamperBlurConfig, description="Defocused picture.")
     moved: TamperMovedConfig = Field(default_factory=TamperMovedConfig, description="Camera moved.")
+
+    @model_validator(mode="after")
+    def _auto_ack_low(self) -> TamperConfig:
+        if self.handling.auto_acknowledge and self.severity != "low":
+            raise ValueError(f"handling.auto_acknowledge is only for severity low (tamper alerts are {self.severity})")
+        return self
 
 
 class RecordingsConfig(Strict):

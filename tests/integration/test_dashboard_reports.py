@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from dashboard.app import create_app
-from dashboard.routes.reports import percentile
+from dashboard.services.reports import percentile
 from dashboard.users import add_user, from_row, get_user
 from dashboard.workflow import Request, apply
 from history import open_database
