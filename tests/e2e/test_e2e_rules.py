@@ -21,10 +21,10 @@ import jsonschema
 import pytest
 
 from pipeline.config import load_config
-from pipeline.publish import bus
 from pipeline.tools.simulator import RtspSimulator
 from tests.integration.test_replay import cut_clip, lobby_config
 from tests.support.assets import require_camsim
+from tests.support.buswatch import BusWatch
 
 pytestmark = pytest.mark.e2e
 
@@ -45,28 +45,19 @@ def test_one_alert_per_person_entering(tmp_path: Path, person_clip: Path, redis_
         path = lobby_config(tmp_path, sim.url("lobby"), end_after_s=3.0, name="streams.yaml", data_dir="data",
                             bus={"prefix": prefix}, recordings={"enabled": False})
         cfg = load_config(path)
-        keys = bus.BusKeys(prefix)
-        r = bus.connect(redis_url)
+        watch = BusWatch(redis_url, prefix)
         worker = Worker(cfg, redis_url)
-        alerts: list[dict[str, Any]] = []
-        last_id = "0-0"
         t0 = time.monotonic()
         worker.start()
         try:
             # stop before the looped file brings the first person back (~47 s after connecting)
-            while time.monotonic() - t0 < length + 2.0:
-                for sid, msg in bus.read_events(r, keys, last_id, count=100, block_ms=500):
-                    last_id = sid
-                    if msg["type"] == "alert":
-                        alerts.append(msg)
-                if sum(m["phase"] == "end" for m in alerts) >= PEOPLE:
-                    break
+            watch.until(lambda ev: sum(m["type"] == "alert" and m["phase"] == "end" for m in ev) >= PEOPLE,
+                        length + 2.0)
             seen_s = time.monotonic() - t0
         finally:
             worker.stop()
-        for _sid, msg in bus.read_events(r, keys, last_id, count=1000):  # anything the stop flushed
-            if msg["type"] == "alert":
-                alerts.append(msg)
+        watch.drain()  # anything the stop flushed
+        alerts = watch.alerts()
 
     timeline = [(m["phase"], m["alert_id"], round(m["time"] - alerts[0]["time"], 1)) for m in alerts]
     by_id: dict[str, list[dict[str, Any]]] = {}

@@ -7,10 +7,8 @@ Redis: one tamper alert, ``new`` while covered and ``end`` after, valid against 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import cv2
 import jsonschema
@@ -18,7 +16,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import load_config
-from pipeline.publish import bus
+from tests.support.buswatch import BusWatch
 from tests.support.config import write_config
 from tests.support.media import reencode
 
@@ -48,21 +46,12 @@ def test_covered_camera_raises_a_tamper_alert_and_ends_it_on_the_bus(
                         data_dir="data", bus={"prefix": prefix}, recordings={"enabled": False})
     cfg = load_config(path)
     schema = json.loads((ROOT / "docs/schemas/event.schema.json").read_text())
-    keys = bus.BusKeys(prefix)
-    r = bus.connect(redis_url)
+    watch = BusWatch(redis_url, prefix)
     worker = Worker(cfg, redis_url)
-    msgs: list[dict[str, Any]] = []
-    last_id = "0-0"
-    t0 = time.monotonic()
     worker.start()
     try:
-        while time.monotonic() - t0 < LENGTH + 20:
-            for sid, msg in bus.read_events(r, keys, last_id, count=100, block_ms=500):
-                last_id = sid
-                if msg["type"] == "alert" and msg["rule"]["kind"] == "tamper":
-                    msgs.append(msg)
-            if any(m["phase"] == "end" for m in msgs):
-                break
+        watch.until(lambda ev: any(m["phase"] == "end" for m in watch.alerts("tamper")), LENGTH + 20)
+        msgs = watch.alerts("tamper")
         rt = worker.cameras["lobby"]
         sampled, tamper_s = rt.source.stats.sampled, rt.stage_s["tamper"]
         checks = rt.tamper.checks if rt.tamper else 0
