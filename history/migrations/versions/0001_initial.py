@@ -1,8 +1,4 @@
 """initial schema: alerts, messages, camera events, actions, users, sessions
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-29 17:41:58.102994
 """
 
 from __future__ import annotations
@@ -12,8 +8,6 @@ from alembic import op
 
 revision = '0001'
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

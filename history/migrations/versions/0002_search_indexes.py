@@ -1,8 +1,4 @@
 """search indexes end with (start_time, id): key-paged searches read an index range, never sort
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-29
 """
 
 from __future__ import annotations
@@ -11,8 +7,6 @@ from alembic import op
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 LEADS = ("camera_id", "grid_cell_id", "state", "kind", "rule_id")
 

@@ -1,8 +1,4 @@
 """dispatch links: one-time links for the dispatched officer's phone page
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-29
 """
 
 from __future__ import annotations
@@ -12,8 +8,6 @@ from alembic import op
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,8 +1,4 @@
 """exports and cases: export jobs started from the page and the cases grouping them
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-29
 """
 
 from __future__ import annotations
@@ -12,8 +8,6 @@ from alembic import op
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,8 +1,4 @@
 """segment_catalog: which worker holds which recorded segment (recordings split across machines)
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-29
 """
 
 from __future__ import annotations
@@ -12,8 +8,6 @@ from alembic import op
 
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -6,10 +6,6 @@
 - video patrol: plans, patrols and their marks, camera faults, manual alarms;
 - sightings: every confirmed track of a person or vehicle, searchable by plate, label, colour, camera and time;
 - cases per owner: a case is (owner, name) with its own folder, so one user's case name never reaches another's.
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-07
 """
 
 from __future__ import annotations
@@ -19,8 +15,6 @@ from alembic import op
 
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 INDEXES = [
     ("ix_sightings_first_time", ["first_time"]),
