@@ -25,7 +25,11 @@ What a record holds and why:
   views, never per frame, voted (:class:`pipeline.analyse.plates.PlateVote`).  The views kept for
   reading are full-resolution copies of the vehicle box (a plate needs every pixel), at most
   ``plate_reads`` per track; they are read when the sighting is written, so a track costs at most
-  ``plate_reads`` reads in its life (reads already made are kept for the later updates).
+  ``plate_reads`` reads in its life (reads already made are kept for the later updates).  With
+  ``early_plates`` (the worker: watchlists must hear of a plate within seconds, not when the track
+  ends), the first view of the whole vehicle (not cut by the picture's edge, wide enough) is read at
+  once in a sighting of its own (not final, same ``sighting_id``) once the track is ``min_duration_s``
+  old; the others (``plate_reads`` - 1) from the best views as before.
 
 Pure: frames and tracked objects in, records out; the stage holds only per-track state.
 """
@@ -158,6 +162,12 @@ def direction_of(first: tuple[float, float], last: tuple[float, float], frame_wh
     return "top_to_bottom" if dy > 0 else "bottom_to_top"
 
 
+def whole_in_view(box: Sequence[float], frame_wh: tuple[int, int]) -> bool:
+    """Whether a box is clear of the picture's edges (the whole object is in view)."""
+    w, h = frame_wh
+    return box[0] > 1 and box[1] > 1 and box[2] < w - 1 and box[3] < h - 1
+
+
 def _clip_box(box: Sequence[float], frame_wh: tuple[int, int], margin: float = 0.0) -> tuple[int, int, int, int]:
     x1, y1, x2, y2 = box
     mw, mh = (x2 - x1) * margin, (y2 - y1) * margin
@@ -185,6 +195,8 @@ class _TrackState:
     plate_views: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (quality, full-res view)
     plate_vote: PlateVote = field(default_factory=PlateVote)
     plate_reads_done: int = 0
+    early_view: np.ndarray | None = None  # the first whole view, read early (early_plates)
+    early_done: bool = False
 
 
 @dataclass
@@ -195,6 +207,7 @@ class SightingsStage:
     cfg: SightingsConfig
     plate_reader: PlateReading | None = None  # needed when cfg.plates is on (unless defer_plates)
     defer_plates: bool = False  # hand the views over (Sighting.pending) instead of reading them here
+    early_plates: bool = False  # read a vehicle's first whole view at once (see the module)
     _tracks: dict[int, _TrackState] = field(default_factory=dict, init=False)
     _frame_wh: tuple[int, int] = field(default=(0, 0), init=False)
     plate_reads: int = field(default=0, init=False)  # reads made (cost accounting)
@@ -244,7 +257,12 @@ class SightingsStage:
                     out.append(s)
                 fresh = _TrackState(tid, st.label, st.last_t, st.last_t, st.last_c, st.last_c)
                 fresh.plate_vote, fresh.plate_reads_done = st.plate_vote, st.plate_reads_done  # read once per track
+                fresh.early_done = st.early_done
                 self._tracks[tid] = fresh
+            elif st.early_view is not None and not st.early_done:
+                if (s := self._emit(st, final=False, early=True)) is not None:
+                    st.emitted_t = t
+                    out.append(s)
             elif t - (st.emitted_t if st.emitted_t is not None else st.first_t) >= self.cfg.every_s:
                 if (s := self._emit(st, final=False)) is not None:
                     st.emitted_t = t
@@ -269,18 +287,31 @@ class SightingsStage:
             st.best_crop = crop.copy() if f >= 1.0 else cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
             st.best_colours = describe(st.label, frame, box)
         if self.cfg.plates and st.label in VEHICLE_LABELS and (x2 - x1) >= self.cfg.plate_min_width_px:
+            if self.early_plates and not st.early_done and whole_in_view(box, self._frame_wh):  # the latest whole view
+                st.early_view = view.copy()
             keep = self.cfg.plate_reads - st.plate_reads_done
             if keep > 0 and (len(st.plate_views) < keep or q > min(v[0] for v in st.plate_views)):
                 st.plate_views.append((q, view.copy()))
                 st.plate_views.sort(key=lambda v: -v[0])
                 del st.plate_views[keep:]
 
-    def _emit(self, st: _TrackState, final: bool) -> Sighting | None:
+    def _emit(self, st: _TrackState, final: bool, early: bool = False) -> Sighting | None:
         if st.last_t - st.first_t < self.cfg.min_duration_s or st.best_crop is None:
             return None
         plate = None
         pending = None
-        if self.cfg.plates and st.label in VEHICLE_LABELS:
+        if early and st.early_view is not None:  # one read now; the rest stay for the later ones
+            st.early_done = True
+            view, st.early_view = st.early_view, None
+            st.plate_reads_done += 1
+            del st.plate_views[max(0, self.cfg.plate_reads - st.plate_reads_done):]
+            if self.defer_plates:
+                pending = PendingPlate([view], st.plate_vote)
+            elif self.plate_reader is not None:
+                st.plate_vote.add(self.plate_reader.read(view))
+                self.plate_reads += 1
+            plate = st.plate_vote.result()
+        elif self.cfg.plates and st.label in VEHICLE_LABELS:
             if self.defer_plates:
                 if st.plate_views:
                     pending = PendingPlate([v for _, v in st.plate_views], st.plate_vote)

@@ -136,6 +136,35 @@ def tamper_message(event: Any, cfg: Config, camera_id: str, snapshot: dict[str, 
     }
 
 
+def watchlist_message(hit: Any, cfg: Config, phase: str, snapshot: dict[str, Any] | None) -> dict[str, Any]:
+    """A watchlist hit (布控命中): a plate read matched an active entry covering the camera's cell.
+
+    An ordinary ``alert`` of rule kind ``watchlist`` (``rule.id`` ``watchlist:<entry id>``, severity
+    high), so the cell's room takes, dispatches and closes it like any other; ``watchlist`` says which
+    entry and what was read (never the entry's reason or owner: those stay in the history database).
+    Sent as ``new`` with the vehicle's view and at once ``end``: the hit is one moment, its clip the
+    track so far (pre- and post-roll from ``alerts``)."""
+    cam: CameraConfig = cfg.cameras[hit.camera_id]
+    alerts = cfg.camera_alerts(hit.camera_id)
+    box = [round(float(v), 1) for v in hit.box]
+    return {
+        **_alert_head(cfg, cam, hit.camera_id, hit.alert_id, phase, hit.seen_t, hit.seen_t),
+        "rule": {"id": f"watchlist:{hit.entry_id}", "kind": "watchlist", "severity": "high"},
+        "labels": [hit.label],
+        "track_ids": [hit.track_id],
+        "objects": [{"track_id": hit.track_id, "label": hit.label, "score": round(float(hit.confidence), 4),
+                     "box": box}],
+        "score": round(float(hit.confidence), 4),
+        "start_time": round(hit.first_t, 3),
+        "end_time": round(hit.seen_t, 3) if phase == "end" else None,
+        "snapshot": snapshot,
+        "clip": {"start": round(hit.first_t - alerts.pre_roll_s, 3),
+                 "end": round(hit.seen_t + alerts.post_roll_s, 3) if phase == "end" else None},
+        "watchlist": {"entry_id": hit.entry_id, "pattern": hit.pattern, "plate": hit.plate,
+                      "confidence": round(float(hit.confidence), 4)},
+    }
+
+
 def orphan_end_message(last: dict[str, Any], reason: str) -> dict[str, Any]:
     """The ``end`` of an alert whose worker died with it open, from the last message published for it.
 

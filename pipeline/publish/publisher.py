@@ -27,8 +27,16 @@ import numpy as np
 
 from pipeline.analyse.alerts import AlertUpdate
 from pipeline.analyse.tamper import TamperEvent
+from pipeline.analyse.watchlist import WatchlistHit
 from pipeline.config import Config
-from pipeline.publish.events import alert_message, camera_message, draw_snapshot, tamper_message, write_snapshot
+from pipeline.publish.events import (
+    alert_message,
+    camera_message,
+    draw_snapshot,
+    tamper_message,
+    watchlist_message,
+    write_snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +116,19 @@ class Publisher:
         if snapshot_error is not None:
             msg["snapshot_error"] = snapshot_error
         return self._send(camera_id, msg)
+
+    def watchlist(self, hit: WatchlistHit, picture: np.ndarray | None) -> list[dict[str, Any]]:
+        """Publish a watchlist hit: its ``new`` (with the vehicle's view as the snapshot) and its ``end``."""
+        snapshot: dict[str, Any] | None = None
+        snapshot_error: str | None = None
+        if picture is not None and self.snapshot_dir is not None:
+            snapshot, snapshot_error = self._snapshot(hit.camera_id, hit.alert_id, hit.seen_t, hit.confidence,
+                                                      lambda: picture)
+        new = watchlist_message(hit, self.cfg, "new", snapshot)
+        if snapshot_error is not None:
+            new["snapshot_error"] = snapshot_error
+        return [self._send(hit.camera_id, new),
+                self._send(hit.camera_id, watchlist_message(hit, self.cfg, "end", None))]
 
     def _snapshot(self, camera_id: str, alert_id: str, t: float, score: float,
                   picture: Callable[[], np.ndarray]) -> tuple[dict[str, Any] | None, str | None]:

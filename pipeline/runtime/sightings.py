@@ -5,7 +5,13 @@ a crop, a sharpness and a colour measure at most every ``sample_s`` per track) a
 emits to :meth:`SightingsLoop.put`; everything slow happens here, off the detect thread:
 
 * a vehicle's plate views (cameras with ``sightings.plates`` on) are read, a few hundred ms each on a
-  CPU (the reader is loaded at the first one, once per worker);
+  CPU (the reader is loaded when the loop starts if a camera reads plates, else at the first view:
+  loading takes about a second, which a watchlist hit must not wait for);
+* each plate read is matched against the watchlists' active entries (布控, mirrored by the dashboard
+  under ``{prefix}:watchlist``, :mod:`pipeline.analyse.watchlist`): a hit on an entry covering the
+  camera's cell is published as a high-severity ``alert`` at once (through the detect thread, like
+  every alert), once per track and entry.  The stage reads a vehicle's first whole view early
+  (``early_plates``), so a hit comes a second or two after the vehicle is in view;
 * the best view is written as a JPEG under ``<data_dir>/sightings/`` (beside the snapshots);
 * the record goes on ``{prefix}:sightings`` (capped), which the archiver stores in the history
   database (:class:`history.sightings.SightingArchiver`).
@@ -17,12 +23,15 @@ cannot be sent (Redis down) is kept and retried, up to the queue's bound.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from pipeline.analyse.sightings import STREAM, STREAM_MAXLEN, PlateReading, Sighting, complete
+from pipeline.analyse.watchlist import MIRROR_KEY, WatchlistHit, alert_id, from_mirror, match
 from pipeline.runtime.loops import Loop
 
 if TYPE_CHECKING:
@@ -31,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 QUEUE_MAX = 5000
 RETRY_S = 1.0
+HITS_KEPT = 10_000  # (sighting, entry) pairs already alerted, remembered so a track alerts once per entry
 
 
 class SightingsLoop(Loop):
@@ -47,6 +57,8 @@ class SightingsLoop(Loop):
         self.sent = 0
         self.dropped = 0
         self.plate_reads = 0
+        self.watch_hits = 0
+        self._alerted: collections.OrderedDict[tuple[str, int], None] = collections.OrderedDict()
 
     def put(self, rt: CameraRuntime, sightings: list[Sighting]) -> None:
         """Queue what a camera's stage emitted (detect thread; never blocks)."""
@@ -65,6 +77,31 @@ class SightingsLoop(Loop):
         with self.cond:
             self.cond.notify_all()
 
+    def _watch(self, s: Sighting, cell: str | None, view: Any) -> None:
+        """Match a plate just read against the watchlists' active entries; publish each new hit."""
+        assert s.plate is not None
+        try:
+            entries = from_mirror(self.w.redis.get(f"{self.w.cfg.bus.prefix}:{MIRROR_KEY}"))
+        except Exception as e:  # the bus is down: the record waits for it, the match cannot
+            log.warning("camera %s: watchlist not read (%s); plate %s not matched", s.camera, e, s.plate.text)
+            return
+        for entry in match(entries, s.plate.text, cell, now=time.time()):
+            key = (s.sighting_id, entry.id)
+            if key in self._alerted:
+                continue
+            self._alerted[key] = None
+            while len(self._alerted) > HITS_KEPT:
+                self._alerted.popitem(last=False)
+            hit = WatchlistHit(alert_id=alert_id(s.camera, entry.id, s.last_t), entry_id=entry.id,
+                               pattern=entry.pattern, plate=s.plate.text, confidence=s.plate.confidence,
+                               camera_id=s.camera, track_id=s.track_id, label=s.label, box=s.box,
+                               first_t=s.first_t, seen_t=s.last_t)
+            self.watch_hits += 1
+            log.info("camera %s: watchlist entry %d hit by plate %s (track %d)", s.camera, entry.id, s.plate.text,
+                     s.track_id)
+            if s.camera in self.w.cfg.cameras:
+                self.w._post(functools.partial(self.w.publisher.watchlist, hit, view))
+
     def _reader(self) -> PlateReading:
         if self.reader is None:
             from pipeline.analyse.plates import PlateReader
@@ -73,6 +110,9 @@ class SightingsLoop(Loop):
         return self.reader
 
     def turn(self) -> None:
+        if self.reader is None and any(c.enabled and c.sightings.enabled and c.sightings.plates
+                                       for c in self.w.cfg.cameras.values()):
+            self._reader()  # now, not at the first vehicle
         with self.cond:
             if not self.queue:
                 self.cond.wait(0.5)
@@ -81,10 +121,13 @@ class SightingsLoop(Loop):
             cell, s = self.queue[0]
         if s.pending is not None:
             self.plate_reads += len(s.pending.views)
+            views = s.pending.views
             s = complete(s, self._reader())
             with self.cond:
                 if self.queue and self.queue[0][1].sighting_id == s.sighting_id:
                     self.queue[0] = (cell, s)  # read once even if sending fails below
+            if s.plate is not None:
+                self._watch(s, cell, views[0] if views else None)
         msg: dict[str, Any] = {**s.to_dict(), "grid_cell": cell, "crop_path": None}
         try:
             root = self.w.data_dir / "sightings"

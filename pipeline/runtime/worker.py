@@ -350,7 +350,7 @@ class Worker:
                            on_disconnect=writer.mark_gap if shared_input and writer else None)
         rt = CameraRuntime(cid, src, analytics, writer=writer, ring=ring, record_input=record_input,
                            tamper=TamperDetector(cid, cam.tamper) if cam.tamper.enabled else None,
-                           sightings=SightingsStage(cid, cam.sightings, defer_plates=True)
+                           sightings=SightingsStage(cid, cam.sightings, defer_plates=True, early_plates=True)
                            if cam.sightings.enabled else None)
         with self.wake:
             self.cameras[cid] = rt
