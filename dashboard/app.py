@@ -36,6 +36,7 @@ from dashboard.routes import (
     auth,
     cameras,
     exports,
+    handling_view,
     health,
     history,
     live,
@@ -150,4 +151,5 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
     app.include_router(patrol.router)  # video patrol: plans, tours, manual alarms, faults (history/patrol.py)
     app.include_router(audit.router)  # the audit log page and the log-in throttles (admins, supervisors)
     app.include_router(sightings.router)  # sightings search (研判): plates, labels, colours (history/sightings.py)
+    app.include_router(handling_view.router)  # the handling view: forward recipients, notices
     return SecurityHeaders(RequestGuard(app), tls=tls)  # body limit and NUL-free paths before any route

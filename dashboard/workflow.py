@@ -172,7 +172,7 @@ def apply(conn: Connection, alert_id: str, user: User, req: Request, remote: str
             raise WorkflowError("closed", 409)
         if owner_is_me:
             raise WorkflowError("already_owner", 409)
-        data["from"] = row.owner_name
+        data.update({"from": row.owner_name, "from_id": row.owner_id})  # from_id: whom the page notifies
         values.update(owner_id=user.id, owner_name=user.display_name)
         if state == "new":
             new_state = "acknowledged"

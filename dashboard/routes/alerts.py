@@ -159,7 +159,8 @@ async def new_officer_link(alert_id: str, d: DashboardDep, user: CurrentUser, re
 @router.get("/api/stream")
 async def stream(request: Request, d: DashboardDep, user: CurrentUser, cursor: str = "$|$") -> StreamingResponse:
     """Server-sent events: bus messages (``message``), actions (``action``), camera lists (``cameras``),
-    open alerts nobody owns (``orphans``), ``heartbeat`` every few seconds while the bus answers, and
+    open alerts nobody owns (``orphans``), ``notice`` for this user (an alert forwarded to them or taken from
+    them), ``heartbeat`` every few seconds while the bus answers, and
     ``unavailable`` just before the stream ends because the bus failed.
 
     Every event that moves the position carries the id ``<events id>|<actions id>`` (heartbeats too, so

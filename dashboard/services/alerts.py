@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from dashboard.context import Dashboard
 from dashboard.files import UnsafePath, first_part, safe_join
 from dashboard.orphans import orphaned, parse_open
+from dashboard.services import handling_view as handling
 from dashboard.services.cameras import camera_list, camera_statuses
 from dashboard.users import User
 from dashboard.workflow import Request as ActionRequest
@@ -147,6 +148,7 @@ async def alert_detail(d: Dashboard, user: User, alert_id: str) -> dict[str, Any
     cam = d.config().cameras.get(out["alert"]["camera"]["id"])
     rule = cam.effective_rules().get(out["alert"]["rule"]["id"]) if cam else None
     out["procedure"] = getattr(rule, "procedure", None)  # the rule's SOP from streams.yaml, as configured now
+    out.update(await handling.detail_cameras(d, user, out["alert"]["camera"]["id"]))  # live, related cameras
     return out
 
 
@@ -259,6 +261,9 @@ async def live_events(d: Dashboard, user: User, ev_id: str, act_id: str,
                         msg = json.loads(fields[b"json"])
                         if user.sees_cell(msg["alert"]["grid_cell"]["id"]):
                             yield sse("action", msg, f"{ev_id}|{act_id}")
+                            notice = handling.notice_for(user, msg)  # forwarded to them, taken from them
+                            if notice is not None:
+                                yield sse("notice", notice, f"{ev_id}|{act_id}")
                     else:
                         ev_id = sid
                         for _, msg in bus.decode_entries([(sid, fields)]):
