@@ -45,6 +45,7 @@ from dashboard.routes import (
     reports,
     sightings,
     users,
+    wall,
     workers,
     zones,
 )
@@ -145,6 +146,7 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
               cameras.router, users.router):
         app.include_router(r)
     app.include_router(live.router)  # live wall and alert clips (docs/live.md)
+    app.include_router(wall.router)  # each user's wall: layout, push to wall and restore (services/wall.py)
     app.include_router(zones.router)  # zone and line editor (engineers)
     app.include_router(exports.router)  # exports, cases, camera timeline (issue 12)
     app.include_router(workers.router)  # workers and camera owners of the cluster (issue 14)

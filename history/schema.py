@@ -429,4 +429,15 @@ sightings = Table(
     Index(None, "plate_back"),
 )
 
+walls = Table(
+    "walls", metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True,
+           doc="a wall belongs to one user: every window or PC logged in as that user shows it"),
+    Column("layout", Integer, nullable=False, server_default="4", doc="tiles shown: 1, 4, 9 or 16"),
+    Column("tiles", Text, nullable=False, server_default="[]",
+           doc="JSON list, one per tile: {camera, pushed: {camera, previous, alert_id, at} or null}"),
+    Column("version", Integer, nullable=False, server_default="0", doc="+1 on every change: the page polls it"),
+    Column("updated_at", Float, nullable=False),
+)
+
 APPEND_ONLY_TABLES = ("actions",)

@@ -78,6 +78,10 @@ MATRIX: dict[str, tuple[str, str | None, Any]] = {
     "GET /wall": ("session", None, None),
     "GET /clip/{alert_id}": ("session", "alert", None),
     "GET /api/live/cameras": ("session", None, None),
+    "GET /api/wall": ("session", None, None),
+    "PUT /api/wall": ("session", None, {"layout": 4, "cameras": ["lobby"]}),  # B: another cell's camera, 404
+    "POST /api/wall/push": ("session", None, {"tile": 1, "alert_id": "al-A"}),
+    "POST /api/wall/restore": ("session", None, {"tile": 1}),
     "WS /api/live/{camera_id}": ("session", "camera", None),
     "GET /api/clips/{alert_id}": ("session", "alert", None),
     "GET /api/clips/{alert_id}/video.mp4": ("session", "alert", None),
