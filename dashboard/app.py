@@ -43,6 +43,7 @@ from dashboard.routes import (
     officer,
     patrol,
     reports,
+    shelves,
     sightings,
     users,
     wall,
@@ -50,7 +51,7 @@ from dashboard.routes import (
     zones,
 )
 from dashboard.security import RequestGuard, SecurityHeaders, validation_errors
-from dashboard.services import patrol_faults
+from dashboard.services import patrol_faults, policy
 from history import open_database
 from history.incidents import configure as configure_incidents
 from pipeline.config import Config
@@ -76,6 +77,9 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
             try:
                 if not await turn.mine(dash.redis()):
                     continue  # another dashboard process checks
+                # the handling policy first (auto-acknowledged alerts never escalate), then escalation
+                for alert, act in await run_in_threadpool(policy.auto_steps, dash.engine, dash.config()):
+                    await dash.push_action(alert, act)
                 for alert, act in await run_in_threadpool(escalate_due, dash.engine, dash.config()):
                     await dash.push_action(alert, act)
             except (RedisError, OSError, TimeoutError) as e:  # the bus is down or frozen: a line, not a traceback
@@ -152,6 +156,7 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
     app.include_router(workers.router)  # workers and camera owners of the cluster (issue 14)
     app.include_router(patrol.router)  # video patrol: plans, tours, manual alarms, faults (history/patrol.py)
     app.include_router(audit.router)  # the audit log page and the log-in throttles (admins, supervisors)
+    app.include_router(shelves.router)  # shelves (屏蔽): quiet cameras or rules for a while (history/shelves.py)
     app.include_router(sightings.router)  # sightings search (研判): plates, labels, colours (history/sightings.py)
     app.include_router(handling_view.router)  # the handling view: forward recipients, notices
     return SecurityHeaders(RequestGuard(app), tls=tls)  # body limit and NUL-free paths before any route

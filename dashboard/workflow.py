@@ -26,6 +26,7 @@ from sqlalchemy import Connection, select, update
 
 from dashboard.users import User, from_row, get_user
 from history.audit import record
+from history.handling import close_blocked
 from history.incidents import head_of, mirror_workflow
 from history.schema import CLASSIFICATIONS, DISPATCH_STEPS, OPEN_STATES, alerts
 
@@ -218,6 +219,8 @@ def apply(conn: Connection, alert_id: str, user: User, req: Request, remote: str
         must_own()
         if req.classification not in CLASSIFICATIONS:
             raise WorkflowError("classification_required", 400)
+        if (blocked := close_blocked(conn, row)) is not None:  # the rule's policy: not while the condition lasts
+            raise WorkflowError("condition_active", 409, **blocked)
         note = _note(req.note, required=True)
         new_state = "false_alarm" if req.classification == "false_alarm" else "resolved"
         values.update(closed_at=now, closed_by=user.display_name, classification=req.classification,

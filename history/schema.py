@@ -440,4 +440,21 @@ walls = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+shelves = Table(
+    "shelves", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("camera_id", String(64), nullable=False),
+    Column("grid_cell_id", String(64), nullable=False, doc="the camera's cell when shelved: who sees the shelf"),
+    Column("rule_id", String(64), nullable=True, doc="one rule of the camera; null: every alert of the camera"),
+    Column("reason", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_by_name", String(200), nullable=False),
+    Column("expires_at", Float, nullable=False, doc="the shelf ends by itself then (checked by time, no job)"),
+    Column("lifted_at", Float, nullable=True, doc="set when a supervisor lifted it early"),
+    Column("lifted_by", String(64), nullable=True),
+    Index(None, "expires_at"),
+    Index(None, "camera_id", "expires_at"),
+)
+
 APPEND_ONLY_TABLES = ("actions",)

@@ -121,6 +121,7 @@ function render(a) {
   li.dataset.state = a.state;
   li.dataset.cell = (a.grid_cell || {}).id || "";
   li.dataset.overdue = String(overdue(a));
+  if (SE.markShelved) SE.markShelved(li, a);
   const mark = li.querySelector(".overdue");
   mark.textContent = overdue(a) ? overdueText(a) : "";
   const occ = a.occurrences || { count: 1 };
@@ -376,6 +377,7 @@ let beepLevel = null;
 function syncBeep() {
   let level = null;
   for (const a of alerts.values()) {
+    if (SE.shelved && SE.shelved(a)) continue; // shelved (屏蔽): listed, but silent
     const sev = overdue(a) ? "critical" : a.state === "new" ? severityOf(a) : null;
     if (SOUND[sev] && (!level || SOUND[sev][1] < SOUND[level][1])) level = sev;
   }
@@ -400,11 +402,13 @@ function beep() {
 document.addEventListener("click", () => { if (audio && audio.state === "suspended") audio.resume(); });
 
 function notifyEscalated(a) {
+  if (SE.shelved && SE.shelved(a)) return;
   if (!document.hidden || !("Notification" in window) || Notification.permission !== "granted") return;
   new Notification(SE.t("notify.escalated", { kind: ruleText(a.rule), camera: a.camera.name }));
 }
 
 function notifyNew(a) {
+  if (SE.shelved && SE.shelved(a)) return;
   if (!document.hidden || !("Notification" in window) || Notification.permission !== "granted") return;
   new Notification(SE.t("notify.new_alert", { kind: ruleText(a.rule), camera: a.camera.name }));
 }
@@ -726,6 +730,7 @@ function seedOccurrences(a) {
 async function main() {
   await SE.start();
   await loadRoomCatalogue();
+  if (SE.roomStart) await SE.roomStart(); // the room's parts in files of their own (room-shelves.js)
   readTriage();
   baseTitle = document.title;
   wireDetail();

@@ -44,6 +44,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("cameras.<id>.zones.<name>", C.ZoneConfig),
     ("cameras.<id>.lines.<name>", C.LineConfig),
     ("cameras.<id>.rules.<name> (every kind)", C.RuleBase),
+    ("cameras.<id>.rules.<name>.handling and cameras.<id>.tamper.handling", C.HandlingPolicy),
     ("rules: kind: presence", C.PresenceRule),
     ("rules: kind: intrusion", C.IntrusionRule),
     ("rules: kind: line_crossing", C.LineCrossingRule),
