@@ -25,6 +25,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 motion=args.motion == "on", idle=None if args.idle == "default" else args.idle == "on",
                 independent=not args.in_step, variants=args.variants, seed=args.seed, reader_nice=args.reader_nice,
                 slot_depth=args.slot_depth)
+    if args.sightings:
+        return cmd_bench_sightings(args, plan)
     if args.capacity and args.counts:
         print("--capacity and --counts exclude each other", file=sys.stderr)
         return 2
@@ -39,6 +41,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=1, ensure_ascii=False))
     else:
         print(format_report(doc))
+    return 0
+
+
+def cmd_bench_sightings(args: argparse.Namespace, plan: Plan) -> int:
+    """``--sightings``: worker CPU with sightings off, on, and on with plates (pipeline.tools.bench.sightings)."""
+    from pipeline.tools.bench.command import host_info
+    from pipeline.tools.bench.sightings import format_report as sightings_report
+    from pipeline.tools.bench.sightings import run_series, settings_plan
+
+    fetch_model(load_manifest(DEFAULT_MODEL))
+    results_dir = Path(args.results_dir) if args.results_dir else None
+    doc = run_series(settings_plan(plan), args.sightings_content, args.rounds, host_info(), results_dir)
+    print(json.dumps(doc, indent=1, ensure_ascii=False) if args.json else sightings_report(doc))
     return 0
 
 
@@ -94,6 +109,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--results-dir", default=None,
                    help="write every run's JSON here as it is measured, and bench.json at the end (default with "
                    "--capacity or --counts: <cache-dir>/results/<UTC time>-<resolution>-<content>)")
+    p.add_argument("--sightings", action="store_true",
+                   help="measure what sightings cost: one camera per run with sightings off, on, and on with "
+                   "plates (vehicle content), worker CPU per processed frame (see docs/benchmarks.md)")
+    p.add_argument("--sightings-content", nargs="+", choices=("busy", "vehicles"), default=["busy", "vehicles"],
+                   help="with --sightings: the contents measured (default both)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="with --sightings: each mode this many times, interleaved (default 1)")
     p.add_argument("--cache-dir", default=str(Plan().cache_dir), help="where generated clips are cached")
     p.add_argument("--json", action="store_true", help="print one JSON document (docs/schemas/bench.schema.json)")
     p.set_defaults(func=cmd_bench)

@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -211,7 +211,12 @@ def _frames_idle(spec: ClipSpec, source: Path):  # type: ignore[no-untyped-def]
 
 
 def _encode(spec: ClipSpec, source: Path, dest: Path) -> None:
-    frames = _frames_busy(spec, source) if spec.kind == "busy" else _frames_idle(spec, source)
+    encode(spec, _frames_busy(spec, source) if spec.kind == "busy" else _frames_idle(spec, source), dest)
+
+
+def encode(spec: ClipSpec, frames: Iterable[np.ndarray], dest: Path) -> None:
+    """BGR ``frames`` as H.264 in ``dest`` (MP4), encoded as a camera sends (see module): ``spec``'s size, rate,
+    bitrate cap and fixed keyframe interval, no B-frames."""
     with av.open(str(dest), "w", format="mp4") as out:
         vs = out.add_stream("libx264", rate=spec.fps)
         vs.width, vs.height, vs.pix_fmt = spec.width, spec.height, "yuv420p"
