@@ -169,5 +169,7 @@ def choices(cfg: Config, engine: Any, user: User) -> dict[str, Any]:
         item["cameras"].append(cid)
     people = sorted({u.display_name for u in list_users(engine)
                      if u.all_cells() or user.all_cells() or set(u.cells) & set(user.cells)})
+    for item in by_value.values():
+        item["ids"].sort()
     return {"rules": sorted(by_value.values(), key=lambda r: (r["name"] is None, r["value"])), "people": people,
             "classifications": list(CLASSIFICATIONS), "severities": list(SEVERITIES)}
