@@ -47,11 +47,13 @@ from dashboard.routes import (
     sightings,
     users,
     wall,
+    watchlists,
     workers,
     zones,
 )
 from dashboard.security import RequestGuard, SecurityHeaders, validation_errors
 from dashboard.services import patrol_faults, policy
+from dashboard.services import watchlists as watchlist_mirror
 from history import open_database
 from history.incidents import configure as configure_incidents
 from pipeline.config import Config
@@ -97,6 +99,11 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
                                 patrol_faults.CHECK_EVERY_S)
                 except Exception:
                     log.exception("camera fault check failed; trying again in %.0f s", patrol_faults.CHECK_EVERY_S)
+                try:  # the workers' watchlist mirror again: a bus that restarted empty gets it back
+                    await watchlist_mirror.mirror(dash)
+                except Exception as e:
+                    log.warning("watchlist mirror not written (%s); trying again in %.0f s", e,
+                                patrol_faults.CHECK_EVERY_S)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -158,5 +165,6 @@ def create_app(cfg: Config, redis_url: str, engine: Engine | None = None, tls: b
     app.include_router(audit.router)  # the audit log page and the log-in throttles (admins, supervisors)
     app.include_router(shelves.router)  # shelves (屏蔽): quiet cameras or rules for a while (history/shelves.py)
     app.include_router(sightings.router)  # sightings search (研判): plates, labels, colours (history/sightings.py)
+    app.include_router(watchlists.router)  # watchlists (布控): plates that raise an alert when read
     app.include_router(handling_view.router)  # the handling view: forward recipients, notices
     return SecurityHeaders(RequestGuard(app), tls=tls)  # body limit and NUL-free paths before any route

@@ -429,6 +429,20 @@ sightings = Table(
     Index(None, "plate_back"),
 )
 
+watchlist_entries = Table(
+    "watchlist_entries", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pattern", String(16), nullable=False, doc="compact plate, one ? for a character not known: 藏DT50?2"),
+    Column("reason", Text, nullable=False, doc="why the plate is watched (never sent to the workers)"),
+    Column("owner", String(64), nullable=False, doc="the investigator answerable for the entry"),
+    Column("cells", Text, nullable=False, doc='JSON list of grid cell ids it covers; ["*"] = every cell'),
+    Column("expires_at", Float, nullable=True, doc="no hit after this (epoch s); null: until removed"),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Index(None, "pattern"),
+    Index(None, "expires_at"),
+)
+
 walls = Table(
     "walls", metadata,
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True,

@@ -135,6 +135,9 @@ MATRIX: dict[str, tuple[str, str | None, Any]] = {
     "GET /api/audit.csv": ("engineer", None, None),
     "GET /api/admin/throttles": ("admin", None, None),
     "POST /api/admin/throttles/clear": ("admin", None, {"username": "nobody"}),
+    "GET /api/shelves": ("session", None, None),
+    "POST /api/shelves": ("session", None, {"camera": "lobby", "reason": "flapping", "minutes": 30}),  # B: 404
+    "POST /api/shelves/{shelf_id}/lift": ("engineer", None, {}),
 }
 RANK = {"public": 0, "officer": 0, "session": 1, "engineer": 2, "admin": 3}
 ROLE_OF = {"opA": "session", "opB": "session", "eng": "engineer", "boss": "admin"}
