@@ -18,9 +18,7 @@ import argparse
 import json
 import logging
 import signal
-import socket
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import redis
 from sqlalchemy import Connection, Engine, select, update
 
 from history.catalogue import CatalogArchiver
+from history.consumer import CLAIM_IDLE_MS, StreamConsumer
 from history.db import insert_ignore, open_database
 from history.incidents import Grouping, assign, grouping_for, touch
 from history.schema import alert_messages, alerts, camera_events
@@ -38,9 +37,6 @@ from pipeline.publish import bus
 from pipeline.publish.fencing import FenceFilter
 
 log = logging.getLogger("sharpeye.archiver")
-GROUP = "archiver"
-BATCH = 500
-CLAIM_IDLE_MS = 30_000  # an entry another consumer has held this long unacknowledged is taken over
 
 
 def dedupe_key(msg: dict[str, Any]) -> str:
@@ -115,96 +111,27 @@ def store(conn: Connection, sid: str | None, msg: dict[str, Any], grouping: Grou
     return False
 
 
-class Archiver:
-    """One consumer of the ``archiver`` group; ``step()`` handles one batch."""
+class Archiver(StreamConsumer):
+    """One consumer of the ``archiver`` group on the events stream; ``step()`` handles one batch."""
+
+    what = "archiver"
 
     def __init__(self, engine: Engine, r: redis.Redis[bytes], keys: bus.BusKeys,
                  consumer: str | None = None, claim_idle_ms: int = CLAIM_IDLE_MS, grouping: Grouping | None = None):
-        self.engine = engine
-        self.grouping = grouping  # the config's incident keys and windows (None: the engine's, if configured)
-        self.r = r
+        super().__init__(engine, r, keys.events, consumer, claim_idle_ms)
         self.keys = keys
-        self.consumer = consumer or f"archiver@{socket.gethostname()}"
-        self.claim_idle_ms = claim_idle_ms
-        self.pending_first = True  # start with our own unacknowledged entries
-        self.stored = 0
-        self.duplicates = 0
+        self.grouping = grouping  # the config's incident keys and windows (None: the engine's, if configured)
         self.fences = FenceFilter()  # cluster: a message of a camera's former owner (lower token) is stale
 
-    def ensure_group(self) -> None:
-        """Create the group at the stream's start: a first start archives what the stream still holds."""
-        try:
-            self.r.xgroup_create(self.keys.events, GROUP, id="0", mkstream=True)
-            log.info("created consumer group %s on %s", GROUP, self.keys.events)
-        except redis.ResponseError as e:
-            if "BUSYGROUP" not in str(e):
-                raise
-
-    def _handle(self, entries: list[Any]) -> int:
-        """Store a batch in one transaction, then acknowledge it; the count of entries handled."""
-        if not entries:
-            return 0
-        ids = [e[0] for e in entries]
-        live = [e for e in entries if e[1]]  # a trimmed entry comes back with no fields: just ack it
-        with self.engine.begin() as conn:
-            for sid, msg in bus.decode_entries(live):
-                if not self.fences.accept(msg):
-                    log.info("dropped stale message %s (fence %s: the camera has a newer owner)", sid,
-                             msg.get("fence"))
-                    continue
-                if store(conn, sid, msg, self.grouping):
-                    self.stored += 1
-                else:
-                    self.duplicates += 1
-        self.r.xack(self.keys.events, GROUP, *ids)
-        return len(ids)
-
-    def claim(self) -> int:
-        """Take over entries another consumer read but never acknowledged (it crashed)."""
-        n, start = 0, "0-0"
-        while True:
-            res = self.r.xautoclaim(self.keys.events, GROUP, self.consumer, self.claim_idle_ms,
-                                    start_id=start, count=BATCH)
-            nxt, claimed = res[0], res[1]
-            n += self._handle(claimed)
-            if nxt in (b"0-0", "0-0"):
-                return n
-            start = nxt
-
-    def step(self, block_ms: int = 1000) -> int:
-        """Read and store one batch: own pending entries first, then new ones."""
-        if self.pending_first:
-            res = self.r.xreadgroup(GROUP, self.consumer, {self.keys.events: "0"}, count=BATCH)
-            entries = res[0][1] if res else []
-            if not entries:
-                self.pending_first = False
-                return 0
-            return self._handle(entries)
-        res = self.r.xreadgroup(GROUP, self.consumer, {self.keys.events: ">"}, count=BATCH, block=block_ms)
-        return self._handle(res[0][1] if res else [])
-
-    def run(self, stop: threading.Event, claim_every_s: float = 10.0) -> None:
-        self.ensure_group()
-        next_claim = 0.0
-        while not stop.is_set():
-            try:
-                if time.monotonic() >= next_claim:
-                    if n := self.claim():
-                        log.info("claimed %d entries left pending by another consumer", n)
-                    next_claim = time.monotonic() + claim_every_s
-                self.step()
-            except redis.ResponseError as e:
-                if "NOGROUP" in str(e):  # the stream was deleted (Redis restarted empty): start over
-                    self.ensure_group()
-                    continue
-                raise
-            except (redis.ConnectionError, redis.TimeoutError) as e:
-                log.warning("bus unavailable (%s); retrying in 1 s", e)
-                stop.wait(1.0)
-            except Exception:
-                log.exception("storing a batch failed; it stays pending and is retried in 2 s")
-                self.pending_first = True
-                stop.wait(2.0)
+    def store_entry(self, conn: Connection, sid: str, fields: dict[Any, Any]) -> bool | None:
+        decoded = bus.decode_entries([(sid, fields)])
+        if not decoded:
+            return None  # not one of ours
+        msg = decoded[0][1]
+        if not self.fences.accept(msg):
+            log.info("dropped stale message %s (fence %s: the camera has a newer owner)", sid, msg.get("fence"))
+            return None
+        return store(conn, sid, msg, self.grouping)
 
 
 def main(argv: list[str] | None = None) -> int:

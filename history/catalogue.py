@@ -20,8 +20,6 @@ table: the dashboard's clips and exports and ``sharpeye export`` use it.
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,8 @@ from typing import Any
 import redis
 from sqlalchemy import Connection, Engine, and_, select
 
+from history.consumer import CLAIM_IDLE_MS, StreamConsumer
+from history.consumer import text as _text
 from history.db import insert_ignore
 from history.schema import segment_catalog
 from pipeline.export.fetch import RemoteSegment, SegmentFetcher
@@ -36,14 +36,7 @@ from pipeline.record.announce import stream_key
 from pipeline.record.serve import key_path
 
 log = logging.getLogger("sharpeye.catalog")
-GROUP = "archiver"
-BATCH = 500
-CLAIM_IDLE_MS = 30_000
 LOOKBACK_S = 3600.0  # the longest a segment lasts (recordings.segment_s is at most 600 s)
-
-
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def store_segment(conn: Connection, sid: str | None, fields: dict[Any, Any]) -> bool:
@@ -63,85 +56,17 @@ def store_segment(conn: Connection, sid: str | None, fields: dict[Any, Any]) -> 
     return insert_ignore(conn, segment_catalog, row)
 
 
-class CatalogArchiver:
-    """One consumer of the ``archiver`` group on ``P:segments``; ``step()`` stores one batch."""
+class CatalogArchiver(StreamConsumer):
+    """One consumer of the ``archiver`` group on the recording catalogue's stream."""
+
+    what = "segment catalogue"
 
     def __init__(self, engine: Engine, r: redis.Redis[bytes], prefix: str, consumer: str | None = None,
                  claim_idle_ms: int = CLAIM_IDLE_MS):
-        self.engine = engine
-        self.r = r
-        self.stream = stream_key(prefix)
-        self.consumer = consumer or f"archiver@{socket.gethostname()}"
-        self.claim_idle_ms = claim_idle_ms
-        self.pending_first = True
-        self.stored = 0
-        self.duplicates = 0
+        super().__init__(engine, r, stream_key(prefix), consumer, claim_idle_ms)
 
-    def ensure_group(self) -> None:
-        try:
-            self.r.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as e:
-            if "BUSYGROUP" not in str(e):
-                raise
-
-    def _handle(self, entries: list[Any]) -> int:
-        if not entries:
-            return 0
-        with self.engine.begin() as conn:
-            for sid, fields in entries:
-                if not fields:
-                    continue  # trimmed before it was read
-                if store_segment(conn, _text(sid), fields):
-                    self.stored += 1
-                else:
-                    self.duplicates += 1
-        self.r.xack(self.stream, GROUP, *[e[0] for e in entries])
-        return len(entries)
-
-    def claim(self) -> int:
-        n, start = 0, "0-0"
-        while True:
-            nxt, claimed = self.r.xautoclaim(self.stream, GROUP, self.consumer, self.claim_idle_ms,
-                                             start_id=start, count=BATCH)[:2]
-            n += self._handle(claimed)
-            if _text(nxt) == "0-0":
-                return n
-            start = nxt
-
-    def step(self, block_ms: int = 1000) -> int:
-        if self.pending_first:
-            res = self.r.xreadgroup(GROUP, self.consumer, {self.stream: "0"}, count=BATCH)
-            entries = res[0][1] if res else []
-            if not entries:
-                self.pending_first = False
-                return 0
-            return self._handle(entries)
-        res = self.r.xreadgroup(GROUP, self.consumer, {self.stream: ">"}, count=BATCH, block=block_ms)
-        return self._handle(res[0][1] if res else [])
-
-    def run(self, stop: threading.Event, claim_every_s: float = 10.0) -> None:
-        next_claim = 0.0
-        while not stop.is_set():
-            try:
-                if next_claim == 0.0:
-                    self.ensure_group()
-                if time.monotonic() >= next_claim:
-                    self.claim()
-                    next_claim = time.monotonic() + claim_every_s
-                self.step()
-            except redis.ResponseError as e:
-                if "NOGROUP" in str(e):
-                    next_claim = 0.0
-                    continue
-                log.warning("segment catalogue: %s; retrying in 1 s", e)
-                stop.wait(1.0)
-            except (redis.ConnectionError, redis.TimeoutError) as e:
-                log.warning("bus unavailable (%s); retrying in 1 s", e)
-                stop.wait(1.0)
-            except Exception:
-                log.exception("storing segment announcements failed; they stay pending, retried in 2 s")
-                self.pending_first = True
-                stop.wait(2.0)
+    def store_entry(self, conn: Connection, sid: str, fields: dict[Any, Any]) -> bool | None:
+        return store_segment(conn, sid, fields)
 
 
 def lookup(engine: Engine, camera: str, start: float, end: float) -> list[RemoteSegment]:

@@ -45,7 +45,8 @@ from sqlalchemy import Connection, Engine, and_, delete, func, literal_column, o
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
-from history.catalogue import CLAIM_IDLE_MS, GROUP, CatalogArchiver
+from history.consumer import CLAIM_IDLE_MS, StreamConsumer
+from history.consumer import text as _text
 from history.schema import sightings
 from pipeline.analyse.colours import PALETTE
 from pipeline.analyse.plates import compact
@@ -321,23 +322,20 @@ def _remove_files(root: Path, rels: Iterable[str]) -> None:
             p.unlink(missing_ok=True)
 
 
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-class SightingArchiver(CatalogArchiver):
+class SightingArchiver(StreamConsumer):
     """One consumer of the ``archiver`` group on ``{prefix}:sightings``: stores each sighting (upsert).
 
-    The same delivery rules as the segment catalogue (its base): a batch per transaction,
+    The delivery rules of every history consumer (history/consumer.py): a batch per transaction,
     acknowledged after the commit, its own pending entries first at start, a dead consumer's claimed.
     An entry is one field ``json``: ``Sighting.to_dict()`` plus ``grid_cell`` and ``crop_path``.
     """
 
+    what = "sightings"
+
     def __init__(self, engine: Engine, r: Any, prefix: str, consumer: str | None = None,
                  claim_idle_ms: int = CLAIM_IDLE_MS, retain_days: Mapping[str, float] | None = None,
                  default_days: float = 3.0, crops_root: str | Path | None = None, purge_every_s: float = 3600.0):
-        super().__init__(engine, r, prefix, consumer, claim_idle_ms)
-        self.stream = f"{prefix}:{STREAM}"
+        super().__init__(engine, r, f"{prefix}:{STREAM}", consumer, claim_idle_ms)
         self.malformed = 0
         self.retain_days = dict(retain_days or {})
         self.default_days = default_days
@@ -363,26 +361,14 @@ class SightingArchiver(CatalogArchiver):
                 log.exception("expiring sightings failed; tried again in %.0f s", self.purge_every_s)
         return super().step(block_ms)
 
-    def _handle(self, entries: list[Any]) -> int:
-        if not entries:
-            return 0
-        with self.engine.begin() as conn:
-            for sid, fields in entries:
-                if not fields:
-                    continue  # trimmed before it was read
-                raw = fields.get(b"json", fields.get("json"))
-                try:
-                    row = row_from_message(json.loads(_text(raw)))
-                except (TypeError, KeyError, ValueError) as e:
-                    self.malformed += 1
-                    log.warning("skipping malformed sighting %s: %s", _text(sid), e)
-                    continue
-                if store(conn, row):
-                    self.stored += 1
-                else:
-                    self.duplicates += 1  # an update of a track's row, or a redelivery
-        self.r.xack(self.stream, GROUP, *[e[0] for e in entries])
-        return len(entries)
+    def store_entry(self, conn: Connection, sid: str, fields: dict[Any, Any]) -> bool | None:
+        try:
+            row = row_from_message(json.loads(_text(fields.get(b"json", fields.get("json")))))
+        except (TypeError, KeyError, ValueError) as e:
+            self.malformed += 1
+            log.warning("skipping malformed sighting %s: %s", sid, e)
+            return None
+        return store(conn, row)  # False: an update of a track's row, or a redelivery
 
 
 def scoped_search(conn: Connection, cfg: Any, actor: Any, q: SightingQuery, remote: str | None = None

@@ -22,7 +22,7 @@ import redis
 from sqlalchemy import func, select
 
 from history import open_database
-from history.archiver import GROUP
+from history.consumer import GROUP
 from history.schema import alert_messages
 from pipeline.config import load_config
 from pipeline.config.schema import check_redis_url

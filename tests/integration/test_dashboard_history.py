@@ -17,7 +17,8 @@ from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.exc import DatabaseError
 
 from history import open_database
-from history.archiver import GROUP, Archiver
+from history.archiver import Archiver
+from history.consumer import GROUP
 from history.db import database_url
 from history.schema import actions, alert_messages, alerts, camera_events, metadata
 from pipeline.config import load_config
