@@ -8,30 +8,23 @@ the filter.  An operator is refused the page.  Screenshot in build/test-artifact
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, PW, _user, artefacts
-from tests.support.dashboard import alert_msg, browser_login, served_dashboard, write_dashboard_config
-from tests.support.record import T0, record_clip
+from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, PW, artefacts
+from tests.support.dashboard import alert_msg, browser_login, recorded_room
+from tests.support.record import T0
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def served(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Debian chromium not installed at {CHROMIUM} (scripts/setup installs it)")
-    prefix = f"au{time.monotonic_ns()}"
-    cfg = write_dashboard_config(tmp_path, f"bus: {{prefix: {prefix}}}")
-    record_clip(tmp_path)
-    _user(cfg, "boss", "admin", "*", "Chief Chen")
-    _user(cfg, "wang", "operator", "G1", "Wang Wei")
-    with served_dashboard(cfg, redis_url, prefix, tmp_path) as room:
+    with recorded_room(tmp_path, redis_url, "au", ("boss", "admin", "*", "Chief Chen"),
+                       ("wang", "operator", "G1", "Wang Wei")) as room:
         yield {"base": room.base, "publish": room.publish}
 
 

@@ -12,8 +12,6 @@ import datetime as dt
 import os
 import re
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.support.dashboard import (
+    CHROMIUM,
+    add_login,
     alert_msg,
     browser_login,
     camera_msg,
@@ -30,7 +30,6 @@ from tests.support.dashboard import (
     write_dashboard_config,
 )
 
-CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,10 +44,9 @@ def artefacts() -> Path:
 
 
 def _user(cfg: Path, name: str, role: str, cells: str, display: str, locale: str = "en") -> None:
-    r = subprocess.run([sys.executable, "-m", "cli.main", "users", "add", name, "--config", str(cfg), "--role",
-                        role, "--cells", cells, "--display-name", display, "--locale", locale, "--password-stdin"],
-                       input=PW + "\n", capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert r.returncode == 0, r.stderr
+    """A dashboard user, made as ``sharpeye users add`` makes one (in this process: one interpreter start
+    less per user; the command itself is tested in tests/integration/test_cli.py)."""
+    add_login(cfg, name, role, cells, display, locale)
 
 
 @pytest.fixture

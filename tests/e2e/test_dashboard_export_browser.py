@@ -12,7 +12,6 @@ build/test-artifacts/dashboard/.
 from __future__ import annotations
 
 import json
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,23 +20,18 @@ from typing import Any
 import pytest
 
 from pipeline.export.verify import verify
-from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, PW, _user, artefacts
-from tests.support.dashboard import alert_msg, browser_login, served_dashboard, write_dashboard_config
-from tests.support.record import T0, record_clip
+from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, PW, artefacts
+from tests.support.dashboard import alert_msg, browser_login, recorded_room
+from tests.support.record import T0
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def served(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Debian chromium not installed at {CHROMIUM} (scripts/setup installs it)")
-    prefix = f"xb{time.monotonic_ns()}"
-    cfg = write_dashboard_config(tmp_path, f"bus: {{prefix: {prefix}}}")
-    record_clip(tmp_path)  # lobby recorded from T0 to T0 + 30 s
-    _user(cfg, "wang", "operator", "G1", "Wang Wei")
-    _user(cfg, "zhao", "operator", "G1", "Zhao Lei", locale="zh-CN")
-    with served_dashboard(cfg, redis_url, prefix, tmp_path) as room:
+    # lobby recorded from T0 to T0 + 30 s
+    with recorded_room(tmp_path, redis_url, "xb", ("wang", "operator", "G1", "Wang Wei"),
+                       ("zhao", "operator", "G1", "Zhao Lei", "zh-CN")) as room:
         yield {"base": room.base, "tmp": tmp_path, "log": room.log, "publish": room.publish}
 
 

@@ -204,6 +204,27 @@ def served_dashboard(cfg: Path, redis_url: str, prefix: str, folder: Path) -> It
         stop(dash)
 
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads a browser here
+
+
+@contextlib.contextmanager
+def recorded_room(folder: Path, redis_url: str, tag: str, *users: tuple[str, ...]) -> Iterator[Served]:
+    """A served dashboard on the two-cell config (see :func:`write_dashboard_config`) with the lobby camera
+    recorded from ``T0`` for 30 s and these users (``add_login`` arguments after the config); its own bus
+    prefix starting with ``tag``.  For browser tests: fails when Chromium is missing."""
+    from tests.support.record import record_clip
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Debian chromium not installed at {CHROMIUM} (scripts/setup installs it)")
+    prefix = f"{tag}{time.monotonic_ns()}"
+    cfg = write_dashboard_config(folder, f"bus: {{prefix: {prefix}}}")
+    record_clip(folder)
+    for u in users:
+        add_login(cfg, *u)
+    with served_dashboard(cfg, redis_url, prefix, folder) as room:
+        yield room
+
+
 def browser_login(browser: Any, base: str, name: str, path: str = "/login", password: str | None = None,
                   **context: Any) -> Any:
     """A new 1400x900 browser page signed in as ``name``: opens ``path`` (the log-in page, or a page that
@@ -244,6 +265,21 @@ def open_with_users(cfg: Any, *users: str) -> Any:
         name, role, cells, display = spec.split(" ", 3)
         add_user(engine, name, PASSWORD, role, cells.split(","), display)
     return engine
+
+
+def add_login(cfg: Path, name: str, role: str, cells: str, display: str, locale: str = "en",
+              password: str | None = None) -> None:
+    """A user in the history database of the config file ``cfg`` (cells comma-separated, ``*`` for all), made
+    by the function ``sharpeye users add`` calls."""
+    from dashboard.users import add_user
+    from history import open_database
+    from pipeline.config import load_config
+
+    engine = open_database(load_config(cfg))
+    try:
+        add_user(engine, name, PASSWORD if password is None else password, role, cells.split(","), display, locale)
+    finally:
+        engine.dispose()
 
 
 DASHBOARD_CELLS: dict[str, Any] = {
