@@ -1,0 +1,114 @@
+"""The watchlists API (布控): investigators (engineers, admins) add, list and remove entries in their cells;
+operators get 403; every change is in the audit log; a bad plate answers 422 naming the field; the
+workers' mirror on the bus follows every change."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as redis_lib
+from sqlalchemy import select
+
+from dashboard.app import create_app
+from dashboard.users import add_user
+from history import open_database
+from history.schema import actions
+from pipeline.analyse.watchlist import MIRROR_KEY, Entry, from_mirror
+from pipeline.config import load_config
+from tests.support.dashboard import PASSWORD, TWO_CELLS_YAML, LoggedIn
+
+CONFIG = TWO_CELLS_YAML + """\
+  gate: {{name: School gate, source: "rtsp://127.0.0.1:9/gate", grid_cell: G1}}
+  carpark: {{name: Station car park, source: "rtsp://127.0.0.1:9/carpark", grid_cell: G2}}
+"""
+
+
+@pytest.fixture
+def env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
+    prefix = f"wlapi{time.monotonic_ns()}"
+    path = tmp_path / "streams.yaml"
+    path.write_text(CONFIG.format(prefix=prefix))
+    cfg = load_config(path)
+    engine = open_database(cfg)
+    add_user(engine, "eng1", PASSWORD, "engineer", ["G1"], "Engineer of G1")
+    add_user(engine, "eng2", PASSWORD, "engineer", ["G2"], "Engineer of G2")
+    add_user(engine, "boss", PASSWORD, "admin", ["*"], "Admin")
+    add_user(engine, "wang", PASSWORD, "operator", ["G1"], "Wang Wei")
+    r = redis_lib.Redis.from_url(redis_url)
+    yield {"app": create_app(cfg, redis_url, engine), "engine": engine, "r": r, "key": f"{prefix}:{MIRROR_KEY}"}
+    r.delete(f"{prefix}:{MIRROR_KEY}")
+    engine.dispose()
+
+
+def mirrored(env: dict[str, Any]) -> list[Entry]:
+    return from_mirror(env["r"].get(env["key"]))
+
+
+def test_create_list_remove_with_audit_and_mirror(env: dict[str, Any]) -> None:
+    eng1, eng2, boss = (LoggedIn(env["app"], n) for n in ("eng1", "eng2", "boss"))
+    later = time.time() + 3600
+    r = eng1.c.post("/api/watchlists", json={"plate": "藏d t5022", "reason": "stolen", "cells": ["G1"],
+                                             "expires_at": later}, headers=eng1.h)
+    assert r.status_code == 200, r.text
+    e1 = r.json()
+    assert e1["plate"] == "藏D·T5022" and e1["owner"] == "eng1" and e1["cells"] == ["G1"] and e1["active"]
+    r = boss.c.post("/api/watchlists", json={"plate": "藏D·T50?2", "reason": "witness", "cells": ["*"],
+                                             "owner": "detective-li"}, headers=boss.h)
+    assert r.status_code == 200, r.text
+    e2 = r.json()
+    assert e2["pattern"] == "藏DT50?2" and e2["owner"] == "detective-li" and e2["expires_at"] is None
+    assert [(e.id, e.pattern, e.cells) for e in mirrored(env)] == [(e1["id"], "藏DT5022", ("G1",)),
+                                                                    (e2["id"], "藏DT50?2", ("*",))]
+
+    assert [e["id"] for e in eng1.c.get("/api/watchlists").json()["entries"]] == [e2["id"], e1["id"]]
+    assert [e["id"] for e in eng2.c.get("/api/watchlists").json()["entries"]] == [e2["id"]]  # not G1's
+    assert eng2.c.delete(f"/api/watchlists/{e1['id']}", headers=eng2.h).status_code == 404  # as if unknown
+    assert eng2.c.delete("/api/watchlists/999999", headers=eng2.h).status_code == 404
+    assert eng1.c.delete(f"/api/watchlists/{e2['id']}", headers=eng1.h).status_code == 403  # every cell's
+    r = eng1.c.delete(f"/api/watchlists/{e1['id']}", headers=eng1.h)
+    assert r.status_code == 200 and r.json()["removed"] == e1["id"]
+    assert [e.id for e in mirrored(env)] == [e2["id"]]
+
+    with env["engine"].connect() as conn:
+        rows = conn.execute(select(actions).where(actions.c.action.like("watchlist_%"))
+                            .order_by(actions.c.id)).mappings().all()
+    assert [(a["action"], a["username"], a["note"]) for a in rows] == [
+        ("watchlist_add", "eng1", "藏D·T5022"), ("watchlist_add", "boss", "藏D·T50?2"),
+        ("watchlist_remove", "eng1", "藏D·T5022")]
+    assert '"reason": "stolen"' in rows[2]["data"]  # what was removed, kept in the log
+
+
+def test_operators_may_neither_see_nor_change_watchlists(env: dict[str, Any]) -> None:
+    wang = LoggedIn(env["app"], "wang")
+    assert wang.c.get("/api/watchlists").status_code == 403
+    r = wang.c.post("/api/watchlists", json={"plate": "藏D·T5022", "reason": "x", "cells": ["G1"]}, headers=wang.h)
+    assert r.status_code == 403 and r.json()["detail"]["code"] == "forbidden_role"
+    assert wang.c.delete("/api/watchlists/1", headers=wang.h).status_code == 403
+
+
+@pytest.mark.parametrize(("body", "field", "status"), [
+    ({"plate": "ABC1234"}, "plate", 422),  # no province
+    ({"plate": "藏D·T50??"}, "plate", 422),  # two unknown characters
+    ({"plate": "藏D·T5022", "reason": ""}, "reason", 422),
+    ({"cells": []}, "cells", 422),
+    ({"cells": ["G9"]}, "cells", 422),  # no such cell
+    ({"cells": ["G2"]}, "cells", 403),  # not the engineer's
+    ({"cells": ["*"]}, "cells", 403),  # every cell needs every cell
+    ({"expires_at": 1000.0}, "expires_at", 422),  # in the past
+    ({"expires_at": 1e20}, "expires_at", 422),  # after 2100: a typo
+])
+def test_bad_entries_say_which_field(env: dict[str, Any], body: dict[str, Any], field: str, status: int) -> None:
+    eng1 = LoggedIn(env["app"], "eng1")
+    r = eng1.c.post("/api/watchlists", json={"plate": "藏D·T5022", "reason": "stolen", "cells": ["G1"], **body},
+                    headers=eng1.h)
+    assert r.status_code == status, r.text
+    detail = r.json()["detail"]
+    if detail["code"] == "invalid_request":  # the body's model: where
+        assert [e["loc"][-1] for e in detail["errors"]] == [field], detail
+    else:  # the scope or the database's checks
+        assert detail["field"] == field and field in detail["message"], detail
+    assert mirrored(env) == []
