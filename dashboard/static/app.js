@@ -432,6 +432,7 @@ async function select(id) {
     data.timeline.forEach(addTimelineRow);
     document.getElementById("d-procedure").textContent = data.procedure || "";
     document.getElementById("d-procedure-box").hidden = !data.procedure;
+    if (window.Handling) Handling.detail(data); // related cameras
   } catch (e) { showError(e); }
 }
 
@@ -489,6 +490,7 @@ function showDetail(a) {
   document.getElementById("d-link-box").hidden = !(a.state === "dispatched" && mine && d.step !== "feedback");
   document.getElementById("d-link").value = links.get(a.alert_id) || "";
   document.getElementById("d-error").hidden = true;
+  if (window.Handling) Handling.show(a); // the alarm camera live (room-handling.js)
 }
 
 // the incident's occurrences: how many, from when to when, each one's clip
@@ -549,6 +551,7 @@ function wireDetail() {
   document.getElementById("d-close").addEventListener("click", () => {
     selected = null;
     document.getElementById("detail").hidden = true;
+    if (window.Handling) Handling.close(); // its players stop
     for (const li of items.values()) li.classList.remove("selected");
   });
   document.getElementById("d-note-form").addEventListener("submit", async ev => {
@@ -655,6 +658,7 @@ const live = {
     on("action", ev => onAction(JSON.parse(ev.data)));
     on("cameras", ev => renderCameras(JSON.parse(ev.data)));
     on("orphans", ev => onOrphans(JSON.parse(ev.data)));
+    on("notice", ev => { if (window.Handling) Handling.notice(JSON.parse(ev.data), ev.lastEventId); });
     on("unavailable", () => live.retry());
     es.addEventListener("error", () => { if (live.es === es) live.retry(); });
   },
@@ -730,6 +734,7 @@ function seedOccurrences(a) {
 async function main() {
   await SE.start();
   await loadRoomCatalogue();
+  if (window.Handling) await Handling.start(); // the handling view's live video, related cameras, notices
   if (SE.roomStart) await SE.roomStart(); // the room's parts in files of their own (room-shelves.js)
   readTriage();
   baseTitle = document.title;
