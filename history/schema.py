@@ -241,6 +241,8 @@ cases = Table(
     Column("name", String(80), primary_key=True, doc="the case's name (pipeline.export.paths checks it)"),
     Column("description", Text, nullable=False, server_default=""),
     Column("alerts", Text, nullable=False, server_default="[]", doc="JSON list of linked alert ids"),
+    Column("sightings", Text, nullable=False, server_default="[]",
+           doc="JSON list of linked sighting ids (sightings.sighting_id), added from the search page"),
     Column("created_at", Float, nullable=False),
     Column("created_by", String(64), primary_key=True,
            doc="its owner: a case is (owner, name), so two users' cases of one name are two cases"),

@@ -23,7 +23,7 @@ from dashboard.deps import refuse
 from dashboard.services.export_jobs import camera_cells, loads_json, sees_all, zip_cache
 from dashboard.users import User
 from history.audit import record
-from history.schema import alerts, cases, export_jobs
+from history.schema import alerts, cases, export_jobs, sightings
 from pipeline.export import cases as export_cases
 from pipeline.export import holds
 from pipeline.export.paths import UnsafeName, exports_root
@@ -62,17 +62,23 @@ def case_view(d: Dashboard, row: Any, user: User) -> dict[str, Any] | None:
     doc = case_doc(d, row)
     cams = sorted({c for e in doc.get("exports", []) for c in e.get("cameras", [])})
     linked = sorted({*loads_json(row.alerts, []), *doc.get("alerts", [])})
+    seen = loads_json(row.sightings, [])  # sightings added from the search page
     cells = set(camera_cells(cfg, cams))
     if linked:
         with d.engine.connect() as conn:
             cells |= set(conn.execute(select(alerts.c.grid_cell_id).where(alerts.c.id.in_(linked[:500]))).scalars())
+    if seen:
+        with d.engine.connect() as conn:
+            found = conn.execute(select(sightings.c.camera_id, sightings.c.grid_cell_id)
+                                 .where(sightings.c.sighting_id.in_(seen[:500]))).all()
+        cells |= {r.grid_cell_id or camera_cells(cfg, [r.camera_id])[0] for r in found}
     if not sees_all(user, sorted(cells)):
         return None
     # another's case (an admin's list, the command line's) names its owner: the name alone is the user's own
     link = f"/api/cases/{row.name}/download" + ("" if own else f"?owner={quote(row.created_by, safe='')}")
     return {"name": row.name, "description": row.description, "alerts": linked, "created_at": row.created_at,
             "created_by": row.created_by, "updated_at": row.updated_at, "cameras": cams,
-            "exports": [e.get("id") for e in doc.get("exports", [])],
+            "exports": [e.get("id") for e in doc.get("exports", [])], "sightings": seen,
             "download": link if doc.get("exports") else None}
 
 
@@ -110,6 +116,35 @@ def save_case(d: Dashboard, user: User, name: str, description: str, linked_aler
                 description=description, alerts=json.dumps(linked), updated_at=now))
         record(conn, "case_create" if old is None else "case_update", user_id=user.id, username=user.username,
                remote=remote, data={"case": name, "alerts": linked})
+        row = own_row(conn, user, name)
+    view = case_view(d, row, user)
+    if view is None:  # the user's own case holding a camera or alert they may no longer see
+        raise refuse(404, "not_found")
+    return view
+
+
+def add_sighting(d: Dashboard, user: User, name: str, sighting_id: str, description: str | None,
+                 remote: str | None) -> dict[str, Any]:
+    """Link a sighting (already checked to be of the user's cells) to the user's own case of that name, made
+    when they have none; audited.  The case's signed manifest lists exports and alerts only: a sighting is a
+    pointer into the history (its clip is exported as any range is)."""
+    now = time.time()
+    with d.engine.begin() as conn:
+        old = own_row(conn, user, name)
+        if old is None:
+            conn.execute(cases.insert().values(name=name, description=description or "", alerts="[]",
+                                               sightings=json.dumps([sighting_id]), created_at=now,
+                                               created_by=user.username, updated_at=now,
+                                               folder=export_cases.owned_dir(user.username, name)))
+        else:
+            seen = loads_json(old.sightings, [])
+            values: dict[str, Any] = {"sightings": json.dumps(sorted({*seen, sighting_id})), "updated_at": now}
+            if description is not None:
+                values["description"] = description
+            conn.execute(update(cases).where(cases.c.name == name, cases.c.created_by == user.username)
+                         .values(**values))
+        record(conn, "case_add_sighting", user_id=user.id, username=user.username, remote=remote,
+               data={"case": name, "sighting": sighting_id, "created": old is None})
         row = own_row(conn, user, name)
     view = case_view(d, row, user)
     if view is None:  # the user's own case holding a camera or alert they may no longer see

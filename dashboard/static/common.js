@@ -105,7 +105,7 @@ const SE = {
     const nav = document.getElementById("nav");
     if (!nav) return;
     const links = [["/", "nav.room"], ["/wall", "nav.wall"], ["/map", "nav.map"], ["/history", "nav.history"],
-                   ["/reports", "nav.reports"], ["/supervisor", "nav.supervisor"],
+                   ["/search", "nav.search"], ["/reports", "nav.reports"], ["/supervisor", "nav.supervisor"],
                    ["/timeline", "nav.timeline"], ["/exports", "nav.exports"]];
     if (SE.me.can.engineer) links.push(["/engineer", "nav.engineer"], ["/workers", "nav.workers"], ["/zones", "nav.zones"],
                                        ["/audit", "nav.audit"]);

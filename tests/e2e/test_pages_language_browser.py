@@ -23,7 +23,7 @@ from tests.support.dashboard import (
 )
 
 pytestmark = pytest.mark.e2e
-PAGES = ["/", "/history", "/reports", "/supervisor", "/map", "/wall", "/timeline", "/exports", "/users",
+PAGES = ["/", "/history", "/search", "/reports", "/supervisor", "/map", "/wall", "/timeline", "/exports", "/users",
          "/workers", "/engineer", "/zones", "/audit", "/patrol", "/clip/lang1", "/alerts/lang1/print"]
 RAW_KEY = re.compile(r"\[[a-z][a-z0-9_]*(\.[A-Za-z0-9_:-]+)+\]")
 # words of the config (cameras, cells, people) and of the product, which stay as they are in any language

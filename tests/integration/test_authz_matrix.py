@@ -26,6 +26,7 @@ from fastapi.routing import APIRoute, APIWebSocketRoute
 from sqlalchemy import select
 
 from history.schema import alerts, cases, export_jobs
+from history.sightings import store
 from tests.support.security_room import Room
 
 NOW = time.time()
@@ -113,6 +114,12 @@ MATRIX: dict[str, tuple[str, str | None, Any]] = {
     "GET /api/watchlists": ("engineer", None, None),
     "POST /api/watchlists": ("engineer", None, {"plate": "藏D·T5022", "reason": "stolen", "cells": ["G1"]}),
     "DELETE /api/watchlists/{entry_id}": ("engineer", None, None),
+    "GET /search": ("session", None, None),
+    "GET /search/clip": ("session", None, None),
+    "GET /api/sightings/crops/{rel:path}": ("session", "crop", None),
+    "GET /api/sightings/{sighting_id}/clip": ("session", "sighting", None),
+    "GET /api/sightings/{sighting_id}/video.mp4": ("session", "sighting", None),
+    "POST /api/sightings/{sighting_id}/case": ("session", "sighting", {"name": "C-A"}),
     "GET /patrol": ("session", None, None),
     "GET /api/patrol/plans": ("session", None, None),
     "GET /api/patrol/plans/{plan_id}": ("session", "plan", None),
@@ -146,7 +153,8 @@ RANK = {"public": 0, "officer": 0, "session": 1, "engineer": 2, "admin": 3}
 ROLE_OF = {"opA": "session", "opB": "session", "eng": "engineer", "boss": "admin"}
 UNKNOWN = {"alert": "no-such-alert", "camera": "no-such-camera", "snapshot": "lobbyx/2026-12-07/x.jpg",
            "job": "no-such-job", "case": "no-such-case", "user": "no-such-user", "plan": "999999",
-           "patrol": "no-such-patrol", "fault": "999999", "token": "x" * 43}
+           "patrol": "no-such-patrol", "fault": "999999", "token": "x" * 43,
+           "sighting": "no-such-sighting", "crop": "lobbyx/20261207/x.jpg"}
 SKIP_WHEN_LOGGED_IN = {"POST /api/logout"}  # would end the session the rest of the matrix uses
 PAGES = re.compile(r"^/(?!api/|static/|snapshots/)")
 
@@ -203,6 +211,15 @@ def _objects(room: Room) -> dict[str, dict[str, str]]:
         faults = c.call("GET", "/api/patrol/faults").json()
         found = [f for f in (faults.get("faults") or []) if f.get("camera") == cam or f.get("camera_id") == cam]
         out[cell]["fault"] = str(found[0]["id"]) if found else UNKNOWN["fault"]
+        crop = room.data / "sightings" / cam / "20261207" / f"{cam}-s.jpg"  # a sighting and its crop
+        crop.parent.mkdir(parents=True, exist_ok=True)
+        crop.write_bytes(b"\xff\xd8" + cam.encode() + b"\xff\xd9")
+        with room.engine.begin() as conn:
+            store(conn, {"sighting_id": f"{cam}:1:1", "camera_id": cam, "grid_cell_id": "G1" if cell == "A" else "G2",
+                         "track_id": 1, "label": "car", "first_time": NOW - 60, "last_time": NOW - 55,
+                         "best_time": NOW - 58, "direction": "stationary", "colours": "{}", "hits": 3, "final": True,
+                         "crop_path": f"{cam}/20261207/{cam}-s.jpg"})
+        out[cell].update(sighting=f"{cam}:1:1", crop=f"{cam}/20261207/{cam}-s.jpg")
     return out
 
 

@@ -49,6 +49,8 @@ FILE_ROUTES = {
     "/api/cases/{name}/download": "/api/cases/{p}/download",
     "/api/clips/{alert_id}/video.mp4": "/api/clips/{p}/video.mp4",
     "/api/o/{token}/snapshot": "/api/o/{p}/snapshot",
+    "/api/sightings/crops/{rel:path}": "/api/sightings/crops/{p}",
+    "/api/sightings/{sighting_id}/video.mp4": "/api/sightings/{p}/video.mp4",
 }
 
 
