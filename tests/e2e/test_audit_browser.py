@@ -18,7 +18,7 @@ from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, PW, artefacts
 from tests.support.dashboard import alert_msg, browser_login, recorded_room
 from tests.support.record import T0
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.concurrent]
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ from tests.support.waits import wait_for
 
 PW = "correct horse battery"
 N_RACE = 200
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.concurrent]
 
 
 @pytest.fixture

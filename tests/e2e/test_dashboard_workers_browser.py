@@ -24,7 +24,7 @@ from tests.support.dashboard import spawn, stop, wait_http, write_dashboard_conf
 from tests.support.waits import wait_for
 
 PW = "correct horse battery"
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.concurrent]
 
 
 @pytest.fixture

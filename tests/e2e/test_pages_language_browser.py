@@ -22,7 +22,7 @@ from tests.support.dashboard import (
     write_dashboard_config,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.concurrent]
 PAGES = ["/", "/history", "/search", "/reports", "/supervisor", "/map", "/wall", "/timeline", "/exports", "/users",
          "/workers", "/engineer", "/zones", "/audit", "/patrol", "/clip/lang1", "/alerts/lang1/print"]
 RAW_KEY = re.compile(r"\[[a-z][a-z0-9_]*(\.[A-Za-z0-9_:-]+)+\]")
