@@ -7,11 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from cli.args import add_command, load_or_exit
 from pipeline.config import redact_url
-from pipeline.tools.preview import capture, summary
 
 SUMMARY = "a JPEG of a camera with its zones, lines, masks and detections drawn"
 DESCRIPTION = ("Open the camera's live source, decode about --seconds of video, run detector and tracker on the "
@@ -20,7 +17,10 @@ DESCRIPTION = ("Open the camera's live source, decode about --seconds of video, 
 
 def cmd_preview(args: argparse.Namespace) -> int:
     """``sharpeye preview``: write the annotated picture and print its path and a summary."""
+    import cv2
+
     from pipeline.analyse.detect import Detector
+    from pipeline.tools.preview import capture, summary
 
     cfg = load_or_exit(args.config)
     if args.camera not in cfg.cameras:

@@ -9,7 +9,6 @@ from typing import Any
 
 from cli.args import add_command, add_json_arg
 from pipeline.config import ConfigError
-from pipeline.tools.replay import ReplayError, ReplayStats, format_message, replay_input, run_replay
 
 SUMMARY = "run a camera's analytics over a video file, as fast as possible"
 DESCRIPTION = ("Run the live pipeline of one camera (sampling, motion gating, detector, tracker, rules, alert "
@@ -19,6 +18,8 @@ DESCRIPTION = ("Run the live pipeline of one camera (sampling, motion gating, de
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """``sharpeye replay``: print the alerts of a video, then the stats."""
+    from pipeline.tools.replay import ReplayError, ReplayStats, format_message, replay_input, run_replay
+
     try:
         cfg, cid, tz, start = replay_input(args.config, args.camera, args.start, args.video)
     except ConfigError as e:

@@ -10,10 +10,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pipeline.tools.shift import SetupError, ShiftPlan, format_report, run_shift
-
 
 def cmd_shift(args: argparse.Namespace) -> int:
+    from pipeline.tools.shift import SetupError, ShiftPlan, format_report, run_shift
+
     if args.minutes <= 0 or args.ack_after < 0 or args.step <= 0:
         print("sharpeye bench shift: --minutes and --step must be > 0, --ack-after >= 0", file=sys.stderr)
         return 2

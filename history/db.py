@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines at every start tell an operator nothing
-from alembic import command  # noqa: E402
-from alembic.config import Config as AlembicConfig  # noqa: E402
 from sqlalchemy import Connection, Engine, Table, create_engine, event, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -58,6 +56,9 @@ def create(url: str) -> Engine:
 
 def migrate(engine: Engine) -> None:
     """Upgrade the schema to the newest migration (idempotent, safe from several processes)."""
+    from alembic import command  # here, not at the top: commands that never open the database start faster
+    from alembic.config import Config as AlembicConfig
+
     acfg = AlembicConfig()
     acfg.set_main_option("script_location", str(MIGRATIONS))
     if engine.dialect.name == "sqlite":
