@@ -199,15 +199,15 @@ def test_cli_json_matches_the_library_and_writes_snapshots(
         assert snap.read_bytes()[:2] == b"\xff\xd8" and m["snapshot"]["width"] == 768
 
 
-def test_cli_readable_output_and_errors(config_path: Path, excerpt: Path, tmp_path: Path) -> None:
+def test_cli_readable_output_and_errors(config_path: Path, excerpt: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.main import main as sharpeye  # in this process: the real entry point is run by the JSON test above
+
     two = lobby_config(tmp_path, excerpt, name="two.yaml", others={"other": {"source": "x.mp4"}})
-    r = subprocess.run([sys.executable, "-m", "cli.main", "replay", str(excerpt), "--config", str(two)],
-                       check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert r.returncode == 2 and "--camera" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "cli.main", "replay", str(tmp_path / "missing.mp4"),
-                        "--config", str(config_path)],
-                       check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert r.returncode == 2 and "not found" in r.stderr
+    assert sharpeye(["replay", str(excerpt), "--config", str(two)]) == 2
+    assert "--camera" in capsys.readouterr().err
+    assert sharpeye(["replay", str(tmp_path / "missing.mp4"), "--config", str(config_path)]) == 2
+    assert "not found" in capsys.readouterr().err
 
 
 def test_camera_choice_and_start_parsing(cfg: Config) -> None:
