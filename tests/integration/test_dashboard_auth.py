@@ -259,14 +259,29 @@ def test_security_headers_and_pages_without_inline_script(env: dict[str, object]
 
 
 def _cli(cfg: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli.main", "users", *args, "--config", str(cfg)],
-                          input=stdin, capture_output=True, text=True, timeout=60)
+    """``sharpeye users ARGS --config CFG`` through the CLI's main in this process (stdin, stdout and stderr
+    swapped for strings); the first call of the test below runs the real entry point."""
+    import contextlib
+    import io
+
+    from cli.main import main as sharpeye
+
+    out, err = io.StringIO(), io.StringIO()
+    old_stdin = sys.stdin
+    sys.stdin = io.StringIO(stdin or "")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = sharpeye(["users", *args, "--config", str(cfg)])
+    finally:
+        sys.stdin = old_stdin
+    return subprocess.CompletedProcess(["sharpeye", "users", *args], code, out.getvalue(), err.getvalue())
 
 
 def test_users_command_adds_changes_and_disables(tmp_path: Path, redis_url: str) -> None:
     cfg_path = write_dashboard_config(tmp_path)
-    r = _cli(cfg_path, "add", "zhang", "--role", "engineer", "--cells", "G1,G2", "--display-name", "张三",
-             "--password-stdin", stdin="first-password\n")
+    r = subprocess.run([sys.executable, "-m", "cli.main", "users", "add", "zhang", "--role", "engineer", "--cells",
+                        "G1,G2", "--display-name", "张三", "--password-stdin", "--config", str(cfg_path)],
+                       input="first-password\n", capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "zhang: engineer, cells G1,G2" in r.stdout
     assert _cli(cfg_path, "add", "zhang", "--password-stdin", stdin="other-password\n").returncode == 2
