@@ -26,6 +26,7 @@ LIST_COLUMNS = [c for c in alerts.c if c.name != "message"]  # the raw message i
 MAX_LIMIT = 200
 SEVERITIES = ("low", "medium", "high", "critical")
 MAX_TEXT = 200
+UNNAMED = "kind:"  # rule=kind:<kind>: the rules without a configured name of that kind (read by the kind's name)
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Query:
     end: float | None = None
     camera: str | None = None
     cell: str | None = None
-    rule: str | None = None  # a rule id, or the name operators read (every camera's rule of that name)
+    rule: str | None = None  # a rule id, the name operators read (every camera's rule of that name), kind:<kind>
     kind: str | None = None
     label: str | None = None
     state: str | None = None  # a state, or "open" for every open one
@@ -65,10 +66,20 @@ def _visible(cfg: Config, user: User) -> list[str]:
     return [cid for cid, cam in cfg.cameras.items() if user.sees_cell(cam.grid_cell)]
 
 
+def _kinds(cfg: Config) -> dict[tuple[str, str], str]:
+    return {(cid, rid): str(getattr(rule, "kind", "presence"))
+            for cid, cam in cfg.cameras.items() for rid, rule in cam.effective_rules().items()}
+
+
 def _rule_clause(cfg: Config | None, rule: str) -> Any:
-    """Rows of the rule with this id, or of every camera's rule whose configured name it is."""
+    """Rows of the rule with this id, or of every camera's rule whose configured name it is, or (``kind:<kind>``)
+    of every rule without a name of that kind: operators read those by the kind's name."""
     names = rule_names(cfg) if cfg is not None else {}
-    pairs = [k for k, name in names.items() if name == rule]
+    if rule.startswith(UNNAMED) and cfg is not None:
+        kinds = _kinds(cfg)
+        pairs = [k for k, name in names.items() if name is None and kinds[k] == rule[len(UNNAMED):]]
+    else:
+        pairs = [k for k, name in names.items() if name == rule]
     by_id = alerts.c.rule_id == rule
     if not pairs:
         return by_id  # the rule_id index
@@ -156,13 +167,15 @@ def search(conn: Any, user: User, query: Query, cfg: Config | None = None) -> di
 
 def choices(cfg: Config, engine: Any, user: User) -> dict[str, Any]:
     """What the history page's menus offer: the rules of the user's cameras by the name operators read
-    (one entry per name, with the rule ids it stands for; a rule without a name by its id and kind), and
+    (one entry per name, with the rule ids it stands for; the rules without a name one entry per kind,
+    ``kind:<kind>``, which the page shows by the kind's name), and
     the people who may have acknowledged or closed an alert of the user's cells."""
     by_value: dict[str, dict[str, Any]] = {}
     cams = _visible(cfg, user)
+    kinds = _kinds(cfg)
     for (cid, rid), name in sorted(rule_names(cfg, cams).items()):
-        kind = str(getattr(cfg.cameras[cid].effective_rules()[rid], "kind", "presence"))
-        value = name or rid
+        kind = kinds[(cid, rid)]
+        value = name or f"{UNNAMED}{kind}"
         item = by_value.setdefault(value, {"value": value, "name": name, "kind": kind, "ids": [], "cameras": []})
         if rid not in item["ids"]:
             item["ids"].append(rid)

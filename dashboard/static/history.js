@@ -123,14 +123,9 @@ function fillMenus(cams, choices) {
   for (const [id, c] of Object.entries(SE.me.cells)) cellSel.append(SE.el("option", { value: id, text: c.name }));
   const camSel = document.getElementById("h-camera");
   for (const c of cams) camSel.append(SE.el("option", { value: c.id, text: c.name }));
-  const unnamed = {};
-  for (const r of choices.rules) if (!r.name) unnamed[r.kind] = (unnamed[r.kind] || 0) + 1;
   const ruleSel = document.getElementById("h-rule");
-  for (const r of choices.rules) {
-    // a rule without a configured name reads as its kind; two such rules of one kind are told apart by id
-    const text = r.name || (unnamed[r.kind] > 1 ? `${SE.ruleName({ kind: r.kind })} · ${r.value}` : SE.ruleName({ kind: r.kind }));
-    ruleSel.append(SE.el("option", { value: r.value, text }));
-  }
+  // by the name operators read: the configured one, else the kind's (every unnamed rule of that kind)
+  for (const r of choices.rules) ruleSel.append(SE.el("option", { value: r.value, text: SE.ruleName(r) }));
   for (const sel of document.querySelectorAll("select.people")) {
     for (const name of choices.people) sel.append(SE.el("option", { value: name, text: name }));
   }

@@ -128,6 +128,8 @@ def test_rule_by_the_name_operators_read_or_by_its_id(hist: dict[str, Any]) -> N
     assert ids(chief, rule="night") == ["h3"]
     assert ids(chief, rule="广场聚集") == ["h5"]
     assert ids(chief, rule="no such rule") == []
+    assert ids(chief, rule="kind:loitering") == ["h2"]  # the unnamed rules of a kind, read by the kind's name
+    assert ids(chief, rule="kind:intrusion") == []  # both intrusion rules have a name
     rows = {a["alert_id"]: a for a in chief.get("/api/history").json()["alerts"]}
     assert rows["h1"]["rule"]["name"] == "夜间入侵" and rows["h3"]["rule"]["name"] == "夜间入侵"
     assert rows["h2"]["rule"]["name"] is None and rows["h2"]["rule"]["kind"] == "loitering"  # the page shows 徘徊
@@ -135,7 +137,8 @@ def test_rule_by_the_name_operators_read_or_by_its_id(hist: dict[str, Any]) -> N
     ch = login(hist["app"], "wang").get("/api/history/choices").json()
     by = {r["value"]: r for r in ch["rules"]}
     assert by["夜间入侵"]["ids"] == ["intruder", "night"] and by["夜间入侵"]["name"] == "夜间入侵"
-    assert by["loiterer"]["name"] is None and by["loiterer"]["kind"] == "loitering"
+    assert by["kind:loitering"]["name"] is None and by["kind:loitering"]["ids"] == ["loiterer"]
+    assert by["kind:line_crossing"]["ids"] == ["door"]
     assert "广场聚集" not in by  # a rule of another cell's camera is not named to this operator
     assert ch["people"] == ["Chief Chen", "Wang Wei"]  # Li Na works only G2
     assert ch["classifications"] == ["genuine", "false_alarm", "duplicate", "test"]
