@@ -93,6 +93,16 @@ def test_push_the_alarm_camera_to_the_wall_and_restore(site: dict[str, Any]) -> 
         assert "put Park camera on wall tile 2" in room.locator('#d-timeline li[data-action="wall_push"]').inner_text()
         print(f"push on the wall after {pushed_s:.2f} s, restore after {restored_s:.2f} s")
         assert pushed_s < 5 and restored_s < 5
+        # pushed again onto tile 1, restored on the wall itself: the room's tile list follows
+        room.locator('#d-wall-tile option[value="1"]').wait_for(state="attached", timeout=5000)
+        room.select_option("#d-wall-tile", "1")
+        room.click("#d-wall-push")
+        wall.locator('#wall .tile[data-camera="park"][data-pushed="true"]').wait_for(timeout=5000)
+        wall.locator('#wall .tile[data-camera="park"] .restore').click()
+        wall.locator('#wall .tile[data-camera="lobby"][data-pushed="false"]').wait_for(timeout=5000)
+        room.locator("#d-wall-tile").focus()
+        room.locator('#d-wall-tile option[value="1"]', has_text="tile 1 · Lobby camera").wait_for(
+            state="attached", timeout=5000)
         # the wall page opened again (no bookmark) shows the user's wall as it is now
         wall.goto(base + "/wall")
         wall.locator('#wall .tile[data-camera="gate"]').wait_for(timeout=10_000)
