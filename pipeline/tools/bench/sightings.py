@@ -26,9 +26,11 @@ the detect thread, the window) are reported under ``wall`` and named so.  Modes 
 round after round (off, on, plates, off, ...), so a drift in the machine's load falls on all of them;
 the summary takes each mode's median over rounds and its increase over ``off`` of the same content.
 
-Plate reads are counted inside the worker: the child process wraps the plate reader's ``read`` (the
-same reader, the same results), counting calls, valid reads and their thread CPU seconds into a small
-file beside the bench's probe.
+The sightings' own CPU is counted inside the worker (:class:`Tally`): the child process wraps the
+stage's ``update``/``flush``, the sightings loop's ``turn`` and the plate reader's ``read`` (the same
+code, the same results) and adds up their thread CPU seconds and the reads into a small file beside the
+bench's probe.  That share of the worker's CPU has no run-to-run noise, where the difference between an
+``on`` and an ``off`` run has several percent on a loaded machine; both are reported.
 """
 
 from __future__ import annotations
