@@ -25,6 +25,8 @@ def load(base: str, locale: str) -> dict[str, str]:
     data: dict[str, str] = json.loads((I18N / name).read_text(encoding="utf-8"))
     return data
 
+PLATE = re.compile(r"[\u4e00-\u9fff][A-Z]·?[A-Z0-9]{5,6}")
+
 
 @pytest.mark.parametrize("base", pairs())
 def test_each_catalogue_pair_has_the_same_keys_and_every_entry_translated(base: str) -> None:
@@ -35,7 +37,9 @@ def test_each_catalogue_pair_has_the_same_keys_and_every_entry_translated(base: 
     latin_only = [k for k, v in zh.items()
                   if re.search(r"[A-Za-z]{4,}\s+[A-Za-z]{4,}", v) and not re.search(r"[\u4e00-\u9fff]", v)]
     assert latin_only == [], f"English sentences in {base or 'main'}.zh-CN.json: {latin_only}"
-    cjk = [k for k, v in en.items() if re.search(r"[\u3000-\u303f\uff00-\uffef\u4e00-\u9fff]", v)]
+    # a mainland plate (藏D·T5022) is an example, not a translation left out
+    cjk = [k for k, v in en.items()
+           if re.search(r"[\u3000-\u303f\uff00-\uffef\u4e00-\u9fff]", PLATE.sub("", v))]
     assert cjk == [], f"Chinese in {base or 'main'}.en.json: {cjk}"
 
 
