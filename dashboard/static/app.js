@@ -734,10 +734,10 @@ function seedOccurrences(a) {
 async function main() {
   await SE.start();
   await loadRoomCatalogue();
+  baseTitle = document.title; // before the parts below may count alerts into the title
   if (window.Handling) await Handling.start(); // the handling view's live video, related cameras, notices
   if (SE.roomStart) await SE.roomStart(); // the room's parts in files of their own (room-shelves.js)
   readTriage();
-  baseTitle = document.title;
   wireDetail();
   wireTriage();
   if (cellFilter !== null) {
