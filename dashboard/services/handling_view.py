@@ -15,9 +15,11 @@ and the notices a forward or a takeover sends to the operator it concerns.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
@@ -28,6 +30,8 @@ from dashboard.users import User, from_row
 from history.incidents import head_of
 from history.schema import alerts, sessions, users
 from pipeline.config import Config
+
+log = logging.getLogger(__name__)
 
 MAX_RELATED = 12  # tiles in the handling view: more would cost the worker and the browser for little
 NOTICES_BACK_S = 3600.0  # a page opening asks for the notices of the last hour it may have missed
@@ -71,7 +75,12 @@ def related_cameras(cfg: Config, statuses: dict[str, Any], user: User, camera_id
 
 async def detail_cameras(d: Dashboard, user: User, camera_id: str) -> dict[str, Any]:
     """What the handling view shows live: ``live_camera`` (the alarm camera) and ``related_cameras``."""
-    found = related_cameras(d.config(), await camera_statuses(d), user, camera_id)
+    try:
+        statuses = await camera_statuses(d)
+    except RedisError as e:  # the alert is read from the history: shown without the bus, camera states unknown
+        log.warning("alert detail without camera states: bus unavailable (%s)", e)
+        statuses = {}
+    found = related_cameras(d.config(), statuses, user, camera_id)
     return {"live_camera": found["camera"], "related_cameras": found["related"]}
 
 
