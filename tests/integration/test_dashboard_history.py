@@ -39,7 +39,7 @@ def test_migrations_build_exactly_the_schema_module(engine: Engine) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == [], f"schema.py and the migrations differ: {diff}"
         heads = set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
-        assert heads == {"0006"}  # the newest migration is applied
+        assert heads == {"0007"}  # the newest migration is applied
     open_database(url=engine.url.render_as_string(hide_password=False)).dispose()  # a second start is a no-op
 
 
