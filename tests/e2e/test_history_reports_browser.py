@@ -16,7 +16,7 @@ from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, _user, artefacts, l
 from tests.support.config import write_config
 from tests.support.dashboard import alert_msg, served_dashboard
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.concurrent]
 CELLS = {"G1": {"name": "Xinhua Street", "officer": {"name": "Wang Wei", "phone": "13800000001"}}}
 FLOOR = {"polygon": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]}
 CAMERAS: dict[str, dict[str, Any]] = {

@@ -20,7 +20,7 @@ from tests.support.config import write_config
 from tests.support.dashboard import alert_msg, served_dashboard
 from tests.support.waits import wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.concurrent]
 CELLS = {"G1": {"name": "Xinhua Street", "officer": {"name": "Wang Wei", "phone": "13800000001"}}}
 CAMERAS: dict[str, dict[str, Any]] = {
     "lobby": {"name": "Lobby camera", "source": "rtsp://127.0.0.1:9/lobby", "grid_cell": "G1",

@@ -17,7 +17,7 @@ from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, PW, _user, artefact
 from tests.support.config import write_config
 from tests.support.dashboard import alert_msg, browser_login, served_dashboard
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.concurrent]
 CELLS = {"G1": {"name": "Xinhua Street", "officer": {"name": "Wang Wei", "phone": "13800000001"}},
          "G2": {"name": "Station Square", "officer": {"name": "Li Na", "phone": "13800000002"}}}
 G1 = ["lobby", "gate", "square", "yard", "park"]  # config order; the alarm camera, park, is not on the wall
