@@ -27,9 +27,12 @@ What a record holds and why:
   ``plate_reads`` per track; they are read when the sighting is written, so a track costs at most
   ``plate_reads`` reads in its life (reads already made are kept for the later updates).  With
   ``early_plates`` (the worker: watchlists must hear of a plate within seconds, not when the track
-  ends), the first view of the whole vehicle (not cut by the picture's edge, wide enough) is read at
-  once in a sighting of its own (not final, same ``sighting_id``) once the track is ``min_duration_s``
-  old; the others (``plate_reads`` - 1) from the best views as before.
+  ends), a view of the whole vehicle (not cut by the picture's edge, wide enough; looked for on every
+  frame until then, a box test) is read at once in a sighting of its own (not final, same
+  ``sighting_id``) as soon as the track is :data:`EARLY_MIN_S` old (or ``min_duration_s`` if shorter:
+  a vehicle seen whole for half a second by the tracker is no flicker).  If that read found no plate
+  (:data:`EARLY_RETRY_S` later), the next whole view is read the same way; the reads left of
+  ``plate_reads`` come from the best views as before, so a track still costs at most ``plate_reads``.
 
 Pure: frames and tracked objects in, records out; the stage holds only per-track state.
 """
@@ -59,6 +62,9 @@ STREAM_MAXLEN = 500_000
 # A track lasting longer (a car parked all day) is recorded as consecutive sightings of at most this
 # span each, so a time search can bound its index range (history.sightings relies on it).
 MAX_SPAN_S = 3600.0
+# With early_plates, a vehicle's first whole view is read once its track is this old (or min_duration_s).
+EARLY_MIN_S = 0.5
+EARLY_RETRY_S = 1.0  # ... and again this long after, while no read has found its plate
 
 
 class PlateReading(Protocol):
@@ -162,10 +168,12 @@ def direction_of(first: tuple[float, float], last: tuple[float, float], frame_wh
     return "top_to_bottom" if dy > 0 else "bottom_to_top"
 
 
-def whole_in_view(box: Sequence[float], frame_wh: tuple[int, int]) -> bool:
-    """Whether a box is clear of the picture's edges (the whole object is in view)."""
+def whole_in_view(box: Sequence[float], frame_wh: tuple[int, int], margin: float = 0.01) -> bool:
+    """Whether a box keeps ``margin`` of the picture (at least 2 px) from every edge: the whole object is in
+    view.  A detector's box on an object cut by the edge often stops a few pixels short of it."""
     w, h = frame_wh
-    return box[0] > 1 and box[1] > 1 and box[2] < w - 1 and box[3] < h - 1
+    mx, my = max(2.0, margin * w), max(2.0, margin * h)
+    return box[0] >= mx and box[1] >= my and box[2] <= w - mx and box[3] <= h - my
 
 
 def _clip_box(box: Sequence[float], frame_wh: tuple[int, int], margin: float = 0.0) -> tuple[int, int, int, int]:
@@ -195,8 +203,8 @@ class _TrackState:
     plate_views: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (quality, full-res view)
     plate_vote: PlateVote = field(default_factory=PlateVote)
     plate_reads_done: int = 0
-    early_view: np.ndarray | None = None  # the first whole view, read early (early_plates)
-    early_done: bool = False
+    early_view: np.ndarray | None = None  # the latest whole view, to read early (early_plates)
+    early_t: float | None = None  # when an early read was last handed over
 
 
 @dataclass
@@ -237,7 +245,23 @@ class SightingsStage:
             if t - st.last_sample_t >= self.cfg.sample_s:
                 st.last_sample_t = t
                 self._weigh(st, frame, obj.box, t)
+            if self._wants_early(st):
+                self._early_view(st, frame, obj.box)
         return self._due(t)
+
+    def _wants_early(self, st: _TrackState) -> bool:
+        """A vehicle whose plate is to be read early (early_plates): none read yet, reads left, not just tried."""
+        return (self.early_plates and self.cfg.plates and st.label in VEHICLE_LABELS
+                and st.plate_reads_done < self.cfg.plate_reads and not st.plate_vote.reads
+                and (st.early_t is None or st.last_t - st.early_t >= EARLY_RETRY_S))
+
+    def _early_view(self, st: _TrackState, frame: np.ndarray, box: tuple[float, float, float, float]) -> None:
+        """Keep the latest whole view of a vehicle not read yet (early_plates), once it is old enough to read."""
+        if st.last_t - st.first_t < min(self.cfg.min_duration_s, EARLY_MIN_S) or st.early_view is not None:
+            return
+        x1, y1, x2, y2 = _clip_box(box, self._frame_wh)
+        if x2 - x1 >= self.cfg.plate_min_width_px and y2 - y1 >= 4 and whole_in_view(box, self._frame_wh):
+            st.early_view = frame[y1:y2, x1:x2].copy()
 
     def flush(self, t: float) -> list[Sighting]:
         """Every track ends now (the camera stops or is reconfigured)."""
@@ -257,9 +281,9 @@ class SightingsStage:
                     out.append(s)
                 fresh = _TrackState(tid, st.label, st.last_t, st.last_t, st.last_c, st.last_c)
                 fresh.plate_vote, fresh.plate_reads_done = st.plate_vote, st.plate_reads_done  # read once per track
-                fresh.early_done = st.early_done
+                fresh.early_t = st.early_t
                 self._tracks[tid] = fresh
-            elif st.early_view is not None and not st.early_done:
+            elif st.early_view is not None and self._wants_early(st):
                 if (s := self._emit(st, final=False, early=True)) is not None:
                     st.emitted_t = t
                     out.append(s)
@@ -287,8 +311,6 @@ class SightingsStage:
             st.best_crop = crop.copy() if f >= 1.0 else cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
             st.best_colours = describe(st.label, frame, box)
         if self.cfg.plates and st.label in VEHICLE_LABELS and (x2 - x1) >= self.cfg.plate_min_width_px:
-            if self.early_plates and not st.early_done and whole_in_view(box, self._frame_wh):  # the latest whole view
-                st.early_view = view.copy()
             keep = self.cfg.plate_reads - st.plate_reads_done
             if keep > 0 and (len(st.plate_views) < keep or q > min(v[0] for v in st.plate_views)):
                 st.plate_views.append((q, view.copy()))
@@ -296,12 +318,13 @@ class SightingsStage:
                 del st.plate_views[keep:]
 
     def _emit(self, st: _TrackState, final: bool, early: bool = False) -> Sighting | None:
-        if st.last_t - st.first_t < self.cfg.min_duration_s or st.best_crop is None:
+        if (st.last_t - st.first_t < (min(self.cfg.min_duration_s, EARLY_MIN_S) if early else self.cfg.min_duration_s)
+                or st.best_crop is None):
             return None
         plate = None
         pending = None
         if early and st.early_view is not None:  # one read now; the rest stay for the later ones
-            st.early_done = True
+            st.early_t = st.last_t
             view, st.early_view = st.early_view, None
             st.plate_reads_done += 1
             del st.plate_views[max(0, self.cfg.plate_reads - st.plate_reads_done):]

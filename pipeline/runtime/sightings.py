@@ -58,6 +58,7 @@ class SightingsLoop(Loop):
         self.dropped = 0
         self.plate_reads = 0
         self.watch_hits = 0
+        self.plate_read_s = 0.0  # wall time reading plates (a hit waits for its read)
         self._alerted: collections.OrderedDict[tuple[str, int], None] = collections.OrderedDict()
 
     def put(self, rt: CameraRuntime, sightings: list[Sighting]) -> None:
@@ -122,7 +123,9 @@ class SightingsLoop(Loop):
         if s.pending is not None:
             self.plate_reads += len(s.pending.views)
             views = s.pending.views
+            t0 = time.perf_counter()
             s = complete(s, self._reader())
+            self.plate_read_s += time.perf_counter() - t0
             with self.cond:
                 if self.queue and self.queue[0][1].sighting_id == s.sighting_id:
                     self.queue[0] = (cell, s)  # read once even if sending fails below

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 import pytest
 
+from pipeline.analyse.plates import PlateReader
 from pipeline.analyse.rules import TrackedObject
-from pipeline.analyse.sightings import SightingsStage
+from pipeline.analyse.sightings import EARLY_RETRY_S, SightingsStage, complete
 from pipeline.analyse.watchlist import (
     Entry,
     PatternError,
@@ -90,8 +93,9 @@ def test_mirror_round_trip_skips_what_does_not_parse() -> None:
         Entry(7, "藏DT5022", ("*",), None)]
 
 
-def _drive_in(stage: SightingsStage, car: np.ndarray) -> list[tuple[float, object]]:
-    """``car`` enters a 1280x720 street from the right edge at 5 fps (100 px a frame), stops at x=500."""
+def _drive_in(stage: SightingsStage, car: np.ndarray, reader: PlateReader | None = None) -> list[tuple[float, Any]]:
+    """``car`` enters a 1280x720 street from the right edge at 5 fps (100 px a frame), stops at x=500; each
+    sighting's deferred views are read at once by ``reader`` when given (the worker's loop does it)."""
     out = []
     for i in range(30):
         frame = np.full((720, 1280, 3), 118, np.uint8)
@@ -100,31 +104,71 @@ def _drive_in(stage: SightingsStage, car: np.ndarray) -> list[tuple[float, objec
         frame[300:300 + car.shape[0], x:x + w] = car[:, :w]
         box = (float(x), 300.0, float(min(x + car.shape[1], 1280)), float(300 + car.shape[0]))
         t = 3000.0 + i / 5
-        out += [(t, s) for s in stage.update(frame, [TrackedObject(4, "car", 0.9, box)], t)]
+        for s in stage.update(frame, [TrackedObject(4, "car", 0.9, box)], t):
+            out.append((t, complete(s, reader) if reader is not None else s))
     return out
 
 
-def test_early_plates_read_the_first_whole_view_at_once_then_the_best_at_the_end() -> None:
-    """The worker's stage: the first view not cut by the edge is handed over for reading as soon as the
-    track is min_duration_s old; the track still costs plate_reads reads in all."""
+@pytest.fixture(scope="module")
+def reader() -> PlateReader:
+    return PlateReader(threads=2)
+
+
+def plates_cfg() -> SightingsConfig:
+    return SightingsConfig(every_s=60.0, min_duration_s=1.0, end_after_s=2.0, sample_s=0.0, plates=True,
+                           plate_reads=2)
+
+
+WHOLE_T = 3000.0 + 6 / 5  # frame 6: x = 680, the whole car (570 px) in view for the first time
+
+
+def test_early_plates_read_the_first_whole_view_at_once_then_the_best_at_the_end(reader: PlateReader) -> None:
+    """The worker's stage: the first view not cut by the edge is handed over for reading as soon as it
+    exists (the track is older than EARLY_MIN_S); the plate read, the other read waits for the track's end."""
     car = cv2.resize(photo(BLUE), (570, 228), interpolation=cv2.INTER_AREA)
-    cfg = SightingsConfig(every_s=60.0, min_duration_s=1.0, end_after_s=2.0, sample_s=0.0, plates=True,
-                          plate_reads=2)
-    stage = SightingsStage("gate", cfg, defer_plates=True, early_plates=True)
-    out = _drive_in(stage, car)
-    whole_t = 3000.0 + 6 / 5  # frame 6: x = 680, the whole car (570 px) in view for the first time
+    stage = SightingsStage("gate", plates_cfg(), defer_plates=True, early_plates=True)
+    out = _drive_in(stage, car, reader)
     assert len(out) == 1
     t, s = out[0]
-    assert s.pending is not None and len(s.pending.views) == 1 and not s.final  # type: ignore[attr-defined]
-    assert t == pytest.approx(whole_t)  # on the frame the whole car is in view (the track is a second old)
+    assert t == pytest.approx(WHOLE_T) and not s.final
+    assert s.plate is not None and s.plate.text == "藏D·T5022" and s.plate.reads == 1
     done = stage.update(np.full((720, 1280, 3), 118, np.uint8), [], 3020.0)
-    assert len(done) == 1 and done[0].final and done[0].pending is not None and len(done[0].pending.views) == 1
-    assert done[0].sighting_id == s.sighting_id  # type: ignore[attr-defined]
+    assert len(done) == 1 and done[0].final and done[0].sighting_id == s.sighting_id
+    assert done[0].pending is not None and len(done[0].pending.views) == 1  # plate_reads: 2 in all
+    assert complete(done[0], reader).plate.reads == 2  # type: ignore[union-attr]
+
+
+def test_an_early_read_that_finds_nothing_is_tried_once_more_a_second_later() -> None:
+    car = cv2.resize(photo(BLUE), (570, 228), interpolation=cv2.INTER_AREA)
+    stage = SightingsStage("gate", plates_cfg(), defer_plates=True, early_plates=True)
+    out = _drive_in(stage, car)  # nobody reads: no plate found
+    assert [round(t - WHOLE_T, 3) for t, _ in out] == [0.0, EARLY_RETRY_S]
+    assert all(s.pending is not None and len(s.pending.views) == 1 for _, s in out)
+    done = stage.update(np.full((720, 1280, 3), 118, np.uint8), [], 3020.0)
+    assert len(done) == 1 and done[0].pending is None  # both reads spent
 
 
 def test_without_early_plates_the_views_wait_for_the_track_to_end() -> None:
     car = cv2.resize(photo(BLUE), (570, 228), interpolation=cv2.INTER_AREA)
-    cfg = SightingsConfig(every_s=60.0, min_duration_s=1.0, end_after_s=2.0, sample_s=0.0, plates=True,
-                          plate_reads=2)
-    stage = SightingsStage("gate", cfg, defer_plates=True)
+    stage = SightingsStage("gate", plates_cfg(), defer_plates=True)
     assert _drive_in(stage, car) == []
+
+
+def test_a_vehicle_whole_from_the_start_is_read_half_a_second_in() -> None:
+    """A car that comes into view whole (from behind a lorry): read once its track is EARLY_MIN_S old, not
+    min_duration_s, and on the first frame it is (not at the next sample)."""
+    from pipeline.analyse.sightings import EARLY_MIN_S
+
+    car = cv2.resize(photo(BLUE), (570, 228), interpolation=cv2.INTER_AREA)
+    cfg = SightingsConfig(every_s=60.0, min_duration_s=1.0, end_after_s=2.0, sample_s=2.0, plates=True)
+    stage = SightingsStage("gate", cfg, defer_plates=True, early_plates=True)
+    out = []
+    for i in range(10):
+        frame = np.full((720, 1280, 3), 118, np.uint8)
+        frame[300:528, 300 + 10 * i:870 + 10 * i] = car
+        t = 5000.0 + i / 5
+        box = (300.0 + 10 * i, 300.0, 870.0 + 10 * i, 528.0)
+        out += [(t, s) for s in stage.update(frame, [TrackedObject(9, "car", 0.9, box)], t)]
+    # the first frame past 0.5 s (0.6), then a second later since nobody read it (no plate found)
+    assert [round(t - 5000.0, 3) for t, _ in out] == [EARLY_MIN_S + 0.1, EARLY_MIN_S + 0.1 + EARLY_RETRY_S]
+    assert out[0][1].pending is not None and out[0][1].pending.views[0].shape[:2] == (228, 570)
