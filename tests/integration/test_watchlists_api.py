@@ -4,11 +4,13 @@ workers' mirror on the bus follows every change."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import redis as redis_lib
 from sqlalchemy import select
@@ -17,8 +19,10 @@ from dashboard.app import create_app
 from dashboard.users import add_user
 from history import open_database
 from history.schema import actions
-from pipeline.analyse.watchlist import MIRROR_KEY, Entry, from_mirror
+from pipeline.analyse.watchlist import MIRROR_KEY, Entry, WatchlistHit, alert_id, from_mirror
 from pipeline.config import load_config
+from pipeline.publish import bus
+from pipeline.publish.events import watchlist_message
 from tests.support.dashboard import PASSWORD, TWO_CELLS_YAML, LoggedIn
 
 CONFIG = TWO_CELLS_YAML + """\
@@ -38,8 +42,10 @@ def env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
     add_user(engine, "eng2", PASSWORD, "engineer", ["G2"], "Engineer of G2")
     add_user(engine, "boss", PASSWORD, "admin", ["*"], "Admin")
     add_user(engine, "wang", PASSWORD, "operator", ["G1"], "Wang Wei")
+    add_user(engine, "li", PASSWORD, "operator", ["G2"], "Li Na")
     r = redis_lib.Redis.from_url(redis_url)
-    yield {"app": create_app(cfg, redis_url, engine), "engine": engine, "r": r, "key": f"{prefix}:{MIRROR_KEY}"}
+    yield {"app": create_app(cfg, redis_url, engine), "engine": engine, "r": r, "key": f"{prefix}:{MIRROR_KEY}",
+           "cfg": cfg, "prefix": prefix}
     r.delete(f"{prefix}:{MIRROR_KEY}")
     engine.dispose()
 
@@ -112,3 +118,34 @@ def test_bad_entries_say_which_field(env: dict[str, Any], body: dict[str, Any], 
     else:  # the scope or the database's checks
         assert detail["field"] == field and field in detail["message"], detail
     assert mirrored(env) == []
+
+
+def test_a_hit_goes_through_the_workflow_in_its_cell(env: dict[str, Any]) -> None:
+    """The worker's hit, as it puts it on the bus: the cell's operator takes, dispatches and closes it; the
+    other cell's operator does not see it; it says which entry and plate, not why the plate is watched."""
+    t = time.time() - 30
+    hit = WatchlistHit(alert_id=alert_id("gate", 7, t), entry_id=7, pattern="藏DT5022", plate="藏D·T5022",
+                       confidence=0.97, camera_id="gate", track_id=3, label="car", box=(10.0, 20.0, 300.0, 240.0),
+                       first_t=t - 1.5, seen_t=t)
+    keys = bus.BusKeys(env["prefix"])
+    schema = json.loads((Path(__file__).resolve().parents[2] / "docs/schemas/event.schema.json").read_text())
+    for phase in ("new", "end"):
+        msg = watchlist_message(hit, env["cfg"], phase, None)
+        jsonschema.validate(msg, schema)  # the bus contract (docs/events.md)
+        bus.publish_event(env["r"], keys, msg, 10_000)
+    wang, li = LoggedIn(env["app"], "wang"), LoggedIn(env["app"], "li")
+
+    def act(action: str, **kw: Any) -> dict[str, Any]:
+        r = wang.c.post(f"/api/alerts/{hit.alert_id}/actions", json={"action": action, **kw}, headers=wang.h)
+        assert r.status_code == 200, r.text
+        return r.json()["alert"]  # type: ignore[no-any-return]
+
+    assert act("acknowledge")["state"] == "acknowledged"
+    a = wang.c.get(f"/api/alerts/{hit.alert_id}").json()["alert"]
+    assert a["rule"] == {"id": "watchlist:7", "kind": "watchlist", "severity": "high", "name": None}
+    assert a["grid_cell"]["id"] == "G1" and a["phase"] == "end" and a["labels"] == ["car"]
+    assert act("dispatch")["state"] == "dispatched"
+    assert act("close", classification="genuine", note="stopped at the gate, stolen car recovered")["state"] == \
+        "resolved"
+    assert li.c.get(f"/api/alerts/{hit.alert_id}").status_code == 404
+    assert "stolen" not in json.dumps(watchlist_message(hit, env["cfg"], "new", None))
