@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from dashboard.context import Dashboard
@@ -37,6 +38,18 @@ async def mirror(d: Dashboard) -> int:
     return len(entries)
 
 
+async def mirror_after_change(d: Dashboard) -> bool:
+    """The mirror after a change; a bus down is one warning (the change is in the database, and the periodic
+    mirror writes it once the bus is back), not a failed request."""
+    try:
+        await mirror(d)
+        return True
+    except (RedisError, OSError, TimeoutError) as e:
+        log.warning("watchlist changed but not mirrored to the workers yet (bus unavailable: %s); "
+                    "trying again within %.0f s", e, MIRROR_EVERY_S)
+        return False
+
+
 async def listing(d: Dashboard, user: User, include_expired: bool) -> dict[str, Any]:
     def run() -> list[dict[str, Any]]:
         with d.engine.connect() as conn:
@@ -49,8 +62,7 @@ async def create(d: Dashboard, user: User, remote: str | None, **fields: Any) ->
         with d.engine.begin() as conn:
             return wl.create(conn, user, known_cells=d.config().grid_cells.keys(), remote=remote, **fields)
     entry = await run_in_threadpool(run)
-    await mirror(d)
-    return entry
+    return {**entry, "mirrored": await mirror_after_change(d)}
 
 
 async def remove(d: Dashboard, user: User, entry_id: int, remote: str | None) -> dict[str, Any]:
@@ -58,5 +70,4 @@ async def remove(d: Dashboard, user: User, entry_id: int, remote: str | None) ->
         with d.engine.begin() as conn:
             return wl.remove(conn, user, entry_id, remote)
     entry = await run_in_threadpool(run)
-    await mirror(d)
-    return {"removed": entry["id"], "entry": entry}
+    return {"removed": entry["id"], "entry": entry, "mirrored": await mirror_after_change(d)}
