@@ -41,12 +41,14 @@ function filters() {
   return p;
 }
 
-function fromUrl() {
+// clear: also empty the filters the URL leaves out (back/forward); at start they keep what was already chosen
+function fromUrl(clear = false) {
   const p = new URLSearchParams(location.search);
   const time = k => (p.get(k) && Number.isFinite(Number(p.get(k))) ? SE.fmt(Number(p.get(k))).slice(0, 16) : "");
-  document.getElementById("h-from").value = time("start");
-  document.getElementById("h-to").value = time("end");
+  if (p.has("start") || clear) document.getElementById("h-from").value = time("start");
+  if (p.has("end") || clear) document.getElementById("h-to").value = time("end");
   for (const f of FIELDS) {
+    if (!p.has(f) && !clear) continue; // not in the link: keep what was chosen while the page loaded
     const el = document.getElementById(`h-${f}`);
     const v = p.get(f) || "";
     if (el.tagName === "SELECT" && v && ![...el.options].some(o => o.value === v)) {
@@ -144,6 +146,6 @@ SE.start().then(async () => {
     for (const f of FIELDS) document.getElementById(`h-${f}`).value = "";
     run(false).catch(console.error);
   });
-  window.addEventListener("popstate", () => { fromUrl(); run(false).catch(console.error); });
+  window.addEventListener("popstate", () => { fromUrl(true); run(false).catch(console.error); });
   run(false).catch(console.error);
 }).catch(console.error);

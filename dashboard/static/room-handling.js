@@ -38,7 +38,9 @@ const Handling = (() => {
     const key = { connecting: "handling.live_connecting", reconnecting: "handling.live_reconnecting",
                   stale: "handling.live_stale", forbidden: "handling.live_forbidden",
                   idle: "handling.live_click" }[state];
-    tile.el.querySelector(".hv-msg").textContent = key ? SE.t(key) + (detail ? ` (${detail})` : "") : "";
+    const msg = tile.el.querySelector(".hv-msg");
+    msg.textContent = key ? SE.t(key) : "";
+    msg.title = detail || ""; // the player's reason as the server gave it (not translated): a tooltip for engineers
   }
 
   function play(tile) {

@@ -285,7 +285,8 @@ def _english_words(page: Any) -> list[str]:
     """Words in Latin letters the page shows, apart from the config's own names (cameras, cells, people)."""
     text = page.evaluate("""() => {
             const names = new Set(['Lobby camera', 'Gate camera', 'School gate', 'Xinhua Street', 'Wang Wei',
-                                   '13800000001', 'lobby', 'gate', 'square', 'Sharp Eyes']);
+                                   'Zhao Lei', 'Chief Chen', '13800000001', 'lobby', 'gate', 'square',
+                                   'Sharp Eyes']);  // the users' names: in the forward list
             const out = [];
             const walk = n => {
               if (n.nodeType === 3) { out.push(n.textContent); return; }
