@@ -3,7 +3,7 @@
 - ``/api/reports``: per grid cell over a time range: alerts and incidents by kind, outcomes, times to
   each step, rankings and false-alarm shares, rules by the name operators read
   (:mod:`dashboard.services.reports`).  ``/api/reports.csv`` is the same per-cell table as CSV.
-- ``/api/supervisor``: open alerts by state and age, the overdue ones, the load per operator.
+- ``/api/supervisor``: open incidents by state, age and cell, the overdue ones, the load per operator.
 - ``/alerts/{id}/print``: one alert with its timeline and snapshots, laid out for paper.
 """
 
@@ -57,7 +57,7 @@ async def supervisor_page() -> HTMLResponse:
 
 @router.get("/api/supervisor")
 async def supervisor(d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
-    """Open alerts by state and age, the overdue ones, and each operator's load this shift."""
+    """Open incidents (alerts beside them) by state, age and cell, the overdue ones, each operator's load."""
     return await service.supervisor(d, user)
 
 

@@ -7,7 +7,8 @@
   workflow, so counting them would count one acknowledgement many times), cells ranked by signing-for
   and feedback speed, and the false-alarm share by camera and by rule (what an engineer tunes next),
   rules by the name operators read.  :func:`report_csv` is the per-cell table as CSV.
-- :func:`supervisor`: open alerts by state and age, the overdue ones, the load per operator.
+- :func:`supervisor`: open incidents (alerts beside them) by state and age and per cell, the overdue ones, the
+  load per operator.
 """
 
 from __future__ import annotations
@@ -211,31 +212,49 @@ def report_csv(rep: dict[str, Any]) -> tuple[str, str]:
 
 
 async def supervisor(d: Dashboard, user: User) -> dict[str, Any]:
-    """Open alerts by state and age, the overdue ones, and each operator's load this shift."""
+    """Open incidents (the room's items: an alert and its later occurrences are one) by state and age and per
+    grid cell, with the open alerts beside them; the overdue incidents; each operator's load this shift.
+
+    An occurrence carries its incident's workflow (history/incidents.py), so counting alert rows would count
+    one thing to handle as many: every count here is of incidents, ``alerts`` the rows behind them."""
     from dashboard.workflow import alert_view, overdue_step
 
     now = time.time()
     since = now - 12 * 3600
+    cfg = d.config()
 
     def _run() -> dict[str, Any]:
         with d.engine.connect() as conn:
             open_rows = conn.execute(select(alerts).where(_cells_clause(user), alerts.c.state.in_(OPEN_STATES))
                                      .order_by(alerts.c.start_time)).all()
-            closed = conn.execute(select(alerts.c.owner_name).where(
+            closed = conn.execute(select(alerts.c.id, alerts.c.incident_id, alerts.c.owner_name).where(
                 _cells_clause(user), alerts.c.closed_at >= since, alerts.c.owner_name.is_not(None))).all()
+        by_alerts: Counter[str] = Counter(r.incident_id or r.id for r in open_rows)
+        heads = [r for r in open_rows if _is_head(r)]
         by_state = {s: {b: 0 for _, b in AGE_BUCKETS} for s in OPEN_STATES}
+        cells: dict[str, dict[str, Any]] = {
+            cid: {"cell": cid, "name": c.name, "incidents": 0, "alerts": 0, "unacknowledged": 0, "overdue": 0}
+            for cid, c in cfg.grid_cells.items() if user.sees_cell(cid)}
         load: dict[str, dict[str, int]] = defaultdict(lambda: {"open": 0, "closed_this_shift": 0})
         overdue = []
-        for r in open_rows:
+        for r in heads:
             age = now - r.start_time
             bucket = next(b for limit, b in AGE_BUCKETS if age < limit)
             by_state[r.state][bucket] += 1
+            cell = cells.setdefault(r.grid_cell_id, {"cell": r.grid_cell_id, "name": r.grid_cell_name, "incidents": 0,
+                                                     "alerts": 0, "unacknowledged": 0, "overdue": 0})
+            cell["incidents"] += 1
+            cell["alerts"] += by_alerts[r.id]
+            cell["unacknowledged"] += r.state == "new"
             if r.owner_name:
                 load[r.owner_name]["open"] += 1
             if overdue_step(r._mapping):  # late for the step it waits for (acknowledge, 签收, 到场, 反馈)
-                overdue.append(alert_view(r))
-        for (owner,) in closed:
-            load[owner]["closed_this_shift"] += 1
-        return {"by_state": by_state, "overdue": overdue, "open": len(open_rows),
+                cell["overdue"] += 1
+                overdue.append(dict(alert_view(r), alerts=by_alerts[r.id]))
+        for r in closed:
+            if _is_head(r):
+                load[r.owner_name]["closed_this_shift"] += 1
+        return {"by_state": by_state, "overdue": overdue, "open": len(heads), "open_alerts": len(open_rows),
+                "by_cell": sorted(cells.values(), key=lambda c: (-c["incidents"], c["cell"])),
                 "load": [{"operator": k, **v} for k, v in sorted(load.items(), key=lambda kv: -kv[1]["open"])]}
     return await run_in_threadpool(_run)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from dashboard.context import Dashboard
 from dashboard.users import User
 from history import shelves
+from history.schema import users
 from history.shelves import ShelfError
 
 TAMPER_CHECKS = ("dark", "covered", "blur", "moved")  # the tamper alerts' rule ids are tamper:<check>
@@ -36,7 +38,12 @@ async def listing(d: Dashboard, user: User, history: bool = False) -> dict[str, 
 
     def _tx() -> list[dict[str, Any]]:
         with d.engine.connect() as conn:
-            return shelves.listing(conn, None if user.all_cells() else user.cells, since_s=since)
+            rows = shelves.listing(conn, None if user.all_cells() else user.cells, since_s=since)
+            lifters = {s["lifted_by"] for s in rows if s["lifted_by"]}
+            names = dict(conn.execute(select(users.c.username, users.c.display_name)
+                                      .where(users.c.username.in_(lifters))).all()) if lifters else {}
+        # who lifted a shelf early, as people read it (the supervisor page lists it)
+        return [dict(s, lifted_by_name=names.get(s["lifted_by"], s["lifted_by"])) for s in rows]
     rows = await run_in_threadpool(_tx)
     return {"shelves": [_named(d, s) for s in rows], "now": time.time(), "can_lift": user.has_role("engineer"),
             "min_minutes": shelves.MIN_S / 60, "max_minutes": shelves.MAX_S / 60}
