@@ -168,8 +168,18 @@ function card(s) {
     actions);
 }
 
+// the path in the form's time range (when it reads); its map link carries the plate and the range shown
 async function showPath(plate) {
-  const res = await SE.api(`/api/sightings/path?plate=${encodeURIComponent(plate)}`);
+  const q = new URLSearchParams({ plate });
+  for (const [id, name] of [["s-from", "start"], ["s-to", "end"]]) {
+    const t = parseLocal(document.getElementById(id).value);
+    if (t !== null && !Number.isNaN(t)) q.set(name, String(t));
+  }
+  const res = await SE.api(`/api/sightings/path?${q}`);
+  const rows = res.sightings, map = new URLSearchParams(q);
+  if (rows.length && !map.has("start")) map.set("start", String(Math.floor(Math.min(...rows.map(s => s.first_time)))));
+  if (rows.length && !map.has("end")) map.set("end", String(Math.ceil(Math.max(...rows.map(s => s.last_time)))));
+  document.getElementById("s-path-map").href = `/map?${map}`;
   const sec = document.getElementById("s-path");
   sec.hidden = false;
   document.getElementById("s-path-plate").textContent = res.sightings.length ? res.sightings[0].plate_text || plate : plate;
