@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from history import open_database
+from history import shelves as shelf_store
 from history.schema import actions, alerts, shelves
 from pipeline.config import load_config
 from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, _user, artefacts, login
@@ -35,6 +36,7 @@ def room(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
     cfg = write_config(tmp_path, CAMERAS, grid_cells=CELLS, data_dir="data", timezone="Asia/Shanghai",
                        bus={"prefix": prefix}, alerts={"incident_window_s": 0})
     _user(cfg, "wang", "operator", "G1", "王伟", locale="zh-CN")
+    _user(cfg, "chief", "engineer", "G1", "陈队", locale="zh-CN")
     engine = open_database(load_config(cfg))
     with served_dashboard(cfg, redis_url, prefix, tmp_path) as served:
         yield {"base": served.base, "publish": served.publish, "engine": engine}
@@ -98,4 +100,62 @@ def test_a_shelved_camera_alerts_silently_and_rings_again_after_the_shelf_expire
         page.locator('body[data-sound="high"]').wait_for(state="attached", timeout=5000)
         assert page.locator('#alerts li.alert[data-alert-id="s1"]').get_attribute("data-shelved") == "true"
         wait_for(lambda: stored(engine, "s2"), 10, "the next alert stored")
+        browser.close()
+
+
+def test_the_supervisor_page_lists_shelves_lifts_one_and_counts_incidents(room: dict[str, Any]) -> None:
+    """A supervisor's page: the shelves holding now (camera, rule, reason, who, until) with a lift button, the
+    past week's (lifted early by whom, or expired), and the open incidents per cell with their alerts."""
+    from playwright.sync_api import sync_playwright
+
+    engine, now = room["engine"], time.time()
+    who = {"user_id": None, "username": "wang", "display_name": "王伟"}
+    with engine.begin() as conn:
+        held = shelf_store.create(conn, camera_id="lobby", grid_cell_id="G1", rule_id="zone", reason="门口施工",
+                                  duration_s=3600, **who)
+        shelf_store.create(conn, camera_id="gate", grid_cell_id="G1", rule_id=None, reason="夜间维修",
+                           duration_s=600, now=now - 3 * 86400, **who)  # expired three days ago
+        early = shelf_store.create(conn, camera_id="gate", grid_cell_id="G1", rule_id=None, reason="演练",
+                                   duration_s=7200, now=now - 86400, **who)
+        shelf_store.lift(conn, early["id"], user_id=None, username="chief", display_name="陈队", now=now - 86000)
+    room["publish"](lobby_msg("p1"))
+    wait_for(lambda: stored(engine, "p1"), 10, "the alert stored")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = login(browser, room["base"], "chief")
+        page.goto(room["base"] + "/supervisor")
+        page.locator("body[data-loaded=true]").wait_for(state="attached", timeout=10_000)
+        row = page.locator(f'#s-shelves-active tr[data-shelf-id="{held["id"]}"]')
+        text = row.inner_text()
+        assert "Lobby camera" in text and "门口施工" in text and "王伟" in text, text
+        assert page.locator("#s-shelves-count").inner_text() == "1"
+        past = page.locator("#s-shelves-past tbody tr")
+        assert past.count() == 2
+        assert "陈队 提前解除" in page.locator(f'#s-shelves-past tr[data-shelf-id="{early["id"]}"]').inner_text()
+        assert page.locator('#s-shelves-past tr[data-ended="expired"]').inner_text().endswith("到期自动结束")
+        g1 = page.locator('#s-cells tr[data-cell="G1"]')
+        g1.locator('td[data-count="incidents"]:text-is("1")').wait_for(timeout=10_000)
+        assert g1.locator('td[data-count="alerts"]').inner_text() == "1"
+        assert page.locator("#s-open").inner_text() == "1"
+        page.screenshot(path=str(artefacts() / "supervisor-shelves.png"), full_page=True)
+        # lift the one holding now: it moves to the past list, lifted by the supervisor, audited
+        asked: list[str] = []
+        page.once("dialog", lambda d: (asked.append(d.message), d.accept()))
+        row.locator("button.lift").click()
+        page.locator(f'#s-shelves-past tr[data-shelf-id="{held["id"]}"][data-ended="lifted"]').wait_for(timeout=5000)
+        assert "Lobby camera" in asked[0]
+        assert page.locator("#s-shelves-active tbody tr").count() == 0
+        assert not page.locator("#s-shelves-none").is_hidden()
+        with engine.connect() as conn:
+            lifted = conn.execute(select(shelves).where(shelves.c.id == held["id"])).one()
+            acts = conn.execute(select(actions.c.username, actions.c.data).where(actions.c.action == "unshelve")).all()
+        assert lifted.lifted_by == "chief"
+        assert [a.username for a in acts] == ["chief", "chief"]  # the one lifted a day ago, and this one
+        assert f'"shelf": {held["id"]}' in acts[-1].data
+        # an operator's page lists the shelves of the shift, without a lift button
+        page2 = login(browser, room["base"], "wang")
+        page2.goto(room["base"] + "/supervisor")
+        page2.locator("body[data-loaded=true]").wait_for(state="attached", timeout=10_000)
+        assert page2.locator("#s-shelves-past-title").inner_text() == "本班已结束的屏蔽"
+        assert page2.locator("button.lift").count() == 0
         browser.close()
