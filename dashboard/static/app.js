@@ -536,6 +536,7 @@ function showError(e) {
 async function act(action, extra) {
   const a = alerts.get(selected);
   if (!a) return;
+  if (action === "take_over" && window.Handling && !Handling.confirmTakeOver(a)) return false;
   try {
     const res = await SE.api(`/api/alerts/${encodeURIComponent(a.alert_id)}/actions`, {
       method: "POST", body: Object.assign({ action, version: a.version === null ? undefined : a.version }, extra || {}),

@@ -1,6 +1,6 @@
 // Handling view of the command room: the alarm camera live beside its snapshot, the related cameras (same grid
 // cell, the neighbours the config names) as small live tiles, forward to an on-duty colleague picked from a
-// list and confirmed, and the notices a forward or a takeover sends to the operator it concerns.
+// list and confirmed, a takeover confirmed, and the notices a forward or a takeover sends to the operator it concerns.
 //
 // app.js calls the hooks: Handling.start() once the page's catalogue is in, Handling.show(alert) whenever the
 // detail shows an alert, Handling.detail(data) with the detail API's answer, Handling.close() when the panel
@@ -162,6 +162,13 @@ const Handling = (() => {
     if (!confirm(SE.t("handling.forward_confirm", { name: who.display_name, camera: cam }))) refuse("");
   }, true);
 
+  // before app.js sends a takeover (its button or the "t" key): the operator confirms taking the alert from its owner
+  function confirmTakeOver(alert) {
+    const owner = (alert && alert.owner && alert.owner.name) || "";
+    const cam = (H.main && H.main.camera.name) || (alert && alert.camera && alert.camera.name) || "";
+    return confirm(SE.t("handling.takeover_confirm", { name: owner, camera: cam }));
+  }
+
   // ------------------------------------------------------------------ notices
 
   function noticeText(n) {
@@ -210,6 +217,6 @@ const Handling = (() => {
     window.addEventListener("pagehide", () => stopAll());
   }
 
-  return { start, show, detail, close, notice };
+  return { start, show, detail, close, notice, confirmTakeOver };
 })();
 window.Handling = Handling;

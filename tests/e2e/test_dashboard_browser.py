@@ -137,8 +137,23 @@ def test_two_operators_handle_an_alert_and_see_each_other_within_a_second(room: 
         zhao.locator('#detail[data-alert-id="r2"] #d-owner:has-text("Wang Wei")').wait_for()
         assert zhao.locator('#d-actions button[data-action="take_over"]').is_visible()
         assert not zhao.locator('#d-actions button[data-action="dispatch"]').is_visible()
+        # the takeover asks first: dismissed, nothing is sent and wang keeps the alert
+        asked: list[str] = []
+        posts: list[str] = []
+        zhao.on("request", lambda r: posts.append(r.url) if r.method == "POST" and "/actions" in r.url else None)
+        zhao.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+        zhao.click('#d-actions button[data-action="take_over"]')
+        zhao.wait_for_function("() => true")  # the click's handlers have run
+        assert len(asked) == 1 and "Wang Wei" in asked[0], asked
+        time.sleep(0.5)
+        assert posts == []
+        assert "Wang Wei" in zhao.locator("#d-owner").inner_text()
+        assert wang.locator('#alerts li[data-alert-id="r2"] .owner:has-text("Wang Wei")').count() == 1
+        # accepted, it is taken over
+        zhao.once("dialog", lambda d: d.accept())
         zhao.click('#d-actions button[data-action="take_over"]')
         wang.locator('#alerts li[data-alert-id="r2"] .owner:has-text("Zhao Lei")').wait_for(timeout=5000)
+        assert len(posts) == 1
         zhao.select_option("#d-class", "false_alarm")
         zhao.fill("#d-comment", "a cat on the wall")
         zhao.click("#d-close-alert")
