@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from fastapi.responses import FileResponse, HTMLResponse
@@ -17,17 +18,26 @@ TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf
          ".png": "image/png"}
 
 
-# The head every page shares.  A page file starting with ``<head>`` holds only its own head lines (a
-# viewport, its stylesheet) and its body; ``render`` puts it in the document.  A file that is a whole
-# document (``<!doctype html>``) is served as it is.
-SHARED_HEAD = ('<!doctype html>\n<html lang="zh-CN">\n<head>\n<meta charset="utf-8">\n<title>Sharp Eyes</title>\n'
+# The head every page shares.  A page file starting with ``<head>`` holds only its own head lines (its
+# stylesheet) and its body; ``render`` puts it in the document.  A file that is a whole document
+# (``<!doctype html>``) is served as it is.
+SHARED_HEAD = ('<!doctype html>\n<html lang="zh-CN">\n<head>\n<meta charset="utf-8">\n'
+               '<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>Sharp Eyes</title>\n'
                '<link rel="stylesheet" href="/static/style.css">\n')
+# The page header every page with a nav shares: the app's name, the page's own title and the nav the pages'
+# script fills.  A page asks for it with ``data-header="ATTRIBUTE KEY"`` on its ``<body>`` tag: the title's
+# catalogue attribute (data-i18n, data-xi18n, ...) and its key.
+HEADER = ('<header><h1><span data-i18n="app.name"></span> <span class="sub" {attr}="{key}"></span></h1>'
+          '<nav id="nav"></nav></header>\n')
+_BODY_WITH_HEADER = re.compile(r'<body\b[^>]*\sdata-header="(data-[a-z0-9-]+) ([A-Za-z0-9_.-]+)"[^>]*>\n')
 
 
 def render(text: str) -> str:
-    """The document served for a page file: the shared head lines added to a file that starts with ``<head>``."""
+    """The document served for a page file: the shared head lines added to a file that starts with ``<head>``,
+    the shared header after a ``<body data-header=...>`` tag."""
     if not text.startswith("<head>"):
         return text
+    text = _BODY_WITH_HEADER.sub(lambda m: m.group(0) + HEADER.format(attr=m.group(1), key=m.group(2)), text, count=1)
     return SHARED_HEAD + text.removeprefix("<head>").lstrip("\n") + "</html>\n"
 
 

@@ -35,3 +35,13 @@ def test_a_file_with_only_its_own_part_gets_the_shared_head_and_keeps_its_own_li
 def test_a_whole_document_is_served_as_it_is() -> None:
     doc = "<!doctype html>\n<html><head><title>t</title></head><body></body></html>\n"
     assert render(doc) == doc
+
+
+def test_a_body_asking_for_the_header_gets_the_shared_header_after_its_tag() -> None:
+    own = '<head>\n</head>\n<body data-page="x" data-header="data-xi18n export.title">\n<main></main>\n</body>\n'
+    served = render(own)
+    assert served.count("<header>") == 1 and served.count('name="viewport"') == 1
+    header = ('<header><h1><span data-i18n="app.name"></span> <span class="sub" data-xi18n="export.title"></span></h1>'
+              '<nav id="nav"></nav></header>')
+    assert f'<body data-page="x" data-header="data-xi18n export.title">\n{header}\n<main>' in served
+    assert "<header>" not in render("<head>\n</head>\n<body>\n<main></main>\n</body>\n")
