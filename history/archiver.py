@@ -25,6 +25,7 @@ from typing import Any
 import redis
 from sqlalchemy import Connection, Engine, select, update
 
+from history import audit
 from history.catalogue import CatalogArchiver
 from history.consumer import CLAIM_IDLE_MS, StreamConsumer
 from history.db import insert_ignore, open_database
@@ -82,6 +83,8 @@ def store_alert(conn: Connection, sid: str | None, msg: dict[str, Any], grouping
         incident_id, workflow = assign(conn, msg["alert_id"], msg, grouping or grouping_for(conn))
         conn.execute(alerts.insert().values(id=msg["alert_id"], snapshot_path=snap, incident_id=incident_id,
                                             **workflow, **detection))
+        if detection["kind"] == "watchlist":
+            _audit_watchlist_hit(conn, msg, detection, t)
         return True
     touch(conn, row.incident_id, msg)
     if t < row.updated_at or (row.phase == "end" and msg["phase"] != "end"):
@@ -89,6 +92,19 @@ def store_alert(conn: Connection, sid: str | None, msg: dict[str, Any], grouping
     conn.execute(update(alerts).where(alerts.c.id == msg["alert_id"])
                  .values(snapshot_path=snap or row.snapshot_path, **detection))
     return True
+
+
+def _audit_watchlist_hit(conn: Connection, msg: dict[str, Any], detection: dict[str, Any], t: float) -> None:
+    """A watchlist hit (布控命中) is audited once, by the system, when its alert row is first written (a redelivered
+    or later message of the alert finds the row and writes none): camera, cell, entry and plate read; never the
+    entry's reason, which the hit does not carry and the cell's operators may not read."""
+    hit = msg.get("watchlist") or {}
+    audit.record(conn, "watchlist_hit", alert_id=msg["alert_id"], grid_cell_id=detection["grid_cell_id"] or None,
+                 at=t, note=hit.get("plate"),
+                 data={"camera": detection["camera_id"], "camera_name": detection["camera_name"],
+                       "cell": detection["grid_cell_id"], "alert_id": msg["alert_id"],
+                       "entry_id": hit.get("entry_id"), "pattern": hit.get("pattern"), "plate": hit.get("plate"),
+                       "confidence": hit.get("confidence")})
 
 
 def store_camera(conn: Connection, sid: str | None, msg: dict[str, Any]) -> bool:
