@@ -12,9 +12,11 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends
 from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dashboard.deps import DashboardDep, RemoteAddr, current_user, refuse, require_role
+from dashboard.pages import page
 from dashboard.services import watchlists as svc
 from dashboard.users import User
 from history.watchlists import WatchlistError
@@ -52,6 +54,12 @@ async def _run(call: Awaitable[T]) -> T:
     except WatchlistError as e:
         extra = {"field": e.field} if e.field else {}
         raise refuse(e.status, e.code, message=str(e), **extra) from None
+
+
+@router.get("/watchlists", include_in_schema=False)
+async def watchlists_page(_user: Investigator) -> HTMLResponse:
+    """The page (布控): operators get the forbidden page, as for the API."""
+    return page("watchlists.html")
 
 
 @router.get("/api/watchlists")

@@ -108,7 +108,7 @@ const SE = {
                    ["/search", "nav.search"], ["/reports", "nav.reports"], ["/supervisor", "nav.supervisor"],
                    ["/timeline", "nav.timeline"], ["/exports", "nav.exports"]];
     if (SE.me.can.engineer) links.push(["/engineer", "nav.engineer"], ["/workers", "nav.workers"], ["/zones", "nav.zones"],
-                                       ["/audit", "nav.audit"]);
+                                       ["/watchlists", "nav.watchlists"], ["/audit", "nav.audit"]);
     if (SE.me.can.admin) links.push(["/users", "nav.users"]);
     const lang = SE.el("select", { id: "lang", "aria-label": "language" },
       SE.el("option", { value: "zh-CN", text: "中文" }), SE.el("option", { value: "en", text: "English" }));

@@ -24,7 +24,7 @@ from tests.support.dashboard import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.concurrent]
 PAGES = ["/", "/history", "/search", "/reports", "/supervisor", "/map", "/wall", "/timeline", "/exports", "/users",
-         "/workers", "/engineer", "/zones", "/audit", "/patrol", "/clip/lang1", "/alerts/lang1/print"]
+         "/workers", "/engineer", "/zones", "/watchlists", "/audit", "/patrol", "/clip/lang1", "/alerts/lang1/print"]
 RAW_KEY = re.compile(r"\[[a-z][a-z0-9_]*(\.[A-Za-z0-9_:-]+)+\]")
 # words of the config (cameras, cells, people) and of the product, which stay as they are in any language
 NAMES = ["Lobby camera", "Gate camera", "Square camera", "School gate", "Station square", "Xinhua Street",

@@ -111,6 +111,7 @@ MATRIX: dict[str, tuple[str, str | None, Any]] = {
     "GET /api/workers/moves": ("engineer", None, None),
     "GET /api/sightings": ("session", None, None),
     "GET /api/sightings/path": ("session", None, None),
+    "GET /watchlists": ("engineer", None, None),
     "GET /api/watchlists": ("engineer", None, None),
     "POST /api/watchlists": ("engineer", None, {"plate": "藏D·T5022", "reason": "stolen", "cells": ["G1"]}),
     "DELETE /api/watchlists/{entry_id}": ("engineer", None, None),
