@@ -94,6 +94,7 @@ const clipHref = s => `/search/clip?id=${encodeURIComponent(s.sighting_id)}&t=${
 // the path's SVG nodes on this map (camera positions as the map has them) and the stops' lists beside it
 function pathNodes(m, unit) {
   if (!MP.stops) return [];
+  document.getElementById("plan").classList.add("has-path"); // the cells' names step back behind the path
   const pos = new Map(m.cameras.filter(c => c.position).map(c => [c.id, c.position]));
   const onMap = MP.stops.filter(st => pos.has(st.s.camera_id));
   const item = st => SE.el("li", { "data-stop": String(st.n), "data-camera": st.s.camera_id, "data-on-map": String(pos.has(st.s.camera_id)) },

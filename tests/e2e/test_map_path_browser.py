@@ -39,14 +39,14 @@ CAMERAS = {**DASHBOARD_CAMERAS,  # lobby (100,150) and gate (300,50) in G1, squa
            "yard": {"name": "Back yard", "source": "rtsp://127.0.0.1:9/yard", "grid_cell": "G1"}}  # no position
 
 
-@pytest.fixture
-def site(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
+@pytest.fixture(params=["zh-CN", "en"])
+def site(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Debian chromium not installed at {CHROMIUM} (scripts/setup installs it)")
     prefix = f"mpath{time.monotonic_ns()}"
     cfg = write_config(tmp_path, CAMERAS, grid_cells=DASHBOARD_CELLS, data_dir="data", timezone="Asia/Shanghai",
                        bus={"prefix": prefix}, alerts={"incident_window_s": 0})
-    add_login(cfg, "wang", "operator", "G1", "王伟", "zh-CN")
+    add_login(cfg, "wang", "operator", "G1", "王伟", request.param)
     t0 = float(int(time.time()) - 3600)
     cells = {"lobby": "G1", "gate": "G1", "square": "G2", "yard": "G1"}
     engine = open_database(load_config(cfg))
@@ -59,7 +59,7 @@ def site(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
             store(conn, row_of(s, cells[s.camera], None))
     engine.dispose()
     with served_dashboard(cfg, redis_url, prefix, tmp_path) as served:
-        yield {"base": served.base, "t0": t0}
+        yield {"base": served.base, "t0": t0, "locale": request.param}
 
 
 def clock(t: float) -> str:
@@ -114,7 +114,8 @@ def test_the_path_of_a_plate_is_drawn_on_the_map_in_time_order_within_the_users_
         assert off.count() == 1 and off.get_attribute("data-stop") == "3"
         assert "Back yard" in off.inner_text() and clock(t0 + 900) in off.inner_text()
         side = page.locator("#m-path").inner_text()
-        assert "不在地图上" in side and PLATE in side and "Station square" not in side
+        assert ("不在地图上" if site["locale"] == "zh-CN" else "not on the map") in side
+        assert PLATE in side and "Station square" not in side
         assert "[mappath." not in side and missing == []
-        page.screenshot(path=str(artefacts() / "map-path.png"), full_page=True)
+        page.screenshot(path=str(artefacts() / f"map-path-{site['locale']}.png"), full_page=True)
         browser.close()
