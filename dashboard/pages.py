@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse
 
 from dashboard.files import UnsafePath, safe_join
@@ -44,6 +46,19 @@ def render(text: str) -> str:
 def page(name: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(render((STATIC / name).read_text(encoding="utf-8")), status_code=status,
                         headers={"Cache-Control": "no-store"})
+
+
+def add_pages(router: APIRouter, pages: dict[str, str]) -> None:
+    """GET routes (left out of the API schema) that serve each page file at its path, for any logged-in user."""
+    for path, name in pages.items():
+        router.add_api_route(path, _serve(name), methods=["GET"], include_in_schema=False,
+                             response_class=HTMLResponse)
+
+
+def _serve(name: str) -> Callable[[], Awaitable[HTMLResponse]]:
+    async def serve_page() -> HTMLResponse:
+        return page(name)
+    return serve_page
 
 
 def static_file(rel: str) -> FileResponse | None:

@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from dashboard.deps import CurrentUser, DashboardDep, RemoteAddr, current_user, refuse
 from dashboard.files import UnsafePath, safe_join
 from dashboard.orphans import parse_open
-from dashboard.pages import page
+from dashboard.pages import add_pages
 from dashboard.services import cases as case_service
 from dashboard.services import export_jobs as jobs
 from dashboard.services.alerts import ensure
@@ -84,14 +84,7 @@ class StorageOut(Reply):
 
 # ------------------------------------------------------------------------------------------ pages
 
-@router.get("/exports", include_in_schema=False)
-async def exports_page() -> HTMLResponse:
-    return page("exports.html")
-
-
-@router.get("/timeline", include_in_schema=False)
-async def timeline_page() -> HTMLResponse:
-    return page("timeline.html")
+add_pages(router, {"/exports": "exports.html", "/timeline": "timeline.html"})
 
 
 # ------------------------------------------------------------------------------------------ jobs

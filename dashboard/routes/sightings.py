@@ -17,13 +17,13 @@ import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from dashboard.clips import ClipError
 from dashboard.deps import CurrentUser, DashboardDep, RemoteAddr, current_user, refuse
-from dashboard.pages import page
+from dashboard.pages import add_pages
 from dashboard.services import cases as case_service
 from dashboard.services import sightings as sighting_service
 from dashboard.services.export_jobs import check_case
@@ -82,14 +82,7 @@ async def plate_path(d: DashboardDep, user: CurrentUser, remote: RemoteAddr,
 
 # ------------------------------------------------------------------------------------------ the pages
 
-@router.get("/search", include_in_schema=False)
-async def search_page() -> HTMLResponse:
-    return page("search.html")
-
-
-@router.get("/search/clip", include_in_schema=False)
-async def clip_page() -> HTMLResponse:
-    return page("search-clip.html")
+add_pages(router, {"/search": "search.html", "/search/clip": "search-clip.html"})
 
 
 # ------------------------------------------------------------------------------------------ crops, clips, cases
