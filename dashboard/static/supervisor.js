@@ -8,7 +8,9 @@ async function loadCatalogues() {
     const res = await fetch(`/static/i18n/${name}.${SE.locale}.json`);
     if (res.ok) Object.assign(SE.messages, await res.json());
   }
-  SE.applyI18n();
+  // the page's own strings are marked data-si18n: common.js's first pass runs before this catalogue is in
+  document.querySelectorAll("[data-si18n]").forEach(el => { el.textContent = SE.t(el.dataset.si18n); });
+  document.querySelectorAll("[data-si18n-title]").forEach(el => { el.title = SE.t(el.dataset.si18nTitle); });
 }
 
 async function refresh() {
