@@ -9,7 +9,7 @@ instead of reaching into ``request.app.state`` itself.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +25,16 @@ NOT_PAGES = ("/api/", "/static/", "/snapshots/")  # answered 401, not redirected
 def refuse(status: int, code: str, **extra: object) -> HTTPException:
     """An error the page translates by its code (the message catalogues hold the words)."""
     return HTTPException(status, {"code": code, **extra})
+
+
+T = TypeVar("T")
+
+
+def found(item: T | None) -> T:
+    """``item``, or the 404 ``not_found`` refusal when the look-up found nothing (or nothing the user may see)."""
+    if item is None:
+        raise refuse(404, "not_found")
+    return item
 
 
 async def session_required(request: Request) -> Session:

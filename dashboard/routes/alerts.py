@@ -13,7 +13,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from dashboard.deps import CurrentUser, DashboardDep, RemoteAddr, current_user, refuse
+from dashboard.deps import CurrentUser, DashboardDep, RemoteAddr, current_user, found, refuse
 from dashboard.pages import page
 from dashboard.paging import page_officer
 from dashboard.services import alerts as alert_service
@@ -110,10 +110,7 @@ async def bulk(body: BulkBody, d: DashboardDep, user: CurrentUser, remote: Remot
 @router.get("/api/alerts/{alert_id}", response_model=AlertOut)
 async def get_alert(alert_id: str, d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
     """One alert, its timeline (every action) and its bus messages (detection updates)."""
-    out = await alert_service.alert_detail(d, user, alert_id)
-    if out is None:
-        raise refuse(404, "not_found")
-    return out
+    return found(await alert_service.alert_detail(d, user, alert_id))
 
 
 @router.post("/api/alerts/bulk-close", response_model=BulkCloseOut)
@@ -179,7 +176,5 @@ async def stream(request: Request, d: DashboardDep, user: CurrentUser, cursor: s
 @router.get("/snapshots/{rel:path}")
 async def snapshot(rel: str, d: DashboardDep, user: CurrentUser, remote: RemoteAddr) -> FileResponse:
     """A snapshot JPEG, for users of the camera's grid cell only (the path starts with the camera id)."""
-    path = await alert_service.snapshot_file(d, user, rel, remote)
-    if path is None:
-        raise refuse(404, "not_found")
+    path = found(await alert_service.snapshot_file(d, user, rel, remote))
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 
-from dashboard.deps import CurrentUser, DashboardDep, EngineerUser, current_user, refuse
+from dashboard.deps import CurrentUser, DashboardDep, EngineerUser, current_user, found
 from dashboard.pages import page
 from dashboard.services import cameras as camera_service
 from dashboard.services.responses import Reply
@@ -39,10 +39,7 @@ async def cameras(d: DashboardDep, user: CurrentUser) -> list[dict[str, Any]]:
 
 @router.get("/api/cameras/{camera_id}", response_model=CameraOut)
 async def camera(camera_id: str, d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
-    item = await camera_service.camera_detail(d, user, camera_id)
-    if item is None:
-        raise refuse(404, "not_found")
-    return item
+    return found(await camera_service.camera_detail(d, user, camera_id))
 
 
 @router.get("/engineer", include_in_schema=False)

@@ -28,7 +28,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from dashboard.deps import CurrentUser, DashboardDep, RemoteAddr, current_user, refuse
+from dashboard.deps import CurrentUser, DashboardDep, RemoteAddr, current_user, found, refuse
 from dashboard.files import UnsafePath, safe_join
 from dashboard.orphans import parse_open
 from dashboard.pages import add_pages
@@ -110,9 +110,7 @@ async def list_exports(d: DashboardDep, user: CurrentUser, limit: int = 100) -> 
 @router.get("/api/exports/{job_id}", response_model=JobOut)
 async def get_export(job_id: str, d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
     """One job: the page polls it for progress."""
-    row = await run_in_threadpool(jobs.visible_job, d, job_id, user)
-    if row is None:
-        raise refuse(404, "not_found")
+    row = found(await run_in_threadpool(jobs.visible_job, d, job_id, user))
     return job_view(row, user)
 
 
@@ -184,9 +182,7 @@ async def export_file(job_id: str, name: str, d: DashboardDep, user: CurrentUser
 @router.post("/api/exports/{job_id}/release", response_model=JobOut)
 async def release_export(job_id: str, d: DashboardDep, user: CurrentUser, remote: RemoteAddr) -> dict[str, Any]:
     """Release an export's hold: retention may delete its recordings when due (its files stay)."""
-    row = await run_in_threadpool(jobs.visible_job, d, job_id, user)
-    if row is None:
-        raise refuse(404, "not_found")
+    row = found(await run_in_threadpool(jobs.visible_job, d, job_id, user))
     if row.state != "done" or not row.export_id:
         raise refuse(409, "not_releasable", state=row.state)
     if row.username != user.username and not user.has_role("admin"):
@@ -219,9 +215,7 @@ async def download_case(name: str, d: DashboardDep, user: CurrentUser, remote: R
     """The user's own case as one ZIP, or (``owner``) the command line's or, for admins, anyone's; for users
     who may see every camera of every export in it."""
     check_case(name)
-    path = await run_in_threadpool(case_service.case_download, d, user, name, owner)
-    if path is None:
-        raise refuse(404, "not_found")
+    path = found(await run_in_threadpool(case_service.case_download, d, user, name, owner))
     await run_in_threadpool(jobs.audit, d, "case_download", user, remote, case=name, owner=owner or user.username,
                             file=path.name)
     return FileResponse(path, media_type="application/zip", filename=f"sharpeye-case-{name.replace(' ', '_')}.zip",

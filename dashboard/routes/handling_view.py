@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from dashboard.deps import CurrentUser, DashboardDep, current_user, refuse
+from dashboard.deps import CurrentUser, DashboardDep, current_user, found, refuse
 from dashboard.services import handling_view as handling
 from dashboard.services.responses import Reply
 
@@ -34,10 +34,7 @@ class NoticesOut(Reply):
 @router.get("/api/alerts/{alert_id}/recipients", response_model=RecipientsOut)
 async def recipients(alert_id: str, d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
     """The colleagues who may see the alert's cell, those on duty (logged in) first."""
-    out = await handling.recipients(d, user, alert_id)
-    if out is None:
-        raise refuse(404, "not_found")
-    return out
+    return found(await handling.recipients(d, user, alert_id))
 
 
 @router.get("/api/notices", response_model=NoticesOut)

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboard.clips import ClipError
 from dashboard.context import Dashboard
-from dashboard.deps import CurrentUser, DashboardDep, RemoteAddr, refuse
+from dashboard.deps import CurrentUser, DashboardDep, RemoteAddr, found, refuse
 from dashboard.pages import page
 from dashboard.security import COOKIE, lookup_session
 from dashboard.services import live as live_service
@@ -110,9 +110,7 @@ async def live_socket(ws: WebSocket, camera_id: str, stream: str = "sub", format
 @router.get("/api/clips/{alert_id}", response_model=ClipOut)
 async def clip_info(alert_id: str, d: DashboardDep, user: CurrentUser, remote: RemoteAddr) -> dict[str, Any]:
     """The alert's clip: cut (or found in the cache) now, with its window, what it covers and its gaps."""
-    row = await run_in_threadpool(live_service.alert_row, d, alert_id, user)
-    if row is None:
-        raise refuse(404, "not_found")
+    row = found(await run_in_threadpool(live_service.alert_row, d, alert_id, user))
     try:
         return await live_service.clip_info(d, user, row, alert_id, remote)
     except ClipError as e:
@@ -122,9 +120,7 @@ async def clip_info(alert_id: str, d: DashboardDep, user: CurrentUser, remote: R
 @router.get("/api/clips/{alert_id}/video.mp4")
 async def clip_file(alert_id: str, request: Request, d: DashboardDep, user: CurrentUser) -> FileResponse:
     """The clip file itself, the version the info named (``v``); byte ranges make it seekable in a ``<video>``."""
-    row = await run_in_threadpool(live_service.alert_row, d, alert_id, user)
-    if row is None:
-        raise refuse(404, "not_found")
+    row = found(await run_in_threadpool(live_service.alert_row, d, alert_id, user))
     try:
         path = await live_service.clip_path(d, row, alert_id, request.query_params.get("v", ""))
     except ClipError as e:

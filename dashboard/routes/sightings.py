@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from dashboard.clips import ClipError
-from dashboard.deps import CurrentUser, DashboardDep, RemoteAddr, current_user, refuse
+from dashboard.deps import CurrentUser, DashboardDep, RemoteAddr, current_user, found, refuse
 from dashboard.pages import add_pages
 from dashboard.services import cases as case_service
 from dashboard.services import sightings as sighting_service
@@ -90,17 +90,13 @@ add_pages(router, {"/search": "search.html", "/search/clip": "search-clip.html"}
 @router.get("/api/sightings/crops/{rel:path}")
 async def crop(rel: str, d: DashboardDep, user: CurrentUser) -> FileResponse:
     """A sighting's crop (JPEG), for users of the camera's grid cell only (the path starts with the camera id)."""
-    path = await run_in_threadpool(sighting_service.crop_file, d, user, rel)
-    if path is None:
-        raise refuse(404, "not_found")
+    path = found(await run_in_threadpool(sighting_service.crop_file, d, user, rel))
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
 
 async def _row(d: Any, user: Any, sighting_id: str) -> Any:
-    row = await run_in_threadpool(sighting_service.sighting_row, d, user, sighting_id)
-    if row is None:  # another cell's sighting answers as one that does not exist
-        raise refuse(404, "not_found")
-    return row
+    # another cell's sighting answers as one that does not exist
+    return found(await run_in_threadpool(sighting_service.sighting_row, d, user, sighting_id))
 
 
 @router.get("/api/sightings/{sighting_id}/clip")
