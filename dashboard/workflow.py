@@ -28,6 +28,7 @@ from dashboard.users import User, from_row, get_user
 from history.audit import record
 from history.handling import close_blocked
 from history.incidents import head_of, mirror_workflow
+from history.refusal import Refused
 from history.schema import CLASSIFICATIONS, DISPATCH_STEPS, OPEN_STATES, alerts
 
 ACTIONS = ("acknowledge", "take_over", "forward", "dispatch", "signed_for", "on_scene", "feedback", "close",
@@ -39,14 +40,10 @@ AT_SKEW_S = 30.0  # a dispatch step's reported time may run this far ahead of th
 MAX_VERSION = 2**53  # versions are counters: anything larger is not one the page saw
 
 
-class WorkflowError(Exception):
+class WorkflowError(Refused):
     """An action that is not allowed now; ``code`` is translated by the page."""
 
-    def __init__(self, code: str, status: int = 409, **extra: Any):
-        super().__init__(code)
-        self.code = code
-        self.status = status
-        self.extra = extra
+    default_status = 409
 
 
 @dataclass

@@ -41,6 +41,7 @@ from sqlalchemy import Connection, Engine, or_, select, update
 
 from history.archiver import store
 from history.audit import record
+from history.refusal import Refused
 from history.schema import (
     FAULT_KINDS,
     PATROL_MARKS,
@@ -83,14 +84,8 @@ class Actor(Protocol):
     def all_cells(self) -> bool: ...
 
 
-class PatrolError(Exception):
+class PatrolError(Refused):
     """A request that cannot be done; ``code`` is translated by the page, ``status`` is the HTTP answer."""
-
-    def __init__(self, code: str, status: int = 400, **extra: Any):
-        super().__init__(code)
-        self.code = code
-        self.status = status
-        self.extra = extra
 
 
 def _sees_all(actor: Actor, cells: list[str]) -> bool:

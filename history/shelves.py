@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, or_, select, update
 
 from history.audit import record
+from history.refusal import Refused
 from history.schema import shelves
 
 MIN_S = 5 * 60.0  # the shortest shelf: less is a click, not a decision
@@ -31,14 +32,8 @@ MAX_REASON = 500
 RECENT_S = 12 * 3600.0  # ended shelves listed this long (a shift): alerts they covered stay marked
 
 
-class ShelfError(Exception):
+class ShelfError(Refused):
     """A shelf request that cannot be done; ``code`` is translated by the page."""
-
-    def __init__(self, code: str, status: int = 400, **extra: Any):
-        super().__init__(code)
-        self.code = code
-        self.status = status
-        self.extra = extra
 
 
 def _end(row: Any) -> float:

@@ -28,6 +28,7 @@ from dashboard.context import Dashboard
 from dashboard.services.cameras import visible_cameras
 from dashboard.users import User
 from history.audit import record
+from history.refusal import Refused
 from history.schema import alerts, walls
 
 LAYOUTS = (1, 4, 9, 16)
@@ -35,14 +36,10 @@ MAX_TILES = 16
 DEFAULT_LAYOUT = 4
 
 
-class WallError(Exception):
+class WallError(Refused):
     """A wall request that cannot be done; ``code`` is translated by the page."""
 
-    def __init__(self, code: str, status: int = 409, **extra: Any):
-        super().__init__(code)
-        self.code = code
-        self.status = status
-        self.extra = extra
+    default_status = 409
 
 
 def _fit_layout(tiles: int) -> int:
