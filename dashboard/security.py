@@ -390,17 +390,22 @@ class RequestGuard:
             chunks.append(chunk)
             if not msg.get("more_body"):
                 break
-        body = b"".join(chunks)
-        sent = False
+        # after the body: the client's disconnect, as the server reports it
+        await self.app(scope, body_then(b"".join(chunks), receive), send)
 
-        async def replay() -> MutableMapping[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body: the client's disconnect, as the server reports it
 
-        await self.app(scope, replay, send)
+def body_then(body: bytes, after: Receive) -> Receive:
+    """An ASGI ``receive`` that hands over the whole request body in one message, then defers to ``after``."""
+    sent = False
+
+    async def receive() -> MutableMapping[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await after()
+
+    return receive
 
 
 SECRET_FIELDS = frozenset({"password", "new_password", "old_password", "token", "csrf", "secret", "key"})

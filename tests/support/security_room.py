@@ -18,6 +18,7 @@ from urllib.parse import unquote
 from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
+from dashboard.security import body_then
 from dashboard.users import add_user
 from history import open_database
 from pipeline.config import load_config
@@ -127,15 +128,12 @@ class Room:
                  "scheme": "http", "path": unquote(raw), "raw_path": raw.encode(), "query_string": query.encode(),
                  "root_path": "", "headers": hdrs, "client": ("127.0.0.1", 40000), "server": ("testserver", 80)}
         out: dict[str, Any] = {"status": 0, "body": b""}
-        sent = False
 
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
+        async def stay() -> dict[str, Any]:  # the client stays connected until the answer is sent
             await asyncio.sleep(3600)
             return {"type": "http.disconnect"}
+
+        receive = body_then(body, stay)
 
         async def send(msg: dict[str, Any]) -> None:
             if msg["type"] == "http.response.start":
