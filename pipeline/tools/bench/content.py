@@ -109,17 +109,22 @@ class Clip:
                 "file": self.path.name}
 
 
-def person_clip() -> Path:
-    """The shared person clip: the project's verified cache first, then the asset mirror."""
-    candidates = [CACHE_ROOT / "clips" / PERSON_CLIP_NAME]
+def shared_asset(folder: str, name: str, hint: str) -> Path:
+    """A shared asset file ``folder/name``: the project's cache first, then the asset mirror
+    (``$SHARPEYE_ASSET_MIRROR``); when neither has it, FileNotFoundError naming both and ``hint``."""
+    candidates = [CACHE_ROOT / folder / name]
     mirror = os.environ.get("SHARPEYE_ASSET_MIRROR")
     if mirror:
-        candidates.append(Path(mirror) / "clips" / PERSON_CLIP_NAME)
+        candidates.append(Path(mirror) / folder / name)
     for p in candidates:
         if p.is_file():
             return p
-    raise FileNotFoundError(f"{PERSON_CLIP_NAME} not found in {' or '.join(str(p.parent) for p in candidates)} "
-                            f"(run scripts/setup, or set SHARPEYE_ASSET_MIRROR / {CACHE_ENV})")
+    raise FileNotFoundError(f"{name} not found in {' or '.join(str(p.parent) for p in candidates)} ({hint})")
+
+
+def person_clip() -> Path:
+    """The shared person clip: the project's verified cache first, then the asset mirror."""
+    return shared_asset("clips", PERSON_CLIP_NAME, f"run scripts/setup, or set SHARPEYE_ASSET_MIRROR / {CACHE_ENV}")
 
 
 def ensure_clip(spec: ClipSpec, cache_dir: Path = DEFAULT_CACHE, source: Path | None = None) -> Clip:

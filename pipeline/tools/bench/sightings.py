@@ -57,7 +57,15 @@ import numpy as np
 import redis
 import yaml
 
-from pipeline.tools.bench.content import BITRATES, CACHE_ROOT, RESOLUTIONS, Clip, ClipSpec, encode, probe
+from pipeline.tools.bench.content import (
+    BITRATES,
+    RESOLUTIONS,
+    Clip,
+    ClipSpec,
+    encode,
+    probe,
+    shared_asset,
+)
 from pipeline.tools.bench.floor import Floor
 from pipeline.tools.bench.run import PREFIX, CameraSetup, Plan, Run, Snapshot
 
@@ -84,15 +92,7 @@ VEHICLE_SECONDS = 8.0
 
 def plate_photo(name: str) -> Path:
     """A shared plate photo: the project's cache first, then the asset mirror."""
-    candidates = [CACHE_ROOT / "plates" / name]
-    mirror = os.environ.get("SHARPEYE_ASSET_MIRROR")
-    if mirror:
-        candidates.append(Path(mirror) / "plates" / name)
-    for p in candidates:
-        if p.is_file():
-            return p
-    raise FileNotFoundError(f"{name} not found in {' or '.join(str(p.parent) for p in candidates)} "
-                            "(set SHARPEYE_ASSET_MIRROR to the shared assets)")
+    return shared_asset("plates", name, "set SHARPEYE_ASSET_MIRROR to the shared assets")
 
 
 def vehicle_picture(truck: np.ndarray, car: np.ndarray) -> np.ndarray:
