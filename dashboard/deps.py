@@ -9,7 +9,7 @@ instead of reaching into ``request.app.state`` itself.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from dashboard.context import Dashboard, ctx
 from dashboard.security import COOKIE, CSRF_HEADER, Session, csrf_ok, lookup_session
 from dashboard.users import User
+from history.refusal import Refused
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 NOT_PAGES = ("/api/", "/static/", "/snapshots/")  # answered 401, not redirected to the log-in
@@ -35,6 +36,14 @@ def found(item: T | None) -> T:
     if item is None:
         raise refuse(404, "not_found")
     return item
+
+
+async def service_call(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a worker thread; a :class:`Refused` it raises becomes the refusal the page translates."""
+    try:
+        return await run_in_threadpool(fn, *args)
+    except Refused as e:
+        raise refuse(e.status, e.code, **e.extra) from None
 
 
 async def session_required(request: Request) -> Session:

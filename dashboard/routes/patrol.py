@@ -20,10 +20,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from dashboard.context import Dashboard
-from dashboard.deps import CurrentUser, DashboardDep, EngineerUser, RemoteAddr, current_user, refuse
+from dashboard.deps import CurrentUser, DashboardDep, EngineerUser, RemoteAddr, current_user, refuse, service_call
 from dashboard.pages import page
 from dashboard.services import patrol_faults as faultcheck
 from dashboard.services.responses import Reply
@@ -171,14 +170,6 @@ class SupervisorOut(Reply):
     running: list[dict[str, Any]]
 
 
-async def _run(fn: Callable[..., T], *args: Any) -> T:
-    """One service call in a worker thread; its refusals become the page's error codes."""
-    try:
-        return await run_in_threadpool(fn, *args)
-    except svc.PatrolError as e:
-        raise refuse(e.status, e.code, **e.extra) from None
-
-
 def _tx(d: Dashboard, fn: Callable[..., T], *args: Any) -> Callable[[], T]:
     """``fn(conn, *args)`` in one transaction."""
     def call() -> T:
@@ -223,39 +214,39 @@ async def patrol_page() -> HTMLResponse:
 
 @router.get("/api/patrol/plans", response_model=PlanListOut)
 async def plans(d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
-    return {"plans": await _run(_tx(d, svc.list_plans, user))}
+    return {"plans": await service_call(_tx(d, svc.list_plans, user))}
 
 
 @router.get("/api/patrol/plans/{plan_id}", response_model=PlanOut)
 async def plan(plan_id: RowId, d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
-    return await _run(_tx(d, svc.get_plan, user, plan_id))
+    return await service_call(_tx(d, svc.get_plan, user, plan_id))
 
 
 @router.post("/api/patrol/plans", response_model=PlanOut)
 async def create_plan(body: PlanBody, d: DashboardDep, user: EngineerUser, remote: RemoteAddr) -> dict[str, Any]:
     cams, sched = _plan_cameras(body)
-    return await _run(_tx(d, svc.save_plan, d.config(), user, None, body.name, body.description, cams, sched,
-                          None, remote))
+    return await service_call(_tx(d, svc.save_plan, d.config(), user, None, body.name, body.description, cams, sched,
+                                  None, remote))
 
 
 @router.put("/api/patrol/plans/{plan_id}", response_model=PlanOut)
 async def update_plan(plan_id: RowId, body: PlanBody, d: DashboardDep, user: EngineerUser,
                       remote: RemoteAddr) -> dict[str, Any]:
     cams, sched = _plan_cameras(body)
-    return await _run(_tx(d, svc.save_plan, d.config(), user, plan_id, body.name, body.description, cams, sched,
-                          body.version, remote))
+    return await service_call(_tx(d, svc.save_plan, d.config(), user, plan_id, body.name, body.description, cams, sched,
+                                  body.version, remote))
 
 
 @router.delete("/api/patrol/plans/{plan_id}", response_model=DeletedOut)
 async def delete_plan(plan_id: RowId, d: DashboardDep, user: EngineerUser, remote: RemoteAddr) -> dict[str, Any]:
-    await _run(_tx(d, svc.delete_plan, user, plan_id, remote))
+    await service_call(_tx(d, svc.delete_plan, user, plan_id, remote))
     return {"deleted": plan_id}
 
 
 @router.post("/api/patrol/plans/{plan_id}/start", response_model=PatrolOut)
 async def start(plan_id: RowId, body: StartBody, d: DashboardDep, user: CurrentUser,
                 remote: RemoteAddr) -> dict[str, Any]:
-    return await _run(_tx(d, svc.start_patrol, d.config(), user, plan_id, body.layout, remote))
+    return await service_call(_tx(d, svc.start_patrol, d.config(), user, plan_id, body.layout, remote))
 
 
 # -------------------------------------------------------------------------------------------------- patrols
@@ -264,20 +255,20 @@ async def start(plan_id: RowId, body: StartBody, d: DashboardDep, user: CurrentU
 async def patrol_list(d: DashboardDep, user: CurrentUser, start: float | None = None,
                       end: float | None = None) -> dict[str, Any]:
     t0, t1 = _range(start, end)
-    return {"patrols": await _run(_tx(d, svc.list_patrols, d.config(), user, t0, t1))}
+    return {"patrols": await service_call(_tx(d, svc.list_patrols, d.config(), user, t0, t1))}
 
 
 @router.get("/api/patrols/{patrol_id}", response_model=PatrolOut)
 async def patrol_log(patrol_id: str, d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
-    return await _run(_tx(d, svc.patrol_log, d.config(), user, patrol_id[:32]))
+    return await service_call(_tx(d, svc.patrol_log, d.config(), user, patrol_id[:32]))
 
 
 @router.post("/api/patrols/{patrol_id}/views", response_model=PatrolOut)
 async def view(patrol_id: str, body: ViewBody, d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
     """The tour showed a camera this long; ``offline``: no picture, skipped, and listed as a fault."""
     since = (await faultcheck.offline_since(d)).get(body.camera) if body.offline else None
-    return await _run(_tx(d, svc.record_view, d.config(), user, patrol_id[:32], body.camera, body.on_screen_s,
-                          body.offline, since or None))
+    return await service_call(_tx(d, svc.record_view, d.config(), user, patrol_id[:32], body.camera, body.on_screen_s,
+                                  body.offline, since or None))
 
 
 @router.post("/api/patrols/{patrol_id}/marks", response_model=MarkOut)
@@ -292,16 +283,16 @@ async def mark(patrol_id: str, body: MarkBody, d: DashboardDep, user: CurrentUse
                 jpeg = base64.b64decode(raw, validate=True)
             except (binascii.Error, ValueError):
                 raise refuse(400, "bad_snapshot") from None
-        return await _run(alarms.finding, d.config(), user, patrol_id[:32], body.camera, body.note or "", jpeg,
-                          remote)
-    log = await _run(_tx(d, svc.mark_camera, d.config(), user, patrol_id[:32], body.camera, body.mark,
-                         body.fault_kind, body.note, None, None, remote))
+        return await service_call(alarms.finding, d.config(), user, patrol_id[:32], body.camera, body.note or "", jpeg,
+                                  remote)
+    log = await service_call(_tx(d, svc.mark_camera, d.config(), user, patrol_id[:32], body.camera, body.mark,
+                                 body.fault_kind, body.note, None, None, remote))
     return {"patrol": log}
 
 
 @router.post("/api/patrols/{patrol_id}/finish", response_model=PatrolOut)
 async def finish(patrol_id: str, d: DashboardDep, user: CurrentUser, remote: RemoteAddr) -> dict[str, Any]:
-    return await _run(_tx(d, svc.finish_patrol, d.config(), user, patrol_id[:32], remote))
+    return await service_call(_tx(d, svc.finish_patrol, d.config(), user, patrol_id[:32], remote))
 
 
 # ---------------------------------------------------------------------------------------------- manual alarms
@@ -312,13 +303,13 @@ async def phone(body: PhoneBody, d: DashboardDep, user: CurrentUser, alarms: Ala
     """报警: a citizen's call about a place in one of the user's cells; handled like any alert."""
     if body.point is not None and not all(abs(v) < 1e9 and v == v for v in body.point):
         raise refuse(400, "bad_point")
-    return await _run(alarms.phone, d.config(), user, body.grid_cell, body.caller, body.phone, body.report,
-                      body.point, body.severity, remote)
+    return await service_call(alarms.phone, d.config(), user, body.grid_cell, body.caller, body.phone, body.report,
+                              body.point, body.severity, remote)
 
 
 @router.get("/api/alarms/{alert_id}", response_model=AlarmOut)
 async def alarm(alert_id: str, d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
-    return await _run(_tx(d, svc.get_alarm, user, alert_id[:128]))
+    return await service_call(_tx(d, svc.get_alarm, user, alert_id[:128]))
 
 
 @router.post("/api/alarms/{alert_id}/attach", response_model=AlarmOut)
@@ -327,8 +318,8 @@ async def attach(alert_id: str, body: AttachBody, d: DashboardDep, user: Current
     """Cameras and a time range found later (the evidence to export with /api/exports)."""
     if not body.start < body.end or body.end - body.start > 86400:
         raise refuse(400, "bad_range")
-    return await _run(_tx(d, svc.attach, d.config(), user, alert_id[:128], body.cameras, body.start, body.end,
-                          remote))
+    return await service_call(_tx(d, svc.attach, d.config(), user, alert_id[:128], body.cameras, body.start, body.end,
+                                  remote))
 
 
 # --------------------------------------------------------------------------------------------------- faults
@@ -337,15 +328,15 @@ async def attach(alert_id: str, body: AttachBody, d: DashboardDep, user: Current
 async def faults(d: DashboardDep, user: CurrentUser, repaired: bool = False) -> dict[str, Any]:
     """The fault list of the user's cells; cameras offline or tampered longer than the threshold are added first."""
     await faultcheck.check(d)
-    return {"faults": await _run(_tx(d, svc.list_faults, user, repaired)),
+    return {"faults": await service_call(_tx(d, svc.list_faults, user, repaired)),
             "offline_after_s": d.config().dashboard.fault_after_s}
 
 
 @router.post("/api/patrol/faults/{fault_id}/repair", response_model=FaultOut)
 async def repair(fault_id: RowId, body: RepairBody, d: DashboardDep, user: CurrentUser,
                  remote: RemoteAddr) -> dict[str, Any]:
-    return await _run(_tx(d, svc.repair_step, user, fault_id, body.step, user.has_role("engineer"), body.note,
-                          remote))
+    return await service_call(_tx(d, svc.repair_step, user, fault_id, body.step, user.has_role("engineer"), body.note,
+                                  remote))
 
 
 # -------------------------------------------------------------------------------------------------- reports
@@ -356,10 +347,10 @@ async def report(d: DashboardDep, user: CurrentUser, start: float | None = None,
     """Per operator over a shift (default: the last 12 hours): plans run, coverage, findings, alarms, faults;
     per camera its availability over the range and per day (the share not faulty nor offline)."""
     t0, t1 = _range(start, end)
-    return await _run(_tx(d, svc.shift_report, d.config(), user, t0, t1))
+    return await service_call(_tx(d, svc.shift_report, d.config(), user, t0, t1))
 
 
 @router.get("/api/patrol/supervisor", response_model=SupervisorOut)
 async def supervisor(d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
     """Scheduled plans due and overdue, and the patrols running now."""
-    return await _run(_tx(d, svc.supervisor_view, d.config(), user))
+    return await service_call(_tx(d, svc.supervisor_view, d.config(), user))

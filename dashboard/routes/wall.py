@@ -8,19 +8,16 @@ page itself (``/wall``) is served with the live routes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
-from dashboard.deps import CurrentUser, DashboardDep, RemoteAddr, current_user, refuse
+from dashboard.deps import CurrentUser, DashboardDep, RemoteAddr, current_user, service_call
 from dashboard.services import wall as svc
 from dashboard.services.responses import Reply
 
 router = APIRouter(dependencies=[Depends(current_user)])
-T = TypeVar("T")
 CameraId = Annotated[str, Field(min_length=1, max_length=64)]
 
 
@@ -49,32 +46,25 @@ class WallOut(Reply):
     tiles: list[dict[str, Any]]
 
 
-async def _call(fn: Callable[..., T], *args: Any) -> T:
-    try:
-        return await run_in_threadpool(fn, *args)
-    except svc.WallError as e:
-        raise refuse(e.status, e.code, **e.extra) from None
-
-
 @router.get("/api/wall", response_model=WallOut)
 async def get_wall(d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
     """This user's wall: layout, version (polled by the page) and each tile's camera."""
-    return await _call(svc.wall, d, user)
+    return await service_call(svc.wall, d, user)
 
 
 @router.put("/api/wall", response_model=WallOut)
 async def put_wall(body: LayoutBody, d: DashboardDep, user: CurrentUser) -> dict[str, Any]:
     """Set the layout and the cameras tile by tile (null: an empty tile)."""
-    return await _call(svc.set_wall, d, user, body.layout, body.cameras)
+    return await service_call(svc.set_wall, d, user, body.layout, body.cameras)
 
 
 @router.post("/api/wall/push", response_model=WallOut)
 async def push(body: PushBody, d: DashboardDep, user: CurrentUser, remote: RemoteAddr) -> dict[str, Any]:
     """Put a camera (or an alert's camera) on one tile; the tile remembers what it showed (audited)."""
-    return await _call(svc.push, d, user, body.tile, body.camera, body.alert_id, remote)
+    return await service_call(svc.push, d, user, body.tile, body.camera, body.alert_id, remote)
 
 
 @router.post("/api/wall/restore", response_model=WallOut)
 async def restore(body: RestoreBody, d: DashboardDep, user: CurrentUser, remote: RemoteAddr) -> dict[str, Any]:
     """Put back the camera a pushed tile showed before the push (audited)."""
-    return await _call(svc.restore, d, user, body.tile, remote)
+    return await service_call(svc.restore, d, user, body.tile, remote)
