@@ -106,14 +106,7 @@ async function toggle(tr, a) {
   const open = tr.nextElementSibling;
   if (open && open.classList.contains("timeline-row")) { open.remove(); return; }
   const data = await SE.api(`/api/alerts/${encodeURIComponent(a.alert_id)}`);
-  const list = SE.el("ol", { class: "timeline" }, ...data.timeline.map(act => {
-    const vars = Object.assign({}, act.data || {});
-    if (vars.reason) vars.reason = SE.t(`reason.${vars.reason}`);
-    const who = vars.by || act.username || SE.t("timeline.system");
-    const li = SE.el("li", { "data-action": act.action, text: `${SE.fmt(act.time)} · ${who} · ${SE.t(`timeline.${act.action}`, vars)}` });
-    if (act.note) li.append(SE.el("q", { text: act.note }));
-    return li;
-  }));
+  const list = SE.el("ol", { class: "timeline" }, ...data.timeline.map(timelineItem));
   const td = SE.el("td", { colspan: String(tr.children.length) }, list);
   if (a.snapshot) td.prepend(SE.el("img", { class: "snap", src: "/" + a.snapshot.path.split("/").map(encodeURIComponent).join("/"), alt: "" }));
   tr.after(SE.el("tr", { class: "timeline-row" }, td));

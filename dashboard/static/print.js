@@ -15,14 +15,7 @@ SE.start().then(async () => {
   ];
   document.getElementById("p-facts").replaceChildren(...facts.flatMap(([k, v]) =>
     [SE.el("dt", { "data-i18n": k, text: SE.t(k) }), SE.el("dd", { text: v })]));
-  document.getElementById("p-timeline").replaceChildren(...data.timeline.map(act => {
-    const vars = Object.assign({}, act.data || {});
-    if (vars.reason) vars.reason = SE.t(`reason.${vars.reason}`);
-    const who = vars.by || act.username || SE.t("timeline.system");
-    const li = SE.el("li", { "data-action": act.action, text: `${SE.fmt(act.time)} · ${who} · ${SE.t(`timeline.${act.action}`, vars)}` });
-    if (act.note) li.append(SE.el("q", { text: act.note }));
-    return li;
-  }));
+  document.getElementById("p-timeline").replaceChildren(...data.timeline.map(timelineItem));
   document.getElementById("p-snaps").replaceChildren(...data.snapshots.map(p =>
     SE.el("img", { src: "/" + p.split("/").map(encodeURIComponent).join("/"), alt: "" })));
   document.getElementById("p-printed").textContent = SE.t("print.printed", { who: SE.me.user.display_name, at: SE.fmt(Date.now() / 1000) });
