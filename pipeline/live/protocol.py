@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.record.serve import expiry_problem
+
 ACCEPTED = b"A"
 HELLO = b"H"
 INIT = b"I"
@@ -136,11 +138,8 @@ def check_request(key: bytes, worker: str, op: str, camera: str, auth: Any, now:
         exp, nonce, sig = int(auth["exp"]), str(auth["nonce"]), str(auth["sig"])
     except (KeyError, TypeError, ValueError):
         return "bad auth"
-    t = time.time() if now is None else now
-    if exp < t:
-        return "expired"
-    if exp > t + AUTH_TTL_S + 60:
-        return "expiry too far ahead"
+    if problem := expiry_problem(exp, AUTH_TTL_S, now):
+        return problem
     if not 16 <= len(nonce) <= 64:
         return "bad nonce"
     want = hmac.new(key, _auth_message(worker, op, camera, exp, nonce), hashlib.sha256).hexdigest()

@@ -95,17 +95,25 @@ def signed_path(key: bytes, camera: str, name: str, now: float | None = None) ->
     return f"/segment/{quote(camera, safe='')}/{quote(name, safe='')}?exp={exp}&sig={sig}"
 
 
+def expiry_problem(exp: int, ttl_s: float, now: float | None = None) -> str | None:
+    """Why a signature's expiry time (epoch seconds) is not good now: past, or further ahead than one signed now
+    (``ttl_s``) allowing 60 s of clock skew between hosts; None when it is good."""
+    t = time.time() if now is None else now
+    if exp < t:
+        return "expired"
+    if exp > t + ttl_s + 60:
+        return "expiry too far ahead"
+    return None
+
+
 def check_signature(key: bytes, camera: str, name: str, exp: str, sig: str, now: float | None = None) -> str | None:
     """None when the signature holds and has not expired, else why not."""
     try:
         e = int(exp)
     except ValueError:
         return "bad expiry"
-    t = time.time() if now is None else now
-    if e < t:
-        return "expired"
-    if e > t + SIGN_TTL_S + 60:
-        return "expiry too far ahead"
+    if problem := expiry_problem(e, SIGN_TTL_S, now):
+        return problem
     want = hmac.new(key, _message(camera, name, e), hashlib.sha256).hexdigest()
     return None if hmac.compare_digest(want, sig) else "bad signature"
 
