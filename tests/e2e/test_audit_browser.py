@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, PW, artefacts
-from tests.support.dashboard import alert_msg, browser_login, recorded_room
-from tests.support.record import T0
+from tests.support.dashboard import browser_login, recorded_alert_msg, recorded_room
 
 pytestmark = [pytest.mark.e2e, pytest.mark.concurrent]
 
@@ -36,9 +35,7 @@ def test_the_audit_page_lists_a_login_a_clip_view_and_an_export(served: dict[str
     from playwright.sync_api import sync_playwright
 
     base = served["base"]
-    msg = alert_msg("au-1", phase="end", t=T0 + 12, camera="lobby", start=T0 + 8)
-    msg["clip"] = {"start": T0 + 3.0, "end": T0 + 17.0}
-    served["publish"](msg)
+    served["publish"](recorded_alert_msg("au-1"))
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = login(browser, base, "boss")

@@ -14,22 +14,17 @@ import jsonschema
 import numpy as np
 import pytest
 
-from pipeline.runtime.redis_server import find_redis_server
 from pipeline.tools.bench.content import ClipSpec, ensure_clip
 from pipeline.tools.simulator import RtspSimulator
-from tests.support.assets import missing_asset, require_camsim
+from tests.support.assets import ROOT, require_camsim, require_redis_server
 
-ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "schemas" / "bench.schema.json").read_text())
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _needs_servers(person_clip: Path) -> None:
     require_camsim()
-    try:
-        find_redis_server()
-    except FileNotFoundError as e:
-        missing_asset(str(e))
+    require_redis_server()
 
 
 def test_short_clips_are_cached_with_camera_like_encoding(tmp_path: Path, person_clip: Path) -> None:

@@ -12,20 +12,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pipeline.runtime.redis_server import find_redis_server
-from tests.support.assets import missing_asset, require_camsim
+from tests.support.assets import ROOT, require_camsim, require_redis_server
 
-ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "schemas" / "bench-sightings.schema.json").read_text())
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _needs_servers(person_clip: Path) -> None:
     require_camsim()
-    try:
-        find_redis_server()
-    except FileNotFoundError as e:
-        missing_asset(str(e))
+    require_redis_server()
 
 
 def test_vehicle_content_off_on_and_plates_counts_frames_and_plate_reads(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from pipeline.export.verify import verify
 from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, PW, artefacts
-from tests.support.dashboard import alert_msg, browser_login, recorded_room
+from tests.support.dashboard import browser_login, recorded_alert_msg, recorded_room
 from tests.support.record import T0
 
 pytestmark = [pytest.mark.e2e, pytest.mark.concurrent]
@@ -50,9 +50,7 @@ def test_export_an_alert_and_a_timeline_range_from_the_page_and_verify_the_zips(
     from playwright.sync_api import sync_playwright
 
     base, tmp, out = served["base"], served["tmp"], artefacts()
-    msg = alert_msg("ex-1", phase="end", t=T0 + 12, camera="lobby", start=T0 + 8)
-    msg["clip"] = {"start": T0 + 3.0, "end": T0 + 17.0}
-    served["publish"](msg)
+    served["publish"](recorded_alert_msg("ex-1"))
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = login(browser, base, "wang")

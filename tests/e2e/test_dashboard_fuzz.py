@@ -24,13 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
 from dashboard.app import create_app
-from dashboard.users import add_user
-from history import open_database
 from history.archiver import store
 from pipeline.config import load_config
 from pipeline.publish import bus
-from pipeline.tools.simulator import free_port
-from tests.support.dashboard import alert_msg, spawn, stop, wait_http, write_dashboard_config
+from tests.support.dashboard import alert_msg, dashboard_process, open_with_users, write_dashboard_config
 
 schemathesis = pytest.importorskip("schemathesis", reason="pip install -e .[test] installs schemathesis")
 from schemathesis import GenerationMode  # noqa: E402
@@ -50,9 +47,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
     prefix = f"fuzz{time.monotonic_ns()}"
     path = write_dashboard_config(tmp, f"bus: {{prefix: {prefix}}}")
     cfg = load_config(path)
-    engine = open_database(cfg)
-    add_user(engine, "fuzzadmin", PW, "admin", ["*"], "Fuzz Admin")
-    add_user(engine, "op", PW, "operator", ["G1"], "Wang Wei")
+    engine = open_with_users(cfg, "fuzzadmin admin * Fuzz Admin", "op operator G1 Wang Wei")
     r = bus.connect(redis_url)
     keys = bus.BusKeys(prefix)
     for i, cam in enumerate(("lobby", "gate", "square")):  # alerts on the bus and in the history
@@ -62,15 +57,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
             store(conn, None, msg)
     schema_doc = create_app(cfg, redis_url, engine).app.openapi()  # type: ignore[attr-defined]
     engine.dispose()
-    port = free_port()
-    log = tmp / "dashboard.log"
-    proc = spawn("dashboard", "--config", str(path), "--redis", redis_url, "--port", str(port), log=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(base + "/healthz", 30, proc, log)
-        yield {"base": base, "schema": schema_doc, "log": log}
-    finally:
-        stop(proc)
+    with dashboard_process(path, redis_url, tmp) as dash:
+        yield {"base": dash.base, "schema": schema_doc, "log": dash.log}
 
 
 def _login(base: str, name: str = "fuzzadmin") -> tuple[requests.Session, str]:

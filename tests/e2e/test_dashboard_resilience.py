@@ -34,8 +34,6 @@ from dashboard.app import create_app
 from dashboard.context import REDIS_TIMEOUT_S
 from dashboard.orphans import orphaned
 from dashboard.routes.alerts import HEARTBEAT_S
-from dashboard.users import add_user
-from history import open_database
 from history.archiver import store
 from pipeline.config import load_config
 from pipeline.publish import bus
@@ -43,7 +41,16 @@ from pipeline.publish.events import orphan_end_message
 from pipeline.publish.status import CameraStatus
 from pipeline.runtime.redis_server import RedisServer
 from pipeline.tools.simulator import free_port
-from tests.support.dashboard import alert_msg, api_routes, spawn, stop, wait_http, write_dashboard_config
+from tests.support.dashboard import (
+    alert_msg,
+    api_routes,
+    browser_login,
+    open_with_users,
+    spawn,
+    stop,
+    wait_http,
+    write_dashboard_config,
+)
 from tests.support.waits import wait_for
 
 PW = "correct horse battery"
@@ -69,9 +76,7 @@ def _setup(tmp: Path, url: str, extra: str = "") -> dict[str, Any]:
     prefix = f"res{time.monotonic_ns()}"
     path = write_dashboard_config(tmp, f"bus: {{prefix: {prefix}}}\n{extra}")
     cfg = load_config(path)
-    engine = open_database(cfg)
-    add_user(engine, "op", PW, "operator", ["G1"], "Wang Wei")
-    add_user(engine, "boss", PW, "admin", ["*"], "Chief Chen")
+    engine = open_with_users(cfg, "op operator G1 Wang Wei", "boss admin * Chief Chen")
     return {"path": path, "cfg": cfg, "engine": engine, "keys": bus.BusKeys(prefix)}
 
 
@@ -362,12 +367,7 @@ def test_page_shows_stale_when_redis_or_dashboard_freeze_and_marks_orphaned_aler
     figures: dict[str, float] = {}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-        page.goto(base + "/login")
-        page.fill("#username", "op")
-        page.fill("#password", PW)
-        page.click("#submit")
-        page.wait_for_url(base + "/", timeout=60_000)  # argon2 log-in on a loaded 2-core machine
+        page = browser_login(browser, base, "op", password=PW)
         page.locator('#conn[data-state="live"]').wait_for(timeout=10_000)
 
         # (the operator's page speaks Chinese, the default)

@@ -17,10 +17,9 @@ from dashboard.users import add_user
 from history import open_database
 from pipeline.cluster.coordinator import Coordinator
 from pipeline.config import load_config
-from pipeline.tools.simulator import free_port
 from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, artefacts
 from tests.integration.test_dashboard_workers import CLUSTER, TTL_S, held_by, start_worker
-from tests.support.dashboard import spawn, stop, wait_http, write_dashboard_config
+from tests.support.dashboard import browser_login, dashboard_process, write_dashboard_config
 from tests.support.waits import wait_for
 
 PW = "correct horse battery"
@@ -36,18 +35,13 @@ def room(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
     engine = open_database(cfg)
     add_user(engine, "zhou", PW, "engineer", ["*"], "Zhou Gong", locale="en")
     engine.dispose()
-    port = free_port()
-    log = tmp_path / "dashboard.log"
-    dash = spawn("dashboard", "--config", str(cfg_path), "--redis", redis_url, "--port", str(port), log=log)
     workers: list[Coordinator] = []
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/healthz", 60, dash, log)
-        yield {"base": base, "cfg": cfg, "redis": redis_url, "workers": workers}
-    finally:
-        for w in workers:
-            w.stop(release=True)
-        stop(dash)
+    with dashboard_process(cfg_path, redis_url, tmp_path, timeout=60) as dash:
+        try:
+            yield {"base": dash.base, "cfg": cfg, "redis": redis_url, "workers": workers}
+        finally:
+            for w in workers:
+                w.stop(release=True)
 
 
 def test_the_page_shows_owners_and_a_move_after_a_worker_stops_renewing(room: dict[str, Any]) -> None:
@@ -61,12 +55,7 @@ def test_the_page_shows_owners_and_a_move_after_a_worker_stops_renewing(room: di
     base, out = room["base"], artefacts()
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-        page.goto(base + "/login")
-        page.fill("#username", "zhou")
-        page.fill("#password", PW)
-        page.click("#submit")
-        page.wait_for_url(base + "/", timeout=60_000)  # argon2 on a loaded 2-core machine
+        page = browser_login(browser, base, "zhou", password=PW)
         # the health page: each camera's owner worker (and token)
         page.goto(base + "/engineer")
         for cam, wid in want.items():

@@ -24,7 +24,7 @@ import pytest
 
 from pipeline.tools.simulator import free_port
 from tests.support.config import write_config
-from tests.support.dashboard import stop
+from tests.support.dashboard import browser_login, stop
 from tests.support.media import reencode
 from tests.support.waits import http_up, wait_for
 
@@ -94,12 +94,7 @@ def test_each_tamper_kind_shows_in_the_room_list(room: dict[str, Any]) -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                      args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-        page.goto(base + "/login")
-        page.fill("#username", "op")
-        page.fill("#password", PASSWORD)
-        page.click("#submit")
-        page.wait_for_url(base + "/", timeout=60_000)  # argon2 log-in on a loaded 2-core machine
+        page = browser_login(browser, base, "op", password=PASSWORD)
         seen: dict[str, float] = {}
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and len(seen) < len(TAMPERING):

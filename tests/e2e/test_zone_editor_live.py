@@ -91,9 +91,8 @@ def drag(page: Any, start: tuple[float, float], end: tuple[float, float]) -> Non
 def test_an_engineer_drags_a_corner_in_the_browser_and_the_file_changes(tmp_path: Path, redis_url: str) -> None:
     from playwright.sync_api import sync_playwright
 
-    from pipeline.tools.simulator import free_port
     from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, artefacts
-    from tests.support.dashboard import spawn, stop, wait_http
+    from tests.support.dashboard import browser_login, dashboard_process
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Debian chromium not installed at {CHROMIUM} (scripts/setup installs it)")
@@ -103,21 +102,11 @@ def test_an_engineer_drags_a_corner_in_the_browser_and_the_file_changes(tmp_path
     engine = open_database(load_config(path))
     add_user(engine, "eng", PW, "engineer", ["G1"], locale="en")
     engine.dispose()
-    port = free_port()
-    log = tmp_path / "dashboard.log"
-    dash = spawn("dashboard", "--config", str(path), "--redis", redis_url, "--port", str(port), log=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(base + "/healthz", 30, dash, log)
+    with dashboard_process(path, redis_url, tmp_path) as dash:
+        base = dash.base
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-            page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-            page.goto(base + "/zones#camera=lobby")
-            assert page.url.startswith(base + "/login")
-            page.fill("#username", "eng")
-            page.fill("#password", PW)
-            page.click("#submit")
-            page.wait_for_url(base + "/", timeout=60_000)  # argon2 log-in on a loaded 2-core machine
+            page = browser_login(browser, base, "eng", "/zones#camera=lobby", password=PW)
             page.goto(base + "/zones#camera=lobby")
             page.locator('#z-canvas[data-ready="true"][data-picture]').wait_for(timeout=10_000)
             assert page.locator("#z-list li").count() == 2  # the floor and the door
@@ -175,5 +164,3 @@ def test_an_engineer_drags_a_corner_in_the_browser_and_the_file_changes(tmp_path
         # nothing else changed, comments included
         assert text.replace(corner, "[0.9, 0.5]", 1).replace(new_zone, "", 1) == original
         validate_config(str(path))
-    finally:
-        stop(dash)

@@ -28,7 +28,6 @@ from dashboard.app import create_app
 from dashboard.users import add_user
 from history import open_database
 from history.schema import actions
-from pipeline.config import load_config
 from pipeline.export import holds
 from pipeline.export.verify import verify
 from pipeline.publish import bus
@@ -36,9 +35,10 @@ from pipeline.record.segments import SegmentWriter
 from tests.support.dashboard import (
     LoggedIn,
     alert_msg,
+    config_on_backend,
     fresh_pg_database,
     postgres_url,  # noqa: F401  (fixture)
-    write_dashboard_config,
+    recorded_alert_msg,
 )
 from tests.support.media import make_clip
 from tests.support.record import T0, feed_file
@@ -83,12 +83,7 @@ class Op(LoggedIn):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def env(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str, clip30: Path) -> Iterator[dict[str, Any]]:
-    prefix = f"ex{time.monotonic_ns()}"
-    extra = f"bus: {{prefix: {prefix}}}"
-    if request.param == "postgresql":
-        db = fresh_pg_database(request.getfixturevalue("postgres_url"), f"ex{time.monotonic_ns() % 10**9}")
-        extra += f"\ndashboard: {{database_url: '{db}'}}"
-    cfg = load_config(write_dashboard_config(tmp_path, extra))
+    cfg, prefix = config_on_backend(request, tmp_path, "ex")
     rec = cfg.data_path() / cfg.recordings.dir
     record(rec, "lobby", clip30)  # G1
     record(rec, "square", clip30)  # G2
@@ -161,9 +156,7 @@ def test_range_export_downloads_a_verified_zip_within_the_users_cells_only(env: 
 
 
 def test_alert_export_keeps_its_recordings_until_released(env: dict[str, Any]) -> None:
-    msg = alert_msg("al-1", phase="end", t=T0 + 12, camera="lobby", start=T0 + 8)
-    msg["clip"] = {"start": T0 + 3.0, "end": T0 + 17.0}
-    env["publish"](msg)
+    env["publish"](recorded_alert_msg("al-1"))
     wang, li = Op(env["app"], "wang"), Op(env["app"], "li")
     assert li.post("/api/exports", {"alert_id": "al-1"}).status_code == 404
     before = wang.c.get("/api/exports-storage").json()

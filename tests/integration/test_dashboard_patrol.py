@@ -19,12 +19,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from dashboard.app import create_app
-from dashboard.users import add_user, from_row, get_user
-from history import open_database
+from dashboard.users import from_row, get_user
 from history import patrol as svc
 from history.archiver import store
 from history.schema import actions, camera_events, camera_faults
-from pipeline.config import load_config
 from pipeline.publish import bus
 from pipeline.publish.status import CameraStatus
 from pipeline.record.segments import SegmentWriter
@@ -33,7 +31,8 @@ from tests.support.dashboard import (
     TWO_CELLS_YAML,
     LoggedIn,
     alert_msg,
-    fresh_pg_database,
+    config_on_backend,
+    open_with_users,
     postgres_url,  # noqa: F401  (fixture)
 )
 from tests.support.media import make_clip
@@ -79,19 +78,9 @@ class Op(LoggedIn):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def env(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
-    prefix = f"patrol{time.monotonic_ns()}"
-    path = tmp_path / "streams.yaml"
-    text = CONFIG.format(prefix=prefix)
-    if request.param == "postgresql":
-        db = fresh_pg_database(request.getfixturevalue("postgres_url"), f"pt{time.monotonic_ns() % 10**9}")
-        text += f"dashboard: {{database_url: '{db}'}}\n"
-    path.write_text(text)
-    cfg = load_config(path)
-    engine = open_database(cfg)
-    add_user(engine, "eng", PW, "engineer", ["G1"], "Chief Engineer")
-    add_user(engine, "wang", PW, "operator", ["G1"], "Wang Wei")
-    add_user(engine, "zhao", PW, "operator", ["G1"], "Zhao Lei")
-    add_user(engine, "li", PW, "operator", ["G2"], "Li Na")
+    cfg, prefix = config_on_backend(request, tmp_path, "pt", CONFIG)
+    engine = open_with_users(cfg, "eng engineer G1 Chief Engineer", "wang operator G1 Wang Wei",
+                             "zhao operator G1 Zhao Lei", "li operator G2 Li Na")
     app = create_app(cfg, redis_url, engine)
     r = bus.connect(redis_url)
     yield {"app": app, "engine": engine, "cfg": cfg, "r": r, "keys": bus.BusKeys(prefix)}

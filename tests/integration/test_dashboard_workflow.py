@@ -20,7 +20,7 @@ from pipeline.publish import bus
 from tests.support.dashboard import (
     LoggedIn,
     alert_msg,
-    fresh_pg_database,
+    config_on_backend,
     open_with_users,
     postgres_url,  # noqa: F401  (fixture)
     write_dashboard_config,
@@ -50,12 +50,7 @@ class Op(LoggedIn):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def env(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> Iterator[dict[str, object]]:
-    prefix = f"wf{time.monotonic_ns()}"
-    extra = f"bus: {{prefix: {prefix}}}"
-    if request.param == "postgresql":
-        db = fresh_pg_database(request.getfixturevalue("postgres_url"), f"wf{time.monotonic_ns() % 10**9}")
-        extra += f"\ndashboard: {{database_url: '{db}'}}"
-    cfg = load_config(write_dashboard_config(tmp_path, extra))
+    cfg, prefix = config_on_backend(request, tmp_path, "wf")
     engine = open_with_users(cfg, "wang operator G1 Wang Wei", "zhao operator G1 Zhao Lei", "li operator G2 Li Na")
     app = create_app(cfg, redis_url, engine)
     r = bus.connect(redis_url)

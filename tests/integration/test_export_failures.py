@@ -26,11 +26,16 @@ from tests.support.record import T0
 CASE = "Gate theft 2023-11-15"
 
 
+@pytest.fixture
+def data(cfg: Config, clip30: Path) -> Path:  # noqa: F811
+    """The config's data folder with 30 s of cam1 recorded from T0."""
+    record(cfg.data_path(), "cam1", clip30)
+    return cfg.data_path()
+
+
 def test_a_disk_that_fills_while_zipping_removes_the_partial_zip_and_keeps_the_export(
-        clip30: Path, cfg_path: Path, cfg: Config, tmp_path: Path,  # noqa: F811
+        data: Path, cfg_path: Path, cfg: Config, tmp_path: Path,  # noqa: F811
         capsys: pytest.CaptureFixture[str]) -> None:
-    data = cfg.data_path()
-    record(data, "cam1", clip30)
     dry = run_export(cfg, ExportRequest(["cam1"], T0, T0 + 30, out_dir=tmp_path / "dry"), user="tester")
     size = sum(f.stat().st_size for f in dry.folder.rglob("*") if f.is_file())
     holds.release(data, dry.id)
@@ -61,10 +66,8 @@ def fill_inodes(disk: Path, leave: int) -> None:
 
 
 def test_a_disk_that_fills_while_the_case_is_written_puts_the_case_back_and_removes_the_export(
-        clip30: Path, cfg_path: Path, cfg: Config, tmp_path: Path,  # noqa: F811
+        data: Path, cfg_path: Path, cfg: Config, tmp_path: Path,  # noqa: F811
         capsys: pytest.CaptureFixture[str]) -> None:
-    data = cfg.data_path()
-    record(data, "cam1", clip30)
     with tmpfs(tmp_path / "usb", 64 * 1024, inodes=100) as disk:
         args = ["-c", str(cfg_path), "--camera", "cam1", "--start", str(T0 + 1), "--end", str(T0 + 5), "-o", str(disk),
                 "--case", CASE]
@@ -93,10 +96,8 @@ def test_a_disk_that_fills_while_the_case_is_written_puts_the_case_back_and_remo
 
 
 def test_a_new_case_that_cannot_be_written_leaves_nothing(
-        clip30: Path, cfg_path: Path, cfg: Config, tmp_path: Path,  # noqa: F811
+        data: Path, cfg_path: Path, cfg: Config, tmp_path: Path,  # noqa: F811
         capsys: pytest.CaptureFixture[str]) -> None:
-    data = cfg.data_path()
-    record(data, "cam1", clip30)
     with tmpfs(tmp_path / "usb", 64 * 1024, inodes=100) as disk:
         (disk / "cases").mkdir()
         fill_inodes(disk, 6)  # the case folder, the export's 5: nothing for case.txt
@@ -108,11 +109,10 @@ def test_a_new_case_that_cannot_be_written_leaves_nothing(
 
 
 def test_verify_never_reads_a_source_segment_outside_the_recordings(
-        clip30: Path, cfg: Config, tmp_path: Path) -> None:  # noqa: F811
+        data: Path, cfg: Config, tmp_path: Path) -> None:  # noqa: F811
     """A manifest (signed by this installation's key, so only the path is wrong) naming ``../`` paths or a
     link out of the recordings: verify refuses to read them and says which."""
-    data = cfg.data_path()
-    rec = record(data, "cam1", clip30)
+    rec = data / "recordings"
     res = run_export(cfg, ExportRequest(["cam1"], T0 + 1, T0 + 15), user="tester")
     secret = tmp_path / "secret.bin"
     secret.write_bytes(os.urandom(100))

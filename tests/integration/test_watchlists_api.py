@@ -16,14 +16,12 @@ import redis as redis_lib
 from sqlalchemy import select
 
 from dashboard.app import create_app
-from dashboard.users import add_user
-from history import open_database
 from history.schema import actions
 from pipeline.analyse.watchlist import MIRROR_KEY, Entry, WatchlistHit, alert_id, from_mirror
 from pipeline.config import load_config
 from pipeline.publish import bus
 from pipeline.publish.events import watchlist_message
-from tests.support.dashboard import PASSWORD, TWO_CELLS_YAML, LoggedIn
+from tests.support.dashboard import TWO_CELLS_YAML, LoggedIn, open_with_users
 
 CONFIG = TWO_CELLS_YAML + """\
   gate: {{name: School gate, source: "rtsp://127.0.0.1:9/gate", grid_cell: G1}}
@@ -37,12 +35,8 @@ def env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
     path = tmp_path / "streams.yaml"
     path.write_text(CONFIG.format(prefix=prefix))
     cfg = load_config(path)
-    engine = open_database(cfg)
-    add_user(engine, "eng1", PASSWORD, "engineer", ["G1"], "Engineer of G1")
-    add_user(engine, "eng2", PASSWORD, "engineer", ["G2"], "Engineer of G2")
-    add_user(engine, "boss", PASSWORD, "admin", ["*"], "Admin")
-    add_user(engine, "wang", PASSWORD, "operator", ["G1"], "Wang Wei")
-    add_user(engine, "li", PASSWORD, "operator", ["G2"], "Li Na")
+    engine = open_with_users(cfg, "eng1 engineer G1 Engineer of G1", "eng2 engineer G2 Engineer of G2",
+                             "boss admin * Admin", "wang operator G1 Wang Wei", "li operator G2 Li Na")
     r = redis_lib.Redis.from_url(redis_url)
     yield {"app": create_app(cfg, redis_url, engine), "engine": engine, "r": r, "key": f"{prefix}:{MIRROR_KEY}",
            "cfg": cfg, "prefix": prefix}

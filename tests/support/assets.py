@@ -61,3 +61,13 @@ def require_camsim() -> None:
     """The GStreamer RTSP simulator (scripts/camsim.py) must be able to run here."""
     if reason := _camsim_reason():
         missing_asset(f"RTSP simulator unavailable: {reason}")
+
+
+def require_redis_server() -> None:
+    """A redis-server binary that tests can start (the bench and the cluster tests start their own)."""
+    from pipeline.runtime.redis_server import find_redis_server
+
+    try:
+        find_redis_server()
+    except FileNotFoundError as e:
+        missing_asset(str(e))

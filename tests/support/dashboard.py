@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -185,23 +186,42 @@ class Served:
     publish: Callable[[dict[str, Any]], object]
 
 
+@dataclass(frozen=True)
+class DashboardProcess:
+    """A dashboard child process: its base URL, its log and the process."""
+
+    base: str
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+
+@contextlib.contextmanager
+def dashboard_process(cfg: Path, redis_url: str, folder: Path, timeout: float = 30) -> Iterator[DashboardProcess]:
+    """``python -m dashboard`` for ``cfg`` on a free port, its log ``folder/dashboard.log``; it answers
+    /healthz (within ``timeout`` s) when this yields and is stopped when it exits."""
+    port = free_port()
+    log = folder / "dashboard.log"
+    dash = spawn("dashboard", "--config", str(cfg), "--redis", redis_url, "--port", str(port), log=log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/healthz", timeout, dash, log)
+        yield DashboardProcess(base, log, dash)
+    finally:
+        stop(dash)
+
+
 @contextlib.contextmanager
 def served_dashboard(cfg: Path, redis_url: str, prefix: str, folder: Path) -> Iterator[Served]:
     """A dashboard process on a free port and an archiver for ``cfg`` (bus ``prefix``), logs in ``folder``;
     both are up (the dashboard answers /healthz) when it yields and stopped when it exits."""
-    port = free_port()
-    log = folder / "dashboard.log"
-    dash = spawn("dashboard", "--config", str(cfg), "--redis", redis_url, "--port", str(port), log=log)
     arch = spawn("history.archiver", "--config", str(cfg), "--redis", redis_url, log=folder / "archiver.log")
     r = bus.connect(redis_url)
     keys = bus.BusKeys(prefix)
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/healthz", 30, dash, log)
-        yield Served(base, log, lambda m: bus.publish_event(r, keys, m, 10_000))
+        with dashboard_process(cfg, redis_url, folder) as dash:
+            yield Served(dash.base, dash.log, lambda m: bus.publish_event(r, keys, m, 10_000))
     finally:
         stop(arch)
-        stop(dash)
 
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads a browser here
@@ -225,13 +245,28 @@ def recorded_room(folder: Path, redis_url: str, tag: str, *users: tuple[str, ...
         yield room
 
 
+@contextlib.contextmanager
+def served_site(folder: Path, redis_url: str, tag: str, cameras: dict[str, Any], cells: dict[str, Any],
+                *users: tuple[str, ...], **top: Any) -> Iterator[Served]:
+    """A served dashboard (see :func:`served_dashboard`) on a config of these cameras and grid cells, data in
+    ``folder/data``, Shanghai time, its own bus prefix starting with ``tag``, ``top`` for more sections; with
+    these users (``add_login`` arguments after the config)."""
+    prefix = f"{tag}{time.monotonic_ns()}"
+    cfg = write_config(folder, cameras, grid_cells=cells, data_dir="data", timezone="Asia/Shanghai",
+                       bus={"prefix": prefix}, **top)
+    for u in users:
+        add_login(cfg, *u)
+    with served_dashboard(cfg, redis_url, prefix, folder) as room:
+        yield room
+
+
 def browser_login(browser: Any, base: str, name: str, path: str = "/login", password: str | None = None,
                   **context: Any) -> Any:
     """A new 1400x900 browser page signed in as ``name``: opens ``path`` (the log-in page, or a page that
     sends there), signs in and waits for the command room.  ``context`` goes to ``new_context``."""
     page = browser.new_context(viewport={"width": 1400, "height": 900}, **context).new_page()
     page.goto(base + path)
-    assert page.url.endswith("/login"), page.url
+    assert urllib.parse.urlsplit(page.url).path == "/login", page.url
     page.fill("#username", name)
     page.fill("#password", PASSWORD if password is None else password)
     page.click("#submit")
@@ -265,6 +300,26 @@ def open_with_users(cfg: Any, *users: str) -> Any:
         name, role, cells, display = spec.split(" ", 3)
         add_user(engine, name, PASSWORD, role, cells.split(","), display)
     return engine
+
+
+def config_on_backend(request: pytest.FixtureRequest, folder: Path, tag: str,
+                      text: str | None = None) -> tuple[Any, str]:
+    """A loaded config on its own bus prefix (``tag`` and the clock) and its bus prefix, for a fixture
+    parametrised ``["sqlite", "postgresql"]``: for ``postgresql`` its history database is a fresh database on
+    the session's PostgreSQL server.  ``text``: the config's YAML with ``{prefix}`` to fill, else the two-cell
+    config of :func:`write_dashboard_config`."""
+    from pipeline.config import load_config
+
+    prefix = f"{tag}{time.monotonic_ns()}"
+    database = ""
+    if request.param == "postgresql":
+        db = fresh_pg_database(request.getfixturevalue("postgres_url"), f"{tag}{time.monotonic_ns() % 10**9}")
+        database = f"dashboard: {{database_url: '{db}'}}\n"
+    if text is None:
+        return load_config(write_dashboard_config(folder, f"bus: {{prefix: {prefix}}}\n{database}")), prefix
+    path = folder / "streams.yaml"
+    path.write_text(text.format(prefix=prefix) + database)
+    return load_config(path), prefix
 
 
 def add_login(cfg: Path, name: str, role: str, cells: str, display: str, locale: str = "en",
@@ -330,6 +385,16 @@ def alert_msg(alert_id: str, phase: str = "new", t: float | None = None, camera:
         "snapshot": {"path": snapshot, "width": 768, "height": 432, "score": 0.8} if snapshot else None,
         "clip": {"start": round(t - 5, 3), "end": None},
     }
+
+
+def recorded_alert_msg(alert_id: str) -> dict[str, object]:
+    """An ended lobby alert inside :func:`recorded_room`'s recording: from ``T0 + 8`` to ``T0 + 12``, its clip
+    from ``T0 + 3`` to ``T0 + 17``."""
+    from tests.support.record import T0
+
+    msg = alert_msg(alert_id, phase="end", t=T0 + 12, camera="lobby", start=T0 + 8)
+    msg["clip"] = {"start": T0 + 3.0, "end": T0 + 17.0}
+    return msg
 
 
 def camera_msg(camera: str, phase: str, t: float | None = None) -> dict[str, object]:
