@@ -22,7 +22,7 @@ from history.archiver import store
 from history.incidents import Grouping
 from history.schema import alerts
 from pipeline.config import load_config
-from tests.support.dashboard import alert_msg, write_dashboard_config
+from tests.support.dashboard import LoggedIn, alert_msg, write_dashboard_config
 
 PW = "correct horse battery"
 
@@ -63,9 +63,7 @@ def env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
 
 
 def login(env: dict[str, Any], name: str) -> TestClient:
-    c = TestClient(env["app"])
-    assert c.post("/api/login", json={"username": name, "password": PW}).status_code == 200
-    return c
+    return LoggedIn(env["app"], name, PW).c
 
 
 def test_the_grouping_made_incidents(env: dict[str, Any]) -> None:
