@@ -110,6 +110,12 @@ def login(env: dict[str, Any], name: str) -> tuple[TestClient, str]:
     return c, r.json()["csrf"]
 
 
+def engineer_geometry(env: dict[str, Any], camera: str) -> tuple[TestClient, str, dict[str, Any]]:
+    """The engineer's client and CSRF token, and the camera's geometry as the page loads it."""
+    c, csrf = login(env, "eng")
+    return c, csrf, c.get(f"/api/zones/{camera}").json()
+
+
 def body(geo: dict[str, Any]) -> dict[str, Any]:
     """What the page sends: the loaded geometry (names kept as `was`), possibly changed."""
     return {"version": geo["version"],
@@ -135,8 +141,7 @@ def block(text: str, start: str, end: str | None) -> str:
 def test_save_keeps_comments_and_other_cameras_byte_identical(env: dict[str, Any]) -> None:
     path: Path = env["path"]
     original = path.read_bytes()
-    c, csrf = login(env, "eng")
-    geo = c.get("/api/zones/lobby").json()
+    c, csrf, geo = engineer_geometry(env, "lobby")
     assert [z["name"] for z in geo["zones"]] == ["floor"] and geo["lines"][0]["direction"] == "left_to_right"
     assert geo["rules"] == [{"id": "intruder", "kind": "intrusion", "zone": "floor", "line": None, "labels": None}]
     geo["zones"][0]["polygon"][1] = [0.85, 0.45]
@@ -182,8 +187,7 @@ def test_save_keeps_comments_and_other_cameras_byte_identical(env: dict[str, Any
 def test_a_block_style_polygon_and_renames_keep_the_rest_of_the_file(env: dict[str, Any]) -> None:
     path: Path = env["path"]
     before = path.read_text()
-    c, csrf = login(env, "eng")
-    geo = c.get("/api/zones/gate").json()
+    c, csrf, geo = engineer_geometry(env, "gate")
     geo["zones"][0]["polygon"][2] = [0.6, 0.55]
     geo["zones"][0].update(name="walkway", was="path")  # renamed: stays where it was, with its comments
     r = c.post("/api/zones/gate", json=body(geo), headers={"X-CSRF-Token": csrf})
@@ -208,8 +212,7 @@ def test_a_block_style_polygon_and_renames_keep_the_rest_of_the_file(env: dict[s
 def test_an_invalid_polygon_is_refused_with_file_line_and_the_file_is_untouched(env: dict[str, Any]) -> None:
     path: Path = env["path"]
     original, mtime = path.read_bytes(), path.stat().st_mtime_ns
-    c, csrf = login(env, "eng")
-    geo = c.get("/api/zones/lobby").json()
+    c, csrf, geo = engineer_geometry(env, "lobby")
     poly_line = line_of(path, "polygon: [[0.1, 0.5]")
     cases = [
         ([[0.1, 0.5], [0.9, 0.95], [0.9, 0.5], [0.1, 0.95]], "polygon edges cross each other"),  # a bow tie
@@ -266,8 +269,7 @@ def test_operators_are_refused_and_engineers_see_their_cells_only(env: dict[str,
 def test_a_save_needs_the_csrf_token_and_the_version_it_was_loaded_from(env: dict[str, Any]) -> None:
     path: Path = env["path"]
     original = path.read_bytes()
-    c, csrf = login(env, "eng")
-    geo = c.get("/api/zones/lobby").json()
+    c, csrf, geo = engineer_geometry(env, "lobby")
     geo["zones"][0]["polygon"][0] = [0.2, 0.5]
     for headers in ({}, {"X-CSRF-Token": "not-the-token"}):
         r = c.post("/api/zones/lobby", json=body(geo), headers=headers)
