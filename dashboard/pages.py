@@ -31,15 +31,22 @@ SHARED_HEAD = ('<!doctype html>\n<html lang="zh-CN">\n<head>\n<meta charset="utf
 # catalogue attribute (data-i18n, data-xi18n, ...) and its key.
 HEADER = ('<header><h1><span data-i18n="app.name"></span> <span class="sub" {attr}="{key}"></span></h1>'
           '<nav id="nav"></nav></header>\n')
+# The script every page runs first (SE: catalogues, the API, the header's nav), put before the page's own.
+SHARED_SCRIPT = '<script src="/static/common.js"></script>\n'
 _BODY_WITH_HEADER = re.compile(r'<body\b[^>]*\sdata-header="(data-[a-z0-9-]+) ([A-Za-z0-9_.-]+)"[^>]*>\n')
 
 
 def render(text: str) -> str:
     """The document served for a page file: the shared head lines added to a file that starts with ``<head>``,
-    the shared header after a ``<body data-header=...>`` tag."""
+    the shared header after a ``<body data-header=...>`` tag, the shared script before the page's first script
+    (or its ``</body>``) unless the file names it itself."""
     if not text.startswith("<head>"):
         return text
     text = _BODY_WITH_HEADER.sub(lambda m: m.group(0) + HEADER.format(attr=m.group(1), key=m.group(2)), text, count=1)
+    if SHARED_SCRIPT not in text:
+        at = text.find("<script")
+        at = text.rindex("</body>") if at < 0 else at
+        text = text[:at] + SHARED_SCRIPT + text[at:]
     return SHARED_HEAD + text.removeprefix("<head>").lstrip("\n") + "</html>\n"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.pages import SHARED_HEAD, STATIC, render
+from dashboard.pages import SHARED_HEAD, SHARED_SCRIPT, STATIC, render
 
 PAGES = sorted(STATIC.glob("*.html"))
 
@@ -28,8 +28,9 @@ def test_a_page_is_served_as_one_whole_document(path: Path) -> None:
 def test_a_file_with_only_its_own_part_gets_the_shared_head_and_keeps_its_own_lines() -> None:
     own = '<head>\n<link rel="stylesheet" href="/static/x.css">\n</head>\n<body>\n<p>x</p>\n</body>\n'
     assert render(own) == SHARED_HEAD + '<link rel="stylesheet" href="/static/x.css">\n</head>\n<body>\n<p>x</p>\n' \
-        "</body>\n</html>\n"
-    assert render("<head></head>\n<body></body>\n") == SHARED_HEAD + "</head>\n<body></body>\n</html>\n"
+        + SHARED_SCRIPT + "</body>\n</html>\n"
+    empty = SHARED_HEAD + "</head>\n<body>" + SHARED_SCRIPT + "</body>\n</html>\n"
+    assert render("<head></head>\n<body></body>\n") == empty
 
 
 def test_a_whole_document_is_served_as_it_is() -> None:
@@ -45,3 +46,17 @@ def test_a_body_asking_for_the_header_gets_the_shared_header_after_its_tag() -> 
               '<nav id="nav"></nav></header>')
     assert f'<body data-page="x" data-header="data-xi18n export.title">\n{header}\n<main>' in served
     assert "<header>" not in render("<head>\n</head>\n<body>\n<main></main>\n</body>\n")
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.name)
+def test_every_page_runs_the_shared_script_once_before_its_own(path: Path) -> None:
+    served = render(path.read_text(encoding="utf-8"))
+    scripts = re.findall(r'<script src="([^"]+)"', served)
+    assert scripts and scripts[0] == "/static/common.js" and scripts.count("/static/common.js") == 1, scripts
+
+
+def test_the_shared_script_goes_before_the_first_script_or_the_end_of_the_body() -> None:
+    assert render('<head>\n</head>\n<body>\n<script src="/static/x.js"></script>\n</body>\n').endswith(
+        '<body>\n<script src="/static/common.js"></script>\n<script src="/static/x.js"></script>\n</body>\n</html>\n')
+    assert render("<head>\n</head>\n<body>\n<p>x</p>\n</body>\n").endswith(
+        '<p>x</p>\n<script src="/static/common.js"></script>\n</body>\n</html>\n')
