@@ -12,9 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, _user, artefacts, login
-from tests.support.config import write_config
-from tests.support.dashboard import alert_msg, served_dashboard
+from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, artefacts, login
+from tests.support.dashboard import alert_msg, served_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.concurrent]
 CELLS = {"G1": {"name": "Xinhua Street", "officer": {"name": "Wang Wei", "phone": "13800000001"}}}
@@ -33,11 +32,8 @@ CAMERAS: dict[str, dict[str, Any]] = {
 
 @pytest.fixture
 def site(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
-    prefix = f"hrb{time.monotonic_ns()}"
-    cfg = write_config(tmp_path, CAMERAS, grid_cells=CELLS, data_dir="data", timezone="Asia/Shanghai",
-                       bus={"prefix": prefix})
-    _user(cfg, "wang", "operator", "G1", "Wang Wei", locale="zh-CN")
-    with served_dashboard(cfg, redis_url, prefix, tmp_path) as served:
+    with served_site(tmp_path, redis_url, "hrb", CAMERAS, CELLS,
+                     ("wang", "operator", "G1", "Wang Wei", "zh-CN")) as served:
         yield {"base": served.base, "publish": served.publish}
 
 

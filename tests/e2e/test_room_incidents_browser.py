@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, _user, artefacts, login
-from tests.support.config import write_config
-from tests.support.dashboard import alert_msg, served_dashboard
+from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, artefacts, login
+from tests.support.dashboard import alert_msg, served_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.concurrent]
 CELLS = {"G1": {"name": "Xinhua Street", "officer": {"name": "Wang Wei", "phone": "13800000001"}}}
@@ -29,15 +28,11 @@ CAMERAS: dict[str, dict[str, Any]] = {
 
 @pytest.fixture
 def room(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
-    prefix = f"inc{time.monotonic_ns()}"
     # critical: 3 s to acknowledge, 4 s to sign for; the others 10 min
     slow = {"low": 600, "medium": 600, "high": 600}
-    cfg = write_config(tmp_path, CAMERAS, grid_cells=CELLS, data_dir="data", timezone="Asia/Shanghai",
-                       bus={"prefix": prefix},
-                       dashboard={"escalation": {"acknowledge_s": {**slow, "critical": 3},
-                                                 "sign_for_s": {**slow, "critical": 4}}})
-    _user(cfg, "wang", "operator", "G1", "Wang Wei")
-    with served_dashboard(cfg, redis_url, prefix, tmp_path) as served:
+    with served_site(tmp_path, redis_url, "inc", CAMERAS, CELLS, ("wang", "operator", "G1", "Wang Wei"),
+                     dashboard={"escalation": {"acknowledge_s": {**slow, "critical": 3},
+                                               "sign_for_s": {**slow, "critical": 4}}}) as served:
         yield {"base": served.base, "publish": served.publish}
 
 

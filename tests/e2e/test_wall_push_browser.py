@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, PW, _user, artefacts, login
-from tests.support.config import write_config
-from tests.support.dashboard import alert_msg, browser_login, served_dashboard
+from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM, PW, artefacts, login
+from tests.support.dashboard import alert_msg, browser_login, served_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.concurrent]
 CELLS = {"G1": {"name": "Xinhua Street", "officer": {"name": "Wang Wei", "phone": "13800000001"}},
@@ -31,11 +30,7 @@ TILES = "() => [...document.querySelectorAll('#wall .tile')].map(t => t.dataset.
 
 @pytest.fixture
 def site(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
-    prefix = f"wallp{time.monotonic_ns()}"
-    cfg = write_config(tmp_path, CAMERAS, grid_cells=CELLS, data_dir="data", timezone="Asia/Shanghai",
-                       bus={"prefix": prefix})
-    _user(cfg, "wang", "operator", "G1", "Wang Wei")
-    with served_dashboard(cfg, redis_url, prefix, tmp_path) as served:
+    with served_site(tmp_path, redis_url, "wallp", CAMERAS, CELLS, ("wang", "operator", "G1", "Wang Wei")) as served:
         yield {"base": served.base, "publish": served.publish}
 
 
@@ -44,6 +39,14 @@ def park_alert(alert_id: str) -> dict[str, Any]:
     m["camera"] = {"id": "park", "name": "Park camera"}
     m["grid_cell"] = {"id": "G1", "name": "Xinhua Street", "officer": {"name": "Wang Wei", "phone": "13800000001"}}
     return m
+
+
+def seconds_until(page: Any, selector: str, shown: Any) -> float:
+    """Seconds from a click on ``selector`` in ``page`` until ``shown`` (a locator) is there."""
+    t0 = time.monotonic()
+    page.click(selector)
+    shown.wait_for(timeout=5000)
+    return time.monotonic() - t0
 
 
 def test_push_the_alarm_camera_to_the_wall_and_restore(site: dict[str, Any]) -> None:
@@ -69,10 +72,8 @@ def test_push_the_alarm_camera_to_the_wall_and_restore(site: dict[str, Any]) -> 
         assert room.locator("#d-wall-tile option").nth(1).inner_text() == "tile 2 · Gate camera"
         assert room.locator("#d-wall-restore").is_hidden()
         room.select_option("#d-wall-tile", "2")
-        t0 = time.monotonic()
-        room.click("#d-wall-push")
-        wall.locator('#wall .tile[data-camera="park"][data-pushed="true"]').wait_for(timeout=5000)
-        pushed_s = time.monotonic() - t0
+        pushed_s = seconds_until(room, "#d-wall-push",
+                                 wall.locator('#wall .tile[data-camera="park"][data-pushed="true"]'))
         assert wall.evaluate(TILES) == ["lobby", "park", "square", "yard"]
         assert wall.locator('#wall .tile[data-camera="park"] .restore').is_visible()
         assert room.locator("#d-wall-status").inner_text() == "on wall tile 2"
@@ -80,10 +81,8 @@ def test_push_the_alarm_camera_to_the_wall_and_restore(site: dict[str, Any]) -> 
         assert room.locator("#d-wall-restore").get_attribute("title") == "restore: Gate camera"
         wall.screenshot(path=str(artefacts() / "wall-pushed.png"))
 
-        t0 = time.monotonic()
-        room.click("#d-wall-restore")
-        wall.locator('#wall .tile[data-camera="gate"][data-pushed="false"]').wait_for(timeout=5000)
-        restored_s = time.monotonic() - t0
+        restored_s = seconds_until(room, "#d-wall-restore",
+                                   wall.locator('#wall .tile[data-camera="gate"][data-pushed="false"]'))
         assert wall.evaluate(TILES) == ["lobby", "gate", "square", "yard"]
         assert room.locator("#d-wall-restore").is_hidden()
         # the push and the restore are on the alert's timeline, in words
