@@ -665,13 +665,9 @@ const live = {
   },
 
   retry() {
-    if (live.es) { live.es.close(); live.es = null; }
     live.resync = true;
     setConn("lost");
-    if (live.timer) return;
-    const wait = live.backoff * (0.8 + 0.4 * Math.random());
-    live.backoff = Math.min(live.backoff * 2, 8000);
-    live.timer = setTimeout(() => { live.timer = null; live.connect(); }, wait);
+    SE.reconnectLater(live);
   },
 
   beat() {

@@ -78,6 +78,17 @@ const SE = {
     return SE.t("time.hours", { h: Math.floor(s / 3600), m: Math.floor((s % 3600) / 60) });
   },
 
+  // A live event stream that failed or fell silent: closed, and opened again (feed.connect()) after a back-off
+  // that doubles from 1 s to 8 s, with jitter so a room of pages does not come back at once.  ``feed`` holds
+  // es, timer and backoff; its beat sets backoff back to 1 s.
+  reconnectLater(feed) {
+    if (feed.es) { feed.es.close(); feed.es = null; }
+    if (feed.timer) return;
+    const wait = feed.backoff * (0.8 + 0.4 * Math.random());
+    feed.backoff = Math.min(feed.backoff * 2, 8000);
+    feed.timer = setTimeout(() => { feed.timer = null; feed.connect(); }, wait);
+  },
+
   el(tag, attrs, ...children) {
     const e = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {

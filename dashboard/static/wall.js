@@ -286,11 +286,7 @@ const feed = {
   },
 
   retry() {
-    if (feed.es) { feed.es.close(); feed.es = null; }
-    if (feed.timer) return;
-    const wait = feed.backoff * (0.8 + 0.4 * Math.random());
-    feed.backoff = Math.min(feed.backoff * 2, 8000);
-    feed.timer = setTimeout(() => { feed.timer = null; feed.connect(); }, wait);
+    SE.reconnectLater(feed);
   },
 
   beat() {
