@@ -13,8 +13,10 @@ import errno
 import os
 import signal
 import socket
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 
@@ -76,6 +78,20 @@ def wait_group_gone(pgid: int, timeout: float) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+def stop_children(children: Iterable[subprocess.Popen[Any]], timeout: float = 10) -> None:
+    """Terminate every child still running, then reap each, killing one still there after ``timeout`` s."""
+    children = list(children)
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def port_problem(host: str, port: int) -> str | None:

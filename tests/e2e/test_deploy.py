@@ -38,6 +38,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from pipeline.runtime.procs import stop_children
 from tests.support.waits import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -360,14 +361,7 @@ class Procs:
         self.procs.append(subprocess.Popen([exe, *args], stdout=log.open("wb"), stderr=subprocess.STDOUT))
 
     def stop(self) -> None:
-        for p in self.procs:
-            p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_children(self.procs)
 
 
 @pytest.fixture()

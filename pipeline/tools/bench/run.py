@@ -43,6 +43,7 @@ import redis
 import yaml
 
 from pipeline.publish.status import STAGE_PER
+from pipeline.runtime.procs import stop_children
 from pipeline.runtime.redis_server import RedisServer
 from pipeline.tools.bench.content import DEFAULT_CACHE, Clip, ClipSpec, ensure_clip
 from pipeline.tools.bench.floor import Floor
@@ -321,15 +322,7 @@ class Run:
             self.procs.setdefault(role, []).append(child.pid)
 
     def _stop_children(self) -> None:
-        for child in self.children:
-            if child.poll() is None:
-                child.terminate()
-        for child in self.children:
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        stop_children(self.children)
 
     def _check_alive(self) -> None:
         for child, log_path in zip(self.children, self.logs):
