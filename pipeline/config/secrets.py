@@ -28,7 +28,7 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -173,15 +173,18 @@ def redact_url(url: str) -> str:
     return scrub(url)
 
 
+def map_leaves(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """A copy of JSON-like data (mappings, lists, tuples as lists) with ``leaf`` applied to every other value."""
+    if isinstance(value, Mapping):
+        return {k: map_leaves(v, leaf) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [map_leaves(v, leaf) for v in value]
+    return leaf(value)
+
+
 def scrub_value(value: Any) -> Any:
     """A copy of JSON-like data (dicts, lists, strings) with every string scrubbed."""
-    if isinstance(value, str):
-        return scrub(value)
-    if isinstance(value, Mapping):
-        return {k: scrub_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [scrub_value(v) for v in value]
-    return value
+    return map_leaves(value, lambda v: scrub(v) if isinstance(v, str) else v)
 
 
 # --------------------------------------------------------------------------- logging and uncaught errors

@@ -31,7 +31,7 @@ from pipeline.cluster.leases import Lease, LeaseKeys, read_moves
 from pipeline.publish import bus
 from pipeline.tools.simulator import RtspSimulator
 from tests.support.assets import require_camsim
-from tests.support.config import config_text
+from tests.support.config import config_text, write_private
 from tests.support.dashboard import stop_all
 from tests.support.waits import wait_for
 
@@ -56,9 +56,7 @@ class Lab:
         self.prefix = f"clw{time.monotonic_ns()}"
         self.keys = bus.BusKeys(self.prefix)
         self.r = bus.connect(redis_url)
-        self.url_file = tmp / "redis.url"
-        self.url_file.write_text(redis_url)
-        self.url_file.chmod(0o600)
+        self.url_file = write_private(tmp / "redis.url", redis_url)
         self.sim = sim
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.wrap = wrap  # how a host runs a command (tests/netlab.py: inside its network namespace)

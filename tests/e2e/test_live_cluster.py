@@ -39,7 +39,7 @@ from pipeline.live import protocol
 from pipeline.live.server import LiveService
 from pipeline.tools.simulator import RtspSimulator, free_port
 from tests.support.assets import require_camsim
-from tests.support.config import config_text
+from tests.support.config import config_text, new_site_key, write_private
 from tests.support.dashboard import stop_all
 from tests.support.waits import wait_for
 
@@ -120,12 +120,8 @@ class Site:
         self.prefix = f"lc{time.monotonic_ns()}"
         self.sim = sim
         self.cams = cams
-        self.url_file = tmp / "redis.url"
-        self.url_file.write_text(redis_url)
-        self.url_file.chmod(0o600)
-        self.key_file = tmp / "site.key"
-        self.key_file.write_text(base64.b64encode(os.urandom(32)).decode())
-        self.key_file.chmod(0o600)
+        self.url_file = write_private(tmp / "redis.url", redis_url)
+        self.key_file = new_site_key(tmp / "site.key")
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         import redis
 

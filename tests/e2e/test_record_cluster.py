@@ -59,7 +59,7 @@ from pipeline.record.serve import (
 )
 from pipeline.tools.simulator import RtspSimulator
 from tests.support.assets import require_camsim
-from tests.support.config import config_text
+from tests.support.config import config_text, new_site_key, write_private
 from tests.support.dashboard import stop_all
 from tests.support.record import fake_segments
 from tests.support.waits import wait_for
@@ -219,13 +219,9 @@ class Site:
         self.prefix = f"rc{time.monotonic_ns()}"
         self.camera = camera
         self.sim = sim
-        self.url_file = tmp / "redis.url"
-        self.url_file.write_text(redis_url)
-        self.url_file.chmod(0o600)
+        self.url_file = write_private(tmp / "redis.url", redis_url)
         self.env = dict(os.environ)
-        self.key_file = tmp / "site.key"  # every host's config names it (cluster.segment_key_file)
-        (tmp / "site.key").write_text(base64.b64encode(os.urandom(32)).decode())
-        (tmp / "site.key").chmod(0o600)
+        self.key_file = new_site_key(tmp / "site.key")  # every host's config names it (cluster.segment_key_file)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def config(self, name: str) -> Path:

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import base64
+import os
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from pipeline.config.secrets import map_leaves
+from pipeline.runtime.redis_server import write_secret_file
+
+
+def write_private(path: Path, text: str) -> Path:
+    """``text`` in a file only its owner may read (0600), as a Redis URL file or a key file must be."""
+    write_secret_file(path, text)
+    return path
+
+
+def new_site_key(path: Path) -> Path:
+    """A new site key (32 random bytes, base64) in a private file, as every host's config names it."""
+    return write_private(path, base64.b64encode(os.urandom(32)).decode())
+
 
 GRID_CELLS: dict[str, Any] = {"G1": {"name": "Xinhua Street", "officer": {"name": "Wang Wei", "phone": "13800000000"}}}
 
 
 def _plain(value: Any) -> Any:
     """Paths become strings, so any test value dumps as plain YAML."""
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+    return map_leaves(value, lambda v: str(v) if isinstance(v, Path) else v)
 
 
 def config_dict(cameras: dict[str, dict[str, Any]], **top: Any) -> dict[str, Any]:
