@@ -14,6 +14,7 @@
 
 const LIVE = {
   TARGET_FRAMES: 6,
+  MAX_TARGET_FRAMES: 12, // stalls add a frame each, up to this: a stall that goes on is a stuck decoder, not a slow network
   MAX_LATE_S: 1.0,
   CATCH_UP_RATE: 1.1,
   HOLD_S: 0.6,          // a frame without its own detection shows the last boxes this long (dashed)
@@ -146,7 +147,10 @@ class LivePlayer {
       this.pump();
     }, { once: true });
     video.onwaiting = () => {
-      if (this.stats.firstFrameMs !== null) { this.stats.stalls += 1; this.target += 1; }
+      if (this.stats.firstFrameMs !== null) {
+        this.stats.stalls += 1;
+        this.target = Math.min(this.target + 1, LIVE.MAX_TARGET_FRAMES);
+      }
     };
     this.frameCallback();
     clearInterval(this.edgeTimer);
@@ -174,10 +178,14 @@ class LivePlayer {
     const lag = end - video.currentTime;
     const now = performance.now();
     if (video.currentTime !== this.lastCt) { this.lastCt = video.currentTime; this.lastMove = now; }
-    // Chromium sometimes sits on a frame with data buffered after it (a stall at the very start): seek past it
-    const stuck = lag > ahead && now - (this.lastMove || now) > 1000;
+    // Chromium sometimes sits on a frame with data buffered after it (a stall at the very start): seek past it.
+    // Measured against the base target, not `ahead`: each "waiting" event of such a stall adds a frame to the
+    // target, which would otherwise grow as fast as the lag and never let the stall count as stuck.
+    const base = LIVE.TARGET_FRAMES * this.frameS;
+    const stuck = lag > base && now - (this.lastMove || now) > 1000;
     if (video.currentTime < start || lag > ahead + LIVE.MAX_LATE_S || stuck) {
-      video.currentTime = Math.max(start, end - ahead);
+      video.currentTime = Math.max(start, end - (stuck ? base : ahead));
+      if (stuck) this.target = LIVE.TARGET_FRAMES; // the data was there: not a network the buffer must cover
       this.lastMove = now;
       if (this.stats.firstFrameMs !== null) this.stats.jumps += 1;
     }
