@@ -80,11 +80,13 @@ class Postgres:
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # fast shutdown
+            # fast shutdown, sent to the process group: as root the server runs under runuser, which does not
+            # pass SIGINT on (the session's end waited 15 s for nothing, then left the server running)
+            os.killpg(self.proc.pid, signal.SIGINT)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
 
