@@ -81,6 +81,17 @@ const SE = {
   // A live event stream that failed or fell silent: closed, and opened again (feed.connect()) after a back-off
   // that doubles from 1 s to 8 s, with jitter so a room of pages does not come back at once.  ``feed`` holds
   // es, timer and backoff; its beat sets backoff back to 1 s.
+  // Lift a shelf early (supervisors), after a confirmation; the outcome in ``out``.  The room's banner and
+  // the supervisor page both use it.  Resolves when done or refused, so the caller can reload its list.
+  async liftShelf(s, out) {
+    if (!confirm(SE.t("shelf.lift_confirm", { camera: s.camera_name }))) return false;
+    try {
+      await SE.api(`/api/shelves/${s.id}/lift`, { method: "POST", body: {} });
+      out.textContent = SE.t("shelf.lifted", { camera: s.camera_name });
+    } catch (e) { out.textContent = SE.errorText(e); }
+    return true;
+  },
+
   reconnectLater(feed) {
     if (feed.es) { feed.es.close(); feed.es = null; }
     if (feed.timer) return;

@@ -82,13 +82,7 @@
   }
 
   async function lift(s) {
-    if (!confirm(SE.t("shelf.lift_confirm", { camera: s.camera_name }))) return;
-    const out = document.getElementById("shelf-result");
-    try {
-      await SE.api(`/api/shelves/${s.id}/lift`, { method: "POST", body: {} });
-      out.textContent = SE.t("shelf.lifted", { camera: s.camera_name });
-    } catch (e) { out.textContent = SE.errorText(e); }
-    await refresh();
+    if (await SE.liftShelf(s, document.getElementById("shelf-result"))) await refresh();
   }
 
   function fillRules(camera, pick) {

@@ -49,13 +49,7 @@ function shelfCells(s) {
 }
 
 async function lift(s) {
-  if (!confirm(SE.t("shelf.lift_confirm", { camera: s.camera_name }))) return;
-  const out = document.getElementById("s-shelf-result");
-  try {
-    await SE.api(`/api/shelves/${s.id}/lift`, { method: "POST", body: {} });
-    out.textContent = SE.t("shelf.lifted", { camera: s.camera_name });
-  } catch (e) { out.textContent = SE.errorText(e); }
-  await refreshShelves();
+  if (await SE.liftShelf(s, document.getElementById("s-shelf-result"))) await refreshShelves();
 }
 
 async function refreshShelves() {
