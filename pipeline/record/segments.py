@@ -350,10 +350,11 @@ def recover_partials(recordings_dir: Path, camera: str) -> int:
             start = part_start(part)
             with av.open(str(part)) as c:
                 vs = c.streams.video[0]
+                time_base = vs.time_base  # read while open: a closed container's streams refuse
                 dts = [p.dts for p in c.demux(vs) if p.dts is not None]
-            if len(dts) < 2 or vs.time_base is None:
+            if len(dts) < 2 or time_base is None:
                 raise ValueError("no packets")
-            span = float((dts[-1] - dts[0]) * vs.time_base)
+            span = float((dts[-1] - dts[0]) * time_base)
             duration = span * len(dts) / (len(dts) - 1)  # the last frame lasts one frame too
             final = segment_path(recordings_dir, camera, start, duration)
             os.replace(part, final)

@@ -8,49 +8,46 @@ supervisor, an OOM kill): the one exit path no ``finally`` can cover.
 
 from __future__ import annotations
 
-import ctypes
 import errno
+import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-PR_SET_PDEATHSIG = 1
 
-
-def _load_prctl() -> Callable[..., int] | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl  # type: ignore[no-any-return]
-    except (OSError, AttributeError):  # not Linux: no parent-death signal, the finally path still holds
+@functools.cache
+def _setpriv() -> str | None:
+    """util-linux ``setpriv`` (every Debian has it) when it knows ``--pdeathsig``."""
+    path = shutil.which("setpriv")
+    if path is None:
         return None
+    try:
+        usage = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if "--pdeathsig" in usage else None
 
 
-_PRCTL = _load_prctl()
+def die_with_parent(argv: list[str], sig: int = signal.SIGTERM) -> list[str]:
+    """``argv`` wrapped so that the child receives ``sig`` when the thread that started it dies.
 
-
-def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
-    """A ``preexec_fn`` that makes the child receive ``sig`` when the process that forked it dies.
-
-    Why a preexec_fn: the setting must be made in the child between fork and exec, and no
-    program we start (redis-server, uvicorn) can be asked to do it itself.  It calls one C
-    function and nothing that takes a lock, so it is safe although the supervisor has threads.
-    The death signal is tied to the forking *thread*: the supervisor starts children only from
-    its main thread.
+    ``setpriv --pdeathsig`` sets the kernel's parent-death signal and then execs ``argv`` (same
+    pid; the setting survives the exec).  Not a ``preexec_fn``: Python code between fork and exec
+    in a process with threads (the worker's decoders, the supervisor's loops) can deadlock on a
+    lock another thread held at the fork — seen as a ``Popen`` that never returned while a test
+    restarted Redis beside a running worker.  The death signal is tied to the forking *thread*:
+    the supervisor starts children only from its main thread.  Without ``setpriv`` the child
+    runs unwrapped and only the supervisor's ``finally`` stops it.
     """
-    parent = os.getpid()
-    prctl = _PRCTL
-
-    def _preexec() -> None:
-        if prctl is not None:
-            prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return _preexec
+    setpriv = _setpriv()
+    if setpriv is None:
+        return list(argv)
+    return [setpriv, "--pdeathsig", signal.Signals(sig).name.removeprefix("SIG"), "--", *argv]
 
 
 def kill_group(pgid: int, sig: int) -> bool:

@@ -164,9 +164,8 @@ class RedisServer:
         self._prepare_dir()
         self._write_conf()
         with open(self.data_dir / "redis.stderr", "ab") as err:  # config errors come before the logfile
-            self.proc = subprocess.Popen([find_redis_server(), str(self.conf_path)], stdin=subprocess.DEVNULL,
-                                         stdout=err, stderr=err, start_new_session=True,
-                                         preexec_fn=die_with_parent(signal.SIGTERM))
+            self.proc = subprocess.Popen(die_with_parent([find_redis_server(), str(self.conf_path)]),
+                                         stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
         return self.proc
 
     def ping(self, client: redis.Redis | None = None, timeout: float = 1.0) -> bool:

@@ -89,7 +89,7 @@ class Child:
 
     # what subclasses vary
     def spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(self.argv, start_new_session=True, preexec_fn=die_with_parent())
+        return subprocess.Popen(die_with_parent(self.argv), start_new_session=True)
 
     def unhealthy(self, now: float) -> str | None:
         """Why a running child must be restarted, or None."""
