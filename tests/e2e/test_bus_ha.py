@@ -33,6 +33,9 @@ from tests.support.dashboard import alert_msg, spawn, stop, write_dashboard_conf
 from tests.support.redis_lab import RedisLab, alert_message, have_netns
 from tests.support.waits import wait_for
 
+# little CPU, timings bounded by seconds: scripts/test runs it beside the timed e2e tests
+pytestmark = pytest.mark.beside
+
 ROOT = Path(__file__).resolve().parents[2]
 DOWN_AFTER_MS = 1000  # Sentinel's detection time in these tests
 RESUME_BOUND_S = DOWN_AFTER_MS / 1000 + 3.0  # alarms flow again within Sentinel's detection + 3 s

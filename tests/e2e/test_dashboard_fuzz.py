@@ -32,6 +32,9 @@ from tests.support.dashboard import alert_msg, dashboard_process, open_with_user
 schemathesis = pytest.importorskip("schemathesis", reason="pip install -e .[test] installs schemathesis")
 from schemathesis import GenerationMode  # noqa: E402
 
+# a served dashboard and a client, no camera, worker or timing bound: on two workers with the browser tests
+pytestmark = pytest.mark.concurrent
+
 PW = "correct horse battery"
 # per operation and pass; the whole test stays around a minute on a shared 2-core machine
 MAX_EXAMPLES = int(os.environ.get("SHARPEYE_FUZZ_EXAMPLES", "50"))

@@ -53,6 +53,9 @@ from tests.support.dashboard import (
 )
 from tests.support.waits import wait_for
 
+# little CPU, timings bounded by seconds: scripts/test runs it beside the timed e2e tests
+pytestmark = pytest.mark.beside
+
 PW = "correct horse battery"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -41,6 +41,9 @@ from ruamel.yaml import YAML
 from pipeline.runtime.procs import stop_children
 from tests.support.waits import wait_for
 
+# little CPU, timings bounded by seconds: scripts/test runs it beside the timed e2e tests
+pytestmark = pytest.mark.beside
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("pipeline", "dashboard", "history", "cli")
 DEPLOY = ROOT / "deploy"

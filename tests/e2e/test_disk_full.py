@@ -40,6 +40,9 @@ from tests.support.media import make_clip
 from tests.support.record import GOP_S, T0, decode_check, feed_file
 from tests.support.waits import wait_for
 
+# little CPU, timings bounded by seconds: scripts/test runs it beside the timed e2e tests
+pytestmark = pytest.mark.beside
+
 MB = 1_000_000
 
 

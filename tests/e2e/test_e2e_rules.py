@@ -26,7 +26,8 @@ from tests.integration.test_replay import cut_clip, lobby_config
 from tests.support.assets import require_camsim
 from tests.support.buswatch import BusWatch
 
-pytestmark = pytest.mark.e2e
+# little CPU, timings bounded by seconds: scripts/test runs it beside the timed e2e tests
+pytestmark = [pytest.mark.e2e, pytest.mark.beside]
 
 EXCERPT = (48.0, 92.0)
 PEOPLE = 2

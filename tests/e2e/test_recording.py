@@ -15,6 +15,9 @@ from pipeline.runtime.worker import Worker
 from pipeline.tools.simulator import RtspSimulator, camsim_unavailable
 from tests.support.media import make_clip
 
+# little CPU, timings bounded by seconds: scripts/test runs it beside the timed e2e tests
+pytestmark = pytest.mark.beside
+
 GOP_S = 2.0
 
 

@@ -19,7 +19,8 @@ import pytest
 
 from tests.support.assets import ROOT, clip, require_camsim
 
-pytestmark = pytest.mark.e2e
+# little CPU, timings bounded by seconds: scripts/test runs it beside the timed e2e tests
+pytestmark = [pytest.mark.e2e, pytest.mark.beside]
 MINUTES = 1.5
 
 

@@ -20,6 +20,9 @@ from pipeline.config import load_config
 from tests.support.config import write_config
 from tests.support.media import reencode
 
+# little CPU, timings bounded by seconds: scripts/test runs it beside the timed e2e tests
+pytestmark = pytest.mark.beside
+
 LENGTH = 24.0
 
 

@@ -22,6 +22,9 @@ import pytest
 
 from tests.support.assets import ROOT, require_camsim
 
+# little CPU, timings bounded by seconds: scripts/test runs it beside the timed e2e tests
+pytestmark = pytest.mark.beside
+
 MINUTES = 3
 MAX_GROWTH_PCT = 10.0
 

@@ -456,7 +456,6 @@ def test_the_supervisor_names_and_pings_a_sentinel_bus(tmp_path: Path) -> None:
 
     assert bus_where("redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26379/sharpeye") == \
         "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/sharpeye"
-    with RedisLab(tmp_path, replicas=1, sentinels=1, min_replicas_to_write=0) as lab:
-        lab.start()
+    with RedisLab(tmp_path, replicas=1, sentinels=1, min_replicas_to_write=0) as lab:  # started by `with`
         assert _pinger(lab.url)()
     assert not _pinger(f"redis+sentinel://127.0.0.1:{free_port()}/sharpeye")()  # no sentinel answers

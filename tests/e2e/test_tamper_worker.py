@@ -20,6 +20,9 @@ from tests.support.buswatch import BusWatch
 from tests.support.config import write_config
 from tests.support.media import reencode
 
+# little CPU, timings bounded by seconds: scripts/test runs it beside the timed e2e tests
+pytestmark = pytest.mark.beside
+
 ROOT = Path(__file__).resolve().parents[2]
 FPS = 10
 COVERED = (12.0, 24.0)  # seconds of the file with the lens covered

@@ -151,6 +151,8 @@ class RedisLab:
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> RedisLab:
+        # a second start would spawn a second set and lose the first one's processes (``with`` starts already)
+        assert all(n.proc is None for n in self.nodes + self.sentinels), "this lab is started already"
         if self.use_netns:
             self._make_network()
         primary = self.nodes[0]

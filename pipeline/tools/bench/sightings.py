@@ -57,6 +57,7 @@ import numpy as np
 import redis
 import yaml
 
+from pipeline.runtime.procs import die_with_parent
 from pipeline.tools.bench.content import (
     BITRATES,
     RESOLUTIONS,
@@ -200,7 +201,8 @@ class SightingsRun(Run):
                    "--shard", f"{i}/{n}", "--log-level", "WARNING"]
             log_path = tmp / f"child{i}.log"
             with open(log_path, "wb") as logf:
-                child = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+                child = subprocess.Popen(die_with_parent(cmd), stdout=logf, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
             self.children.append(child)
             self.logs.append(log_path)
             self.probes.append(probe_path)
