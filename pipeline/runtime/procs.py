@@ -42,7 +42,8 @@ def die_with_parent(argv: list[str], sig: int = signal.SIGTERM) -> list[str]:
     lock another thread held at the fork — seen as a ``Popen`` that never returned while a test
     restarted Redis beside a running worker.  The death signal is tied to the forking *thread*:
     the supervisor starts children only from its main thread.  Without ``setpriv`` the child
-    runs unwrapped and only the supervisor's ``finally`` stops it.
+    runs unwrapped and only the supervisor's ``finally`` stops it.  Not covered: a parent killed in
+    the millisecond between the fork and setpriv's ``prctl``.
     """
     setpriv = _setpriv()
     if setpriv is None:
