@@ -7,7 +7,8 @@ Patterns are checked against the mainland plate grammar (:func:`pipeline.analyse
 Scope, as everywhere: a user sees the entries covering one of their cells (all of them with every
 cell), creates entries only for cells they have (``*`` only with every cell) and removes an entry
 they created or whose cells are all theirs.  An entry out of sight answers exactly as an unknown one.
-Every change is a row of the audit log (``watchlist_add``, ``watchlist_remove``) with the entry.
+Every change is in the audit log (``watchlist_add``, ``watchlist_remove``) with the entry, a row per covered
+cell so that each cell's supervisor reads it.
 
 The workers never read this database: :func:`mirror` writes the active entries, without reason or
 owner, under ``{prefix}:watchlist`` on the bus after every change (and the dashboard again every half
@@ -93,9 +94,17 @@ def create(conn: Connection, actor: Any, *, plate: str, reason: str, cells: list
     res = conn.execute(wl.insert().values(**row))
     entry_id = int(res.inserted_primary_key[0]) if res.inserted_primary_key else 0
     out = _as_dict(conn.execute(select(wl).where(wl.c.id == entry_id)).one(), t)
-    audit.record(conn, "watchlist_add", user_id=actor.id, username=actor.username, remote=remote, at=t,
-                 note=out["plate"], data={k: out[k] for k in ("id", "plate", "reason", "owner", "cells", "expires_at")})
+    _audit(conn, "watchlist_add", actor, out, remote, t)
     return out
+
+
+def _audit(conn: Connection, action: str, actor: Any, entry: dict[str, Any], remote: str | None, t: float) -> None:
+    """One audit row per grid cell the entry covers, so each cell's supervisor finds the change in their log
+    (an every-cell entry: one row without a cell, which users of every cell read)."""
+    data = {k: entry[k] for k in ("id", "plate", "reason", "owner", "cells", "expires_at")}
+    for cell in [None] if ALL_CELLS in entry["cells"] else entry["cells"]:
+        audit.record(conn, action, user_id=actor.id, username=actor.username, remote=remote, at=t,
+                     grid_cell_id=cell, note=entry["plate"], data=data)
 
 
 def visible(conn: Connection, actor: Any, now: float | None = None, include_expired: bool = True
@@ -121,9 +130,7 @@ def remove(conn: Connection, actor: Any, entry_id: int, remote: str | None = Non
                                                            and set(entry["cells"]) <= mine)):
         raise WatchlistError("forbidden_scope", 403, f"watchlist entry {entry_id} covers cells that are not yours")
     conn.execute(delete(wl).where(wl.c.id == entry_id))
-    audit.record(conn, "watchlist_remove", user_id=actor.id, username=actor.username, remote=remote, at=t,
-                 note=entry["plate"], data={k: entry[k] for k in ("id", "plate", "reason", "owner", "cells",
-                                                                  "expires_at")})
+    _audit(conn, "watchlist_remove", actor, entry, remote, t)
     return entry
 
 

@@ -77,10 +77,34 @@ def test_create_list_remove_with_audit_and_mirror(env: dict[str, Any]) -> None:
     with env["engine"].connect() as conn:
         rows = conn.execute(select(actions).where(actions.c.action.like("watchlist_%"))
                             .order_by(actions.c.id)).mappings().all()
-    assert [(a["action"], a["username"], a["note"]) for a in rows] == [
-        ("watchlist_add", "eng1", "藏D·T5022"), ("watchlist_add", "boss", "藏D·T50?2"),
-        ("watchlist_remove", "eng1", "藏D·T5022")]
+    assert [(a["action"], a["username"], a["note"], a["grid_cell_id"]) for a in rows] == [
+        ("watchlist_add", "eng1", "藏D·T5022", "G1"), ("watchlist_add", "boss", "藏D·T50?2", None),
+        ("watchlist_remove", "eng1", "藏D·T5022", "G1")]
     assert '"reason": "stolen"' in rows[2]["data"]  # what was removed, kept in the log
+
+
+def test_each_covered_cells_supervisor_reads_the_change_in_the_audit_log(env: dict[str, Any]) -> None:
+    eng1, eng2, boss = (LoggedIn(env["app"], n) for n in ("eng1", "eng2", "boss"))
+    r = boss.c.post("/api/watchlists", json={"plate": "藏D·T5022", "reason": "stolen", "cells": ["G1", "G2"]},
+                    headers=boss.h)
+    assert r.status_code == 200, r.text
+    two = r.json()["id"]
+    r = eng1.c.post("/api/watchlists", json={"plate": "藏A·12345", "reason": "witness", "cells": ["G1"]},
+                    headers=eng1.h)
+    assert r.status_code == 200, r.text
+    assert boss.c.delete(f"/api/watchlists/{two}", headers=boss.h).status_code == 200
+
+    def logged(user: LoggedIn) -> list[tuple[str, str | None, str]]:
+        res = user.c.get("/api/audit")
+        assert res.status_code == 200, res.text
+        return sorted((a["action"], a["grid_cell_id"], a["note"]) for a in res.json()["rows"]
+                      if a["action"].startswith("watchlist_"))
+
+    # the G2 engineer reads the two-cell entry's add and remove (their cell's rows), not G1's own entry
+    assert logged(eng2) == [("watchlist_add", "G2", "藏D·T5022"), ("watchlist_remove", "G2", "藏D·T5022")]
+    assert logged(eng1) == [("watchlist_add", "G1", "藏A·12345"), ("watchlist_add", "G1", "藏D·T5022"),
+                            ("watchlist_remove", "G1", "藏D·T5022")]
+    assert len(logged(boss)) == 5  # every cell's rows
 
 
 def test_operators_may_neither_see_nor_change_watchlists(env: dict[str, Any]) -> None:
