@@ -51,6 +51,12 @@ def die_with_parent(argv: list[str], sig: int = signal.SIGTERM) -> list[str]:
     return [setpriv, "--pdeathsig", signal.Signals(sig).name.removeprefix("SIG"), "--", *argv]
 
 
+def start_child(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own session (its process group is its pid, killed as a group) with the
+    parent-death signal (:func:`die_with_parent`): how every long-lived child is started."""
+    return subprocess.Popen(die_with_parent(argv), start_new_session=True, **popen)
+
+
 def kill_group(pgid: int, sig: int) -> bool:
     """Send ``sig`` to a process group; False when the group no longer exists."""
     try:

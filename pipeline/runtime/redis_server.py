@@ -33,7 +33,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from pipeline.runtime.procs import die_with_parent, kill_group, wait_group_gone
+from pipeline.runtime.procs import kill_group, start_child, wait_group_gone
 
 SOCKET_NAME = "redis.sock"
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, with a NUL; keep a margin
@@ -164,8 +164,8 @@ class RedisServer:
         self._prepare_dir()
         self._write_conf()
         with open(self.data_dir / "redis.stderr", "ab") as err:  # config errors come before the logfile
-            self.proc = subprocess.Popen(die_with_parent([find_redis_server(), str(self.conf_path)]),
-                                         stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
+            self.proc = start_child([find_redis_server(), str(self.conf_path)],
+                                     stdin=subprocess.DEVNULL, stdout=err, stderr=err)
         return self.proc
 
     def ping(self, client: redis.Redis | None = None, timeout: float = 1.0) -> bool:

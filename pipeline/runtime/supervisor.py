@@ -43,7 +43,7 @@ from pipeline.config.schema import is_loopback
 from pipeline.publish import bus
 from pipeline.runtime.heartbeat import beat_age
 from pipeline.runtime.lock import DataDirBusy, RunLock
-from pipeline.runtime.procs import die_with_parent, kill_group, port_problem, wait_group_gone
+from pipeline.runtime.procs import kill_group, port_problem, start_child, wait_group_gone
 from pipeline.runtime.redis_server import RedisServer, write_secret_file
 
 log = logging.getLogger("sharpeye.run")
@@ -89,7 +89,7 @@ class Child:
 
     # what subclasses vary
     def spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(die_with_parent(self.argv), start_new_session=True)
+        return start_child(self.argv)
 
     def unhealthy(self, now: float) -> str | None:
         """Why a running child must be restarted, or None."""

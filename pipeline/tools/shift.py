@@ -50,7 +50,7 @@ import yaml
 from sqlalchemy import create_engine, text
 
 from pipeline.publish import bus
-from pipeline.runtime.procs import die_with_parent
+from pipeline.runtime.procs import start_child
 from pipeline.tools.simulator import RtspSimulator, camsim_unavailable, free_port
 
 log = logging.getLogger("sharpeye.shift")
@@ -506,8 +506,7 @@ def run_shift(plan: ShiftPlan, work: Path) -> dict[str, Any]:
         data = work / "data"
         with open(run_log, "wb") as out:
             argv = [sys.executable, "-m", "cli.main", "run", "--config", str(cfg_path), "--port", str(port)]
-            run = subprocess.Popen(die_with_parent(argv), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+            run = start_child(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         (work / "shift.pids").write_text(f"camsim {sim.proc.pid if sim.proc else 0}\nrun {run.pid}\n")
         _log(f"cameras {sorted(mounts)} on {sim.base_url}; sharpeye run pid {run.pid}, dashboard port {port}, "
              f"work folder {work}")

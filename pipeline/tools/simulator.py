@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.runtime.procs import die_with_parent
+from pipeline.runtime.procs import start_child
 
 CAMSIM = Path(__file__).resolve().parents[2] / "scripts" / "camsim.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -102,8 +102,8 @@ class RtspSimulator:
         cmd += [f"{m}={p}" for m, p in self.mounts.items()]
         self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: nobody drains it
         t0 = time.monotonic()
-        self.proc = subprocess.Popen(die_with_parent(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self._stderr, env=_system_env(), start_new_session=True)
+        self.proc = start_child(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=self._stderr, env=_system_env())
         try:
             self._wait_ready(t0 + READY_TIMEOUT_S)
         except BaseException:

@@ -43,7 +43,7 @@ import redis
 import yaml
 
 from pipeline.publish.status import STAGE_PER
-from pipeline.runtime.procs import die_with_parent, stop_children
+from pipeline.runtime.procs import start_child, stop_children
 from pipeline.runtime.redis_server import RedisServer
 from pipeline.tools.bench.content import DEFAULT_CACHE, Clip, ClipSpec, ensure_clip
 from pipeline.tools.bench.floor import Floor
@@ -316,8 +316,7 @@ class Run:
         for i, cmd in enumerate(cmds):
             log_path = tmp / f"child{i}.log"
             with open(log_path, "wb") as logf:
-                child = subprocess.Popen(die_with_parent(cmd), stdout=logf, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                child = start_child(cmd, stdout=logf, stderr=subprocess.STDOUT)
             self.children.append(child)
             self.logs.append(log_path)
             self.procs.setdefault(role, []).append(child.pid)

@@ -57,7 +57,7 @@ import numpy as np
 import redis
 import yaml
 
-from pipeline.runtime.procs import die_with_parent
+from pipeline.runtime.procs import start_child
 from pipeline.tools.bench.content import (
     BITRATES,
     RESOLUTIONS,
@@ -201,8 +201,7 @@ class SightingsRun(Run):
                    "--shard", f"{i}/{n}", "--log-level", "WARNING"]
             log_path = tmp / f"child{i}.log"
             with open(log_path, "wb") as logf:
-                child = subprocess.Popen(die_with_parent(cmd), stdout=logf, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                child = start_child(cmd, stdout=logf, stderr=subprocess.STDOUT)
             self.children.append(child)
             self.logs.append(log_path)
             self.probes.append(probe_path)
